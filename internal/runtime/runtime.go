@@ -1,0 +1,105 @@
+// Package runtime defines the contract between Slipway's control plane and
+// the sandboxes that run app instances.
+//
+// A Driver starts an instance from an image in the embedded registry, lets
+// the router dial a port inside the instance's own network namespace, and
+// hands back an opaque Handle that the control plane persists before it acts
+// on it. After a restart of the server, Recover re-attaches to an instance
+// from that persisted handle instead of starting it again.
+//
+// Lifecycle of one instance, in order:
+//
+//	h, err := d.Start(ctx, spec)   // persist h (h.State is opaque JSON)
+//	st, err := d.Wait(ctx, h)      // blocks until the process exits
+//	conn, err := d.Dial(ctx, h, 3000)
+//	err = d.Stop(ctx, h)           // stops the process and frees its resources
+//
+// and after a restart of the server: d.Recover(ctx, h) and then the same.
+//
+// Implementations live in sub-packages (runc, fake) and all pass the shared
+// conformance suite in runtime/drivertest.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+)
+
+// ErrNotFound reports that the instance a handle names no longer exists
+// (for example it was removed while the server was down).
+var ErrNotFound = errors.New("instance not found")
+
+// Limits bounds what one instance may use. A zero field means "the driver's
+// default", never "unlimited".
+type Limits struct {
+	MemoryBytes int64 // If zero, 512 MiB.
+	CPUMillis   int64 // Thousandths of a CPU. If zero, 1000 (one CPU).
+	Pids        int64 // If zero, 512.
+}
+
+// Spec describes an instance to start.
+type Spec struct {
+	// ID names the instance; it is lowercase, DNS-label safe and unique
+	// among live instances of a driver.
+	ID string
+	// Image is a reference to the image, preferably by digest
+	// (host/name@sha256:...), in the embedded registry.
+	Image string
+	// Command, if set, replaces the image's entrypoint and command.
+	Command []string
+	// Env holds KEY=VALUE pairs added to (and overriding) the image's
+	// environment. The driver always sets PORT to the value of Port.
+	Env []string
+	// Port is the port the app listens on inside its sandbox. If zero, 3000.
+	Port int
+	// Limits bounds memory, CPU and processes.
+	Limits Limits
+	// StdoutPath and StderrPath are files (created or appended to) that
+	// receive the app's output. They outlive the server process.
+	StdoutPath string
+	StderrPath string
+}
+
+// Handle identifies a started instance. State is opaque to everything but
+// the driver that produced it and is persisted by the control plane.
+type Handle struct {
+	ID     string `json:"id"`
+	Driver string `json:"driver"`
+	State  []byte `json:"state"`
+}
+
+// Status is a point-in-time view of an instance.
+type Status struct {
+	Running   bool
+	PID       int
+	StartedAt time.Time
+	ExitCode  int       // Valid when !Running.
+	ExitedAt  time.Time // Valid when !Running; zero if unknown.
+}
+
+// Driver runs instances in sandboxes.
+type Driver interface {
+	// Name returns the driver's name as stored in Handle.Driver.
+	Name() string
+	// Start creates and starts an instance. It returns once the process is
+	// running, not once it is healthy.
+	Start(ctx context.Context, spec Spec) (*Handle, error)
+	// Inspect reports the instance's status.
+	Inspect(ctx context.Context, h *Handle) (Status, error)
+	// Wait blocks until the instance's process exits (or ctx ends) and
+	// reports its final status. It notices the exit at once, not by polling
+	// at long intervals.
+	Wait(ctx context.Context, h *Handle) (Status, error)
+	// Dial opens a TCP connection to port inside the instance's sandbox.
+	Dial(ctx context.Context, h *Handle, port int) (net.Conn, error)
+	// Stop stops the instance (SIGTERM, then SIGKILL after a grace period)
+	// and removes everything Start created except the log files. Stopping
+	// an instance that is already gone is not an error.
+	Stop(ctx context.Context, h *Handle) error
+	// Recover re-attaches to an instance after a restart of the server. It
+	// returns ErrNotFound when the instance no longer exists; an instance
+	// whose process has exited is recovered and reported by Inspect.
+	Recover(ctx context.Context, h *Handle) error
+}

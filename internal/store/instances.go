@@ -1,0 +1,112 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Instance is one sandboxed process of a deployment. State is the runtime
+// driver's opaque handle state, persisted so a restarted server can
+// re-attach.
+type Instance struct {
+	ID           string
+	DeploymentID string
+	Driver       string
+	State        []byte
+	Status       string // "starting", "running", "exited", "stopped"
+	StdoutPath   string
+	StderrPath   string
+	StdoutOffset int64
+	StderrOffset int64
+	CreatedAt    time.Time
+	StoppedAt    time.Time
+}
+
+const instanceCols = `id, deployment_id, driver, state, status, stdout_path, stderr_path, stdout_offset, stderr_offset, created_at, stopped_at`
+
+func scanInstance(row interface{ Scan(...any) error }) (Instance, error) {
+	var in Instance
+	var created int64
+	var stopped sql.NullInt64
+	err := row.Scan(&in.ID, &in.DeploymentID, &in.Driver, &in.State, &in.Status, &in.StdoutPath, &in.StderrPath,
+		&in.StdoutOffset, &in.StderrOffset, &created, &stopped)
+	if err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Instance{}, ErrNotFound
+		}
+		return Instance{}, err
+	}
+	in.CreatedAt = time.Unix(0, created).UTC()
+	in.StoppedAt = fromNull(stopped)
+	return in, nil
+}
+
+// CreateInstance records an instance before it is started.
+func (s *Store) CreateInstance(ctx context.Context, in Instance) (Instance, error) {
+	if in.ID == "" {
+		in.ID = NewID()
+	}
+	if in.CreatedAt.IsZero() {
+		in.CreatedAt = now()
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO instances (`+instanceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		in.ID, in.DeploymentID, in.Driver, in.State, in.Status, in.StdoutPath, in.StderrPath,
+		in.StdoutOffset, in.StderrOffset, in.CreatedAt.UnixNano(), toNull(in.StoppedAt))
+	if err != nil {
+		return Instance{}, fmt.Errorf("creating instance: %w", err)
+	}
+	return in, nil
+}
+
+// UpdateInstance stores an instance's driver state and status.
+func (s *Store) UpdateInstance(ctx context.Context, id string, state []byte, status string) error {
+	q := `UPDATE instances SET state = ?, status = ? WHERE id = ?`
+	args := []any{state, status, id}
+	if status == "stopped" || status == "exited" {
+		q = `UPDATE instances SET state = ?, status = ?, stopped_at = coalesce(stopped_at, ?) WHERE id = ?`
+		args = []any{state, status, now().UnixNano(), id}
+	}
+	res, err := s.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	return oneRow(res)
+}
+
+// SetInstanceLogOffsets records how far the instance's log files have been
+// copied into the log table.
+func (s *Store) SetInstanceLogOffsets(ctx context.Context, id string, stdout, stderr int64) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE instances SET stdout_offset = ?, stderr_offset = ? WHERE id = ?`, stdout, stderr, id)
+	return err
+}
+
+// ListInstances returns a deployment's instances, oldest first.
+func (s *Store) ListInstances(ctx context.Context, deploymentID string) ([]Instance, error) {
+	return s.queryInstances(ctx, `SELECT `+instanceCols+` FROM instances WHERE deployment_id = ? ORDER BY created_at`, deploymentID)
+}
+
+// ListLiveInstances returns every instance not yet stopped, for
+// reconciliation at start.
+func (s *Store) ListLiveInstances(ctx context.Context) ([]Instance, error) {
+	return s.queryInstances(ctx, `SELECT `+instanceCols+` FROM instances WHERE status IN ('starting', 'running') ORDER BY created_at`)
+}
+
+func (s *Store) queryInstances(ctx context.Context, q string, args ...any) ([]Instance, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Instance
+	for rows.Next() {
+		in, err := scanInstance(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,126 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are applied in order, each once, inside a transaction. Append
+// new ones; never edit one that has shipped.
+var migrations = []string{
+	// 1: the initial schema.
+	`
+CREATE TABLE projects (
+	id         TEXT PRIMARY KEY,
+	name       TEXT NOT NULL UNIQUE,
+	settings   TEXT NOT NULL DEFAULT '{}',
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE environments (
+	id                    TEXT PRIMARY KEY,
+	project_id            TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	name                  TEXT NOT NULL,
+	current_deployment_id TEXT,
+	created_at            INTEGER NOT NULL,
+	UNIQUE (project_id, name)
+);
+CREATE TABLE deployments (
+	id                     TEXT PRIMARY KEY,
+	project_id             TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	environment_id         TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+	status                 TEXT NOT NULL,
+	trigger                TEXT NOT NULL,
+	promote                INTEGER NOT NULL DEFAULT 1,
+	branch                 TEXT NOT NULL DEFAULT '',
+	commit_sha             TEXT NOT NULL DEFAULT '',
+	commit_message         TEXT NOT NULL DEFAULT '',
+	commit_author          TEXT NOT NULL DEFAULT '',
+	start_command          TEXT NOT NULL DEFAULT '',
+	detected_start_command TEXT NOT NULL DEFAULT '',
+	builder                TEXT NOT NULL DEFAULT '',
+	image                  TEXT NOT NULL DEFAULT '',
+	image_digest           TEXT NOT NULL DEFAULT '',
+	failure_reason         TEXT NOT NULL DEFAULT '',
+	attempts               INTEGER NOT NULL DEFAULT 0,
+	created_at             INTEGER NOT NULL,
+	updated_at             INTEGER NOT NULL,
+	initializing_at        INTEGER,
+	building_at            INTEGER,
+	deploying_at           INTEGER,
+	finished_at            INTEGER,
+	init_ended_at          INTEGER,
+	build_ended_at         INTEGER,
+	deploy_ended_at        INTEGER
+);
+CREATE INDEX deployments_project ON deployments (project_id, created_at DESC);
+CREATE INDEX deployments_status ON deployments (status);
+CREATE TABLE instances (
+	id            TEXT PRIMARY KEY,
+	deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+	driver        TEXT NOT NULL,
+	state         BLOB,
+	status        TEXT NOT NULL,
+	stdout_path   TEXT NOT NULL DEFAULT '',
+	stderr_path   TEXT NOT NULL DEFAULT '',
+	stdout_offset INTEGER NOT NULL DEFAULT 0,
+	stderr_offset INTEGER NOT NULL DEFAULT 0,
+	created_at    INTEGER NOT NULL,
+	stopped_at    INTEGER
+);
+CREATE INDEX instances_deployment ON instances (deployment_id);
+CREATE TABLE log_lines (
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
+	deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+	kind          TEXT NOT NULL,
+	instance_id   TEXT NOT NULL DEFAULT '',
+	stream        TEXT NOT NULL DEFAULT '',
+	ts            INTEGER NOT NULL,
+	text          TEXT NOT NULL
+);
+CREATE INDEX log_lines_deployment ON log_lines (deployment_id, kind, id);
+CREATE TABLE api_tokens (
+	id           TEXT PRIMARY KEY,
+	name         TEXT NOT NULL,
+	hash         TEXT NOT NULL UNIQUE,
+	created_at   INTEGER NOT NULL,
+	last_used_at INTEGER
+);
+`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		applied_at INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	for i, m := range migrations {
+		version := i + 1
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, now().UnixNano())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", version, err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion reports the highest applied migration.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v)
+	return int(v.Int64), err
+}
