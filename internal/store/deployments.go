@@ -198,8 +198,9 @@ type DeploymentPatch struct {
 
 // UpdateDeployment applies p to the deployment if its status is still
 // fromStatus (an empty fromStatus skips the check); otherwise it returns
-// ErrConflict and changes nothing.
-func (s *Store) UpdateDeployment(ctx context.Context, id, fromStatus string, p DeploymentPatch) (Deployment, error) {
+// ErrConflict and changes nothing. The log lines, if any, are appended in
+// the same transaction, so a reader never sees the change without them.
+func (s *Store) UpdateDeployment(ctx context.Context, id, fromStatus string, p DeploymentPatch, lines ...LogLine) (Deployment, error) {
 	sets := []string{"updated_at = ?"}
 	args := []any{now().UnixNano()}
 	str := func(col string, v *string) {
@@ -238,16 +239,25 @@ func (s *Store) UpdateDeployment(ctx context.Context, id, fromStatus string, p D
 		q += ` AND status = ?`
 		args = append(args, fromStatus)
 	}
-	res, err := s.db.ExecContext(ctx, q, args...)
-	if err != nil {
-		return Deployment{}, fmt.Errorf("updating deployment %s: %w", id, err)
-	}
-	if err := oneRow(res); err != nil {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("updating deployment %s: %w", id, err)
+		}
+		if err := oneRow(res); err != nil {
+			return err
+		}
+		return appendLogs(ctx, tx, lines)
+	})
+	if errors.Is(err, ErrNotFound) {
 		cur, gerr := s.GetDeployment(ctx, id)
 		if gerr != nil {
 			return Deployment{}, gerr
 		}
 		return cur, fmt.Errorf("deployment %s is %s, not %s: %w", id, cur.Status, fromStatus, ErrConflict)
+	}
+	if err != nil {
+		return Deployment{}, err
 	}
 	return s.GetDeployment(ctx, id)
 }

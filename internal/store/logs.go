@@ -30,22 +30,27 @@ func (s *Store) AppendLogs(ctx context.Context, lines []LogLine) error {
 	if len(lines) == 0 {
 		return nil
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO log_lines (deployment_id, kind, instance_id, stream, ts, text) VALUES (?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for i := range lines {
-			l := &lines[i]
-			res, err := stmt.ExecContext(ctx, l.DeploymentID, l.Kind, l.InstanceID, l.Stream, l.Time.UnixNano(), l.Text)
-			if err != nil {
-				return fmt.Errorf("appending log line: %w", err)
-			}
-			l.ID, _ = res.LastInsertId()
-		}
+	return s.tx(ctx, func(tx *sql.Tx) error { return appendLogs(ctx, tx, lines) })
+}
+
+func appendLogs(ctx context.Context, tx *sql.Tx, lines []LogLine) error {
+	if len(lines) == 0 {
 		return nil
-	})
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO log_lines (deployment_id, kind, instance_id, stream, ts, text) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i := range lines {
+		l := &lines[i]
+		res, err := stmt.ExecContext(ctx, l.DeploymentID, l.Kind, l.InstanceID, l.Stream, l.Time.UnixNano(), l.Text)
+		if err != nil {
+			return fmt.Errorf("appending log line: %w", err)
+		}
+		l.ID, _ = res.LastInsertId()
+	}
+	return nil
 }
 
 // LogQuery selects log lines of one deployment and kind.

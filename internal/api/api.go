@@ -1,0 +1,361 @@
+// Package api is Slipway's REST/JSON API under /api/v1/, with server-sent
+// events for live logs, bearer-token authentication and one error envelope
+// (see Error). docs/API.md is its reference.
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/store"
+)
+
+// Config wires a Server. Store and Deploy are required.
+type Config struct {
+	Store  *store.Store
+	Deploy *deploy.Controller
+	// Registry, if set, serves the OCI distribution API under /v2/. It does
+	// its own authentication.
+	Registry http.Handler
+	// RouterPort is the port apps are served on, used to print URLs.
+	// If zero, 80.
+	RouterPort int
+	// MaxUploadBytes bounds an uploaded source (compressed). If zero, 256 MiB.
+	MaxUploadBytes int64
+	// Log receives errors. If nil, slog.Default().
+	Log *slog.Logger
+}
+
+// Server serves the API.
+type Server struct {
+	cfg   Config
+	store *store.Store
+	dep   *deploy.Controller
+	log   *slog.Logger
+}
+
+// New returns a Server.
+func New(cfg Config) *Server {
+	if cfg.RouterPort == 0 {
+		cfg.RouterPort = 80
+	}
+	if cfg.MaxUploadBytes <= 0 {
+		cfg.MaxUploadBytes = 256 << 20
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Server{cfg: cfg, store: cfg.Store, dep: cfg.Deploy, log: cfg.Log}
+}
+
+// Handler returns the HTTP handler of the API (and of the registry, when
+// configured).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	handle := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+		mux.Handle(pattern, s.authenticated(func(w http.ResponseWriter, r *http.Request) {
+			if err := h(w, r); err != nil {
+				s.writeError(w, r, err)
+			}
+		}))
+	}
+	handle("GET /api/v1/projects", s.listProjects)
+	handle("POST /api/v1/projects", s.createProject)
+	handle("GET /api/v1/projects/{project}", s.getProject)
+	handle("GET /api/v1/projects/{project}/deployments", s.listDeployments)
+	handle("POST /api/v1/projects/{project}/deployments", s.createDeployment)
+	handle("GET /api/v1/deployments/{id}", s.getDeployment)
+	handle("POST /api/v1/deployments/{id}/stop", s.stopDeployment)
+	handle("GET /api/v1/deployments/{id}/build-logs", s.buildLogs)
+	handle("GET /api/v1/deployments/{id}/logs", s.runtimeLogs)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+	if s.cfg.Registry != nil {
+		mux.Handle("/v2/", s.cfg.Registry)
+	}
+	return mux
+}
+
+// Authorized reports whether r carries a valid API token, as a bearer
+// token or as the password of HTTP basic auth (for git and registry
+// clients).
+func (s *Server) Authorized(r *http.Request) bool {
+	token := ""
+	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
+		token = strings.TrimSpace(strings.TrimPrefix(h, "Bearer "))
+	} else if _, pw, ok := r.BasicAuth(); ok {
+		token = pw
+	}
+	if token == "" {
+		return false
+	}
+	_, err := s.store.CheckToken(r.Context(), token)
+	return err == nil
+}
+
+func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.Authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="slipway"`)
+			s.writeError(w, r, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
+				Message: "missing or invalid API token (send it as 'Authorization: Bearer <token>')"})
+			return
+		}
+		h(w, r)
+	})
+}
+
+var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+var deploymentIDRE = regexp.MustCompile(`^[a-z2-7]{12}$`)
+
+// ValidateName checks a project or environment name: a DNS label that
+// cannot be mistaken for a deployment id.
+func ValidateName(kind, name string) error {
+	if !labelRE.MatchString(name) {
+		return errBadRequest(fmt.Sprintf("invalid %s name %q: use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit", kind, name))
+	}
+	if deploymentIDRE.MatchString(name) {
+		return errBadRequest(fmt.Sprintf("invalid %s name %q: 12 characters of a-z and 2-7 are reserved for deployment ids", kind, name))
+	}
+	return nil
+}
+
+func (s *Server) url(host string) string {
+	if s.cfg.RouterPort == 80 {
+		return "http://" + host
+	}
+	return fmt.Sprintf("http://%s:%d", host, s.cfg.RouterPort)
+}
+
+func (s *Server) projectJSON(ctx context.Context, p store.Project) (Project, error) {
+	envs, err := s.store.ListEnvironments(ctx, p.ID)
+	if err != nil {
+		return Project{}, err
+	}
+	out := Project{Name: p.Name, CreatedAt: p.CreatedAt, URL: s.url(s.dep.ProjectHost(p.Name)), Environments: []Environment{}}
+	for _, e := range envs {
+		out.Environments = append(out.Environments, Environment{
+			Name: e.Name, URL: s.url(s.dep.EnvironmentHost(p.Name, e.Name)),
+			CurrentDeployment: e.CurrentDeploymentID,
+		})
+		if e.Name == store.ProductionEnvironment {
+			out.CurrentDeployment = e.CurrentDeploymentID
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) deploymentJSON(ctx context.Context, d store.Deployment) Deployment {
+	current := false
+	if env, err := s.store.GetEnvironmentByID(ctx, d.EnvironmentID); err == nil {
+		current = env.CurrentDeploymentID == d.ID
+	}
+	out := Deployment{
+		ID: d.ID, Project: d.ProjectName, Environment: d.EnvironmentName, Status: d.Status,
+		Trigger: d.Trigger, Promote: d.Promote, Current: current,
+		URL:          s.url(s.dep.PreviewHost(d.ID)),
+		Commit:       Commit{Branch: d.Branch, SHA: d.CommitSHA, Message: d.CommitMessage, Author: d.CommitAuthor},
+		StartCommand: d.StartCommand, DetectedStartCommand: d.DetectedStartCommand, Builder: d.Builder,
+		Image: d.Image, ImageDigest: d.ImageDigest, FailureReason: d.FailureReason,
+		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Phases: phases(d),
+	}
+	for _, h := range s.dep.Hostnames(d, current) {
+		out.URLs = append(out.URLs, s.url(h))
+	}
+	if !d.FinishedAt.IsZero() {
+		f := d.FinishedAt
+		out.FinishedAt = &f
+	}
+	if !d.BuildingAt.IsZero() && !d.BuildEndedAt.IsZero() {
+		out.BuildDurationMS = d.BuildEndedAt.Sub(d.BuildingAt).Milliseconds()
+	}
+	if out.Phases == nil {
+		out.Phases = []Phase{}
+	}
+	return out
+}
+
+func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
+	ps, err := s.store.ListProjects(r.Context())
+	if err != nil {
+		return err
+	}
+	out := []Project{}
+	for _, p := range ps {
+		pj, err := s.projectJSON(r.Context(), p)
+		if err != nil {
+			return err
+		}
+		out = append(out, pj)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
+	var req CreateProjectRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if err := ValidateName("project", req.Name); err != nil {
+		return err
+	}
+	p, err := s.store.CreateProject(r.Context(), store.Project{Name: req.Name})
+	if err != nil {
+		return err
+	}
+	pj, err := s.projectJSON(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, pj)
+	return nil
+}
+
+func (s *Server) getProject(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.store.GetProject(r.Context(), r.PathValue("project"))
+	if err != nil {
+		return err
+	}
+	pj, err := s.projectJSON(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, pj)
+	return nil
+}
+
+func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	p, err := s.store.GetProject(ctx, r.PathValue("project"))
+	if err != nil {
+		return err
+	}
+	f := store.DeploymentFilter{ProjectID: p.ID}
+	q := r.URL.Query()
+	if env := q.Get("environment"); env != "" {
+		e, err := s.store.GetEnvironment(ctx, p.ID, env)
+		if err != nil {
+			return err
+		}
+		f.EnvironmentID = e.ID
+	}
+	if st := q.Get("status"); st != "" {
+		for _, v := range strings.Split(st, ",") {
+			v = strings.ToUpper(strings.TrimSpace(v))
+			if !deploy.Status(v).Valid() {
+				return errBadRequest(fmt.Sprintf("unknown status %q", v))
+			}
+			f.Statuses = append(f.Statuses, v)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			return errBadRequest("limit must be a number from 1 to 500")
+		}
+		f.Limit = n
+	}
+	if v := q.Get("before"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return errBadRequest("before must be an RFC 3339 time")
+		}
+		f.Before = t
+	}
+	ds, err := s.store.ListDeployments(ctx, f)
+	if err != nil {
+		return err
+	}
+	out := []Deployment{}
+	for _, d := range ds {
+		out = append(out, s.deploymentJSON(ctx, d))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// createDeployment takes the source as the request body (a gzip-compressed
+// tar) and the metadata as query parameters.
+func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	q := r.URL.Query()
+	if _, err := s.store.GetProject(ctx, r.PathValue("project")); err != nil {
+		return err
+	}
+	promote := true
+	if v := q.Get("promote"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errBadRequest("promote must be true or false")
+		}
+		promote = b
+	}
+	if r.ContentLength > s.cfg.MaxUploadBytes {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
+			Message: fmt.Sprintf("source upload of %d bytes is over the limit of %d MiB", r.ContentLength, s.cfg.MaxUploadBytes>>20)}
+	}
+	body := bufio.NewReaderSize(http.MaxBytesReader(w, r.Body, s.cfg.MaxUploadBytes+1), 64<<10)
+	if magic, err := body.Peek(2); err != nil || magic[0] != 0x1f || magic[1] != 0x8b {
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidSource,
+			Message: "the upload is not a gzip-compressed tar archive (send the source tree as .tar.gz)"}
+	}
+	d, err := s.dep.Create(ctx, deploy.CreateRequest{
+		Project: r.PathValue("project"), Environment: q.Get("environment"),
+		Trigger: "upload", Promote: promote,
+		Branch: q.Get("branch"), CommitSHA: q.Get("commit"), Message: q.Get("message"), Author: q.Get("author"),
+		Source: body, MaxSourceBytes: s.cfg.MaxUploadBytes,
+	})
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
+				Message: fmt.Sprintf("source upload is over the limit of %d MiB", s.cfg.MaxUploadBytes>>20)}
+		}
+		return err
+	}
+	writeJSON(w, http.StatusCreated, s.deploymentJSON(ctx, d))
+	return nil
+}
+
+func (s *Server) getDeployment(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.store.GetDeployment(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.deploymentJSON(r.Context(), d))
+	return nil
+}
+
+func (s *Server) stopDeployment(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.dep.Stop(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.deploymentJSON(r.Context(), d))
+	return nil
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errBadRequest("invalid JSON body: " + err.Error())
+	}
+	return nil
+}

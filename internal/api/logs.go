@@ -1,0 +1,184 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/store"
+)
+
+// buildLogs serves a deployment's build log: a JSON page of lines after a
+// cursor, or with follow=true (or Accept: text/event-stream) a live
+// server-sent-event stream that ends once the build and deploy phases are
+// over.
+func (s *Server) buildLogs(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.store.GetDeployment(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	after, limit, err := cursorParams(r, "after")
+	if err != nil {
+		return err
+	}
+	if wantsStream(r) {
+		if v := r.Header.Get("Last-Event-ID"); v != "" {
+			after, _ = strconv.ParseInt(v, 10, 64)
+		}
+		return s.stream(w, r, d.ID, store.LogBuild, after, true)
+	}
+	lines, err := s.store.ListLogs(r.Context(), store.LogQuery{DeploymentID: d.ID, Kind: store.LogBuild, After: after, Limit: limit})
+	if err != nil {
+		return err
+	}
+	page := LogPage{Lines: toLogLines(lines)}
+	if len(lines) == limit {
+		page.Next = lines[len(lines)-1].ID
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// runtimeLogs serves what a deployment's app wrote, paginated by cursor:
+// direction=backward (the default) pages from the newest line to older
+// ones, direction=forward from the oldest; with follow=true it streams new
+// lines as server-sent events until the client goes away.
+func (s *Server) runtimeLogs(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.store.GetDeployment(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	cursor, limit, err := cursorParams(r, "cursor")
+	if err != nil {
+		return err
+	}
+	if wantsStream(r) {
+		if v := r.Header.Get("Last-Event-ID"); v != "" {
+			cursor, _ = strconv.ParseInt(v, 10, 64)
+		} else if cursor == 0 {
+			// Start with the most recent lines, like tail -f.
+			last, err := s.store.ListLogs(r.Context(), store.LogQuery{DeploymentID: d.ID, Kind: store.LogRuntime, Desc: true, Limit: limit})
+			if err != nil {
+				return err
+			}
+			if len(last) > 0 {
+				cursor = last[len(last)-1].ID - 1
+			}
+		}
+		return s.stream(w, r, d.ID, store.LogRuntime, cursor, false)
+	}
+	q := store.LogQuery{DeploymentID: d.ID, Kind: store.LogRuntime, Limit: limit}
+	switch dir := r.URL.Query().Get("direction"); dir {
+	case "", "backward":
+		q.Desc, q.Before = true, cursor
+	case "forward":
+		q.After = cursor
+	default:
+		return errBadRequest(fmt.Sprintf("direction must be backward or forward, not %q", dir))
+	}
+	lines, err := s.store.ListLogs(r.Context(), q)
+	if err != nil {
+		return err
+	}
+	page := LogPage{Lines: toLogLines(lines)}
+	if len(lines) == limit {
+		page.Next = lines[len(lines)-1].ID
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+func cursorParams(r *http.Request, name string) (cursor int64, limit int, err error) {
+	q := r.URL.Query()
+	limit = 200
+	if v := q.Get(name); v != "" {
+		cursor, err = strconv.ParseInt(v, 10, 64)
+		if err != nil || cursor < 0 {
+			return 0, 0, errBadRequest(name + " must be a non-negative line id")
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		limit, err = strconv.Atoi(v)
+		if err != nil || limit < 1 || limit > 5000 {
+			return 0, 0, errBadRequest("limit must be a number from 1 to 5000")
+		}
+	}
+	return cursor, limit, nil
+}
+
+func wantsStream(r *http.Request) bool {
+	if v, _ := strconv.ParseBool(r.URL.Query().Get("follow")); v {
+		return true
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+}
+
+// stream writes the deployment's lines of kind after the cursor as
+// server-sent events, then waits for more. Events:
+//
+//	event: line    data: LogLine (id: the line's cursor)
+//	event: status  data: {"status": "..."} whenever the status changes
+//	event: end     data: Deployment — build streams only, once the
+//	               deployment is RUNNING, FAILED or STOPPED and every line
+//	               has been sent
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, id, kind string, after int64, endWithBuild bool) error {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		return fmt.Errorf("streaming unsupported by the connection")
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	ctx := r.Context()
+	lastStatus := ""
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		// Take the wake-up channel before reading, so a change between the
+		// read and the wait is not missed.
+		changed := s.dep.Changed(id)
+		d, err := s.store.GetDeployment(ctx, id)
+		if err != nil {
+			return nil
+		}
+		for {
+			lines, err := s.store.ListLogs(ctx, store.LogQuery{DeploymentID: id, Kind: kind, After: after, Limit: 500})
+			if err != nil {
+				return nil
+			}
+			for _, l := range toLogLines(lines) {
+				b, _ := json.Marshal(l)
+				fmt.Fprintf(w, "id: %d\nevent: line\ndata: %s\n\n", l.ID, b)
+				after = l.ID
+			}
+			if len(lines) < 500 {
+				break
+			}
+		}
+		if d.Status != lastStatus {
+			lastStatus = d.Status
+			fmt.Fprintf(w, "event: status\ndata: {\"status\":%q}\n\n", d.Status)
+		}
+		flusher.Flush()
+		st := deploy.Status(d.Status)
+		if endWithBuild && (st == deploy.Running || st.Terminal()) {
+			b, _ := json.Marshal(s.deploymentJSON(ctx, d))
+			fmt.Fprintf(w, "event: end\ndata: %s\n\n", b)
+			flusher.Flush()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-keepalive.C:
+			fmt.Fprint(w, ": keepalive\n\n")
+			flusher.Flush()
+		}
+	}
+}

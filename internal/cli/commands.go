@@ -1,0 +1,269 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipwayhq/slipway/internal/api"
+)
+
+func table(cmd *cobra.Command) *tabwriter.Writer {
+	return tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+}
+
+func newProjectsCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "projects",
+		Short: "List projects",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ps []api.Project
+			if err := newClient().call(cmd.Context(), "GET", "/api/v1/projects", nil, &ps); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd, ps)
+			}
+			w := table(cmd)
+			fmt.Fprintln(w, "NAME\tCURRENT\tURL\tCREATED")
+			for _, p := range ps {
+				cur := p.CurrentDeployment
+				if cur == "" {
+					cur = "-"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Name, cur, p.URL, since(p.CreatedAt))
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a project (with a production environment)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var p api.Project
+			if err := newClient().call(cmd.Context(), "POST", "/api/v1/projects", api.CreateProjectRequest{Name: args[0]}, &p); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd, p)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Created project %s: %s\n", p.Name, p.URL)
+			return nil
+		},
+	}
+	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func newDeploymentsCmd() *cobra.Command {
+	var (
+		project, environment, status string
+		limit                        int
+		asJSON                       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "deployments [ID]",
+		Short: "List a project's deployments, or show one deployment",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := newClient()
+			if len(args) == 1 {
+				var d api.Deployment
+				if err := c.call(cmd.Context(), "GET", "/api/v1/deployments/"+pathEscape(args[0]), nil, &d); err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(cmd, d)
+				}
+				printDeployment(cmd, d)
+				return nil
+			}
+			if project == "" {
+				return fmt.Errorf("--project is required to list deployments")
+			}
+			q := url.Values{}
+			if environment != "" {
+				q.Set("environment", environment)
+			}
+			if status != "" {
+				q.Set("status", status)
+			}
+			q.Set("limit", strconv.Itoa(limit))
+			var ds []api.Deployment
+			if err := c.call(cmd.Context(), "GET", "/api/v1/projects/"+pathEscape(project)+"/deployments?"+q.Encode(), nil, &ds); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd, ds)
+			}
+			w := table(cmd)
+			fmt.Fprintln(w, "ID\tSTATUS\tENV\tBRANCH\tCOMMIT\tMESSAGE\tTRIGGER\tCREATED")
+			for _, d := range ds {
+				status := d.Status
+				if d.Current {
+					status += "*"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, status, d.Environment, dash(d.Commit.Branch),
+					dash(short(d.Commit.SHA, 7)), dash(short(firstLine(d.Commit.Message), 40)), d.Trigger, since(d.CreatedAt))
+			}
+			return w.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&project, "project", "p", os.Getenv("SLIPWAY_PROJECT"), "project")
+	f.StringVarP(&environment, "environment", "e", "", "only this environment")
+	f.StringVar(&status, "status", "", "only these statuses (comma-separated)")
+	f.IntVar(&limit, "limit", 20, "how many to list")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printDeployment(cmd *cobra.Command, d api.Deployment) {
+	w := table(cmd)
+	fmt.Fprintf(w, "ID\t%s\n", d.ID)
+	fmt.Fprintf(w, "Project\t%s (%s)\n", d.Project, d.Environment)
+	fmt.Fprintf(w, "Status\t%s\n", d.Status)
+	if d.FailureReason != "" {
+		fmt.Fprintf(w, "Reason\t%s\n", d.FailureReason)
+	}
+	fmt.Fprintf(w, "Trigger\t%s\n", d.Trigger)
+	fmt.Fprintf(w, "URLs\t%s\n", strings.Join(d.URLs, " "))
+	if d.Commit.SHA != "" {
+		fmt.Fprintf(w, "Commit\t%s on %s by %s\n", short(d.Commit.SHA, 12), dash(d.Commit.Branch), dash(d.Commit.Author))
+		fmt.Fprintf(w, "Message\t%s\n", firstLine(d.Commit.Message))
+	}
+	fmt.Fprintf(w, "Start command\t%s\n", orText(d.StartCommand, "(the image's own)"))
+	if d.Image != "" {
+		fmt.Fprintf(w, "Image\t%s\n", d.Image)
+	}
+	fmt.Fprintf(w, "Created\t%s (%s)\n", d.CreatedAt.Local().Format(time.DateTime), since(d.CreatedAt))
+	for _, p := range d.Phases {
+		state := ""
+		if p.EndedAt == nil {
+			state = " (running)"
+		}
+		fmt.Fprintf(w, "  %s\t%s%s\n", p.Name, (time.Duration(p.DurationMS) * time.Millisecond).String(), state)
+	}
+	w.Flush()
+}
+
+func newLogsCmd() *cobra.Command {
+	var (
+		build, followFlag, asJSON bool
+		limit                     int
+	)
+	cmd := &cobra.Command{
+		Use:   "logs DEPLOYMENT",
+		Short: "Print a deployment's runtime logs (or its build log with --build)",
+		Long: `Print the newest runtime log lines of a deployment (what its app wrote to
+stdout and stderr), oldest first; --follow keeps printing new lines. With
+--build, print the build log instead (--follow streams it until the deployment
+is RUNNING or FAILED).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := newClient()
+			id := pathEscape(args[0])
+			out := cmd.OutOrStdout()
+			print := func(l api.LogLine) {
+				if asJSON {
+					b, _ := json.Marshal(l)
+					fmt.Fprintln(out, string(b))
+					return
+				}
+				fmt.Fprintf(out, "%s %s\n", dim(l.Time.Local().Format("15:04:05.000")), l.Text)
+			}
+			path := "/api/v1/deployments/" + id + "/logs"
+			if build {
+				path = "/api/v1/deployments/" + id + "/build-logs"
+			}
+			if followFlag {
+				return c.follow(cmd.Context(), path+"?follow=true&limit="+strconv.Itoa(limit), func(ev sseEvent) bool {
+					if ev.Event == "line" {
+						var l api.LogLine
+						if json.Unmarshal([]byte(ev.Data), &l) == nil {
+							print(l)
+						}
+					}
+					return ev.Event != "end"
+				})
+			}
+			var page api.LogPage
+			if err := c.call(cmd.Context(), "GET", path+"?limit="+strconv.Itoa(limit), nil, &page); err != nil {
+				return err
+			}
+			lines := page.Lines
+			if !build { // runtime pages come newest first
+				for i, j := 0, len(lines)-1; i < j; i, j = i+1, j-1 {
+					lines[i], lines[j] = lines[j], lines[i]
+				}
+			}
+			for _, l := range lines {
+				print(l)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&build, "build", false, "the build log instead of runtime logs")
+	f.BoolVarP(&followFlag, "follow", "f", false, "keep printing new lines")
+	f.IntVarP(&limit, "limit", "n", 200, "how many lines")
+	f.BoolVar(&asJSON, "json", false, "print each line as JSON")
+	return cmd
+}
+
+func newStopCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "stop DEPLOYMENT",
+		Short: "Stop a deployment (its URLs then answer with a 'stopped' page)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var d api.Deployment
+			if err := newClient().call(cmd.Context(), "POST", "/api/v1/deployments/"+pathEscape(args[0])+"/stop", nil, &d); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd, d)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Deployment %s is %s\n", d.ID, d.Status)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func dash(s string) string { return orText(s, "-") }
+
+func orText(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
+}
+
+func short(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipwayhq/slipway/internal/api"
+	"github.com/slipwayhq/slipway/internal/source"
+)
+
+func newDeployCmd() *cobra.Command {
+	var (
+		project, environment      string
+		noCreate, detach, noPromo bool
+		asJSON                    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "deploy [DIR]",
+		Short: "Upload a folder, build and run it, and print its URLs",
+		Long: `Pack DIR (default: the current directory) honouring .gitignore and
+.slipwayignore, upload it as a new deployment of the project, follow the build
+log, and print the preview URL and the project's default hostname once the
+deployment is RUNNING. Exits non-zero with the reason when it FAILED.
+
+Inside a git checkout the deployment records the branch, commit SHA, message
+and author. The project is created when it does not exist (unless --no-create);
+its name defaults to the folder's name.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				return err
+			}
+			if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+				return fmt.Errorf("%s is not a directory", dir)
+			}
+			if project == "" {
+				project = projectName(filepath.Base(abs))
+			}
+			out := cmd.OutOrStdout()
+			logf := func(format string, a ...any) {
+				if !asJSON {
+					fmt.Fprintf(out, format, a...)
+				}
+			}
+			c := newClient()
+			if err := c.call(ctx, "GET", "/api/v1/projects/"+pathEscape(project), nil, nil); err != nil {
+				if !isNotFound(err) {
+					return err
+				}
+				if noCreate {
+					return fmt.Errorf("project %q does not exist (and --no-create was given)", project)
+				}
+				if err := c.call(ctx, "POST", "/api/v1/projects", api.CreateProjectRequest{Name: project}, nil); err != nil {
+					return fmt.Errorf("creating project %q: %w", project, err)
+				}
+				logf("Created project %s\n", project)
+			}
+
+			q := url.Values{}
+			if environment != "" {
+				q.Set("environment", environment)
+			}
+			if noPromo {
+				q.Set("promote", "false")
+			}
+			if info, ok := source.GitInfo(ctx, abs); ok {
+				q.Set("branch", info.Branch)
+				q.Set("commit", info.Commit)
+				q.Set("message", info.Message)
+				q.Set("author", info.Author)
+			}
+			pr, pw := io.Pipe()
+			counter := &countWriter{w: pw}
+			go func() { pw.CloseWithError(source.Pack(abs, counter)) }()
+			start := time.Now()
+			logf("Uploading %s to %s (project %s)\n", abs, c.cfg.URL, project)
+			resp, err := c.request(ctx, http.MethodPost, "/api/v1/projects/"+pathEscape(project)+"/deployments?"+q.Encode(), pr, "application/gzip")
+			pr.Close()
+			if err != nil {
+				return err
+			}
+			var d api.Deployment
+			err = json.NewDecoder(resp.Body).Decode(&d)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			logf("Uploaded %s in %s; deployment %s\n", humanBytes(counter.n), time.Since(start).Round(time.Millisecond), d.ID)
+			if detach {
+				if asJSON {
+					return printJSON(cmd, d)
+				}
+				logf("Preview URL: %s\n", d.URL)
+				return nil
+			}
+
+			final := &d
+			err = c.follow(ctx, "/api/v1/deployments/"+d.ID+"/build-logs?follow=true", func(ev sseEvent) bool {
+				switch ev.Event {
+				case "line":
+					var l api.LogLine
+					if json.Unmarshal([]byte(ev.Data), &l) == nil {
+						logf("%s %s\n", dim(fmt.Sprintf("[%6.1fs]", l.Time.Sub(start).Seconds())), l.Text)
+					}
+				case "status":
+					var s struct{ Status string }
+					json.Unmarshal([]byte(ev.Data), &s)
+					logf("==> %s\n", s.Status)
+				case "end":
+					var fd api.Deployment
+					if json.Unmarshal([]byte(ev.Data), &fd) == nil {
+						final = &fd
+					}
+					return false
+				}
+				return true
+			})
+			if err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("interrupted; deployment %s continues on the server", d.ID)
+			}
+			if asJSON {
+				printJSON(cmd, final)
+			}
+			switch final.Status {
+			case "RUNNING":
+				logf("\nDeployment %s is RUNNING (%s from upload)\n", final.ID, time.Since(start).Round(100*time.Millisecond))
+				logf("  Preview URL: %s\n", final.URL)
+				for _, u := range final.URLs {
+					if u != final.URL {
+						logf("  %s\n", u)
+					}
+				}
+				return nil
+			default:
+				if !asJSON {
+					fmt.Fprintf(cmd.ErrOrStderr(), "\nDeployment %s %s: %s\n", final.ID, final.Status, final.FailureReason)
+				}
+				return exitCode(1)
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&project, "project", "p", os.Getenv("SLIPWAY_PROJECT"), "project name (default: the folder's name)")
+	f.StringVarP(&environment, "environment", "e", "", "environment (default: production)")
+	f.BoolVar(&noCreate, "no-create", false, "fail instead of creating a missing project")
+	f.BoolVar(&detach, "detach", false, "return once uploaded, without waiting for the deployment")
+	f.BoolVar(&noPromo, "no-promote", false, "do not make the deployment current on its environment")
+	f.BoolVar(&asJSON, "json", false, "print only the final deployment as JSON")
+	return cmd
+}
+
+var notLabel = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// projectName turns a folder name into a valid project name.
+func projectName(base string) string {
+	n := notLabel.ReplaceAllString(strings.ToLower(base), "-")
+	n = strings.Trim(n, "-")
+	if len(n) > 63 {
+		n = strings.Trim(n[:63], "-")
+	}
+	if n == "" {
+		n = "app"
+	}
+	return n
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func dim(s string) string {
+	if os.Getenv("NO_COLOR") != "" || !isTerminal(os.Stdout) {
+		return s
+	}
+	return "\x1b[2m" + s + "\x1b[0m"
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

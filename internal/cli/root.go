@@ -1,0 +1,158 @@
+// Package cli is the `slipway` command line: the server and the client
+// commands that talk to its API.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipwayhq/slipway/internal/server"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string) int {
+	root := newRoot()
+	root.SetArgs(args)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		if code, ok := err.(exitCode); ok {
+			return int(code)
+		}
+		return 1
+	}
+	return 0
+}
+
+// exitCode ends the process with a code after the error was already shown.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "slipway",
+		Short: "Slipway: push code, get a live URL — on your own server",
+		Long: `Slipway builds your code into an image, runs it in a sandbox and serves it
+at its own URL. This binary is both the server (slipway server) and the CLI.
+
+The CLI finds the server through SLIPWAY_URL and SLIPWAY_TOKEN, or what
+'slipway login' saved.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	root.AddCommand(newServerCmd(), newDeployCmd(), newProjectsCmd(), newDeploymentsCmd(),
+		newLogsCmd(), newStopCmd(), newLoginCmd())
+	return root
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+func newServerCmd() *cobra.Command {
+	var cfg server.Config
+	defRouter := ":8080"
+	if os.Geteuid() == 0 {
+		defRouter = ":80"
+	}
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Slipway server (API, registry, builder, runtime and router)",
+		Long: `Run the Slipway server: the API and dashboard, the embedded OCI registry
+(under /v2/ on the API address), a supervised buildkitd (unless BUILDKIT_HOST is
+set), the runc runtime and the router that serves apps by hostname.
+
+On the first start an admin token is created (SLIPWAY_BOOTSTRAP_TOKEN, or
+generated), printed once and saved to <data>/admin-token. Base-image stand-ins
+built by scripts/base-images.sh are read from SLIPWAY_BASE_IMAGES (default
+<data>/base-images) and pushed into the registry at start.
+
+Every flag can also be set with the environment variable shown.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.BuildkitHost = os.Getenv("BUILDKIT_HOST")
+			cfg.BootstrapToken = os.Getenv("SLIPWAY_BOOTSTRAP_TOKEN")
+			cfg.BaseImagesDir = os.Getenv("SLIPWAY_BASE_IMAGES")
+			return server.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data", envOr("SLIPWAY_DATA", server.DefaultDataDir()), "data directory (SLIPWAY_DATA)")
+	f.StringVar(&cfg.Listen, "listen", envOr("SLIPWAY_LISTEN", "127.0.0.1:7300"), "API, dashboard and registry address (SLIPWAY_LISTEN)")
+	f.StringVar(&cfg.RouterListen, "router", envOr("SLIPWAY_ROUTER", defRouter), "address apps are served on (SLIPWAY_ROUTER)")
+	f.StringVar(&cfg.BaseDomain, "base-domain", envOr("SLIPWAY_BASE_DOMAIN", "slipway.localhost"), "base domain of app hostnames (SLIPWAY_BASE_DOMAIN)")
+	f.DurationVar(&cfg.DeployWindow, "deploy-window", envDuration("SLIPWAY_DEPLOY_WINDOW", 5*time.Minute), "how long a deployment may take to become healthy (SLIPWAY_DEPLOY_WINDOW)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log debug messages")
+	return cmd
+}
+
+func newLoginCmd() *cobra.Command {
+	var c clientConfig
+	cmd := &cobra.Command{
+		Use:   "login",
+		Short: "Save the server URL and API token for later commands",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c.Token == "" {
+				return fmt.Errorf("--token is required")
+			}
+			c.URL = strings.TrimRight(c.URL, "/")
+			cl := &client{cfg: c, http: newClient().http}
+			if err := cl.call(cmd.Context(), "GET", "/api/v1/projects", nil, nil); err != nil {
+				return fmt.Errorf("checking the token against %s: %w", c.URL, err)
+			}
+			path := configPath()
+			if err := os.MkdirAll(strings.TrimSuffix(path, "/config.json"), 0o700); err != nil {
+				return err
+			}
+			b, _ := json.MarshalIndent(c, "", "  ")
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Logged in to %s (saved to %s)\n", c.URL, path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&c.URL, "url", envOr("SLIPWAY_URL", "http://127.0.0.1:7300"), "server URL")
+	cmd.Flags().StringVar(&c.Token, "token", os.Getenv("SLIPWAY_TOKEN"), "API token")
+	return cmd
+}
+
+func printJSON(cmd *cobra.Command, v any) error {
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

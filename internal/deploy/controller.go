@@ -1,0 +1,311 @@
+// Package deploy is Slipway's deployment lifecycle: a durable, restart-safe
+// state machine per deployment.
+//
+// A deployment moves PENDING → INITIALIZING → BUILDING → DEPLOYING →
+// RUNNING, or ends FAILED or STOPPED (see Status). Every transition is
+// persisted in the store before it is acted on, so a Controller started on
+// the same data after a crash reconciles what it finds: queued and
+// half-built deployments are retried (a bounded number of times), deploying
+// ones resume their health checks, running ones are re-attached to their
+// sandboxes, never restarted.
+//
+// The Controller depends only on the contracts of the parts it drives —
+// build.Builder, runtime.Driver and the router's Table — so builders and
+// runtimes can be swapped without touching it.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/slipwayhq/slipway/internal/build"
+	"github.com/slipwayhq/slipway/internal/router"
+	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/store"
+)
+
+// Config wires a Controller. Store, Builder, Driver, Routes, Registry and
+// DataDir are required.
+type Config struct {
+	Store   *store.Store
+	Builder build.Builder
+	Driver  runtime.Driver
+	Routes  *router.Table
+	// Registry is the host:port of the embedded registry that builds push
+	// to and runtimes pull from.
+	Registry string
+	// DataDir holds uploaded sources, build contexts and instance logs.
+	DataDir string
+	// BaseDomain is the suffix of every hostname. If empty,
+	// "slipway.localhost".
+	BaseDomain string
+	// DeployWindow bounds how long a deployment may take to become healthy.
+	// If zero, 5 minutes. A project setting overrides it.
+	DeployWindow time.Duration
+	// Builds is how many deployments may initialize and build at once.
+	// If zero, 2.
+	Builds int
+	// MaxRetries is how many times a deployment interrupted by a server
+	// restart is retried before it is failed. If zero, 3.
+	MaxRetries int
+	// Log receives operational messages. If nil, slog.Default().
+	Log *slog.Logger
+}
+
+// Controller runs deployments through their lifecycle.
+type Controller struct {
+	cfg   Config
+	store *store.Store
+	log   *slog.Logger
+	hub   *hub
+
+	queue chan string
+	ctx   context.Context // lives as long as the controller
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	cancels map[string]context.CancelFunc // per deployment in progress
+	live    map[string]*liveDeployment    // RUNNING or DEPLOYING deployments with an instance
+}
+
+// New validates cfg and returns a Controller. Call Start to reconcile and
+// begin processing.
+func New(cfg Config) (*Controller, error) {
+	if cfg.Store == nil || cfg.Builder == nil || cfg.Driver == nil || cfg.Routes == nil {
+		return nil, errors.New("deploy: Store, Builder, Driver and Routes are required")
+	}
+	if cfg.Registry == "" || cfg.DataDir == "" {
+		return nil, errors.New("deploy: Registry and DataDir are required")
+	}
+	if cfg.BaseDomain == "" {
+		cfg.BaseDomain = "slipway.localhost"
+	}
+	if cfg.DeployWindow <= 0 {
+		cfg.DeployWindow = 5 * time.Minute
+	}
+	if cfg.Builds <= 0 {
+		cfg.Builds = 2
+	}
+	if cfg.MaxRetries <= 0 {
+		cfg.MaxRetries = 3
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	for _, dir := range []string{"sources", "builds", "logs"} {
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, dir), 0o700); err != nil {
+			return nil, fmt.Errorf("creating %s directory: %w", dir, err)
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Controller{
+		cfg:     cfg,
+		store:   cfg.Store,
+		log:     cfg.Log,
+		hub:     newHub(),
+		queue:   make(chan string, 10000),
+		ctx:     ctx,
+		stop:    stop,
+		cancels: map[string]context.CancelFunc{},
+		live:    map[string]*liveDeployment{},
+	}, nil
+}
+
+// Start reconciles the persisted state with what is running and starts the
+// build workers. It returns once every deployment has been looked at.
+func (c *Controller) Start(ctx context.Context) error {
+	if err := c.reconcile(ctx); err != nil {
+		return fmt.Errorf("reconciling deployments: %w", err)
+	}
+	for i := 0; i < c.cfg.Builds; i++ {
+		c.wg.Add(1)
+		go c.worker()
+	}
+	return nil
+}
+
+// Close stops the workers and the supervision of instances. Instances keep
+// running: a restarted server re-attaches to them.
+func (c *Controller) Close() error {
+	c.stop()
+	c.wg.Wait()
+	return nil
+}
+
+// CreateRequest describes a new deployment.
+type CreateRequest struct {
+	Project     string
+	Environment string // If empty, production.
+	Trigger     string // upload, push, webhook, redeploy
+	Promote     bool   // make it current on its environment when RUNNING
+	Branch      string
+	CommitSHA   string
+	Message     string
+	Author      string
+	// Source is a gzip-compressed tar of the source tree.
+	Source io.Reader
+	// MaxSourceBytes bounds the compressed source. If zero, 256 MiB.
+	MaxSourceBytes int64
+}
+
+// ErrSourceTooLarge reports an upload over CreateRequest.MaxSourceBytes.
+var ErrSourceTooLarge = errors.New("source upload too large")
+
+// Create persists a new PENDING deployment with its source and queues it.
+func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deployment, error) {
+	p, err := c.store.GetProject(ctx, req.Project)
+	if err != nil {
+		return store.Deployment{}, err
+	}
+	envName := req.Environment
+	if envName == "" {
+		envName = store.ProductionEnvironment
+	}
+	env, err := c.store.GetEnvironment(ctx, p.ID, envName)
+	if err != nil {
+		return store.Deployment{}, err
+	}
+	limit := req.MaxSourceBytes
+	if limit <= 0 {
+		limit = 256 << 20
+	}
+	// The source reaches disk before the deployment exists, so a PENDING
+	// deployment always has its source.
+	tmp, err := os.CreateTemp(filepath.Join(c.cfg.DataDir, "sources"), "upload-*")
+	if err != nil {
+		return store.Deployment{}, err
+	}
+	defer os.Remove(tmp.Name())
+	n, err := io.Copy(tmp, io.LimitReader(req.Source, limit+1))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	tmp.Close()
+	if err != nil {
+		return store.Deployment{}, fmt.Errorf("receiving source: %w", err)
+	}
+	if n > limit {
+		return store.Deployment{}, fmt.Errorf("%w: more than %d MiB compressed", ErrSourceTooLarge, limit>>20)
+	}
+	if n == 0 {
+		return store.Deployment{}, errors.New("source upload is empty")
+	}
+	id := store.NewID()
+	if err := os.Rename(tmp.Name(), c.sourcePath(id)); err != nil {
+		return store.Deployment{}, err
+	}
+	d, err := c.store.CreateDeployment(ctx, store.Deployment{
+		ID: id, ProjectID: p.ID, EnvironmentID: env.ID, Status: string(Pending),
+		Trigger: req.Trigger, Promote: req.Promote,
+		Branch: req.Branch, CommitSHA: req.CommitSHA, CommitMessage: req.Message, CommitAuthor: req.Author,
+	})
+	if err != nil {
+		os.Remove(c.sourcePath(id))
+		return store.Deployment{}, err
+	}
+	c.event(d.ID, store.LogBuild, "deployment %s queued (trigger %s)", d.ID, d.Trigger)
+	c.routeDeployment(ctx, d) // its preview URL says "deploying" from now on
+	c.enqueue(d.ID)
+	return d, nil
+}
+
+// Stop stops a deployment: a build in progress is cancelled, instances are
+// stopped, and its hostnames answer with a "stopped" page.
+func (c *Controller) Stop(ctx context.Context, id string) (store.Deployment, error) {
+	d, err := c.store.GetDeployment(ctx, id)
+	if err != nil {
+		return d, err
+	}
+	if Status(d.Status).Terminal() {
+		return d, nil
+	}
+	c.mu.Lock()
+	cancel := c.cancels[id]
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	for {
+		if err := c.transition(ctx, &d, Stopped, store.DeploymentPatch{}); err != nil {
+			if errors.Is(err, store.ErrConflict) && !Status(d.Status).Terminal() {
+				continue // it moved on meanwhile; try again from where it is
+			}
+			if Status(d.Status).Terminal() {
+				return d, nil
+			}
+			return d, err
+		}
+		break
+	}
+	c.stopInstances(ctx, d.ID)
+	c.routeDeployment(ctx, d)
+	return d, nil
+}
+
+// Deployment returns a deployment by id.
+func (c *Controller) Deployment(ctx context.Context, id string) (store.Deployment, error) {
+	return c.store.GetDeployment(ctx, id)
+}
+
+// Changed returns a channel closed at the next change of the deployment:
+// a status change or a new log line.
+func (c *Controller) Changed(id string) <-chan struct{} { return c.hub.wait(id) }
+
+// Hostnames returns the hostnames that route to d: its preview hostname
+// always, and its environment's and project's hostnames when it is current.
+func (c *Controller) Hostnames(d store.Deployment, current bool) []string {
+	hosts := []string{c.PreviewHost(d.ID)}
+	if current {
+		if d.EnvironmentName == store.ProductionEnvironment {
+			hosts = append(hosts, c.ProjectHost(d.ProjectName))
+		}
+		hosts = append(hosts, c.EnvironmentHost(d.ProjectName, d.EnvironmentName))
+	}
+	return hosts
+}
+
+// PreviewHost is the hostname that always reaches deployment id.
+func (c *Controller) PreviewHost(id string) string { return id + "." + c.cfg.BaseDomain }
+
+// EnvironmentHost is the hostname that follows the environment's current
+// deployment.
+func (c *Controller) EnvironmentHost(project, env string) string {
+	return project + "-" + env + "." + c.cfg.BaseDomain
+}
+
+// ProjectHost is the project's default hostname.
+func (c *Controller) ProjectHost(project string) string { return project + "." + c.cfg.BaseDomain }
+
+func (c *Controller) sourcePath(id string) string {
+	return filepath.Join(c.cfg.DataDir, "sources", id+".tar.gz")
+}
+
+func (c *Controller) enqueue(id string) {
+	select {
+	case c.queue <- id:
+	default:
+		// The queue is full: the deployment stays PENDING in the store and
+		// is picked up at the next start.
+		c.log.Warn("build queue full; deployment stays pending", "deployment", id)
+	}
+}
+
+func (c *Controller) worker() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case id := <-c.queue:
+			c.build(id)
+		}
+	}
+}

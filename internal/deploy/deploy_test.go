@@ -1,0 +1,344 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slipwayhq/slipway/internal/build"
+	"github.com/slipwayhq/slipway/internal/router"
+	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/fake"
+	"github.com/slipwayhq/slipway/internal/source"
+	"github.com/slipwayhq/slipway/internal/store"
+)
+
+func TestTransitions(t *testing.T) {
+	legal := map[[2]Status]bool{
+		{Pending, Initializing}: true, {Pending, Failed}: true, {Pending, Stopped}: true,
+		{Initializing, Building}: true, {Initializing, Failed}: true, {Initializing, Stopped}: true,
+		{Building, Deploying}: true, {Building, Failed}: true, {Building, Stopped}: true,
+		{Deploying, Running}: true, {Deploying, Failed}: true, {Deploying, Stopped}: true,
+		{Running, Stopped}: true,
+	}
+	all := []Status{Pending, Initializing, Building, Deploying, Running, Failed, Stopped}
+	for _, from := range all {
+		for _, to := range all {
+			if got := from.CanMoveTo(to); got != legal[[2]Status{from, to}] {
+				t.Errorf("%s → %s: CanMoveTo = %v", from, to, got)
+			}
+		}
+	}
+}
+
+// fakeBuilder stands in for BuildKit to test the state machine around it.
+// A source holding a file named FAIL fails to build; one holding BLOCK
+// waits until release is closed or the build is cancelled.
+type fakeBuilder struct {
+	mu      sync.Mutex
+	builds  int
+	release chan struct{}
+}
+
+func (b *fakeBuilder) Build(ctx context.Context, req build.Request) (build.Result, error) {
+	b.mu.Lock()
+	b.builds++
+	b.mu.Unlock()
+	req.Log(time.Now(), "#1 [1/1] building "+req.Image)
+	if _, err := os.Stat(filepath.Join(req.ContextDir, "FAIL")); err == nil {
+		req.Log(time.Now(), "#1 ERROR: exit code: 3")
+		return build.Result{}, &build.Error{Step: "[1/1] RUN make", Message: "exit code: 3"}
+	}
+	if _, err := os.Stat(filepath.Join(req.ContextDir, "BLOCK")); err == nil {
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return build.Result{}, ctx.Err()
+		}
+	}
+	req.Log(time.Now(), "#1 DONE 0.1s")
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	return build.Result{Image: req.Image[:strings.LastIndex(req.Image, ":")] + "@" + digest, Digest: digest}, nil
+}
+
+type env struct {
+	t       *testing.T
+	store   *store.Store
+	machine *fake.Machine
+	builder *fakeBuilder
+	table   *router.Table
+	data    string
+	ctl     *Controller
+	driver  *fake.Driver
+
+	neverAnswer bool
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	data := t.TempDir()
+	st, err := store.Open(filepath.Join(data, "slipway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e := &env{t: t, store: st, machine: fake.NewMachine(), builder: &fakeBuilder{release: make(chan struct{})}, data: data}
+	if _, err := st.CreateProject(context.Background(), store.Project{Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	return e
+}
+
+// start starts a controller, as a (re)started server does.
+func (e *env) start() {
+	e.t.Helper()
+	e.table = &router.Table{}
+	cfg := fake.Config{Machine: e.machine}
+	if e.neverAnswer {
+		cfg.NeverAnswer = func(runtime.Spec) bool { return true }
+	}
+	e.driver = fake.New(cfg)
+	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: e.driver, Routes: e.table,
+		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := ctl.Start(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.ctl = ctl
+	e.t.Cleanup(func() { ctl.Close() })
+}
+
+func (e *env) deploy(files ...string) store.Deployment {
+	e.t.Helper()
+	dir := e.t.TempDir()
+	for _, f := range append([]string{"Dockerfile"}, files...) {
+		os.WriteFile(filepath.Join(dir, f), []byte("FROM scratch\n"), 0o644)
+	}
+	var buf bytes.Buffer
+	if err := source.Pack(dir, &buf); err != nil {
+		e.t.Fatal(err)
+	}
+	d, err := e.ctl.Create(context.Background(), CreateRequest{Project: "web", Trigger: "upload", Promote: true, Source: &buf})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return d
+}
+
+// waitFor waits until the deployment's status satisfies ok.
+func (e *env) waitFor(id string, ok func(Status) bool) store.Deployment {
+	e.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		changed := e.ctl.Changed(id)
+		d, err := e.store.GetDeployment(context.Background(), id)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if ok(Status(d.Status)) {
+			return d
+		}
+		select {
+		case <-changed:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			e.t.Fatalf("deployment %s stuck in %s", id, d.Status)
+		}
+	}
+}
+
+func settled(s Status) bool { return s == Running || s.Terminal() }
+
+func (e *env) get(host string) (int, string) {
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "http://"+host+"/", nil)
+	(&router.Router{Table: e.table}).ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+func (e *env) transitions(id string) []string {
+	lines, _ := e.store.ListLogs(context.Background(), store.LogQuery{DeploymentID: id, Kind: store.LogBuild})
+	var out []string
+	for _, l := range lines {
+		if strings.HasPrefix(l.Text, "status ") {
+			out = append(out, strings.TrimPrefix(l.Text, "status "))
+		}
+	}
+	return out
+}
+
+func TestLifecycleToRunning(t *testing.T) {
+	e := newEnv(t)
+	d := e.waitFor(e.deploy().ID, settled)
+	if d.Status != string(Running) {
+		t.Fatalf("status %s: %s", d.Status, d.FailureReason)
+	}
+	want := "PENDING → INITIALIZING, INITIALIZING → BUILDING, BUILDING → DEPLOYING, DEPLOYING → RUNNING"
+	if got := strings.Join(e.transitions(d.ID), ", "); got != want {
+		t.Errorf("transitions: %s", got)
+	}
+	for name, ts := range map[string][2]time.Time{
+		"init": {d.InitializingAt, d.InitEndedAt}, "build": {d.BuildingAt, d.BuildEndedAt}, "deploy": {d.DeployingAt, d.DeployEndedAt},
+	} {
+		if ts[0].IsZero() || ts[1].Before(ts[0]) {
+			t.Errorf("%s phase: %v → %v", name, ts[0], ts[1])
+		}
+	}
+	if !strings.HasPrefix(d.Image, "127.0.0.1:7300/web@sha256:") {
+		t.Errorf("image %q", d.Image)
+	}
+	for _, host := range []string{d.ID + ".slipway.localhost", "web.slipway.localhost", "web-production.slipway.localhost"} {
+		if code, _ := e.get(host); code != http.StatusOK {
+			t.Errorf("GET %s: %d", host, code)
+		}
+	}
+	env, _ := e.store.GetEnvironment(context.Background(), d.ProjectID, "production")
+	if env.CurrentDeploymentID != d.ID {
+		t.Errorf("current deployment = %q", env.CurrentDeploymentID)
+	}
+}
+
+func TestFailedBuildKeepsCurrentServing(t *testing.T) {
+	e := newEnv(t)
+	good := e.waitFor(e.deploy().ID, settled)
+	bad := e.waitFor(e.deploy("FAIL").ID, settled)
+	if bad.Status != string(Failed) || !strings.Contains(bad.FailureReason, "exit code: 3") || !strings.Contains(bad.FailureReason, "RUN make") {
+		t.Fatalf("bad deployment: %s %q", bad.Status, bad.FailureReason)
+	}
+	if bad.FinishedAt.IsZero() || bad.BuildEndedAt.IsZero() {
+		t.Error("failed deployment's open phase was not closed")
+	}
+	if code, _ := e.get("web.slipway.localhost"); code != 200 {
+		t.Errorf("default hostname after a failed build: %d", code)
+	}
+	if code, _ := e.get(bad.ID + ".slipway.localhost"); code != http.StatusServiceUnavailable {
+		t.Errorf("failed preview: %d", code)
+	}
+	env, _ := e.store.GetEnvironment(context.Background(), good.ProjectID, "production")
+	if env.CurrentDeploymentID != good.ID {
+		t.Errorf("current deployment moved to %q", env.CurrentDeploymentID)
+	}
+}
+
+func TestNeverHealthyFailsWithinWindow(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p, _ := e.store.GetProject(ctx, "web")
+	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{DeployWindow: "1s"})
+	e.ctl.Close()
+	e.neverAnswer = true
+	e.start()
+	d := e.waitFor(e.deploy().ID, settled)
+	if d.Status != string(Failed) || !strings.Contains(d.FailureReason, "did not answer GET / on port 3000 within the deployment window (1s)") {
+		t.Fatalf("%s: %q", d.Status, d.FailureReason)
+	}
+	insts, _ := e.store.ListInstances(ctx, d.ID)
+	if len(insts) != 1 || insts[0].Status != "stopped" {
+		t.Errorf("instances of the failed deployment: %+v", insts)
+	}
+}
+
+func TestStopDuringBuild(t *testing.T) {
+	e := newEnv(t)
+	d := e.deploy("BLOCK")
+	e.waitFor(d.ID, func(s Status) bool { return s == Building })
+	d, err := e.ctl.Stop(context.Background(), d.ID)
+	if err != nil || d.Status != string(Stopped) {
+		t.Fatalf("stop: %s %v", d.Status, err)
+	}
+	if code, _ := e.get(d.ID + ".slipway.localhost"); code != http.StatusGone {
+		t.Errorf("stopped preview: %d", code)
+	}
+}
+
+func TestRestartReattachesRunningAndRetriesInterrupted(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	running := e.waitFor(e.deploy().ID, settled)
+	blocked := e.deploy("BLOCK")
+	e.waitFor(blocked.ID, func(s Status) bool { return s == Building })
+
+	// The server goes away mid-build; the running app's instance does not.
+	e.ctl.Close()
+	before, _ := e.store.ListInstances(ctx, running.ID)
+	close(e.builder.release)
+	e.start()
+
+	if code, _ := e.get(running.ID + ".slipway.localhost"); code != http.StatusOK {
+		t.Errorf("running deployment after restart: %d", code)
+	}
+	after, _ := e.store.ListInstances(ctx, running.ID)
+	if len(after) != 1 || len(before) != 1 || after[0].ID != before[0].ID || after[0].Status != "running" {
+		t.Errorf("instances before %+v after %+v: want the same one re-attached", before, after)
+	}
+	d := e.waitFor(blocked.ID, settled)
+	if d.Status != string(Running) || d.Attempts != 1 {
+		t.Errorf("interrupted deployment: %s attempts %d (%s)", d.Status, d.Attempts, d.FailureReason)
+	}
+	if code, body := e.get("web.slipway.localhost"); code != http.StatusOK {
+		t.Errorf("default hostname: %d %s", code, body)
+	}
+}
+
+func TestInterruptedTooOftenFails(t *testing.T) {
+	e := newEnv(t)
+	d := e.deploy("BLOCK")
+	for i := 0; i < 4; i++ {
+		e.waitFor(d.ID, func(s Status) bool { return s == Building || s.Terminal() })
+		e.ctl.Close()
+		e.start()
+	}
+	d = e.waitFor(d.ID, settled)
+	if d.Status != string(Failed) || !strings.Contains(d.FailureReason, "restarted") {
+		t.Errorf("%s %q", d.Status, d.FailureReason)
+	}
+}
+
+func TestCrashedInstanceIsRestarted(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	d := e.waitFor(e.deploy().ID, settled)
+	insts, _ := e.store.ListInstances(ctx, d.ID)
+	if err := e.driver.Crash(insts[0].ID, 2); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		insts, _ = e.store.ListInstances(ctx, d.ID)
+		if len(insts) == 2 && insts[1].Status == "running" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(insts) != 2 || insts[0].Status != "stopped" || insts[1].Status != "running" {
+		t.Fatalf("instances after a crash: %+v", insts)
+	}
+	lines, _ := e.store.ListLogs(ctx, store.LogQuery{DeploymentID: d.ID, Kind: store.LogRuntime})
+	var saw bool
+	for _, l := range lines {
+		saw = saw || strings.Contains(l.Text, "the app exited (exit code 2)")
+	}
+	if !saw {
+		t.Error("no event about the crash in the runtime log")
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for code := 0; code != http.StatusOK && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		code, _ = e.get("web.slipway.localhost")
+	}
+	if code, _ := e.get("web.slipway.localhost"); code != http.StatusOK {
+		t.Errorf("after restart: %d", code)
+	}
+}

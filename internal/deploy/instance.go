@@ -1,0 +1,499 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/slipwayhq/slipway/internal/router"
+	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/store"
+)
+
+// health holds a project's health-check settings with defaults applied.
+type health struct {
+	path     string
+	port     int
+	interval time.Duration
+	timeout  time.Duration
+	failures int
+	window   time.Duration
+}
+
+func (c *Controller) healthOf(p store.Project) health {
+	s := p.Settings
+	h := health{path: "/", port: 3000, interval: 15 * time.Second, timeout: 5 * time.Second, failures: 3, window: c.cfg.DeployWindow}
+	if s.HealthPath != "" {
+		h.path = s.HealthPath
+	}
+	if s.HealthPort > 0 {
+		h.port = s.HealthPort
+	}
+	if v, err := time.ParseDuration(s.HealthInterval); err == nil && v > 0 {
+		h.interval = v
+	}
+	if v, err := time.ParseDuration(s.HealthTimeout); err == nil && v > 0 {
+		h.timeout = v
+	}
+	if s.HealthFailures > 0 {
+		h.failures = s.HealthFailures
+	}
+	if v, err := time.ParseDuration(s.DeployWindow); err == nil && v > 0 {
+		h.window = v
+	}
+	return h
+}
+
+// liveDeployment is a deployment with an instance that the controller
+// supervises. Its backend is what the router dials.
+type liveDeployment struct {
+	c      *Controller
+	d      store.Deployment
+	health health
+
+	mu     sync.Mutex
+	handle *runtime.Handle
+	inst   store.Instance
+	tail   *tailer
+	ready  bool               // passed its first health check
+	cancel context.CancelFunc // ends supervision
+}
+
+// DialContext implements router.Backend.
+func (l *liveDeployment) DialContext(ctx context.Context) (net.Conn, error) {
+	l.mu.Lock()
+	h := l.handle
+	l.mu.Unlock()
+	if h == nil {
+		return nil, errors.New("no instance running")
+	}
+	return l.c.cfg.Driver.Dial(ctx, h, l.health.port)
+}
+
+// probe sends one health check.
+func (l *liveDeployment) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, l.health.timeout)
+	defer cancel()
+	client := &http.Client{Transport: &http.Transport{
+		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return l.DialContext(ctx) },
+		DisableKeepAlives: true,
+	}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://instance"+l.health.path, nil)
+	req.Header.Set("User-Agent", "slipway-health-check")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("GET %s answered %d", l.health.path, resp.StatusCode)
+	}
+	return nil
+}
+
+// deploy runs the DEPLOYING phase: start an instance (or re-attach to the
+// one a previous server started), probe it until healthy within the
+// deployment window, then make it RUNNING and route to it.
+func (c *Controller) deploy(d store.Deployment) {
+	ctx, done := c.track(d.ID)
+	defer done()
+	p, err := c.store.GetProjectByID(ctx, d.ProjectID)
+	if err != nil {
+		c.fail(ctx, &d, "internal error: loading project")
+		return
+	}
+	l := &liveDeployment{c: c, d: d, health: c.healthOf(p)}
+	if !c.attach(ctx, l) {
+		if err := c.startInstance(ctx, l, p); err != nil {
+			if ctx.Err() == nil {
+				c.fail(ctx, &d, "could not start the app: "+err.Error())
+			}
+			return
+		}
+	}
+	deadline := d.DeployingAt.Add(l.health.window)
+	if err := c.waitHealthy(ctx, l, deadline); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		c.stopLive(context.Background(), l)
+		c.fail(context.Background(), &d, err.Error())
+		return
+	}
+	// Healthy: persist the promotion, route to the instance, then announce
+	// RUNNING, so whoever sees RUNNING can reach the app at once.
+	if d.Promote {
+		if err := c.store.SetCurrentDeployment(ctx, d.EnvironmentID, d.ID); err != nil {
+			c.log.Error("promoting deployment", "deployment", d.ID, "err", err)
+		} else {
+			c.event(d.ID, store.LogBuild, "promoted: now current on %s", d.EnvironmentName)
+		}
+	}
+	l.mu.Lock()
+	l.ready = true
+	l.mu.Unlock()
+	c.routeDeployment(ctx, d)
+	if err := c.transition(ctx, &d, Running, store.DeploymentPatch{}); err != nil {
+		c.stopLive(context.Background(), l)
+		c.routeDeployment(context.Background(), d)
+		return
+	}
+	l.d = d
+	c.supervise(l)
+}
+
+// waitHealthy probes quickly (100 ms, backing off to 1 s) until the first
+// success, the instance's exit, or the deadline.
+func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadline time.Time) error {
+	l.mu.Lock()
+	h := l.handle
+	l.mu.Unlock()
+	exited := make(chan runtime.Status, 1)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		st, err := c.cfg.Driver.Wait(wctx, h)
+		if err == nil {
+			exited <- st
+		}
+	}()
+	start := time.Now()
+	delay := 100 * time.Millisecond
+	var last error
+	for attempt := 1; ; attempt++ {
+		pctx, pcancel := context.WithDeadline(ctx, deadline)
+		err := l.probe(pctx)
+		pcancel()
+		if err == nil {
+			c.event(l.d.ID, store.LogBuild, "health check passed: GET %s on port %d answered after %s (%d probes)",
+				l.health.path, l.health.port, time.Since(start).Round(time.Millisecond), attempt)
+			return nil
+		}
+		last = err
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return fmt.Errorf("the app did not answer GET %s on port %d within the deployment window (%s); last error: %v",
+				l.health.path, l.health.port, l.health.window, last)
+		}
+		if wait > delay {
+			wait = delay
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case st := <-exited:
+			time.Sleep(300 * time.Millisecond) // let the log tailer catch the app's last words
+			return fmt.Errorf("the app exited (%s) before answering GET %s on port %d; see its runtime logs", exitText(st), l.health.path, l.health.port)
+		case <-time.After(wait):
+		}
+		if delay < time.Second {
+			delay = delay * 3 / 2
+		}
+	}
+}
+
+func exitText(st runtime.Status) string {
+	if st.ExitCode >= 0 {
+		return fmt.Sprintf("exit code %d", st.ExitCode)
+	}
+	return "exit code unknown"
+}
+
+// startInstance starts a new instance of l's deployment, persisting it
+// before and after the driver acts.
+func (c *Controller) startInstance(ctx context.Context, l *liveDeployment, p store.Project) error {
+	id := store.NewID()
+	logDir := filepath.Join(c.cfg.DataDir, "logs", l.d.ID)
+	inst, err := c.store.CreateInstance(ctx, store.Instance{
+		ID: id, DeploymentID: l.d.ID, Driver: c.cfg.Driver.Name(), Status: "starting",
+		StdoutPath: filepath.Join(logDir, id+".stdout"), StderrPath: filepath.Join(logDir, id+".stderr"),
+	})
+	if err != nil {
+		return fmt.Errorf("internal error: %v", err)
+	}
+	if err := ensureDir(logDir); err != nil {
+		return err
+	}
+	spec := runtime.Spec{
+		ID:      id,
+		Image:   l.d.Image,
+		Command: startCommand(l.d.StartCommand),
+		Env: []string{
+			"SLIPWAY_DEPLOYMENT_ID=" + l.d.ID,
+			"SLIPWAY_PROJECT=" + l.d.ProjectName,
+			"SLIPWAY_ENVIRONMENT=" + l.d.EnvironmentName,
+			"SLIPWAY_GIT_COMMIT_SHA=" + l.d.CommitSHA,
+			"SLIPWAY_GIT_BRANCH=" + l.d.Branch,
+		},
+		Port:       l.health.port,
+		Limits:     runtime.Limits{MemoryBytes: p.Settings.MemoryBytes, CPUMillis: p.Settings.CPUMillis, Pids: p.Settings.Pids},
+		StdoutPath: inst.StdoutPath,
+		StderrPath: inst.StderrPath,
+	}
+	l.tailFrom(inst) // logs flow from the first byte, also when the start fails
+	h, err := c.cfg.Driver.Start(ctx, spec)
+	if err != nil {
+		c.store.UpdateInstance(context.Background(), id, nil, "stopped")
+		l.stopTail()
+		return err
+	}
+	state, _ := json.Marshal(h)
+	if err := c.store.UpdateInstance(ctx, id, state, "running"); err != nil {
+		c.cfg.Driver.Stop(context.Background(), h)
+		return fmt.Errorf("internal error: %v", err)
+	}
+	inst.State, inst.Status = state, "running"
+	l.mu.Lock()
+	l.handle, l.inst = h, inst
+	l.mu.Unlock()
+	c.register(l)
+	c.event(l.d.ID, store.LogRuntime, "instance %s started", id)
+	return nil
+}
+
+// attach re-attaches l to a live instance of its deployment recorded by a
+// previous server, if there is one whose process still runs.
+func (c *Controller) attach(ctx context.Context, l *liveDeployment) bool {
+	insts, err := c.store.ListInstances(ctx, l.d.ID)
+	if err != nil {
+		return false
+	}
+	attached := false
+	for _, in := range insts {
+		if in.Status != "running" && in.Status != "starting" {
+			continue
+		}
+		var h runtime.Handle
+		if attached || json.Unmarshal(in.State, &h) != nil || h.Driver != c.cfg.Driver.Name() {
+			c.markStopped(in, nil)
+			continue
+		}
+		if err := c.cfg.Driver.Recover(ctx, &h); err != nil {
+			c.markStopped(in, nil)
+			continue
+		}
+		if st, err := c.cfg.Driver.Inspect(ctx, &h); err != nil || !st.Running {
+			c.tailOnce(in)
+			c.markStopped(in, &h)
+			continue
+		}
+		l.mu.Lock()
+		l.handle, l.inst = &h, in
+		l.ready = Status(l.d.Status) == Running
+		l.mu.Unlock()
+		l.tailFrom(in)
+		c.register(l)
+		c.event(l.d.ID, store.LogRuntime, "instance %s re-attached after a server restart", in.ID)
+		attached = true
+	}
+	return attached
+}
+
+func (c *Controller) markStopped(in store.Instance, h *runtime.Handle) {
+	if h != nil {
+		c.cfg.Driver.Stop(context.Background(), h)
+	}
+	c.store.UpdateInstance(context.Background(), in.ID, in.State, "stopped")
+}
+
+func (c *Controller) register(l *liveDeployment) {
+	c.mu.Lock()
+	c.live[l.d.ID] = l
+	c.mu.Unlock()
+}
+
+// supervise watches a RUNNING deployment's instance: an exit is noticed at
+// once, failing health checks are counted, and either restarts the instance
+// with a bounded backoff.
+func (c *Controller) supervise(l *liveDeployment) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	l.mu.Lock()
+	l.cancel = cancel
+	l.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		backoff := time.Second
+		for ctx.Err() == nil {
+			reason := c.watch(ctx, l)
+			if ctx.Err() != nil {
+				return
+			}
+			c.event(l.d.ID, store.LogRuntime, "instance unhealthy: %s; restarting in %s", reason, backoff)
+			c.stopInstanceOf(l)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			if backoff < time.Minute {
+				backoff *= 2
+			}
+			p, err := c.store.GetProjectByID(ctx, l.d.ProjectID)
+			if err != nil {
+				continue
+			}
+			if err := c.startInstance(ctx, l, p); err != nil {
+				c.event(l.d.ID, store.LogRuntime, "restart failed: %v", err)
+				continue
+			}
+			if err := c.waitHealthy(ctx, l, time.Now().Add(l.health.window)); err != nil {
+				c.event(l.d.ID, store.LogRuntime, "restarted instance not healthy: %v", err)
+				continue
+			}
+			c.event(l.d.ID, store.LogRuntime, "instance restarted and healthy")
+			backoff = time.Second
+		}
+	}()
+}
+
+// watch returns why the current instance should be restarted: its process
+// exited, or it failed the configured number of health checks in a row.
+func (c *Controller) watch(ctx context.Context, l *liveDeployment) string {
+	l.mu.Lock()
+	h := l.handle
+	l.mu.Unlock()
+	if h == nil {
+		return "no instance is running"
+	}
+	exited := make(chan runtime.Status, 1)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		if st, err := c.cfg.Driver.Wait(wctx, h); err == nil {
+			exited <- st
+		}
+	}()
+	failures := 0
+	tick := time.NewTicker(l.health.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ""
+		case st := <-exited:
+			return "the app exited (" + exitText(st) + ")"
+		case <-tick.C:
+			if err := l.probe(ctx); err != nil {
+				failures++
+				c.event(l.d.ID, store.LogRuntime, "health check failed (%d/%d): %v", failures, l.health.failures, err)
+				if failures >= l.health.failures {
+					return fmt.Sprintf("%d consecutive health checks failed", failures)
+				}
+			} else {
+				failures = 0
+			}
+		}
+	}
+}
+
+// stopInstanceOf stops l's current instance and records it.
+func (c *Controller) stopInstanceOf(l *liveDeployment) {
+	l.mu.Lock()
+	h, inst := l.handle, l.inst
+	l.handle = nil
+	l.mu.Unlock()
+	if h == nil {
+		return
+	}
+	if err := c.cfg.Driver.Stop(context.Background(), h); err != nil {
+		c.log.Error("stopping instance", "instance", inst.ID, "err", err)
+	}
+	l.stopTail()
+	c.store.UpdateInstance(context.Background(), inst.ID, inst.State, "stopped")
+}
+
+// stopLive ends supervision and stops the instance.
+func (c *Controller) stopLive(ctx context.Context, l *liveDeployment) {
+	l.mu.Lock()
+	cancel := l.cancel
+	l.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	c.stopInstanceOf(l)
+	c.mu.Lock()
+	if c.live[l.d.ID] == l {
+		delete(c.live, l.d.ID)
+	}
+	c.mu.Unlock()
+}
+
+// stopInstances stops whatever runs for deployment id.
+func (c *Controller) stopInstances(ctx context.Context, id string) {
+	c.mu.Lock()
+	l := c.live[id]
+	c.mu.Unlock()
+	if l != nil {
+		c.stopLive(ctx, l)
+	}
+	insts, _ := c.store.ListInstances(ctx, id)
+	for _, in := range insts {
+		if in.Status == "running" || in.Status == "starting" {
+			var h runtime.Handle
+			if json.Unmarshal(in.State, &h) == nil && h.Driver == c.cfg.Driver.Name() {
+				c.markStopped(in, &h)
+			} else {
+				c.markStopped(in, nil)
+			}
+		}
+	}
+}
+
+// routeDeployment points d's hostnames at it, as its status says.
+func (c *Controller) routeDeployment(ctx context.Context, d store.Deployment) {
+	env, err := c.store.GetEnvironmentByID(ctx, d.EnvironmentID)
+	if err != nil {
+		c.log.Error("routing", "deployment", d.ID, "err", err)
+		return
+	}
+	current := env.CurrentDeploymentID == d.ID
+	route := c.routeFor(d)
+	c.cfg.Routes.Update(func(m map[string]router.Route) {
+		for _, h := range c.Hostnames(d, current) {
+			m[h] = route
+		}
+	})
+}
+
+// routeFor returns the route for d in its current status.
+func (c *Controller) routeFor(d store.Deployment) router.Route {
+	r := router.Route{Deployment: d.ID, Project: d.ProjectName}
+	switch Status(d.Status) {
+	case Running, Deploying:
+		c.mu.Lock()
+		l := c.live[d.ID]
+		c.mu.Unlock()
+		ready := false
+		if l != nil {
+			l.mu.Lock()
+			ready = l.ready
+			l.mu.Unlock()
+		}
+		switch {
+		case ready:
+			r.Backend = l
+		case Status(d.Status) == Deploying:
+			r.State = router.Deploying
+		default:
+			r.State, r.Reason = router.Failed, "This deployment has no running instance."
+		}
+	case Failed:
+		r.State, r.Reason = router.Failed, "This deployment failed."
+	case Stopped:
+		r.State, r.Reason = router.Stopped, "This deployment was stopped."
+	default:
+		r.State = router.Deploying
+	}
+	return r
+}
+
+var _ router.Backend = (*liveDeployment)(nil)

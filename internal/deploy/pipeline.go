@@ -1,0 +1,227 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/slipwayhq/slipway/internal/build"
+	"github.com/slipwayhq/slipway/internal/source"
+	"github.com/slipwayhq/slipway/internal/store"
+)
+
+// transition moves d to status to, persisting the phase timestamps that
+// the move opens and closes together with patch, and only then announces
+// it. d is updated in place (also on ErrConflict, to what the store holds).
+func (c *Controller) transition(ctx context.Context, d *store.Deployment, to Status, patch store.DeploymentPatch) error {
+	from := Status(d.Status)
+	if !from.CanMoveTo(to) {
+		return &IllegalTransitionError{From: from, To: to}
+	}
+	t := time.Now().UTC()
+	st := string(to)
+	patch.Status = &st
+	closeOpen := func() {
+		switch from {
+		case Initializing:
+			patch.InitEndedAt = &t
+		case Building:
+			patch.BuildEndedAt = &t
+		case Deploying:
+			patch.DeployEndedAt = &t
+		}
+	}
+	switch to {
+	case Initializing:
+		patch.InitializingAt = &t
+	case Building:
+		closeOpen()
+		patch.BuildingAt = &t
+	case Deploying:
+		closeOpen()
+		patch.DeployingAt = &t
+	case Running:
+		closeOpen()
+	case Failed, Stopped:
+		closeOpen()
+		patch.FinishedAt = &t
+	}
+	msg := fmt.Sprintf("status %s → %s", from, to)
+	if to == Failed && patch.FailureReason != nil {
+		msg += ": " + *patch.FailureReason
+	}
+	line := store.LogLine{DeploymentID: d.ID, Kind: store.LogBuild, Stream: "slipway", Time: t, Text: msg}
+	updated, err := c.store.UpdateDeployment(ctx, d.ID, string(from), patch, line)
+	if updated.ID != "" {
+		*d = updated
+	}
+	if err != nil {
+		return err
+	}
+	c.hub.notify(d.ID)
+	c.log.Info("deployment status", "deployment", d.ID, "project", d.ProjectName, "from", from, "to", to)
+	return nil
+}
+
+// fail moves d to FAILED with a reason a user understands.
+func (c *Controller) fail(ctx context.Context, d *store.Deployment, reason string) {
+	if Status(d.Status).Terminal() {
+		return
+	}
+	if err := c.transition(ctx, d, Failed, store.DeploymentPatch{FailureReason: &reason}); err != nil {
+		c.log.Error("failing deployment", "deployment", d.ID, "err", err)
+	}
+	c.routeDeployment(ctx, *d)
+}
+
+// track registers a cancel func for the deployment's work in progress.
+func (c *Controller) track(id string) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.mu.Lock()
+	c.cancels[id] = cancel
+	c.mu.Unlock()
+	return ctx, func() {
+		c.mu.Lock()
+		delete(c.cancels, id)
+		c.mu.Unlock()
+		cancel()
+	}
+}
+
+// build runs a queued deployment through INITIALIZING and BUILDING and hands
+// it to the deploy phase. It resumes a deployment interrupted mid-way.
+func (c *Controller) build(id string) {
+	ctx, done := c.track(id)
+	d, err := c.store.GetDeployment(ctx, id)
+	if err != nil {
+		done()
+		c.log.Error("loading queued deployment", "deployment", id, "err", err)
+		return
+	}
+	ok := c.initializeAndBuild(ctx, &d)
+	done()
+	if ok {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.deploy(d)
+		}()
+	}
+}
+
+func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment) bool {
+	if Status(d.Status) == Pending {
+		if err := c.transition(ctx, d, Initializing, store.DeploymentPatch{}); err != nil {
+			c.log.Error("starting deployment", "deployment", d.ID, "err", err)
+			return false
+		}
+	}
+	if s := Status(d.Status); s != Initializing && s != Building {
+		return false // stopped meanwhile, or not ours to build
+	}
+	p, err := c.store.GetProjectByID(ctx, d.ProjectID)
+	if err != nil {
+		c.fail(ctx, d, "internal error: loading project")
+		return false
+	}
+
+	// INITIALIZING: unpack the source and detect how to build it. A
+	// deployment interrupted while BUILDING redoes this silently.
+	work := filepath.Join(c.cfg.DataDir, "builds", d.ID)
+	defer os.RemoveAll(work)
+	src := filepath.Join(work, "src")
+	if err := c.unpack(d, src); err != nil {
+		c.fail(ctx, d, err.Error())
+		return false
+	}
+	dockerfile := p.Settings.Dockerfile
+	if dockerfile == "" {
+		dockerfile = "Dockerfile"
+	}
+	if _, err := os.Stat(filepath.Join(src, filepath.FromSlash(dockerfile))); err != nil {
+		c.fail(ctx, d, fmt.Sprintf("no %s found at the root of the source; Slipway builds projects that have a Dockerfile", dockerfile))
+		return false
+	}
+	if Status(d.Status) == Initializing {
+		c.event(d.ID, store.LogBuild, "detected %s", dockerfile)
+		startCmd := p.Settings.StartCommand // empty: the image's own entrypoint and command
+		builder := "dockerfile"
+		if err := c.transition(ctx, d, Building, store.DeploymentPatch{StartCommand: &startCmd, Builder: &builder}); err != nil {
+			return false
+		}
+	}
+
+	// BUILDING.
+	logs := c.newLogWriter(d.ID, store.LogBuild)
+	res, err := c.cfg.Builder.Build(ctx, build.Request{
+		ContextDir: src,
+		Dockerfile: dockerfile,
+		Image:      fmt.Sprintf("%s/%s:%s", c.cfg.Registry, d.ProjectName, d.ID),
+		Log:        logs.line,
+	})
+	logs.flush()
+	if err != nil {
+		if ctx.Err() != nil {
+			return false // stopped by a user, or the server is shutting down
+		}
+		var be *build.Error
+		if errors.As(err, &be) {
+			c.fail(ctx, d, "build failed: "+be.Error())
+		} else {
+			c.log.Error("build", "deployment", d.ID, "err", err)
+			c.fail(ctx, d, "build failed: "+err.Error())
+		}
+		return false
+	}
+	c.event(d.ID, store.LogBuild, "pushed %s", res.Image)
+	if err := c.transition(ctx, d, Deploying, store.DeploymentPatch{Image: &res.Image, ImageDigest: &res.Digest}); err != nil {
+		return false
+	}
+	return true
+}
+
+// unpack extracts the deployment's uploaded source into dir.
+func (c *Controller) unpack(d *store.Deployment, dir string) error {
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("internal error: %v", err)
+	}
+	f, err := os.Open(c.sourcePath(d.ID))
+	if err != nil {
+		return errors.New("the uploaded source is missing (the upload did not complete)")
+	}
+	defer f.Close()
+	st, err := source.Extract(f, dir, source.Limits{})
+	if err != nil {
+		var se *source.Error
+		if errors.As(err, &se) {
+			return err
+		}
+		return fmt.Errorf("unpacking source: %v", err)
+	}
+	c.event(d.ID, store.LogBuild, "unpacked source: %d files, %s", st.Files, humanBytes(st.Bytes))
+	return nil
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// startCommand turns a start command into the argv that replaces the
+// image's entrypoint, or nil to keep the image's own.
+func startCommand(cmd string) []string {
+	if strings.TrimSpace(cmd) == "" {
+		return nil
+	}
+	return []string{"/bin/sh", "-c", cmd}
+}

@@ -1,0 +1,278 @@
+// Package server assembles a running Slipway server from its parts — the
+// store, the embedded registry, BuildKit, the runc driver, the router, the
+// deployment controller and the API — and runs it until its context ends.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/slipwayhq/slipway/internal/api"
+	"github.com/slipwayhq/slipway/internal/build/buildkit"
+	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/registry"
+	"github.com/slipwayhq/slipway/internal/router"
+	"github.com/slipwayhq/slipway/internal/runtime/runc"
+	"github.com/slipwayhq/slipway/internal/store"
+)
+
+// Config configures a server. The zero value of each field has the
+// documented default; DESIGN.md lists the flags and environment variables
+// that set them.
+type Config struct {
+	// DataDir holds all state. If empty, /var/lib/slipway as root, else
+	// ~/.local/share/slipway.
+	DataDir string
+	// Listen is the API, dashboard and registry address. If empty,
+	// 127.0.0.1:7300.
+	Listen string
+	// RouterListen is where apps are served. If empty, ":80" as root, else
+	// ":8080".
+	RouterListen string
+	// BaseDomain is the suffix of app hostnames. If empty,
+	// "slipway.localhost".
+	BaseDomain string
+	// DeployWindow bounds how long a deployment may take to become healthy.
+	// If zero, 5 minutes.
+	DeployWindow time.Duration
+	// BuildkitHost is the address of an existing buildkitd. If empty, the
+	// server starts and supervises its own.
+	BuildkitHost string
+	// BootstrapToken is the admin token created on the first start. If
+	// empty, one is generated.
+	BootstrapToken string
+	// BaseImagesDir holds base-image stand-ins (OCI layouts written by
+	// scripts/base-images.sh) pushed into the registry at start. If empty,
+	// <DataDir>/base-images.
+	BaseImagesDir string
+	// Started, if set, is called once the server serves, with the API and
+	// router addresses.
+	Started func(api, router net.Addr)
+	// Out receives the one-time admin token banner. If nil, os.Stdout.
+	Out io.Writer
+	// Log receives operational messages. If nil, slog.Default().
+	Log *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir()
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:7300"
+	}
+	if c.RouterListen == "" {
+		c.RouterListen = ":8080"
+		if os.Geteuid() == 0 {
+			c.RouterListen = ":80"
+		}
+	}
+	if c.BaseDomain == "" {
+		c.BaseDomain = "slipway.localhost"
+	}
+	if c.BaseImagesDir == "" {
+		c.BaseImagesDir = filepath.Join(c.DataDir, "base-images")
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// DefaultDataDir is /var/lib/slipway for root, else ~/.local/share/slipway.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/slipway"
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "slipway")
+}
+
+// Run starts the server and blocks until ctx ends, then shuts down. App
+// instances keep running across a shutdown; the next start re-attaches.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.defaults()
+	log := cfg.Log
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+	st, err := store.Open(filepath.Join(cfg.DataDir, "slipway.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := bootstrapToken(ctx, st, cfg); err != nil {
+		return err
+	}
+
+	// Listen first: the registry's address is where builds push.
+	apiLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening for the API on %s: %w", cfg.Listen, err)
+	}
+	defer apiLn.Close()
+	routerLn, err := net.Listen("tcp", cfg.RouterListen)
+	if err != nil {
+		return fmt.Errorf("listening for apps on %s: %w", cfg.RouterListen, err)
+	}
+	defer routerLn.Close()
+	registryHost := loopbackHost(apiLn.Addr().(*net.TCPAddr))
+
+	// An internal token, never stored, lets BuildKit and the runtime talk
+	// to the registry.
+	internal := randomToken()
+	var apiServer *api.Server
+	authorize := func(r *http.Request) bool {
+		if _, pw, ok := r.BasicAuth(); ok && subtle.ConstantTimeCompare([]byte(pw), []byte(internal)) == 1 {
+			return true
+		}
+		return apiServer.Authorized(r)
+	}
+	reg, err := registry.New(registry.Config{Dir: filepath.Join(cfg.DataDir, "registry"), Authorize: authorize})
+	if err != nil {
+		return err
+	}
+	if err := seedBaseImages(ctx, reg, cfg.BaseImagesDir, log); err != nil {
+		log.Warn("seeding base images", "err", err)
+	}
+
+	bkAddr := cfg.BuildkitHost
+	if bkAddr == "" {
+		if _, err := buildkit.LookPath(buildkit.DefaultBinary); err != nil {
+			return err
+		}
+		d, err := buildkit.StartDaemon(ctx, buildkit.DaemonConfig{
+			Root:                filepath.Join(cfg.DataDir, "buildkit"),
+			PlainHTTPRegistries: []string{registryHost},
+			DockerHubMirrors:    []string{registryHost},
+			Logger:              log,
+		})
+		if err != nil {
+			return fmt.Errorf("starting buildkitd: %w", err)
+		}
+		defer d.Close()
+		bkAddr = d.Addr()
+	}
+	builder, err := buildkit.New(bkAddr, buildkit.Config{Credentials: map[string]buildkit.Credential{
+		registryHost: {Username: "slipway", Secret: internal},
+	}})
+	if err != nil {
+		return err
+	}
+	defer builder.Close()
+
+	driver, err := runc.New(runc.Config{
+		Root:          filepath.Join(cfg.DataDir, "runtime"),
+		RemoteOptions: []remote.Option{remote.WithAuth(&authn.Basic{Username: "slipway", Password: internal})},
+	})
+	if err != nil {
+		return err
+	}
+
+	table := &router.Table{}
+	rt := &router.Router{Table: table}
+	ctl, err := deploy.New(deploy.Config{
+		Store: st, Builder: builder, Driver: driver, Routes: table,
+		Registry: registryHost, DataDir: cfg.DataDir, BaseDomain: cfg.BaseDomain,
+		DeployWindow: cfg.DeployWindow, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	routerPort := routerLn.Addr().(*net.TCPAddr).Port
+	apiServer = api.New(api.Config{Store: st, Deploy: ctl, Registry: reg, RouterPort: routerPort, Log: log})
+
+	apiHTTP := &http.Server{Handler: apiServer.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	routerHTTP := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- serve(apiHTTP, apiLn) }()
+	go func() { errc <- serve(routerHTTP, routerLn) }()
+
+	if err := ctl.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("slipway is up", "api", "http://"+apiLn.Addr().String(), "router", routerLn.Addr().String(),
+		"base_domain", cfg.BaseDomain, "data", cfg.DataDir, "buildkit", bkAddr)
+	if cfg.Started != nil {
+		cfg.Started(apiLn.Addr(), routerLn.Addr())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	log.Info("shutting down; app instances keep running")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	apiHTTP.Shutdown(sctx)
+	routerHTTP.Shutdown(sctx)
+	ctl.Close()
+	return err
+}
+
+func serve(s *http.Server, ln net.Listener) error {
+	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// loopbackHost names the API listener as builds and runtimes on this host
+// reach it: an unspecified address becomes 127.0.0.1.
+func loopbackHost(a *net.TCPAddr) string {
+	ip := a.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(a.Port))
+}
+
+func randomToken() string {
+	var b [20]byte
+	rand.Read(b[:])
+	return "sw_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// bootstrapToken creates the admin token on the first start: from
+// cfg.BootstrapToken or generated, printed once and written to
+// <data>/admin-token (mode 0600). Later starts leave it alone.
+func bootstrapToken(ctx context.Context, st *store.Store, cfg Config) error {
+	n, err := st.CountTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	token := cfg.BootstrapToken
+	if token == "" {
+		token = randomToken()
+	}
+	path := filepath.Join(cfg.DataDir, "admin-token")
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if _, err := st.CreateToken(ctx, "admin", token); err != nil {
+		return fmt.Errorf("creating the admin token: %w", err)
+	}
+	fmt.Fprintf(cfg.Out, "\nSlipway admin token (shown once; also saved to %s):\n\n    %s\n\n", path, token)
+	return nil
+}

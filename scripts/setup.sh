@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what Slipway needs on a fresh Debian 12 machine (as root): runc,
+# git, iproute2 and debootstrap from Debian, buildkitd built from its Go
+# module, the slipway binary, and the offline base-image stand-ins.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: run as root (sudo)" >&2
+  exit 1
+fi
+need=()
+for cmd in runc git ip debootstrap curl; do
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y runc git iproute2 debootstrap curl ca-certificates
+fi
+export PATH=/usr/local/go/bin:$PATH
+bash scripts/install-buildkit.sh
+mkdir -p bin
+go build -o bin/slipway ./cmd/slipway
+echo "built $(pwd)/bin/slipway"
+bash scripts/base-images.sh "${SLIPWAY_BASE_IMAGES:-/var/lib/slipway/base-images}"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine for Slipway's tests and runs them all,
+# the integration tests included (they need root, runc, buildkitd and the
+# base images, and fail loudly when one is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SLIPWAY_BASE_IMAGES=${SLIPWAY_BASE_IMAGES:-/var/lib/slipway/base-images}
+bash scripts/setup.sh
+export PATH=/usr/local/go/bin:$PATH
+export CI=${CI:-true}
+test -z "$(gofmt -l cmd internal)" || { gofmt -l cmd internal; echo "gofmt: files above need formatting" >&2; exit 1; }
+go vet ./...
+go test -count=1 -timeout 45m ./...
