@@ -73,15 +73,9 @@ func (s *Server) Handler() http.Handler {
 			}
 		}))
 	}
-	handle("GET /api/v1/projects", s.listProjects)
-	handle("POST /api/v1/projects", s.createProject)
-	handle("GET /api/v1/projects/{project}", s.getProject)
-	handle("GET /api/v1/projects/{project}/deployments", s.listDeployments)
-	handle("POST /api/v1/projects/{project}/deployments", s.createDeployment)
-	handle("GET /api/v1/deployments/{id}", s.getDeployment)
-	handle("POST /api/v1/deployments/{id}/stop", s.stopDeployment)
-	handle("GET /api/v1/deployments/{id}/build-logs", s.buildLogs)
-	handle("GET /api/v1/deployments/{id}/logs", s.runtimeLogs)
+	for _, rt := range s.routes() {
+		handle(rt.pattern, rt.h)
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
@@ -118,6 +112,27 @@ func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
 		}
 		h(w, r)
 	})
+}
+
+type route struct {
+	pattern string
+	h       func(http.ResponseWriter, *http.Request) error
+}
+
+// routes lists the authenticated endpoints. docs/API.md documents each
+// (TestAPIDocCoversRoutes checks it).
+func (s *Server) routes() []route {
+	return []route{
+		{"GET /api/v1/projects", s.listProjects},
+		{"POST /api/v1/projects", s.createProject},
+		{"GET /api/v1/projects/{project}", s.getProject},
+		{"GET /api/v1/projects/{project}/deployments", s.listDeployments},
+		{"POST /api/v1/projects/{project}/deployments", s.createDeployment},
+		{"GET /api/v1/deployments/{id}", s.getDeployment},
+		{"POST /api/v1/deployments/{id}/stop", s.stopDeployment},
+		{"GET /api/v1/deployments/{id}/build-logs", s.buildLogs},
+		{"GET /api/v1/deployments/{id}/logs", s.runtimeLogs},
+	}
 }
 
 var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

@@ -10,11 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/slipwayhq/slipway/internal/build"
+	"github.com/slipwayhq/slipway/internal/build/buildtest"
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/runtime/fake"
@@ -40,41 +39,11 @@ func TestTransitions(t *testing.T) {
 	}
 }
 
-// fakeBuilder stands in for BuildKit to test the state machine around it.
-// A source holding a file named FAIL fails to build; one holding BLOCK
-// waits until release is closed or the build is cancelled.
-type fakeBuilder struct {
-	mu      sync.Mutex
-	builds  int
-	release chan struct{}
-}
-
-func (b *fakeBuilder) Build(ctx context.Context, req build.Request) (build.Result, error) {
-	b.mu.Lock()
-	b.builds++
-	b.mu.Unlock()
-	req.Log(time.Now(), "#1 [1/1] building "+req.Image)
-	if _, err := os.Stat(filepath.Join(req.ContextDir, "FAIL")); err == nil {
-		req.Log(time.Now(), "#1 ERROR: exit code: 3")
-		return build.Result{}, &build.Error{Step: "[1/1] RUN make", Message: "exit code: 3"}
-	}
-	if _, err := os.Stat(filepath.Join(req.ContextDir, "BLOCK")); err == nil {
-		select {
-		case <-b.release:
-		case <-ctx.Done():
-			return build.Result{}, ctx.Err()
-		}
-	}
-	req.Log(time.Now(), "#1 DONE 0.1s")
-	digest := "sha256:" + strings.Repeat("ab", 32)
-	return build.Result{Image: req.Image[:strings.LastIndex(req.Image, ":")] + "@" + digest, Digest: digest}, nil
-}
-
 type env struct {
 	t       *testing.T
 	store   *store.Store
 	machine *fake.Machine
-	builder *fakeBuilder
+	builder *buildtest.Builder
 	table   *router.Table
 	data    string
 	ctl     *Controller
@@ -91,7 +60,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{t: t, store: st, machine: fake.NewMachine(), builder: &fakeBuilder{release: make(chan struct{})}, data: data}
+	e := &env{t: t, store: st, machine: fake.NewMachine(), builder: buildtest.New(), data: data}
 	if _, err := st.CreateProject(context.Background(), store.Project{Name: "web"}); err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +243,7 @@ func TestRestartReattachesRunningAndRetriesInterrupted(t *testing.T) {
 	// The server goes away mid-build; the running app's instance does not.
 	e.ctl.Close()
 	before, _ := e.store.ListInstances(ctx, running.ID)
-	close(e.builder.release)
+	e.builder.Release()
 	e.start()
 
 	if code, _ := e.get(running.ID + ".slipway.localhost"); code != http.StatusOK {
