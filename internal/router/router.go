@@ -1,0 +1,280 @@
+// Package router is Slipway's host-based reverse proxy: the HTTP handler in
+// front of every app.
+//
+// The control plane computes which hosts lead to which deployment (preview
+// URLs, project and environment hostnames, custom domains) and writes them
+// into a Table; the router knows nothing about projects or the store. For
+// each request, the Router looks the Host up in the Table and either proxies
+// the request to the deployment's Backend or answers with a small page:
+// 400 for a malformed Host, 404 for an unknown host, 410 for a stopped
+// deployment, 503 for a failed or still-starting one, 502 or 503 when the
+// app cannot be reached, 405 for CONNECT.
+//
+// Switching a host to another deployment is one Table write: requests that
+// start afterwards go to the new deployment, requests already in flight
+// finish on the old one. Connections are pooled per deployment in one
+// shared Transport, so a pool never mixes deployments.
+//
+// Use:
+//
+//	var t router.Table
+//	t.Set("d0123456789a.slipway.localhost", router.Route{Deployment: "d0123456789a", Backend: b})
+//	srv := &http.Server{Addr: ":80", Handler: &router.Router{Table: &t}}
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"time"
+)
+
+// maxFlushDelay is the longest the proxy holds response bytes of a
+// response with a known length before flushing them to the client.
+const maxFlushDelay = 100 * time.Millisecond
+
+// Defaults for the zero Router.
+const (
+	DefaultDialTimeout               = 30 * time.Second
+	DefaultMaxIdleConnsPerDeployment = 1024
+	DefaultIdleConnTimeout           = 90 * time.Second
+)
+
+// Router is an http.Handler that routes requests by Host to the deployments
+// in its Table. The zero value is usable (it answers 404 to everything until
+// given a Table). Fields must not be changed after the first request.
+type Router struct {
+	// Table holds the routes. If nil, every host is unknown.
+	Table *Table
+
+	// DialTimeout bounds how long a request waits for its Backend to
+	// return a connection, including any wake from zero. A request whose
+	// backend could not be reached in that time gets 503. If zero,
+	// DefaultDialTimeout (30 s).
+	DialTimeout time.Duration
+
+	// MaxIdleConnsPerDeployment is how many idle keep-alive connections to
+	// one deployment are kept for reuse. If zero,
+	// DefaultMaxIdleConnsPerDeployment (1024).
+	MaxIdleConnsPerDeployment int
+
+	// IdleConnTimeout is how long an idle connection to a deployment is
+	// kept. If zero, DefaultIdleConnTimeout (90 s).
+	IdleConnTimeout time.Duration
+
+	// OnRequest, if set, is called once for each request that is proxied
+	// (not for the router's own pages), with the deployment's id, before the
+	// request is forwarded. It runs on the request path, concurrently: it
+	// must be fast and safe for concurrent use.
+	OnRequest func(deployment string)
+
+	// ErrorLog receives the few errors the proxy itself logs (such as a
+	// backend failing in the middle of a response body). If nil, they are
+	// discarded: the router does no per-request logging.
+	ErrorLog *log.Logger
+
+	once      sync.Once
+	proxy     *httputil.ReverseProxy
+	transport *http.Transport
+	dialWait  time.Duration
+}
+
+// entryKey is the request-context key under which ServeHTTP stores the
+// *entry a request was routed to. Rewrite, the Transport's dial and the
+// ErrorHandler all read it, so a request stays with the deployment it was
+// routed to even if the table changes while it is in flight.
+type entryKey struct{}
+
+func (rt *Router) init() {
+	rt.dialWait = rt.DialTimeout
+	if rt.dialWait <= 0 {
+		rt.dialWait = DefaultDialTimeout
+	}
+	idle := rt.MaxIdleConnsPerDeployment
+	if idle <= 0 {
+		idle = DefaultMaxIdleConnsPerDeployment
+	}
+	idleTimeout := rt.IdleConnTimeout
+	if idleTimeout <= 0 {
+		idleTimeout = DefaultIdleConnTimeout
+	}
+	logger := rt.ErrorLog
+	if logger == nil {
+		logger = log.New(io.Discard, "", 0)
+	}
+	rt.transport = &http.Transport{
+		// Proxy stays nil: never send app traffic to an environment proxy.
+		DialContext:         rt.dial,
+		MaxIdleConns:        0, // no global limit; the per-deployment one applies
+		MaxIdleConnsPerHost: idle,
+		IdleConnTimeout:     idleTimeout,
+		// A proxy must pass bodies through as they are, not ask for gzip
+		// and decompress on the app's behalf.
+		DisableCompression: true,
+	}
+	rt.proxy = &httputil.ReverseProxy{
+		Rewrite:   rewrite,
+		Transport: rt.transport,
+		// Streams (unknown length, text/event-stream) are flushed on every
+		// write: ReverseProxy does that by itself. Other responses are
+		// flushed at least every maxFlushDelay, so a slow body with a
+		// Content-Length still trickles through. (-1 for everything would
+		// cost an extra write syscall per request: ReverseProxy then
+		// flushes the headers on their own.)
+		FlushInterval: maxFlushDelay,
+		BufferPool:    copyBuffers{},
+		ErrorLog:      logger,
+		ErrorHandler:  rt.proxyError,
+	}
+}
+
+// ServeHTTP routes r by its Host.
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt.once.Do(rt.init)
+	host, ok := CanonicalHost(r.Host)
+	if !ok {
+		badRequestPage().write(w, r)
+		return
+	}
+	e := rt.Table.get(host)
+	if e == nil {
+		unknownHostPage(host).write(w, r)
+		return
+	}
+	if e.route.State != Serving || e.route.Backend == nil {
+		statePage(e.route).write(w, r)
+		return
+	}
+	if r.Method == http.MethodConnect {
+		// A tunnel has no meaning for an app behind a host router.
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		methodNotAllowedPage().write(w, r)
+		return
+	}
+	if f := rt.OnRequest; f != nil {
+		f(e.route.Deployment)
+	}
+	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), entryKey{}, e)))
+}
+
+// CloseIdleConnections closes the idle connections to all deployments. It
+// does not interrupt requests in flight.
+func (rt *Router) CloseIdleConnections() {
+	rt.once.Do(rt.init)
+	rt.transport.CloseIdleConnections()
+}
+
+// rewrite points the outbound request at the pool of the deployment the
+// request was routed to. The Host header is kept as the client sent it.
+func rewrite(pr *httputil.ProxyRequest) {
+	e := pr.In.Context().Value(entryKey{}).(*entry)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = e.addr
+	pr.SetXForwarded()
+}
+
+// dialError is a failure to get a connection from a Backend.
+type dialError struct {
+	deployment string
+	timedOut   bool // the Backend did not answer within DialTimeout
+	err        error
+}
+
+func (e *dialError) Error() string {
+	if e.timedOut {
+		return fmt.Sprintf("dialing deployment %s: timed out: %v", e.deployment, e.err)
+	}
+	return fmt.Sprintf("dialing deployment %s: %v", e.deployment, e.err)
+}
+
+func (e *dialError) Unwrap() error { return e.err }
+
+var errNoRoute = errors.New("no route for this connection")
+
+// dial is the shared Transport's DialContext. It dials the Backend of the
+// entry the request was routed to, bounded by DialTimeout even when the
+// Backend ignores its context.
+func (rt *Router) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	e, _ := ctx.Value(entryKey{}).(*entry)
+	if e == nil || e.addr != addr || e.route.Backend == nil {
+		// Cannot happen for requests that came through ServeHTTP: the
+		// Transport dials with the context of a request whose URL it set.
+		return nil, &dialError{deployment: addr, err: errNoRoute}
+	}
+	ctx, cancel := context.WithTimeout(ctx, rt.dialWait)
+	defer cancel()
+
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	b := e.route.Backend
+	go func() {
+		c, err := b.DialContext(ctx)
+		done <- result{c, err}
+	}()
+	select {
+	case res := <-done:
+		switch {
+		case res.err != nil:
+			timedOut := ctx.Err() != nil || errors.Is(res.err, context.DeadlineExceeded)
+			return nil, &dialError{deployment: e.route.Deployment, timedOut: timedOut, err: res.err}
+		case res.c == nil:
+			return nil, &dialError{deployment: e.route.Deployment, err: errors.New("backend returned no connection")}
+		}
+		return res.c, nil
+	case <-ctx.Done():
+		// The Backend ignored ctx. Stop waiting; close whatever it returns.
+		go func() {
+			if res := <-done; res.c != nil {
+				res.c.Close()
+			}
+		}()
+		return nil, &dialError{deployment: e.route.Deployment, timedOut: true, err: ctx.Err()}
+	}
+}
+
+// proxyError is the ReverseProxy's ErrorHandler. It writes a page that
+// names the deployment and leaks nothing about the error.
+func (rt *Router) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	var route Route
+	if e, ok := r.Context().Value(entryKey{}).(*entry); ok {
+		route = e.route
+	}
+	if de := (*dialError)(nil); errors.As(err, &de) && de.timedOut {
+		timeoutPage(route).write(w, r)
+		return
+	}
+	badGatewayPage(route).write(w, r)
+}
+
+// copyBufferSize is the size of the buffers the proxy copies bodies with
+// (what ReverseProxy would otherwise allocate for every request).
+const copyBufferSize = 32 << 10
+
+var copyBufferPool = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
+
+// copyBuffers is an httputil.BufferPool over copyBufferPool. It pools array
+// pointers, so neither Get nor Put allocates.
+type copyBuffers struct{}
+
+func (copyBuffers) Get() []byte { return copyBufferPool.Get().(*[copyBufferSize]byte)[:] }
+
+func (copyBuffers) Put(b []byte) {
+	if cap(b) >= copyBufferSize {
+		copyBufferPool.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
+	}
+}
+
+var (
+	_ http.Handler        = (*Router)(nil)
+	_ httputil.BufferPool = copyBuffers{}
+	_ Backend             = BackendFunc(nil)
+)
