@@ -1,0 +1,502 @@
+// Package baseimage builds stand-ins for the official base images (debian,
+// golang, later python and node) from the host's Debian mirror, for hosts
+// that cannot reach Docker Hub, and seeds them into a registry under the
+// official names (library/debian:bookworm-slim, library/golang:1.23, …).
+//
+// Build runs debootstrap once into a cache, derives each further image from
+// a copy of its parent's rootfs with apt-get in a chroot, and writes the
+// images, one layer per step, into an OCI image layout. Everything is
+// cached by a recipe key: a second Build with nothing changed does nothing,
+// and a changed recipe rebuilds only what depends on it. Seed pushes every
+// image of such a layout, e.g. into the embedded registry at server start.
+//
+// The Go image carries golang-1.23 from Debian's bookworm-backports suite:
+// bookworm's own golang-go is Go 1.19, too old for current modules and for
+// the toolchain directive, while 1.23 still comes from the Debian archive.
+package baseimage
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// recipeVersion changes whenever the way images are built changes, so that
+// cached rootfs trees, layers and images from an older build are rebuilt.
+const recipeVersion = "1"
+
+// Options configures Build. The zero value builds every image from the
+// host's apt sources into the default directories.
+type Options struct {
+	// OutDir is the OCI image layout written. If empty,
+	// /var/lib/slipway/base-images.
+	OutDir string
+	// CacheDir holds the rootfs trees and compressed layers reused by later
+	// builds. If empty, /var/cache/slipway/base-images.
+	CacheDir string
+	// Images names the images to build ("debian", "golang"). If empty, all
+	// of Names().
+	Images []string
+	// Suite is the Debian suite. If empty, "bookworm".
+	Suite string
+	// Mirrors are the Debian archives to use. If Mirrors.Debian is empty,
+	// they are read from the host's apt sources (see ReadMirrors).
+	Mirrors Mirrors
+	// Force rebuilds the requested images (not the cached rootfs trees) even
+	// when the layout already holds them with the same recipe.
+	Force bool
+	// Log receives progress lines and the output of debootstrap and apt. If
+	// nil, it is discarded.
+	Log io.Writer
+}
+
+func (o Options) withDefaults() Options {
+	if o.OutDir == "" {
+		o.OutDir = "/var/lib/slipway/base-images"
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = "/var/cache/slipway/base-images"
+	}
+	if o.Suite == "" {
+		o.Suite = "bookworm"
+	}
+	if len(o.Images) == 0 {
+		o.Images = Names()
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	return o
+}
+
+// spec is the recipe of one image.
+type spec struct {
+	name       string // "golang"
+	repository string // "library/golang"
+	parent     string // spec whose rootfs this one extends; "" = debootstrap
+	// extraSuites are suffixes of the suite ("-backports") enabled while
+	// the packages are installed, and not in the finished image.
+	extraSuites []string
+	packages    []string
+	script      string // shell run in the chroot after the packages are installed
+	env         []string
+	cmd         []string
+	workingDir  string
+	// finish inspects the finished rootfs and returns the image's tags and
+	// extra environment.
+	finish func(rootfs, suite string) (tags, env []string, err error)
+}
+
+var specs = []spec{
+	{
+		name:       "debian",
+		repository: "library/debian",
+		script:     slimScript,
+		env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		cmd:        []string{"bash"},
+		finish:     debianTags,
+	},
+	{
+		name:        "golang",
+		repository:  "library/golang",
+		parent:      "debian",
+		extraSuites: []string{"-backports"},
+		packages: []string{"golang-1.23-go", "ca-certificates", "git", "gcc", "libc6-dev",
+			"make", "pkg-config", "netbase", "openssh-client"},
+		script: `ln -s /usr/lib/go-1.23 /usr/local/go
+mkdir -p /go/src /go/bin
+chmod -R 1777 /go`,
+		env: []string{
+			"PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"GOPATH=/go",
+			"GOTOOLCHAIN=local",
+		},
+		cmd:        []string{"bash"},
+		workingDir: "/go",
+		finish:     golangTags,
+	},
+}
+
+// slimScript trims the debootstrap rootfs the way the official slim images
+// are trimmed, and sets apt up as they do.
+const slimScript = `cat > /etc/dpkg/dpkg.cfg.d/slipway-slim <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/man/*
+EOF
+find /usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete
+find /usr/share/doc -mindepth 1 -type d -empty -delete
+rm -rf /usr/share/groff/* /usr/share/info/* /usr/share/linda/* /usr/share/lintian/* /usr/share/locale/* /usr/share/man/*
+echo 'Acquire::Languages "none";' > /etc/apt/apt.conf.d/docker-no-languages
+echo 'Apt::AutoRemove::SuggestsImportant "false";' > /etc/apt/apt.conf.d/docker-autoremove-suggests
+apt-get update
+apt-get -y upgrade
+`
+
+// cleanScript ends every step: no package lists, caches or logs in images.
+const cleanScript = `
+apt-get clean
+rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old
+rm -f /var/log/dpkg.log /var/log/bootstrap.log /var/log/alternatives.log /var/log/apt/*.log
+rm -f /etc/hostname /etc/resolv.conf
+`
+
+// Names lists the images Build knows, parents first.
+func Names() []string {
+	var out []string
+	for _, s := range specs {
+		out = append(out, s.name)
+	}
+	return out
+}
+
+func findSpec(name string) (spec, bool) {
+	for _, s := range specs {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return spec{}, false
+}
+
+// key is the recipe key of s: it changes when anything that shapes its
+// rootfs changes, its parent's included.
+func (s spec) key(o Options) string {
+	h := sha256.New()
+	parent := ""
+	if p, ok := findSpec(s.parent); ok {
+		parent = p.key(o)
+	}
+	b, _ := json.Marshal([]any{recipeVersion, o.Suite, o.Mirrors, parent, s.name, s.extraSuites,
+		s.packages, s.script, s.env, s.cmd, s.workingDir})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// Build builds the requested images into the OCI layout at opts.OutDir,
+// reusing what the cache and the layout already hold. It needs root (for
+// debootstrap and chroot), debootstrap, and the Debian mirror.
+func Build(ctx context.Context, opts Options) error {
+	o := opts.withDefaults()
+	for _, name := range o.Images {
+		if _, ok := findSpec(name); !ok {
+			return fmt.Errorf("unknown base image %q (known: %s)", name, strings.Join(Names(), ", "))
+		}
+	}
+	if o.Mirrors.Debian == "" {
+		m, err := ReadMirrors("/", o.Suite)
+		if err != nil {
+			return fmt.Errorf("finding the Debian mirror: %w", err)
+		}
+		o.Mirrors = m
+	}
+	for _, d := range []string{o.CacheDir, o.OutDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	unlock, err := lockDir(ctx, o.CacheDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	out, err := openLayout(o.OutDir)
+	if err != nil {
+		return err
+	}
+	b := &builder{o: o, done: map[string]*prepared{}}
+	var fresh []*prepared
+	for _, s := range specs {
+		if !slices.Contains(o.Images, s.name) {
+			continue
+		}
+		if !o.Force && out.has(s.name, s.key(o)) {
+			fmt.Fprintf(o.Log, "==> %s: up to date\n", s.name)
+			continue
+		}
+		p, err := b.prepare(ctx, s)
+		if err != nil {
+			return err
+		}
+		fresh = append(fresh, p)
+	}
+	for _, p := range fresh {
+		if err := out.write(p); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Log, "==> %s: wrote %s\n", p.spec.name, strings.Join(p.refs(), ", "))
+	}
+	if len(fresh) > 0 {
+		if err := out.gc(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepared is a spec whose rootfs and layers exist.
+type prepared struct {
+	spec   spec
+	key    string
+	rootfs string
+	layers []*fileLayer // parent's first
+	steps  []string     // one history line per layer
+	tags   []string
+	env    []string
+}
+
+func (p *prepared) refs() []string {
+	var out []string
+	for _, t := range p.tags {
+		out = append(out, p.spec.repository+":"+t)
+	}
+	return out
+}
+
+type builder struct {
+	o    Options
+	done map[string]*prepared
+}
+
+// prepare makes sure the rootfs and the layer of s (and of its parents)
+// exist in the cache.
+func (b *builder) prepare(ctx context.Context, s spec) (*prepared, error) {
+	if p, ok := b.done[s.name]; ok {
+		return p, nil
+	}
+	var parent *prepared
+	if s.parent != "" {
+		ps, _ := findSpec(s.parent)
+		var err error
+		if parent, err = b.prepare(ctx, ps); err != nil {
+			return nil, err
+		}
+	}
+	key := s.key(b.o)
+	rootfs := filepath.Join(b.o.CacheDir, "rootfs", s.name+"-"+key)
+	if err := b.ensureRootfs(ctx, s, rootfs, parent); err != nil {
+		return nil, fmt.Errorf("building the %s rootfs: %w", s.name, err)
+	}
+	layerFile := filepath.Join(b.o.CacheDir, "layers", s.name+"-"+key+".tar.gz")
+	layer, err := loadLayer(layerFile)
+	if err != nil {
+		start := time.Now()
+		fmt.Fprintf(b.o.Log, "==> %s: writing layer\n", s.name)
+		if err := os.MkdirAll(filepath.Dir(layerFile), 0o755); err != nil {
+			return nil, err
+		}
+		parentRootfs := ""
+		if parent != nil {
+			parentRootfs = parent.rootfs
+		}
+		fi, err := os.Stat(rootfs)
+		if err != nil {
+			return nil, err
+		}
+		if layer, err = writeLayer(layerFile, rootfs, parentRootfs, fi.ModTime()); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(b.o.Log, "==> %s: layer %s, %d MB compressed, in %s\n", s.name, layer.meta.Digest[:19],
+			layer.meta.Size>>20, time.Since(start).Round(time.Second))
+	}
+	removeStale(filepath.Join(b.o.CacheDir, "rootfs"), s.name+"-", s.name+"-"+key)
+	removeStale(filepath.Join(b.o.CacheDir, "layers"), s.name+"-", s.name+"-"+key+".tar.gz")
+
+	p := &prepared{spec: s, key: key, rootfs: rootfs}
+	if parent != nil {
+		p.layers = append(slices.Clone(parent.layers), layer)
+		p.steps = append(slices.Clone(parent.steps), s.step(b.o.Suite))
+	} else {
+		p.layers = []*fileLayer{layer}
+		p.steps = []string{s.step(b.o.Suite)}
+	}
+	if p.tags, p.env, err = s.finish(rootfs, b.o.Suite); err != nil {
+		return nil, fmt.Errorf("inspecting the %s rootfs: %w", s.name, err)
+	}
+	b.done[s.name] = p
+	return p, nil
+}
+
+// step describes how a spec's layer was made, for the image history.
+func (s spec) step(suite string) string {
+	if s.parent == "" {
+		return "debootstrap --variant=minbase " + suite + " (slipway base-images)"
+	}
+	return "apt-get install --no-install-recommends " + strings.Join(s.packages, " ") + " (slipway base-images)"
+}
+
+// ensureRootfs builds the rootfs of s at dir unless it is already there.
+func (b *builder) ensureRootfs(ctx context.Context, s spec, dir string, parent *prepared) error {
+	if _, err := os.Stat(filepath.Join(dir, ".slipway-complete")); err == nil {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("building base images needs root (debootstrap, chroot)")
+	}
+	start := time.Now()
+	tmp := dir + ".tmp"
+	if err := removeTree(tmp); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = removeTree(tmp)
+		}
+	}()
+	script := s.script
+	if parent == nil {
+		fmt.Fprintf(b.o.Log, "==> %s: debootstrap %s\n", s.name, b.o.Suite)
+		if err := debootstrap(ctx, b.o.Log, tmp, b.o.Suite, b.o.Mirrors.Debian); err != nil {
+			return err
+		}
+		if err := os.Remove(filepath.Join(tmp, "etc/apt/sources.list")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, "etc/apt/sources.list.d/debian.sources"),
+			[]byte(b.o.Mirrors.sourcesFile(b.o.Suite)), 0o644); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(b.o.Log, "==> %s: apt-get install %s\n", s.name, strings.Join(s.packages, " "))
+		if err := copyTree(ctx, b.o.Log, parent.rootfs, tmp); err != nil {
+			return err
+		}
+		if err := os.Remove(filepath.Join(tmp, ".slipway-complete")); err != nil {
+			return err
+		}
+		var extra []string
+		for _, suffix := range s.extraSuites {
+			extra = append(extra, b.o.Suite+suffix)
+		}
+		buildSources := "/etc/apt/sources.list.d/slipway-build.sources"
+		if len(extra) > 0 {
+			src := stanza(b.o.Mirrors.Debian, extra...)
+			if err := os.WriteFile(filepath.Join(tmp, buildSources), []byte(src), 0o644); err != nil {
+				return err
+			}
+		}
+		script = "apt-get update\napt-get install -y --no-install-recommends " + strings.Join(s.packages, " ") +
+			"\nrm -f " + buildSources + "\n" + s.script
+	}
+	if err := chroot(ctx, b.o.Log, tmp, script+"\n"+cleanScript); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".slipway-complete"), nil, 0o644); err != nil {
+		return err
+	}
+	if err := removeTree(dir); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return err
+	}
+	ok = true
+	fmt.Fprintf(b.o.Log, "==> %s: rootfs ready in %s\n", s.name, time.Since(start).Round(time.Second))
+	return nil
+}
+
+// removeStale removes the entries of dir starting with prefix, except keep
+// (older recipes of the same image).
+func removeStale(dir, prefix, keep string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, prefix) || n == keep || n == keep+".json" {
+			continue
+		}
+		// Only this image's entries: the rest of the name is a key.
+		if rest := strings.TrimPrefix(n, prefix); len(rest) < 16 || strings.Contains(rest[:16], "-") {
+			continue
+		}
+		_ = removeTree(filepath.Join(dir, n))
+	}
+}
+
+// debianTags tags the base image like the official debian slim images.
+func debianTags(rootfs, suite string) ([]string, []string, error) {
+	b, err := os.ReadFile(filepath.Join(rootfs, "etc/debian_version"))
+	if err != nil {
+		return nil, nil, err
+	}
+	version := strings.TrimSpace(string(b)) // "12.11"
+	major, _, _ := strings.Cut(version, ".")
+	tags := []string{suite + "-slim", suite}
+	if major != "" && major != version {
+		tags = append(tags, major+"-slim", major, version+"-slim", version)
+	}
+	return tags, nil, nil
+}
+
+// golangTags tags the Go image like the official golang images and sets
+// GOLANG_VERSION.
+func golangTags(rootfs, suite string) ([]string, []string, error) {
+	goroot, err := os.Readlink(filepath.Join(rootfs, "usr/local/go"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if !filepath.IsAbs(goroot) {
+		goroot = filepath.Join("/usr/local", goroot)
+	}
+	b, err := os.ReadFile(filepath.Join(rootfs, goroot, "VERSION"))
+	if err != nil {
+		return nil, nil, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	version := strings.TrimPrefix(strings.TrimSpace(line), "go") // "1.23.4"
+	parts := strings.Split(version, ".")
+	if len(parts) < 2 {
+		return nil, nil, fmt.Errorf("unexpected Go version %q", line)
+	}
+	minor := parts[0] + "." + parts[1]
+	tags := []string{minor, minor + "-" + suite}
+	if version != minor {
+		tags = append(tags, version, version+"-"+suite)
+	}
+	return tags, []string{"GOLANG_VERSION=" + version}, nil
+}
+
+// lockDir takes an exclusive lock on dir/.lock, waiting for another build
+// to finish, until ctx is done.
+func lockDir(ctx context.Context, dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", dir, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for another base image build: %w", ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

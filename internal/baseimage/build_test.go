@@ -1,0 +1,310 @@
+package baseimage
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/slipwayhq/slipway/internal/registry"
+)
+
+// need skips the test with reason, or fails it when CI is set: CI machines
+// are expected to have everything.
+func need(t *testing.T, ok bool, reason string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI is set but %s", reason)
+	}
+	t.Skipf("skipping: %s", reason)
+}
+
+func have(cmd string) bool { _, err := exec.LookPath(cmd); return err == nil }
+
+// logWriter sends lines to t.Log.
+type logWriter struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for {
+		line, err := w.buf.ReadString('\n')
+		if err != nil {
+			w.buf.WriteString(line)
+			return len(p), nil
+		}
+		if line = strings.TrimRight(line, "\n"); line != "" {
+			w.t.Log(line)
+		}
+	}
+}
+
+// TestBuildSeedAndBuildKit builds the real base images from the Debian
+// mirror (cached in SLIPWAY_BASE_IMAGE_CACHE, default
+// /var/cache/slipway/base-images: the first run takes minutes), seeds them
+// into an embedded registry that requires a token except for library/
+// pulls, and builds examples/hello with a throwaway buildkitd that uses the
+// registry as its docker.io mirror. The result is pushed back with basic
+// auth, pulled, and its binary run.
+func TestBuildSeedAndBuildKit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: builds real base images (-short)")
+	}
+	need(t, os.Geteuid() == 0, "building base images needs root")
+	need(t, have("debootstrap"), "debootstrap is not installed")
+	_, mirrorErr := ReadMirrors("/", "bookworm")
+	need(t, mirrorErr == nil, fmt.Sprintf("no Debian mirror in the apt sources: %v", mirrorErr))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	out := t.TempDir()
+	logs := &logWriter{t: t}
+	opts := Options{OutDir: out, CacheDir: os.Getenv("SLIPWAY_BASE_IMAGE_CACHE"), Log: logs}
+	if err := Build(ctx, opts); err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	var again bytes.Buffer
+	opts.Log = &again
+	if err := Build(ctx, opts); err != nil {
+		t.Fatalf("second Build: %v", err)
+	}
+	if got := strings.Count(again.String(), "up to date"); got != len(Names()) {
+		t.Errorf("second Build rebuilt something:\n%s", again.String())
+	}
+
+	imgs, err := Images(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []string
+	for _, im := range imgs {
+		refs = append(refs, im.Ref)
+	}
+	for _, want := range []string{"library/debian:bookworm-slim", "library/debian:12", "library/golang:1.23", "library/golang:1.23-bookworm"} {
+		if !slices.Contains(refs, want) {
+			t.Errorf("layout lacks %s: %v", want, refs)
+		}
+	}
+
+	const token = "test-token"
+	reg, err := registry.New(registry.Config{
+		Dir: t.TempDir(),
+		Authorize: func(r *http.Request) bool {
+			_, pw, ok := r.BasicAuth()
+			return ok && pw == token
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Seed(ctx, out, reg.Import); err != nil {
+		t.Fatalf("Seed: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Record how BuildKit fetches the base images: through the mirror, and
+	// with or without credentials.
+	var mu sync.Mutex
+	var mirrorPulls, mirrorPullsWithAuth int
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v2/library/golang/manifests/") {
+			mu.Lock()
+			mirrorPulls++
+			if r.Header.Get("Authorization") != "" {
+				mirrorPullsWithAuth++
+			}
+			mu.Unlock()
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	defer srv.Close()
+	host := ln.Addr().String()
+
+	need(t, have("buildkitd") && have("buildctl"), "buildkitd and buildctl are not installed (scripts/install-buildkit.sh)")
+	need(t, have("runc"), "runc is not installed")
+	addr := startBuildkitd(t, ctx, host)
+
+	example, err := filepath.Abs("../../examples/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buildctl := func(dockerConfig string, output string) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, "buildctl", "--addr", addr, "build",
+			"--frontend", "dockerfile.v0",
+			"--local", "context="+example, "--local", "dockerfile="+example,
+			"--output", output)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dockerConfig)
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("buildctl build --output %s: %v", output, err)
+		}
+	}
+
+	// First without any credentials: FROM golang:1.23 must come from the
+	// mirror anonymously.
+	buildctl(t.TempDir(), "type=oci,dest="+filepath.Join(t.TempDir(), "hello.tar"))
+	mu.Lock()
+	t.Logf("base image manifest requests through the mirror: %d (%d with credentials)", mirrorPulls, mirrorPullsWithAuth)
+	if mirrorPulls == 0 || mirrorPullsWithAuth != 0 {
+		t.Errorf("mirror manifest requests = %d, with credentials %d; want > 0 and 0", mirrorPulls, mirrorPullsWithAuth)
+	}
+	mu.Unlock()
+
+	// Then pushed into the registry with the token as basic-auth password,
+	// as Slipway's builds do.
+	dockerConfig := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("slipway:" + token))
+	cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, host, auth)
+	if err := os.WriteFile(filepath.Join(dockerConfig, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := host + "/examples/hello:test"
+	buildctl(dockerConfig, "type=image,name="+target+",push=true,registry.insecure=true")
+
+	ref, err := name.ParseReference(target, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref, remote.WithAuth(&authn.Basic{Username: "slipway", Password: token}), remote.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("pulling the built image: %v", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cf.Config.Entrypoint, []string{"/hello"}) {
+		t.Errorf("entrypoint = %v, want [/hello]", cf.Config.Entrypoint)
+	}
+	files := flatten(t, img)
+	bin, ok := files["hello"]
+	if !ok {
+		t.Fatalf("built image lacks /hello: %d files", len(files))
+	}
+	runHello(t, ctx, []byte(bin))
+}
+
+// startBuildkitd starts a throwaway buildkitd whose docker.io mirror is the
+// registry at host, and returns its address. It is stopped, and its mounts
+// removed, when the test ends.
+func startBuildkitd(t *testing.T, ctx context.Context, host string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "slipway-buildkit-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = removeTree(dir) })
+	config := BuildkitdConfig(host)
+	t.Logf("buildkitd.toml:\n%s", config)
+	if err := os.WriteFile(filepath.Join(dir, "buildkitd.toml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := "unix://" + filepath.Join(dir, "buildkitd.sock")
+	logf, err := os.Create(filepath.Join(dir, "buildkitd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("buildkitd", "--config", filepath.Join(dir, "buildkitd.toml"),
+		"--root", filepath.Join(dir, "root"), "--addr", addr,
+		"--oci-worker=true", "--containerd-worker=false")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "buildkitd.log"))
+			t.Logf("buildkitd log:\n%s", b)
+		}
+	})
+	for i := 0; ; i++ {
+		err := exec.CommandContext(ctx, "buildctl", "--addr", addr, "debug", "workers").Run()
+		if err == nil {
+			return addr
+		}
+		if i == 100 {
+			t.Fatalf("buildkitd did not come up: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// runHello runs the built binary on the host and checks its answer.
+func runHello(t *testing.T, ctx context.Context, bin []byte) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hello")
+	if err := os.WriteFile(path, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.CommandContext(ctx, path)
+	cmd.Env = []string{fmt.Sprintf("PORT=%d", port), "SLIPWAY_DEPLOYMENT_ID=d0123456789a"}
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	for i := 0; ; i++ {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(body), "deployment d0123456789a") {
+				t.Errorf("GET / = %d %q", resp.StatusCode, body)
+			}
+			return
+		}
+		if i == 100 {
+			t.Fatalf("hello did not answer: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

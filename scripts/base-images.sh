@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the offline stand-ins for the official base images (debian slim,
+# golang) from this host's Debian mirror into an OCI image layout, by
+# default /var/lib/slipway/base-images, which `slipway server` seeds into
+# its embedded registry. Idempotent: rootfs trees and layers are cached in
+# /var/cache/slipway/base-images (override with -cache DIR), and images
+# whose recipe did not change are not rebuilt. Needs root and debootstrap.
+#
+#   scripts/base-images.sh [-images debian,golang] [-force] [OUTDIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  echo "base-images.sh: needs root (debootstrap, chroot)" >&2
+  exit 1
+fi
+if ! command -v debootstrap >/dev/null 2>&1; then
+  echo "base-images.sh: debootstrap is missing: apt-get install -y debootstrap" >&2
+  exit 1
+fi
+exec go run ./internal/baseimage/cmd/slipway-base-images "$@"
