@@ -1,0 +1,174 @@
+// Package testapp is the small HTTP app that every runtime driver runs in
+// the conformance suite. The same handler runs as a static binary inside
+// real sandboxes (see drivertest.BuildApp) and in-process in the fake driver.
+//
+// Protocol (all GET):
+//
+//	/                      200 "hello from <APP_ID>"
+//	/env?name=K            200 and the value of K, 404 if unset
+//	/stat?path=P           200 if P exists, 404 if not
+//	/read?path=P           200 and the content of P
+//	/write?path=P&data=D   creates P (and its directories) holding D
+//	/log?msg=M[&stream=stderr]  writes M and a newline to stdout (or stderr)
+//	/id                    200 "uid=U gid=G groups=A,B"
+//	/exit?code=N           answers 200, then the process exits with code N
+//
+// On start the app writes StartLine to stdout and to stderr. With
+// TESTAPP_EXIT=N in its environment it then exits with code N at once.
+package testapp
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// StartLine is the line the app writes to stdout and stderr when it starts.
+const StartLine = "testapp: started"
+
+// Env holds the names of environment variables the app reads.
+const (
+	EnvID          = "APP_ID"              // echoed by GET /
+	EnvIgnoreTerm  = "TESTAPP_IGNORE_TERM" // "1": ignore SIGTERM (to test a stop's SIGKILL)
+	EnvExit        = "TESTAPP_EXIT"        // N: exit with code N right after starting
+	EnvDefaultPort = "3000"
+)
+
+// Config is what the handler needs from its environment.
+type Config struct {
+	// Getenv looks up an environment variable. If nil, os.LookupEnv.
+	Getenv func(string) (string, bool)
+	// Root is prepended to every path of /stat, /read and /write.
+	// If empty, paths are used as they are.
+	Root string
+	// Stdout and Stderr receive /log messages. If nil, os.Stdout and os.Stderr.
+	Stdout, Stderr io.Writer
+	// Exit ends the app with a code after /exit has answered. If nil, os.Exit.
+	Exit func(code int)
+}
+
+// Handler serves the protocol described in the package documentation.
+func Handler(cfg Config) http.Handler {
+	if cfg.Getenv == nil {
+		cfg.Getenv = os.LookupEnv
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = os.Stderr
+	}
+	if cfg.Exit == nil {
+		cfg.Exit = os.Exit
+	}
+	path := func(r *http.Request) string {
+		return filepath.Join(cfg.Root, filepath.Clean("/"+r.URL.Query().Get("path")))
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		id, _ := cfg.Getenv(EnvID)
+		fmt.Fprintf(w, "hello from %s\n", id)
+	})
+	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
+		v, ok := cfg.Getenv(r.URL.Query().Get("name"))
+		if !ok {
+			http.Error(w, "unset", http.StatusNotFound)
+			return
+		}
+		io.WriteString(w, v)
+	})
+	mux.HandleFunc("GET /stat", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := os.Lstat(path(r)); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		io.WriteString(w, "exists\n")
+	})
+	mux.HandleFunc("GET /read", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(path(r))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Write(b)
+	})
+	mux.HandleFunc("GET /write", func(w http.ResponseWriter, r *http.Request) {
+		p := path(r)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := os.WriteFile(p, []byte(r.URL.Query().Get("data")), 0o644); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "written\n")
+	})
+	mux.HandleFunc("GET /log", func(w http.ResponseWriter, r *http.Request) {
+		out := cfg.Stdout
+		if r.URL.Query().Get("stream") == "stderr" {
+			out = cfg.Stderr
+		}
+		fmt.Fprintln(out, r.URL.Query().Get("msg"))
+		io.WriteString(w, "logged\n")
+	})
+	mux.HandleFunc("GET /id", func(w http.ResponseWriter, r *http.Request) {
+		groups, _ := os.Getgroups()
+		gs := make([]string, len(groups))
+		for i, g := range groups {
+			gs[i] = strconv.Itoa(g)
+		}
+		fmt.Fprintf(w, "uid=%d gid=%d groups=%s\n", os.Getuid(), os.Getgid(), strings.Join(gs, ","))
+	})
+	mux.HandleFunc("GET /exit", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.URL.Query().Get("code"))
+		if err != nil {
+			http.Error(w, "bad code", http.StatusBadRequest)
+			return
+		}
+		// A known length and a flush put the whole answer on the wire
+		// before the process ends.
+		const msg = "exiting\n"
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Content-Length", strconv.Itoa(len(msg)))
+		io.WriteString(w, msg)
+		w.(http.Flusher).Flush()
+		cfg.Exit(code)
+	})
+	return mux
+}
+
+// Main runs the app as a process: it listens on $PORT (default 3000) on
+// all addresses and serves Handler with the process's environment.
+func Main() {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = EnvDefaultPort
+	}
+	if os.Getenv(EnvIgnoreTerm) == "1" {
+		signal.Ignore(syscall.SIGTERM)
+	} else {
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		go func() {
+			<-term
+			fmt.Println("testapp: terminating")
+			os.Exit(0)
+		}()
+	}
+	fmt.Println(StartLine)
+	fmt.Fprintln(os.Stderr, StartLine)
+	if v := os.Getenv(EnvExit); v != "" {
+		code, _ := strconv.Atoi(v)
+		os.Exit(code)
+	}
+	err := http.ListenAndServe(":"+port, Handler(Config{}))
+	fmt.Fprintln(os.Stderr, "testapp:", err)
+	os.Exit(1)
+}

@@ -1,0 +1,706 @@
+// Package runc runs app instances as OCI containers with runc.
+//
+// Each image is pulled from its registry and unpacked once per digest into
+// Root/images/<digest>/rootfs. Each instance gets an OCI bundle in
+// Root/instances/<id>: an overlay filesystem whose lower layer is the
+// unpacked image (never written) and whose upper layer is the instance's
+// own, a config.json, and a state file. It runs in its own network
+// namespace (a named one, /run/netns/slipway-<id>, so that
+// `ip netns exec slipway-<id> ...` works for debugging) that has only a
+// loopback interface, and the router reaches the app with Driver.Dial. Each
+// instance has its own PID, IPC, UTS and mount namespaces, a cgroup
+// (/slipway/<id>) limiting memory, CPU and processes, Docker's default
+// capabilities minus NET_RAW, no new privileges, Docker's masked and
+// read-only paths, and a seccomp filter denying kernel surface apps do not
+// need.
+//
+// The app's stdout and stderr are the files named in the spec, held open by
+// the app itself, so logs keep flowing while the server is down. The
+// app's process is not the server's child (runc runs it detached); the
+// driver watches it with a pidfd, which notices an exit at once, and reads
+// the exit code from the process's zombie or, on Linux 6.15 and later, from
+// the pidfd. An exit code that cannot be known (the process exited while
+// the server was down) is reported as -1. An exit by signal N is 128+N.
+//
+// The driver needs root, runc (1.1 works, with cgroups v1, v2 or hybrid),
+// overlayfs, and Linux 5.10 or later (pidfd_open with PIDFD_NONBLOCK).
+package runc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sys/unix"
+
+	"github.com/slipwayhq/slipway/internal/runtime"
+)
+
+// Name is the driver's name, as stored in Handle.Driver.
+const Name = "runc"
+
+// Config configures a Driver. The zero value works.
+type Config struct {
+	// Root holds unpacked images (Root/images), instance bundles
+	// (Root/instances) and runc's state (Root/runc). If empty,
+	// /var/lib/slipway/runtime. Its path must not hold commas, colons or
+	// white space (they would break overlay mount options).
+	Root string
+	// RuncPath is the runc binary. If empty, "runc" is looked up in PATH.
+	RuncPath string
+	// RemoteOptions are passed to go-containerregistry's remote.Image when
+	// pulling an image (authentication, transport). If empty, images are
+	// pulled anonymously. References are parsed with name.Insecure: plain
+	// HTTP is allowed, as the embedded registry on loopback speaks it.
+	RemoteOptions []remote.Option
+	// StopGrace is how long Stop waits after SIGTERM before SIGKILL. If
+	// zero, 5 seconds.
+	StopGrace time.Duration
+	// NetnsDir holds the instances' named network namespaces. If empty,
+	// /run/netns, where ip-netns(8) finds them.
+	NetnsDir string
+	// CgroupParent is the cgroup under which each instance gets one named
+	// after its ID. If empty, /slipway.
+	CgroupParent string
+}
+
+// Driver runs instances with runc. It is safe for concurrent use.
+type Driver struct {
+	cfg       Config
+	runcPath  string
+	swapLimit bool
+
+	mu         sync.Mutex
+	instances  map[string]*instance // attached instances
+	idLocks    map[string]*idLock
+	imageLocks map[string]*sync.RWMutex
+
+	unpacks atomic.Int64 // images unpacked; for tests
+}
+
+// New returns a driver. It creates Root if needed and fails if runc cannot
+// be found.
+func New(cfg Config) (*Driver, error) {
+	if cfg.Root == "" {
+		cfg.Root = "/var/lib/slipway/runtime"
+	}
+	if cfg.RuncPath == "" {
+		cfg.RuncPath = "runc"
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 5 * time.Second
+	}
+	if cfg.NetnsDir == "" {
+		cfg.NetnsDir = "/run/netns"
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "/slipway"
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("runc driver: %w", err)
+	}
+	if strings.ContainsAny(root, ",: \t\n") {
+		return nil, fmt.Errorf("runc driver: root %q holds a comma, colon or space", root)
+	}
+	cfg.Root = root
+	runcPath, err := exec.LookPath(cfg.RuncPath)
+	if err != nil {
+		return nil, fmt.Errorf("runc driver: finding runc: %w", err)
+	}
+	for _, dir := range []string{"images", "instances", "runc"} {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o711); err != nil {
+			return nil, fmt.Errorf("runc driver: %w", err)
+		}
+	}
+	d := &Driver{
+		cfg:        cfg,
+		runcPath:   runcPath,
+		swapLimit:  swapAccounting(),
+		instances:  make(map[string]*instance),
+		idLocks:    make(map[string]*idLock),
+		imageLocks: make(map[string]*sync.RWMutex),
+	}
+	d.removeStaleTemps()
+	return d, nil
+}
+
+// swapAccounting reports whether runc can cap memory+swap (cgroups v1
+// with swap accounting). Without it only memory is capped.
+func swapAccounting() bool {
+	_, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+	return err == nil
+}
+
+func (d *Driver) runcRoot() string             { return filepath.Join(d.cfg.Root, "runc") }
+func (d *Driver) bundleDir(id string) string   { return filepath.Join(d.cfg.Root, "instances", id) }
+func (d *Driver) netnsPath(id string) string   { return filepath.Join(d.cfg.NetnsDir, "slipway-"+id) }
+func (d *Driver) cgroupsPath(id string) string { return filepath.Join(d.cfg.CgroupParent, id) }
+
+// state is Handle.State, also kept as Root/instances/<id>/state.json.
+type state struct {
+	Bundle    string    `json:"bundle"`
+	Netns     string    `json:"netns"`
+	PID       int       `json:"pid"`
+	PIDStart  uint64    `json:"pidStart"` // clock ticks after boot; tells a reused PID apart
+	Image     string    `json:"image"`
+	Digest    string    `json:"digest"`
+	Port      int       `json:"port"`
+	StartedAt time.Time `json:"startedAt"`
+}
+
+// instance is an attached instance: its process watched through a pidfd
+// and its network namespace held open for Dial.
+type instance struct {
+	id        string
+	pid       int
+	pidStart  uint64
+	startedAt time.Time
+	proc      *os.File        // pidfd; nil if the process was gone when attached
+	ns        *os.File        // network namespace; nil if missing
+	nsConn    syscall.RawConn // of ns
+	done      chan struct{}   // closed when the process has exited
+	detached  chan struct{}   // closed when the driver let go of the instance
+
+	mu       sync.Mutex
+	exitCode int
+	exitedAt time.Time
+}
+
+func (in *instance) exited() bool {
+	select {
+	case <-in.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (in *instance) status() runtime.Status {
+	st := runtime.Status{Running: true, PID: in.pid, StartedAt: in.startedAt}
+	if in.exited() {
+		in.mu.Lock()
+		st.Running, st.ExitCode, st.ExitedAt = false, in.exitCode, in.exitedAt
+		in.mu.Unlock()
+	}
+	return st
+}
+
+func (in *instance) setExited(code int, at time.Time) {
+	in.mu.Lock()
+	in.exitCode, in.exitedAt = code, at
+	in.mu.Unlock()
+	close(in.done)
+}
+
+// watch waits, parked in Go's poller, until the pidfd reports the exit.
+func (in *instance) watch() {
+	rc, err := in.proc.SyscallConn()
+	if err != nil {
+		close(in.detached)
+		return
+	}
+	exited := false
+	err = rc.Read(func(fd uintptr) bool {
+		exited = pidfdExited(int(fd))
+		return exited
+	})
+	if !exited { // the pidfd was closed: the driver let go
+		close(in.detached)
+		return
+	}
+	at := time.Now()
+	code := -1
+	rc.Control(func(fd uintptr) { code = exitCode(int(fd), in.pid, in.pidStart) })
+	in.setExited(code, at)
+}
+
+// close lets go of the instance's file descriptors. The process runs on.
+func (in *instance) close() {
+	if in.proc != nil {
+		in.proc.Close()
+	} else {
+		select {
+		case <-in.detached:
+		default:
+			close(in.detached)
+		}
+	}
+	if in.ns != nil {
+		in.ns.Close()
+	}
+}
+
+type idLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lockID serializes Start, Stop and attaching for one instance ID.
+func (d *Driver) lockID(id string) func() {
+	d.mu.Lock()
+	l, ok := d.idLocks[id]
+	if !ok {
+		l = &idLock{}
+		d.idLocks[id] = l
+	}
+	l.refs++
+	d.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		d.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(d.idLocks, id)
+		}
+		d.mu.Unlock()
+	}
+}
+
+var idRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Name implements runtime.Driver.
+func (d *Driver) Name() string { return Name }
+
+// Start implements runtime.Driver. It pulls and unpacks the image if this
+// digest has not been unpacked yet, builds the instance's bundle, network
+// namespace and cgroup, and runs the process. It returns once the process
+// runs. If Start fails it leaves nothing behind but the log files.
+func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle, error) {
+	if !idRE.MatchString(spec.ID) {
+		return nil, fmt.Errorf("starting instance: bad ID %q (want a lowercase DNS label)", spec.ID)
+	}
+	if spec.Port == 0 {
+		spec.Port = 3000
+	}
+	unlock := d.lockID(spec.ID)
+	defer unlock()
+	if _, err := os.Lstat(d.bundleDir(spec.ID)); err == nil {
+		return nil, fmt.Errorf("starting instance %s: it already exists", spec.ID)
+	}
+	img, release, err := d.image(ctx, spec.Image)
+	if err != nil {
+		return nil, fmt.Errorf("starting instance %s: %w", spec.ID, err)
+	}
+	h, err := d.create(ctx, spec, img)
+	release()
+	if err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		d.teardown(cctx, spec.ID)
+		return nil, fmt.Errorf("starting instance %s: %w", spec.ID, err)
+	}
+	return h, nil
+}
+
+func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *image) (*runtime.Handle, error) {
+	id, bundle := spec.ID, d.bundleDir(spec.ID)
+	if err := os.Mkdir(bundle, 0o700); err != nil {
+		return nil, err
+	}
+	rootfs := filepath.Join(bundle, "rootfs")
+	for _, dir := range []string{rootfs, filepath.Join(bundle, "upper"), filepath.Join(bundle, "work")} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", img.rootfs, bundle, bundle)
+	if err := unix.Mount("overlay", rootfs, "overlay", 0, opts); err != nil {
+		return nil, fmt.Errorf("mounting overlay filesystem: %w", err)
+	}
+	netns := d.netnsPath(id)
+	if err := createNetns(netns); err != nil {
+		return nil, err
+	}
+
+	cfg := img.config.Config
+	args, err := processArgs(spec.Command, cfg)
+	if err != nil {
+		return nil, err
+	}
+	usr, err := resolveUser(img.rootfs, cfg.User)
+	if err != nil {
+		return nil, err
+	}
+	cwd := cfg.WorkingDir
+	if cwd == "" {
+		cwd = "/"
+	}
+	p := specParams{
+		id:           id,
+		rootfs:       rootfs,
+		netns:        netns,
+		cgroupsPath:  d.cgroupsPath(id),
+		args:         args,
+		env:          processEnv(cfg.Env, spec.Env, spec.Port, id, usr.home),
+		cwd:          cwd,
+		user:         usr,
+		limits:       spec.Limits,
+		swapLimit:    d.swapLimit,
+		maxOpenFiles: openFilesLimit(),
+	}
+	if fi, err := os.Lstat(filepath.Join(img.rootfs, "etc")); err == nil && fi.IsDir() {
+		p.etcDir = filepath.Join(bundle, "etc")
+		if err := os.Mkdir(p.etcDir, 0o755); err != nil {
+			return nil, err
+		}
+		resolv, _ := os.ReadFile("/etc/resolv.conf")
+		for name, b := range etcFiles(id, resolv) {
+			if err := os.WriteFile(filepath.Join(p.etcDir, name), b, 0o644); err != nil {
+				return nil, err
+			}
+		}
+	}
+	config, err := json.MarshalIndent(ociSpec(p), "", "\t")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), config, 0o600); err != nil {
+		return nil, err
+	}
+
+	stdout, err := openLog(spec.StdoutPath)
+	if err != nil {
+		return nil, err
+	}
+	defer stdout.Close()
+	stderr, err := openLog(spec.StderrPath)
+	if err != nil {
+		return nil, err
+	}
+	defer stderr.Close()
+	if err := d.runcRun(ctx, id, bundle, stdout, stderr); err != nil {
+		return nil, err
+	}
+	startedAt := time.Now()
+	b, err := os.ReadFile(filepath.Join(bundle, "pid"))
+	if err != nil {
+		return nil, fmt.Errorf("reading runc's pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("reading runc's pid file: %w", err)
+	}
+	st := state{
+		Bundle: bundle, Netns: netns, PID: pid, Image: spec.Image, Digest: img.digest,
+		Port: spec.Port, StartedAt: startedAt,
+	}
+	in := &instance{id: id, pid: pid, startedAt: startedAt, done: make(chan struct{}), detached: make(chan struct{})}
+	if ps, err := readProcStat(pid); err == nil {
+		st.PIDStart, in.pidStart = ps.start, ps.start
+		if in.proc, err = openPidfd(pid, ps.start); err != nil {
+			return nil, err
+		}
+	}
+	if err := in.openNetns(netns); err != nil {
+		in.close()
+		return nil, err
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		in.close()
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "state.json"), raw, 0o600); err != nil {
+		in.close()
+		return nil, err
+	}
+	d.adopt(in)
+	return &runtime.Handle{ID: id, Driver: Name, State: raw}, nil
+}
+
+// openLog opens a log file for appending; an empty path discards output.
+func openLog(path string) (*os.File, error) {
+	if path == "" {
+		path = os.DevNull
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("opening log file: %w", err)
+	}
+	return f, nil
+}
+
+func (in *instance) openNetns(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("opening network namespace: %w", err)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("opening network namespace: %w", err)
+	}
+	in.ns, in.nsConn = f, rc
+	return nil
+}
+
+// adopt records an attached instance and starts watching its process.
+func (d *Driver) adopt(in *instance) {
+	if in.proc != nil {
+		go in.watch()
+	} else {
+		in.setExited(-1, time.Time{})
+	}
+	d.mu.Lock()
+	d.instances[in.id] = in
+	d.mu.Unlock()
+}
+
+func (d *Driver) lookup(id string) *instance {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.instances[id]
+}
+
+// attach returns the attached instance h names, attaching to it first if
+// this driver value has not yet (Recover, or any call after a restart).
+func (d *Driver) attach(ctx context.Context, h *runtime.Handle) (*instance, error) {
+	if in := d.lookup(h.ID); in != nil {
+		return in, nil
+	}
+	if !idRE.MatchString(h.ID) {
+		return nil, fmt.Errorf("instance %q: %w", h.ID, runtime.ErrNotFound)
+	}
+	unlock := d.lockID(h.ID)
+	defer unlock()
+	return d.attachLocked(ctx, h)
+}
+
+func (d *Driver) attachLocked(ctx context.Context, h *runtime.Handle) (*instance, error) {
+	if in := d.lookup(h.ID); in != nil {
+		return in, nil
+	}
+	rs, err := d.runcStateOf(ctx, h.ID)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", h.ID, err)
+	}
+	var st state
+	if len(h.State) > 0 {
+		if err := json.Unmarshal(h.State, &st); err != nil {
+			return nil, fmt.Errorf("instance %s: reading handle state: %w", h.ID, err)
+		}
+	} else if b, err := os.ReadFile(filepath.Join(d.bundleDir(h.ID), "state.json")); err == nil {
+		json.Unmarshal(b, &st)
+	}
+	in := &instance{id: h.ID, pid: rs.Pid, startedAt: st.StartedAt, done: make(chan struct{}), detached: make(chan struct{})}
+	if in.startedAt.IsZero() {
+		in.startedAt = rs.Created
+	}
+	if in.pid == 0 {
+		in.pid = st.PID
+	}
+	if rs.Status != "stopped" && rs.Pid > 0 {
+		start := st.PIDStart
+		if st.PID != rs.Pid || start == 0 {
+			// No record of this process: trust runc, which has just
+			// checked its identity.
+			if ps, err := readProcStat(rs.Pid); err == nil {
+				start = ps.start
+			}
+		}
+		in.pidStart = start
+		if in.proc, err = openPidfd(rs.Pid, start); err != nil {
+			return nil, fmt.Errorf("instance %s: %w", h.ID, err)
+		}
+	}
+	netns := st.Netns
+	if netns == "" {
+		netns = d.netnsPath(h.ID)
+	}
+	if err := in.openNetns(netns); err != nil && in.proc != nil {
+		in.close()
+		return nil, fmt.Errorf("instance %s: %w", h.ID, err)
+	}
+	d.adopt(in)
+	return in, nil
+}
+
+// Recover implements runtime.Driver: it re-attaches to the instance h
+// names (watching its process, holding its network namespace). Calling it
+// is optional with this driver, which attaches on first use, but it is the
+// way to learn that an instance is gone (ErrNotFound).
+func (d *Driver) Recover(ctx context.Context, h *runtime.Handle) error {
+	_, err := d.attach(ctx, h)
+	return err
+}
+
+// Inspect implements runtime.Driver.
+func (d *Driver) Inspect(ctx context.Context, h *runtime.Handle) (runtime.Status, error) {
+	in, err := d.attach(ctx, h)
+	if err != nil {
+		return runtime.Status{}, err
+	}
+	return in.status(), nil
+}
+
+// errDetached reports that the driver let go of an instance while a Wait
+// was in progress (Close, or Stop that could not wait for the exit).
+var errDetached = errors.New("driver detached from the instance")
+
+// Wait implements runtime.Driver. The exit is noticed through a pidfd the
+// moment it happens.
+func (d *Driver) Wait(ctx context.Context, h *runtime.Handle) (runtime.Status, error) {
+	in, err := d.attach(ctx, h)
+	if err != nil {
+		return runtime.Status{}, err
+	}
+	select {
+	case <-in.done:
+		return in.status(), nil
+	case <-in.detached:
+		return runtime.Status{}, fmt.Errorf("waiting for instance %s: %w", h.ID, errDetached)
+	case <-ctx.Done():
+		return runtime.Status{}, ctx.Err()
+	}
+}
+
+// Dial implements runtime.Driver: it connects to 127.0.0.1:port inside the
+// instance's network namespace. It costs a goroutine and two setns calls on
+// top of a plain loopback dial.
+func (d *Driver) Dial(ctx context.Context, h *runtime.Handle, port int) (net.Conn, error) {
+	in, err := d.attach(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if in.nsConn == nil {
+		return nil, fmt.Errorf("dialling instance %s: no network namespace", h.ID)
+	}
+	c, err := dialIn(ctx, in.nsConn, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("dialling instance %s: %w", h.ID, err)
+	}
+	return c, nil
+}
+
+// Stop implements runtime.Driver: SIGTERM to the instance's processes,
+// SIGKILL after Config.StopGrace (or as soon as ctx ends), then it deletes
+// the container and removes the overlay mount, the network namespace, the
+// cgroup and the bundle. The log files stay. The steps after SIGTERM run
+// to completion even if ctx has ended (bounded by a minute of their own),
+// so that an impatient caller does not leave a half-removed instance.
+//
+// Stop needs only h.ID: after a crash in the middle of Start,
+// Stop(&Handle{ID: id}) removes whatever Start had made.
+func (d *Driver) Stop(ctx context.Context, h *runtime.Handle) error {
+	if !idRE.MatchString(h.ID) {
+		return nil // Start never made such an instance
+	}
+	unlock := d.lockID(h.ID)
+	defer unlock()
+	in, err := d.attachLocked(ctx, h)
+	if err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		return fmt.Errorf("stopping instance %s: %w", h.ID, err)
+	}
+	finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if in != nil && !in.exited() {
+		if err := d.runcKill(ctx, h.ID, "TERM"); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("stopping instance %s: %w", h.ID, err)
+		}
+		grace := time.NewTimer(d.cfg.StopGrace)
+		defer grace.Stop()
+		select {
+		case <-in.done:
+		case <-grace.C:
+		case <-ctx.Done():
+		}
+		if !in.exited() {
+			if err := d.runcKill(finish, h.ID, "KILL"); err != nil {
+				return fmt.Errorf("stopping instance %s: %w", h.ID, err)
+			}
+			select {
+			case <-in.done:
+			case <-finish.Done():
+				return fmt.Errorf("stopping instance %s: no exit after SIGKILL: %w", h.ID, finish.Err())
+			}
+		}
+	}
+	if err := d.teardown(finish, h.ID); err != nil {
+		return fmt.Errorf("stopping instance %s: %w", h.ID, err)
+	}
+	return nil
+}
+
+// teardown deletes the container and everything Start made for it but
+// the log files. Each step tolerates what is already gone.
+func (d *Driver) teardown(ctx context.Context, id string) error {
+	var errs []error
+	if err := d.runcDelete(ctx, id); err != nil {
+		errs = append(errs, err)
+	}
+	d.mu.Lock()
+	in := d.instances[id]
+	delete(d.instances, id)
+	d.mu.Unlock()
+	if in != nil {
+		in.close()
+	}
+	bundle := d.bundleDir(id)
+	mounted := false
+	if err := unmount(filepath.Join(bundle, "rootfs")); err != nil {
+		errs = append(errs, err)
+		mounted = true
+	}
+	if err := deleteNetns(d.netnsPath(id)); err != nil {
+		errs = append(errs, err)
+	}
+	removeCgroups(d.cgroupsPath(id))
+	if !mounted { // never remove through a live mount
+		if err := os.RemoveAll(bundle); err != nil {
+			errs = append(errs, fmt.Errorf("removing bundle: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unmount unmounts dir; a dir that is not mounted or missing is fine.
+func unmount(dir string) error {
+	err := unix.Unmount(dir, 0)
+	if errors.Is(err, unix.EBUSY) {
+		err = unix.Unmount(dir, unix.MNT_DETACH)
+	}
+	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return fmt.Errorf("unmounting %s: %w", dir, err)
+}
+
+// removeCgroups removes the instance's cgroup directories if runc left any
+// (it does not when it deletes the container itself).
+func removeCgroups(path string) {
+	hierarchies, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, h := range append(hierarchies, "/sys/fs/cgroup") {
+		os.Remove(filepath.Join(h, path)) // rmdir; only empty cgroups go
+	}
+}
+
+// Close lets go of all attached instances (their pidfds and network
+// namespace handles) without stopping them, as a server does when it
+// exits. Waits in progress return an error. The driver stays usable and
+// attaches again on the next call.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	instances := d.instances
+	d.instances = make(map[string]*instance)
+	d.mu.Unlock()
+	for _, in := range instances {
+		in.close()
+	}
+	return nil
+}
+
+var _ runtime.Driver = (*Driver)(nil)

@@ -1,0 +1,173 @@
+package runc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// createNetns creates a network namespace with its loopback interface up
+// and bind-mounts it at path, as `ip netns add` does, so that it outlives
+// every process (and the server) until deleteNetns.
+func createNetns(path string) error {
+	if err := prepareNetnsDir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return fmt.Errorf("creating network namespace file: %w", err)
+	}
+	f.Close()
+	host, err := hostNetns()
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		err := func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("unshare: %w", err)
+			}
+			self := "/proc/thread-self/ns/net"
+			if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind-mounting network namespace: %w", err)
+			}
+			return loopbackUp()
+		}()
+		if setns(host) == nil {
+			goruntime.UnlockOSThread()
+		} // else the thread stays locked and ends with this goroutine
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		deleteNetns(path)
+		return fmt.Errorf("creating network namespace %s: %w", path, err)
+	}
+	return nil
+}
+
+// loopbackUp sets the flag IFF_UP on "lo" of the calling thread's network
+// namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bringing up lo: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("bringing up lo: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bringing up lo: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bringing up lo: %w", err)
+	}
+	return nil
+}
+
+var netnsDirs sync.Map // dir → struct{}: prepared
+
+// prepareNetnsDir creates dir and makes it a shared mount point, as
+// ip-netns(8) does, so that namespace mounts made later propagate to mount
+// namespaces that copied it.
+func prepareNetnsDir(dir string) error {
+	if _, ok := netnsDirs.Load(dir); ok {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if errors.Is(err, unix.EINVAL) { // not a mount point yet
+		if err = unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err == nil {
+			err = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("making %s a shared mount: %w", dir, err)
+	}
+	netnsDirs.Store(dir, struct{}{})
+	return nil
+}
+
+// deleteNetns unmounts and removes a namespace made by createNetns. The
+// namespace itself ends when no process uses it any more. A missing
+// namespace is not an error.
+func deleteNetns(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmounting network namespace %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing network namespace %s: %w", path, err)
+	}
+	return nil
+}
+
+// hostNetns is the process's own network namespace, to return to after
+// entering an instance's. It is read from the calling thread, not from
+// /proc/self (the main thread), which the Go runtime may have retired in
+// another namespace: a goroutine that ends while locked to the main thread
+// wedges it instead of ending it. Threads that run goroutines unlocked are
+// always in the host namespace.
+var hostNetns = sync.OnceValues(func() (syscall.RawConn, error) {
+	f, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("opening the host network namespace: %w", err)
+	}
+	return f.SyscallConn() // f is kept open for the life of the process
+})
+
+// setns moves the calling (locked) thread into the network namespace ns.
+func setns(ns syscall.RawConn) error {
+	var err error
+	if cerr := ns.Control(func(fd uintptr) { err = unix.Setns(int(fd), unix.CLONE_NEWNET) }); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// dialIn opens a TCP connection to addr from inside the network namespace
+// ns. The socket is created on a thread that enters ns and then returns to
+// the host namespace; the connection belongs to ns for its whole life and
+// can be used from any goroutine.
+func dialIn(ctx context.Context, ns syscall.RawConn, addr string) (net.Conn, error) {
+	host, err := hostNetns()
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		goruntime.LockOSThread()
+		var r result
+		if err := setns(ns); err != nil {
+			r.err = fmt.Errorf("entering network namespace: %w", err)
+			goruntime.UnlockOSThread() // still in the host namespace
+			ch <- r
+			return
+		}
+		var d net.Dialer
+		r.conn, r.err = d.DialContext(ctx, "tcp", addr)
+		if setns(host) == nil {
+			goruntime.UnlockOSThread()
+		} // else the thread stays locked and ends with this goroutine
+		ch <- r
+	}()
+	r := <-ch
+	return r.conn, r.err
+}

@@ -1,0 +1,272 @@
+package runc
+
+import (
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/slipwayhq/slipway/internal/runtime"
+)
+
+// Defaults for runtime.Limits fields left at zero.
+const (
+	DefaultMemoryBytes = 512 << 20
+	DefaultCPUMillis   = 1000
+	DefaultPids        = 512
+)
+
+const (
+	defaultPath  = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	cpuPeriod    = 100000 // µs
+	maxOpenFiles = 65536
+)
+
+// specParams is everything ociSpec needs about one instance.
+type specParams struct {
+	id           string
+	rootfs       string // absolute path of the instance's root filesystem
+	netns        string // path of the instance's network namespace
+	cgroupsPath  string
+	args         []string
+	env          []string
+	cwd          string
+	user         user
+	limits       runtime.Limits
+	swapLimit    bool // the host accounts swap: memory+swap is capped too
+	maxOpenFiles uint64
+	etcDir       string // if set, holds hosts, hostname and resolv.conf to mount on /etc
+}
+
+// processArgs returns the command line: the spec's Command if set, else
+// the image's Entrypoint followed by its Cmd.
+func processArgs(command []string, cfg v1.Config) ([]string, error) {
+	args := command
+	if len(args) == 0 {
+		args = append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
+	}
+	if len(args) == 0 || args[0] == "" {
+		return nil, errors.New("no command: the spec has none and the image has neither entrypoint nor cmd")
+	}
+	return args, nil
+}
+
+// processEnv merges the image's environment, the spec's (which overrides
+// it) and PORT (which overrides both), keeping the order in which keys first
+// appear. PATH, HOSTNAME and HOME get defaults when nobody sets them.
+func processEnv(image, spec []string, port int, hostname, home string) []string {
+	var keys []string
+	vals := make(map[string]string)
+	set := func(kv string) {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == "" {
+			return
+		}
+		if _, ok := vals[k]; !ok {
+			keys = append(keys, k)
+		}
+		vals[k] = v
+	}
+	for _, kv := range image {
+		set(kv)
+	}
+	for _, kv := range spec {
+		set(kv)
+	}
+	set("PORT=" + strconv.Itoa(port))
+	for _, kv := range []string{"PATH=" + defaultPath, "HOSTNAME=" + hostname, "HOME=" + home} {
+		if k, _, _ := strings.Cut(kv, "="); vals[k] == "" {
+			set(kv)
+		}
+	}
+	env := make([]string, len(keys))
+	for i, k := range keys {
+		env[i] = k + "=" + vals[k]
+	}
+	return env
+}
+
+// defaultCaps is Docker's default capability set without NET_RAW (an app
+// has no business crafting raw packets).
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// Docker's default masked and read-only paths.
+var (
+	maskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+		"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
+// openFilesLimit is the limit on open files of an instance: 65536, or the
+// server's own hard limit if lower (raising a hard limit needs
+// CAP_SYS_RESOURCE, which the server may lack).
+func openFilesLimit() uint64 {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err == nil && rl.Max < maxOpenFiles {
+		return rl.Max
+	}
+	return maxOpenFiles
+}
+
+// ociSpec builds the runtime spec (config.json) of an instance.
+func ociSpec(p specParams) *specs.Spec {
+	caps := &specs.LinuxCapabilities{Bounding: defaultCaps}
+	if p.user.uid == 0 {
+		// Like an exec after setuid: a non-root process keeps no
+		// capabilities, only the bounding set.
+		caps.Effective, caps.Permitted = defaultCaps, defaultCaps
+	}
+	limits := p.limits
+	if limits.MemoryBytes <= 0 {
+		limits.MemoryBytes = DefaultMemoryBytes
+	}
+	if limits.CPUMillis <= 0 {
+		limits.CPUMillis = DefaultCPUMillis
+	}
+	if limits.Pids <= 0 {
+		limits.Pids = DefaultPids
+	}
+	memory := &specs.LinuxMemory{Limit: &limits.MemoryBytes}
+	if p.swapLimit {
+		memory.Swap = &limits.MemoryBytes // memory+swap: no swap at all
+	}
+	quota, period := limits.CPUMillis*cpuPeriod/1000, uint64(cpuPeriod)
+
+	s := &specs.Spec{
+		Version:  specs.Version,
+		Hostname: p.id,
+		Root:     &specs.Root{Path: p.rootfs},
+		Process: &specs.Process{
+			User: specs.User{UID: p.user.uid, GID: p.user.gid, AdditionalGids: p.user.groups},
+			Args: p.args,
+			Env:  p.env,
+			Cwd:  p.cwd,
+			Rlimits: []specs.POSIXRlimit{
+				{Type: "RLIMIT_NOFILE", Hard: p.maxOpenFiles, Soft: p.maxOpenFiles},
+			},
+			Capabilities:    caps,
+			NoNewPrivileges: true,
+		},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		},
+		Linux: &specs.Linux{
+			CgroupsPath: p.cgroupsPath,
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace},
+				{Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace},
+				{Type: specs.MountNamespace},
+				{Type: specs.NetworkNamespace, Path: p.netns},
+			},
+			Resources: &specs.LinuxResources{
+				// Deny every device; runc adds the standard ones (null,
+				// zero, full, random, urandom, tty, ptmx) back.
+				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+				Memory:  memory,
+				CPU:     &specs.LinuxCPU{Quota: &quota, Period: &period},
+				Pids:    &specs.LinuxPids{Limit: &limits.Pids},
+			},
+			MaskedPaths:   maskedPaths,
+			ReadonlyPaths: readonlyPaths,
+			Seccomp:       seccompProfile(),
+		},
+	}
+	if p.etcDir != "" {
+		for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
+			s.Mounts = append(s.Mounts, specs.Mount{
+				Destination: "/etc/" + f, Type: "bind", Source: p.etcDir + "/" + f,
+				Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
+			})
+		}
+	}
+	return s
+}
+
+// seccompProfile allows every system call except those that reach kernel
+// surface an app does not need: keyrings, BPF, perf, kernel modules,
+// mounting, namespaces (user namespaces need no capability), and the like.
+// clone3 reports ENOSYS so that libcs fall back to clone, whose namespace
+// flags can be checked.
+func seccompProfile() *specs.LinuxSeccomp {
+	eperm, enosys := uint(1), uint(38)
+	s := &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Syscalls: []specs.LinuxSyscall{
+			{
+				Names: []string{
+					"acct", "add_key", "bpf", "delete_module", "finit_module", "fsconfig",
+					"fsmount", "fsopen", "fspick", "init_module", "kexec_file_load",
+					"kexec_load", "keyctl", "lookup_dcookie", "mount", "mount_setattr",
+					"move_mount", "open_by_handle_at", "open_tree", "perf_event_open",
+					"pivot_root", "quotactl", "reboot", "request_key", "setns", "swapoff",
+					"swapon", "syslog", "umount", "umount2", "unshare", "userfaultfd",
+				},
+				Action:   specs.ActErrno,
+				ErrnoRet: &eperm,
+			},
+			{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: &enosys},
+		},
+	}
+	const (
+		cloneNewNS     = 0x00020000
+		cloneNewCgroup = 0x02000000
+		cloneNewUTS    = 0x04000000
+		cloneNewIPC    = 0x08000000
+		cloneNewUser   = 0x10000000
+		cloneNewPID    = 0x20000000
+		cloneNewNet    = 0x40000000
+	)
+	for _, flag := range []uint64{cloneNewNS, cloneNewCgroup, cloneNewUTS, cloneNewIPC, cloneNewUser, cloneNewPID, cloneNewNet} {
+		s.Syscalls = append(s.Syscalls, specs.LinuxSyscall{
+			Names:    []string{"clone"},
+			Action:   specs.ActErrno,
+			ErrnoRet: &eperm,
+			Args:     []specs.LinuxSeccompArg{{Index: 0, Value: flag, ValueTwo: flag, Op: specs.OpMaskedEqual}},
+		})
+	}
+	switch goruntime.GOARCH {
+	case "amd64":
+		s.Architectures = []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}
+	case "arm64":
+		s.Architectures = []specs.Arch{specs.ArchAARCH64, specs.ArchARM}
+	}
+	return s
+}
+
+// etcFiles returns the content of /etc/hosts, /etc/hostname and
+// /etc/resolv.conf for an instance. The host's resolv.conf is copied
+// without loopback name servers, which would be the instance's own.
+func etcFiles(id string, hostResolv []byte) map[string][]byte {
+	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", id)
+	var resolv strings.Builder
+	for line := range strings.Lines(string(hostResolv)) {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+			continue
+		}
+		resolv.WriteString(line)
+	}
+	return map[string][]byte{
+		"hosts":       []byte(hosts),
+		"hostname":    []byte(id + "\n"),
+		"resolv.conf": []byte(resolv.String()),
+	}
+}
