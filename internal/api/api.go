@@ -189,7 +189,7 @@ func (s *Server) deploymentJSON(ctx context.Context, d store.Deployment) Deploym
 		Image: d.Image, ImageDigest: d.ImageDigest, FailureReason: d.FailureReason,
 		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Phases: phases(d),
 	}
-	for _, h := range s.dep.Hostnames(d, current) {
+	for _, h := range s.dep.Hostnames(ctx, d) {
 		out.URLs = append(out.URLs, s.url(h))
 	}
 	if !d.FinishedAt.IsZero() {

@@ -106,6 +106,9 @@ Every flag can also be set with the environment variable shown.`,
 			cfg.BuildkitHost = os.Getenv("BUILDKIT_HOST")
 			cfg.BootstrapToken = os.Getenv("SLIPWAY_BOOTSTRAP_TOKEN")
 			cfg.BaseImagesDir = os.Getenv("SLIPWAY_BASE_IMAGES")
+			if cfg.IdleTimeout == 0 {
+				cfg.IdleTimeout = -1 // --idle-timeout 0: never scale to zero
+			}
 			return server.Run(cmd.Context(), cfg)
 		},
 	}
@@ -115,6 +118,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.RouterListen, "router", envOr("SLIPWAY_ROUTER", defRouter), "address apps are served on (SLIPWAY_ROUTER)")
 	f.StringVar(&cfg.BaseDomain, "base-domain", envOr("SLIPWAY_BASE_DOMAIN", "slipway.localhost"), "base domain of app hostnames (SLIPWAY_BASE_DOMAIN)")
 	f.DurationVar(&cfg.DeployWindow, "deploy-window", envDuration("SLIPWAY_DEPLOY_WINDOW", 5*time.Minute), "how long a deployment may take to become healthy (SLIPWAY_DEPLOY_WINDOW)")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", envDuration("SLIPWAY_IDLE_TIMEOUT", 5*time.Minute), "scale an app to zero after this long without requests; 0 = never (SLIPWAY_IDLE_TIMEOUT)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug messages")
 	return cmd
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/build"
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -55,6 +56,18 @@ type Config struct {
 	// MaxRetries is how many times a deployment interrupted by a server
 	// restart is retried before it is failed. If zero, 3.
 	MaxRetries int
+	// Secrets encrypts environment variables at rest. If nil, environment
+	// variables cannot be set.
+	Secrets *secrets.Box
+	// IdleTimeout is how long a RUNNING deployment's instance may go
+	// without a request before it is stopped (scaled to zero); it starts
+	// again on the next request. If zero, 5 minutes; negative means never.
+	// A project setting overrides it.
+	IdleTimeout time.Duration
+	// Keep is how many RUNNING deployments per environment are kept
+	// reachable; older ones, unless current, are retired to STOPPED.
+	// If zero, 20.
+	Keep int
 	// Log receives operational messages. If nil, slog.Default().
 	Log *slog.Logger
 }
@@ -97,6 +110,12 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.MaxRetries <= 0 {
 		cfg.MaxRetries = 3
 	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 5 * time.Minute
+	}
+	if cfg.Keep <= 0 {
+		cfg.Keep = 20
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -129,6 +148,8 @@ func (c *Controller) Start(ctx context.Context) error {
 		c.wg.Add(1)
 		go c.worker()
 	}
+	c.wg.Add(1)
+	go c.reaper()
 	return nil
 }
 
@@ -152,6 +173,9 @@ type CreateRequest struct {
 	Author      string
 	// Source is a gzip-compressed tar of the source tree.
 	Source io.Reader
+	// Image and ImageDigest, when set, name an already built image of the
+	// same source: the build is skipped (a redeploy without --rebuild).
+	Image, ImageDigest string
 	// MaxSourceBytes bounds the compressed source. If zero, 256 MiB.
 	MaxSourceBytes int64
 }
@@ -206,6 +230,7 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 		ID: id, ProjectID: p.ID, EnvironmentID: env.ID, Status: string(Pending),
 		Trigger: req.Trigger, Promote: req.Promote,
 		Branch: req.Branch, CommitSHA: req.CommitSHA, CommitMessage: req.Message, CommitAuthor: req.Author,
+		Image: req.Image, ImageDigest: req.ImageDigest,
 	})
 	if err != nil {
 		os.Remove(c.sourcePath(id))
@@ -250,6 +275,30 @@ func (c *Controller) Stop(ctx context.Context, id string) (store.Deployment, err
 	return d, nil
 }
 
+// Redeploy creates a new deployment of the same source and commit as
+// deployment id, on the same environment, made current once RUNNING. Unless
+// rebuild is set, the image already built is reused and the build skipped.
+func (c *Controller) Redeploy(ctx context.Context, id string, rebuild bool) (store.Deployment, error) {
+	d, err := c.store.GetDeployment(ctx, id)
+	if err != nil {
+		return d, err
+	}
+	f, err := os.Open(c.sourcePath(d.ID))
+	if err != nil {
+		return store.Deployment{}, fmt.Errorf("the source of deployment %s is no longer kept: %w", d.ID, store.ErrConflict)
+	}
+	defer f.Close()
+	req := CreateRequest{
+		Project: d.ProjectName, Environment: d.EnvironmentName, Trigger: "redeploy", Promote: true,
+		Branch: d.Branch, CommitSHA: d.CommitSHA, Message: d.CommitMessage, Author: d.CommitAuthor,
+		Source: f, MaxSourceBytes: 1 << 40,
+	}
+	if !rebuild && d.ImageDigest != "" {
+		req.Image, req.ImageDigest = d.Image, d.ImageDigest
+	}
+	return c.Create(ctx, req)
+}
+
 // Deployment returns a deployment by id.
 func (c *Controller) Deployment(ctx context.Context, id string) (store.Deployment, error) {
 	return c.store.GetDeployment(ctx, id)
@@ -258,19 +307,6 @@ func (c *Controller) Deployment(ctx context.Context, id string) (store.Deploymen
 // Changed returns a channel closed at the next change of the deployment:
 // a status change or a new log line.
 func (c *Controller) Changed(id string) <-chan struct{} { return c.hub.wait(id) }
-
-// Hostnames returns the hostnames that route to d: its preview hostname
-// always, and its environment's and project's hostnames when it is current.
-func (c *Controller) Hostnames(d store.Deployment, current bool) []string {
-	hosts := []string{c.PreviewHost(d.ID)}
-	if current {
-		if d.EnvironmentName == store.ProductionEnvironment {
-			hosts = append(hosts, c.ProjectHost(d.ProjectName))
-		}
-		hosts = append(hosts, c.EnvironmentHost(d.ProjectName, d.EnvironmentName))
-	}
-	return hosts
-}
 
 // PreviewHost is the hostname that always reaches deployment id.
 func (c *Controller) PreviewHost(id string) string { return id + "." + c.cfg.BaseDomain }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/runtime/fake"
+	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/source"
 	"github.com/slipwayhq/slipway/internal/store"
 )
@@ -50,6 +53,7 @@ type env struct {
 	driver  *fake.Driver
 
 	neverAnswer bool
+	box         *secrets.Box
 }
 
 func newEnv(t *testing.T) *env {
@@ -62,6 +66,9 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(func() { st.Close() })
 	e := &env{t: t, store: st, machine: fake.NewMachine(), builder: buildtest.New(), data: data}
 	if _, err := st.CreateProject(context.Background(), store.Project{Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	if e.box, err = secrets.Open(filepath.Join(data, "secret.key")); err != nil {
 		t.Fatal(err)
 	}
 	e.start()
@@ -78,7 +85,7 @@ func (e *env) start() {
 	}
 	e.driver = fake.New(cfg)
 	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: e.driver, Routes: e.table,
-		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second,
+		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second, Secrets: e.box,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		e.t.Fatal(err)
@@ -309,5 +316,149 @@ func TestCrashedInstanceIsRestarted(t *testing.T) {
 	}
 	if code, _ := e.get("web.slipway.localhost"); code != http.StatusOK {
 		t.Errorf("after restart: %d", code)
+	}
+}
+
+func TestScaleToZeroAndWake(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p, _ := e.store.GetProject(ctx, "web")
+	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "300ms"})
+	d := e.waitFor(e.deploy().ID, settled)
+
+	asleep := func() bool {
+		insts, _ := e.store.ListInstances(ctx, d.ID)
+		return len(insts) > 0 && insts[len(insts)-1].Status == "idle"
+	}
+	waitUntil(t, "scaled to zero", asleep)
+
+	// Many concurrent requests wake it once.
+	var wg sync.WaitGroup
+	codes := make([]int, 8)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i], _ = e.get("web.slipway.localhost")
+		}()
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != http.StatusOK {
+			t.Errorf("request %d during wake: %d", i, c)
+		}
+	}
+	insts, _ := e.store.ListInstances(ctx, d.ID)
+	if len(insts) != 2 || insts[1].Status != "running" {
+		t.Fatalf("instances after wake: %+v (want one new instance)", insts)
+	}
+	wakes, _ := e.ctl.Wakes(ctx, d.ID, 10)
+	if len(wakes) != 1 || !wakes[0].OK || wakes[0].Duration <= 0 {
+		t.Errorf("wakes: %+v", wakes)
+	}
+	if dd, _ := e.store.GetDeployment(ctx, d.ID); dd.Status != string(Running) {
+		t.Errorf("status while scaled to zero and after: %s", dd.Status)
+	}
+
+	// Asleep across a restart of the server: nothing is started until a request.
+	waitUntil(t, "scaled to zero again", asleep)
+	e.ctl.Close()
+	e.start()
+	if insts, _ := e.store.ListInstances(ctx, d.ID); len(insts) != 2 {
+		t.Errorf("a restart woke the deployment: %+v", insts)
+	}
+	if code, _ := e.get(d.ID + ".slipway.localhost"); code != http.StatusOK {
+		t.Errorf("wake after restart: %d", code)
+	}
+}
+
+func waitUntil(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestPromoteRollsBackWithoutBuild(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	first := e.waitFor(e.deploy().ID, settled)
+	second := e.waitFor(e.deploy().ID, settled)
+	body := func(host string) string {
+		rec := httptest.NewRecorder()
+		(&router.Router{Table: e.table}).ServeHTTP(rec, httptest.NewRequest("GET", "http://"+host+"/env?name=SLIPWAY_DEPLOYMENT_ID", nil))
+		return rec.Body.String()
+	}
+	if b := body("web.slipway.localhost"); b != second.ID {
+		t.Fatalf("default hostname serves %q, want the newest deployment %s", b, second.ID)
+	}
+	builds := e.builder.Builds()
+	if _, err := e.ctl.Promote(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := e.store.GetEnvironment(ctx, first.ProjectID, "production")
+	if env.CurrentDeploymentID != first.ID || e.builder.Builds() != builds {
+		t.Errorf("after rollback: current %s, builds %d → %d", env.CurrentDeploymentID, builds, e.builder.Builds())
+	}
+	if b := body("web.slipway.localhost"); b != first.ID {
+		t.Errorf("default hostname serves %q after rollback, want %s", b, first.ID)
+	}
+	if code, _ := e.get(second.ID + ".slipway.localhost"); code != http.StatusOK {
+		t.Errorf("the previous deployment lost its preview URL: %d", code)
+	}
+	stopped, _ := e.ctl.Stop(ctx, second.ID)
+	if _, err := e.ctl.Promote(ctx, stopped.ID); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("promoting a STOPPED deployment: %v", err)
+	}
+}
+
+func TestRedeployReusesImage(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	first := e.waitFor(e.deploy().ID, settled)
+	builds := e.builder.Builds()
+	again, err := e.ctl.Redeploy(ctx, first.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again = e.waitFor(again.ID, settled)
+	if again.Status != string(Running) || again.Trigger != "redeploy" || again.ImageDigest != first.ImageDigest || e.builder.Builds() != builds {
+		t.Errorf("redeploy: %s %s digest %s builds %d→%d", again.Status, again.Trigger, again.ImageDigest, builds, e.builder.Builds())
+	}
+	rebuilt, _ := e.ctl.Redeploy(ctx, first.ID, true)
+	e.waitFor(rebuilt.ID, settled)
+	if e.builder.Builds() != builds+1 {
+		t.Errorf("--rebuild did not build")
+	}
+}
+
+func TestEnvVarsReachTheAppAndStayEncrypted(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p, _ := e.store.GetProject(ctx, "web")
+	env, _ := e.store.GetEnvironment(ctx, p.ID, "production")
+	if err := e.ctl.SetVar(ctx, env, "DATABASE_URL", "postgres://u:hunter2@db/app", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ctl.SetVar(ctx, env, "PORT", "1", false); !errors.Is(err, ErrInvalid) {
+		t.Errorf("PORT: %v", err)
+	}
+	d := e.waitFor(e.deploy().ID, settled)
+	rec := httptest.NewRecorder()
+	(&router.Router{Table: e.table}).ServeHTTP(rec, httptest.NewRequest("GET", "http://"+d.ID+".slipway.localhost/env?name=DATABASE_URL", nil))
+	if rec.Body.String() != "postgres://u:hunter2@db/app" {
+		t.Errorf("app sees DATABASE_URL = %q", rec.Body.String())
+	}
+	vars, _ := e.ctl.Vars(ctx, env)
+	if len(vars) != 1 || strings.Contains(vars[0].Value, "hunter2") {
+		t.Errorf("listed vars: %+v", vars)
+	}
+	stored, _ := e.store.ListEnvVars(ctx, env.ID)
+	if bytes.Contains(stored[0].Value, []byte("hunter2")) {
+		t.Error("variable stored in clear")
 	}
 }

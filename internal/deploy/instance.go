@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/router"
@@ -25,6 +26,7 @@ type health struct {
 	timeout  time.Duration
 	failures int
 	window   time.Duration
+	idle     time.Duration // 0: never scale to zero
 }
 
 func (c *Controller) healthOf(p store.Project) health {
@@ -48,6 +50,15 @@ func (c *Controller) healthOf(p store.Project) health {
 	if v, err := time.ParseDuration(s.DeployWindow); err == nil && v > 0 {
 		h.window = v
 	}
+	h.idle = c.cfg.IdleTimeout
+	if s.IdleTimeout == "0" {
+		h.idle = 0
+	} else if v, err := time.ParseDuration(s.IdleTimeout); err == nil {
+		h.idle = v
+	}
+	if h.idle < 0 {
+		h.idle = 0
+	}
 	return h
 }
 
@@ -64,10 +75,34 @@ type liveDeployment struct {
 	tail   *tailer
 	ready  bool               // passed its first health check
 	cancel context.CancelFunc // ends supervision
+
+	// Scale to zero: lastUsed is the time of the last request (Unix ns);
+	// asleep means the instance was stopped for idleness and the next
+	// request wakes it; waking is closed when a wake in progress ends.
+	lastUsed atomic.Int64
+	asleep   bool
+	waking   chan struct{}
+	wakeErr  error
 }
 
 // DialContext implements router.Backend.
+// It counts as activity, and wakes a deployment scaled to zero: the dial
+// is held until the new instance passes its first health check.
 func (l *liveDeployment) DialContext(ctx context.Context) (net.Conn, error) {
+	l.touch()
+	l.mu.Lock()
+	asleep := l.asleep
+	l.mu.Unlock()
+	if asleep {
+		if err := l.wake(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return l.dialInstance(ctx)
+}
+
+// dialInstance connects to the current instance, whatever its state.
+func (l *liveDeployment) dialInstance(ctx context.Context) (net.Conn, error) {
 	l.mu.Lock()
 	h := l.handle
 	l.mu.Unlock()
@@ -82,7 +117,7 @@ func (l *liveDeployment) probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, l.health.timeout)
 	defer cancel()
 	client := &http.Client{Transport: &http.Transport{
-		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return l.DialContext(ctx) },
+		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return l.dialInstance(ctx) },
 		DisableKeepAlives: true,
 	}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://instance"+l.health.path, nil)
@@ -150,7 +185,7 @@ func (c *Controller) deploy(d store.Deployment) {
 	c.supervise(l)
 }
 
-// waitHealthy probes quickly (100 ms, backing off to 1 s) until the first
+// waitHealthy probes quickly (5 ms, backing off to 1 s) until the first
 // success, the instance's exit, or the deadline.
 func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadline time.Time) error {
 	l.mu.Lock()
@@ -166,14 +201,18 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 		}
 	}()
 	start := time.Now()
-	delay := 100 * time.Millisecond
+	delay := 5 * time.Millisecond
 	var last error
 	for attempt := 1; ; attempt++ {
 		pctx, pcancel := context.WithDeadline(ctx, deadline)
 		err := l.probe(pctx)
 		pcancel()
 		if err == nil {
-			c.event(l.d.ID, store.LogBuild, "health check passed: GET %s on port %d answered after %s (%d probes)",
+			kind := store.LogRuntime
+			if Status(l.d.Status) == Deploying {
+				kind = store.LogBuild
+			}
+			c.event(l.d.ID, kind, "health check passed: GET %s on port %d answered after %s (%d probes)",
 				l.health.path, l.health.port, time.Since(start).Round(time.Millisecond), attempt)
 			return nil
 		}
@@ -210,6 +249,10 @@ func exitText(st runtime.Status) string {
 // startInstance starts a new instance of l's deployment, persisting it
 // before and after the driver acts.
 func (c *Controller) startInstance(ctx context.Context, l *liveDeployment, p store.Project) error {
+	vars, err := c.vars(ctx, l.d.EnvironmentID)
+	if err != nil {
+		return err
+	}
 	id := store.NewID()
 	logDir := filepath.Join(c.cfg.DataDir, "logs", l.d.ID)
 	inst, err := c.store.CreateInstance(ctx, store.Instance{
@@ -222,17 +265,21 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment, p sto
 	if err := ensureDir(logDir); err != nil {
 		return err
 	}
+	env := make([]string, 0, len(vars)+5)
+	for _, v := range vars {
+		env = append(env, v.Name+"="+v.Value)
+	}
 	spec := runtime.Spec{
 		ID:      id,
 		Image:   l.d.Image,
 		Command: startCommand(l.d.StartCommand),
-		Env: []string{
-			"SLIPWAY_DEPLOYMENT_ID=" + l.d.ID,
-			"SLIPWAY_PROJECT=" + l.d.ProjectName,
-			"SLIPWAY_ENVIRONMENT=" + l.d.EnvironmentName,
-			"SLIPWAY_GIT_COMMIT_SHA=" + l.d.CommitSHA,
-			"SLIPWAY_GIT_BRANCH=" + l.d.Branch,
-		},
+		Env: append(env,
+			"SLIPWAY_DEPLOYMENT_ID="+l.d.ID,
+			"SLIPWAY_PROJECT="+l.d.ProjectName,
+			"SLIPWAY_ENVIRONMENT="+l.d.EnvironmentName,
+			"SLIPWAY_GIT_COMMIT_SHA="+l.d.CommitSHA,
+			"SLIPWAY_GIT_BRANCH="+l.d.Branch,
+		),
 		Port:       l.health.port,
 		Limits:     runtime.Limits{MemoryBytes: p.Settings.MemoryBytes, CPUMillis: p.Settings.CPUMillis, Pids: p.Settings.Pids},
 		StdoutPath: inst.StdoutPath,
@@ -305,6 +352,7 @@ func (c *Controller) markStopped(in store.Instance, h *runtime.Handle) {
 }
 
 func (c *Controller) register(l *liveDeployment) {
+	l.touch()
 	c.mu.Lock()
 	c.live[l.d.ID] = l
 	c.mu.Unlock()
@@ -446,54 +494,6 @@ func (c *Controller) stopInstances(ctx context.Context, id string) {
 			}
 		}
 	}
-}
-
-// routeDeployment points d's hostnames at it, as its status says.
-func (c *Controller) routeDeployment(ctx context.Context, d store.Deployment) {
-	env, err := c.store.GetEnvironmentByID(ctx, d.EnvironmentID)
-	if err != nil {
-		c.log.Error("routing", "deployment", d.ID, "err", err)
-		return
-	}
-	current := env.CurrentDeploymentID == d.ID
-	route := c.routeFor(d)
-	c.cfg.Routes.Update(func(m map[string]router.Route) {
-		for _, h := range c.Hostnames(d, current) {
-			m[h] = route
-		}
-	})
-}
-
-// routeFor returns the route for d in its current status.
-func (c *Controller) routeFor(d store.Deployment) router.Route {
-	r := router.Route{Deployment: d.ID, Project: d.ProjectName}
-	switch Status(d.Status) {
-	case Running, Deploying:
-		c.mu.Lock()
-		l := c.live[d.ID]
-		c.mu.Unlock()
-		ready := false
-		if l != nil {
-			l.mu.Lock()
-			ready = l.ready
-			l.mu.Unlock()
-		}
-		switch {
-		case ready:
-			r.Backend = l
-		case Status(d.Status) == Deploying:
-			r.State = router.Deploying
-		default:
-			r.State, r.Reason = router.Failed, "This deployment has no running instance."
-		}
-	case Failed:
-		r.State, r.Reason = router.Failed, "This deployment failed."
-	case Stopped:
-		r.State, r.Reason = router.Stopped, "This deployment was stopped."
-	default:
-		r.State = router.Deploying
-	}
-	return r
 }
 
 var _ router.Backend = (*liveDeployment)(nil)

@@ -70,8 +70,6 @@ func (w *logWriter) line(t time.Time, text string) {
 	w.c.hub.notify(w.id)
 }
 
-func (w *logWriter) flush() {}
-
 // tailer copies an instance's stdout and stderr files into the log table,
 // remembering how far it got so a restarted server continues there.
 type tailer struct {

@@ -155,7 +155,12 @@ func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment
 		}
 	}
 
-	// BUILDING.
+	// BUILDING, unless the image of this very source exists (a redeploy).
+	if d.ImageDigest != "" {
+		c.event(d.ID, store.LogBuild, "reusing image %s; no rebuild", d.Image)
+		image, digest := d.Image, d.ImageDigest
+		return c.transition(ctx, d, Deploying, store.DeploymentPatch{Image: &image, ImageDigest: &digest}) == nil
+	}
 	logs := c.newLogWriter(d.ID, store.LogBuild)
 	res, err := c.cfg.Builder.Build(ctx, build.Request{
 		ContextDir: src,
@@ -163,7 +168,6 @@ func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment
 		Image:      fmt.Sprintf("%s/%s:%s", c.cfg.Registry, d.ProjectName, d.ID),
 		Log:        logs.line,
 	})
-	logs.flush()
 	if err != nil {
 		if ctx.Err() != nil {
 			return false // stopped by a user, or the server is shutting down

@@ -79,6 +79,13 @@ func (c *Controller) resume(ctx context.Context, d store.Deployment) {
 		c.routeDeployment(ctx, d)
 		return
 	}
+	if insts, err := c.store.ListInstances(ctx, d.ID); err == nil && len(insts) > 0 && insts[len(insts)-1].Status == "idle" {
+		// It was scaled to zero: it stays asleep until a request comes.
+		l.asleep, l.ready = true, true
+		c.register(l)
+		c.routeDeployment(ctx, d)
+		return
+	}
 	// The instance died while the server was down: start a fresh one in
 	// the background; the deployment stays RUNNING.
 	c.routeDeployment(ctx, d)

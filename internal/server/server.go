@@ -29,6 +29,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/registry"
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime/runc"
+	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -51,6 +52,10 @@ type Config struct {
 	// DeployWindow bounds how long a deployment may take to become healthy.
 	// If zero, 5 minutes.
 	DeployWindow time.Duration
+	// IdleTimeout is how long an app may go without requests before it is
+	// scaled to zero. If zero, 5 minutes; negative means never. A project
+	// setting overrides it.
+	IdleTimeout time.Duration
 	// BuildkitHost is the address of an existing buildkitd. If empty, the
 	// server starts and supervises its own.
 	BuildkitHost string
@@ -187,16 +192,20 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	box, err := secrets.Open(filepath.Join(cfg.DataDir, "secret.key"))
+	if err != nil {
+		return err
+	}
 	table := &router.Table{}
-	rt := &router.Router{Table: table}
 	ctl, err := deploy.New(deploy.Config{
 		Store: st, Builder: builder, Driver: driver, Routes: table,
 		Registry: registryHost, DataDir: cfg.DataDir, BaseDomain: cfg.BaseDomain,
-		DeployWindow: cfg.DeployWindow, Log: log,
+		DeployWindow: cfg.DeployWindow, IdleTimeout: cfg.IdleTimeout, Secrets: box, Log: log,
 	})
 	if err != nil {
 		return err
 	}
+	rt := &router.Router{Table: table, OnRequest: ctl.Touch}
 	routerPort := routerLn.Addr().(*net.TCPAddr).Port
 	apiServer = api.New(api.Config{Store: st, Deploy: ctl, Registry: reg, RouterPort: routerPort, Log: log})
 

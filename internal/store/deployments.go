@@ -99,10 +99,10 @@ func (s *Store) CreateDeployment(ctx context.Context, d Deployment) (Deployment,
 	}
 	d.UpdatedAt = d.CreatedAt
 	_, err := s.db.ExecContext(ctx, `INSERT INTO deployments (id, project_id, environment_id, status, trigger, promote,
-		branch, commit_sha, commit_message, commit_author, start_command, detected_start_command,
-		created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		branch, commit_sha, commit_message, commit_author, start_command, detected_start_command, image, image_digest,
+		created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.ID, d.ProjectID, d.EnvironmentID, d.Status, d.Trigger, d.Promote,
-		d.Branch, d.CommitSHA, d.CommitMessage, d.CommitAuthor, d.StartCommand, d.DetectedStartCommand,
+		d.Branch, d.CommitSHA, d.CommitMessage, d.CommitAuthor, d.StartCommand, d.DetectedStartCommand, d.Image, d.ImageDigest,
 		d.CreatedAt.UnixNano(), d.UpdatedAt.UnixNano())
 	if err != nil {
 		return Deployment{}, fmt.Errorf("creating deployment: %w", err)

@@ -110,3 +110,42 @@ func (s *Store) queryInstances(ctx context.Context, q string, args ...any) ([]In
 	}
 	return out, rows.Err()
 }
+
+// Wake is one wake of a scaled-to-zero deployment: from the request that
+// found no instance to the instance's first passed health check.
+type Wake struct {
+	DeploymentID string
+	StartedAt    time.Time
+	Duration     time.Duration
+	OK           bool
+}
+
+// RecordWake stores a wake's latency.
+func (s *Store) RecordWake(ctx context.Context, w Wake) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO wakes (deployment_id, started_at, duration_ns, ok) VALUES (?, ?, ?, ?)`,
+		w.DeploymentID, w.StartedAt.UnixNano(), int64(w.Duration), w.OK)
+	return err
+}
+
+// ListWakes returns a deployment's most recent wakes, newest first.
+func (s *Store) ListWakes(ctx context.Context, deploymentID string, limit int) ([]Wake, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT started_at, duration_ns, ok FROM wakes WHERE deployment_id = ? ORDER BY id DESC LIMIT ?`, deploymentID, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Wake
+	for rows.Next() {
+		w := Wake{DeploymentID: deploymentID}
+		var started, dur int64
+		if err := rows.Scan(&started, &dur, &w.OK); err != nil {
+			return nil, err
+		}
+		w.StartedAt, w.Duration = time.Unix(0, started).UTC(), time.Duration(dur)
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}

@@ -87,6 +87,39 @@ CREATE TABLE api_tokens (
 	last_used_at INTEGER
 );
 `,
+	// 2: environments gain branches; custom domains, environment variables,
+	// repository links and webhook deliveries; wake timings.
+	`
+ALTER TABLE environments ADD COLUMN branches TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE projects ADD COLUMN repo_url TEXT NOT NULL DEFAULT '';
+ALTER TABLE projects ADD COLUMN webhook_secret BLOB;
+CREATE TABLE domains (
+	name           TEXT PRIMARY KEY,
+	environment_id TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+	created_at     INTEGER NOT NULL
+);
+CREATE TABLE env_vars (
+	environment_id TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+	name           TEXT NOT NULL,
+	value          BLOB NOT NULL,
+	secret         INTEGER NOT NULL DEFAULT 0,
+	updated_at     INTEGER NOT NULL,
+	PRIMARY KEY (environment_id, name)
+);
+CREATE TABLE webhook_deliveries (
+	id          TEXT PRIMARY KEY,
+	project_id  TEXT NOT NULL,
+	received_at INTEGER NOT NULL
+);
+CREATE TABLE wakes (
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
+	deployment_id TEXT NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+	started_at    INTEGER NOT NULL,
+	duration_ns   INTEGER NOT NULL,
+	ok            INTEGER NOT NULL
+);
+CREATE INDEX wakes_deployment ON wakes (deployment_id, id);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

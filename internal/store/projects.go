@@ -16,6 +16,10 @@ type Project struct {
 	Name      string
 	Settings  ProjectSettings
 	CreatedAt time.Time
+	// RepoURL links the project to a git repository (GitHub webhooks).
+	RepoURL string
+	// WebhookSecret is the encrypted webhook secret; nil when none is set.
+	WebhookSecret []byte
 }
 
 // ProjectSettings are per-project knobs. A zero field means "the server's
@@ -41,8 +45,15 @@ type Environment struct {
 	ProjectID           string
 	Name                string
 	CurrentDeploymentID string
-	CreatedAt           time.Time
+	// Branches are the git branches whose pushes deploy to this
+	// environment.
+	Branches  []string
+	CreatedAt time.Time
 }
+
+// DefaultProductionBranches are mapped to production when a project is
+// created.
+var DefaultProductionBranches = []string{"main", "master"}
 
 // ProductionEnvironment is the environment every project starts with.
 const ProductionEnvironment = "production"
@@ -67,8 +78,9 @@ func (s *Store) CreateProject(ctx context.Context, p Project) (Project, error) {
 			}
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO environments (id, project_id, name, created_at) VALUES (?, ?, ?, ?)`,
-			NewID(), p.ID, ProductionEnvironment, p.CreatedAt.UnixNano())
+		branches, _ := json.Marshal(DefaultProductionBranches)
+		_, err := tx.ExecContext(ctx, `INSERT INTO environments (id, project_id, name, branches, created_at) VALUES (?, ?, ?, ?, ?)`,
+			NewID(), p.ID, ProductionEnvironment, string(branches), p.CreatedAt.UnixNano())
 		return err
 	})
 	if err != nil {
@@ -77,13 +89,13 @@ func (s *Store) CreateProject(ctx context.Context, p Project) (Project, error) {
 	return p, nil
 }
 
-const projectCols = `id, name, settings, created_at`
+const projectCols = `id, name, settings, created_at, repo_url, webhook_secret`
 
 func scanProject(row interface{ Scan(...any) error }) (Project, error) {
 	var p Project
 	var settings string
 	var created int64
-	if err := row.Scan(&p.ID, &p.Name, &settings, &created); err != nil {
+	if err := row.Scan(&p.ID, &p.Name, &settings, &created, &p.RepoURL, &p.WebhookSecret); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Project{}, ErrNotFound
 		}
@@ -141,16 +153,20 @@ func (s *Store) UpdateProjectSettings(ctx context.Context, id string, st Project
 	return oneRow(res)
 }
 
-const envCols = `id, project_id, name, coalesce(current_deployment_id, ''), created_at`
+const envCols = `id, project_id, name, coalesce(current_deployment_id, ''), branches, created_at`
 
 func scanEnvironment(row interface{ Scan(...any) error }) (Environment, error) {
 	var e Environment
 	var created int64
-	if err := row.Scan(&e.ID, &e.ProjectID, &e.Name, &e.CurrentDeploymentID, &created); err != nil {
+	var branches string
+	if err := row.Scan(&e.ID, &e.ProjectID, &e.Name, &e.CurrentDeploymentID, &branches, &created); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Environment{}, ErrNotFound
 		}
 		return Environment{}, err
+	}
+	if err := json.Unmarshal([]byte(branches), &e.Branches); err != nil {
+		return Environment{}, fmt.Errorf("environment %s branches: %w", e.Name, err)
 	}
 	e.CreatedAt = time.Unix(0, created).UTC()
 	return e, nil
@@ -213,4 +229,190 @@ func oneRow(res sql.Result) error {
 
 func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// SetProjectRepo links a project to a repository with an (encrypted)
+// webhook secret.
+func (s *Store) SetProjectRepo(ctx context.Context, id, repoURL string, secret []byte) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE projects SET repo_url = ?, webhook_secret = ? WHERE id = ?`, repoURL, secret, id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res)
+}
+
+// CreateEnvironment adds an environment to a project.
+func (s *Store) CreateEnvironment(ctx context.Context, projectID, name string, branches []string) (Environment, error) {
+	if branches == nil {
+		branches = []string{}
+	}
+	b, _ := json.Marshal(branches)
+	e := Environment{ID: NewID(), ProjectID: projectID, Name: name, Branches: branches, CreatedAt: now()}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO environments (id, project_id, name, branches, created_at) VALUES (?, ?, ?, ?, ?)`,
+		e.ID, projectID, name, string(b), e.CreatedAt.UnixNano())
+	if isUnique(err) {
+		return Environment{}, fmt.Errorf("environment %q: %w", name, ErrExists)
+	}
+	if err != nil {
+		return Environment{}, err
+	}
+	return e, nil
+}
+
+// SetEnvironmentBranches replaces the branches mapped to an environment.
+func (s *Store) SetEnvironmentBranches(ctx context.Context, envID string, branches []string) error {
+	if branches == nil {
+		branches = []string{}
+	}
+	b, _ := json.Marshal(branches)
+	res, err := s.db.ExecContext(ctx, `UPDATE environments SET branches = ? WHERE id = ?`, string(b), envID)
+	if err != nil {
+		return err
+	}
+	return oneRow(res)
+}
+
+// DeleteEnvironment deletes an environment with its deployments, domains
+// and variables.
+func (s *Store) DeleteEnvironment(ctx context.Context, envID string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM environments WHERE id = ?`, envID)
+	if err != nil {
+		return err
+	}
+	return oneRow(res)
+}
+
+// EnvironmentForBranch returns the project's environment that branch is
+// mapped to, or ErrNotFound.
+func (s *Store) EnvironmentForBranch(ctx context.Context, projectID, branch string) (Environment, error) {
+	envs, err := s.ListEnvironments(ctx, projectID)
+	if err != nil {
+		return Environment{}, err
+	}
+	for _, e := range envs {
+		for _, b := range e.Branches {
+			if b == branch {
+				return e, nil
+			}
+		}
+	}
+	return Environment{}, fmt.Errorf("branch %q is not mapped to an environment: %w", branch, ErrNotFound)
+}
+
+// Domain is a custom domain assigned to one environment.
+type Domain struct {
+	Name          string
+	EnvironmentID string
+	CreatedAt     time.Time
+}
+
+// AddDomain assigns a custom domain to an environment. A domain belongs to
+// one environment only: ErrExists if it is taken.
+func (s *Store) AddDomain(ctx context.Context, envID, name string) (Domain, error) {
+	d := Domain{Name: name, EnvironmentID: envID, CreatedAt: now()}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO domains (name, environment_id, created_at) VALUES (?, ?, ?)`, name, envID, d.CreatedAt.UnixNano())
+	if isUnique(err) {
+		return Domain{}, fmt.Errorf("domain %q is already assigned: %w", name, ErrExists)
+	}
+	return d, err
+}
+
+// RemoveDomain removes a custom domain.
+func (s *Store) RemoveDomain(ctx context.Context, name string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM domains WHERE name = ?`, name)
+	if err != nil {
+		return err
+	}
+	if oneRow(res) != nil {
+		return fmt.Errorf("domain %q: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+// ListDomains returns the custom domains of an environment, or of every
+// environment when envID is empty.
+func (s *Store) ListDomains(ctx context.Context, envID string) ([]Domain, error) {
+	q := `SELECT name, environment_id, created_at FROM domains`
+	var args []any
+	if envID != "" {
+		q += ` WHERE environment_id = ?`
+		args = append(args, envID)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY name`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Domain
+	for rows.Next() {
+		var d Domain
+		var created int64
+		if err := rows.Scan(&d.Name, &d.EnvironmentID, &created); err != nil {
+			return nil, err
+		}
+		d.CreatedAt = time.Unix(0, created).UTC()
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// EnvVar is an environment variable of an environment. Value is stored
+// encrypted by the caller; Secret marks values never shown back in full.
+type EnvVar struct {
+	Name      string
+	Value     []byte
+	Secret    bool
+	UpdatedAt time.Time
+}
+
+// SetEnvVar creates or replaces a variable.
+func (s *Store) SetEnvVar(ctx context.Context, envID string, v EnvVar) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO env_vars (environment_id, name, value, secret, updated_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (environment_id, name) DO UPDATE SET value = excluded.value, secret = excluded.secret, updated_at = excluded.updated_at`,
+		envID, v.Name, v.Value, v.Secret, now().UnixNano())
+	return err
+}
+
+// DeleteEnvVar removes a variable.
+func (s *Store) DeleteEnvVar(ctx context.Context, envID, name string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM env_vars WHERE environment_id = ? AND name = ?`, envID, name)
+	if err != nil {
+		return err
+	}
+	if oneRow(res) != nil {
+		return fmt.Errorf("variable %q: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+// ListEnvVars returns an environment's variables by name.
+func (s *Store) ListEnvVars(ctx context.Context, envID string) ([]EnvVar, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, value, secret, updated_at FROM env_vars WHERE environment_id = ? ORDER BY name`, envID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []EnvVar
+	for rows.Next() {
+		var v EnvVar
+		var updated int64
+		if err := rows.Scan(&v.Name, &v.Value, &v.Secret, &updated); err != nil {
+			return nil, err
+		}
+		v.UpdatedAt = time.Unix(0, updated).UTC()
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// RecordDelivery records a webhook delivery id and reports whether it had
+// been seen before (a replay).
+func (s *Store) RecordDelivery(ctx context.Context, id, projectID string) (seen bool, err error) {
+	res, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO webhook_deliveries (id, project_id, received_at) VALUES (?, ?, ?)`,
+		id, projectID, now().UnixNano())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 0, err
 }

@@ -1,0 +1,137 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/slipwayhq/slipway/internal/router"
+	"github.com/slipwayhq/slipway/internal/store"
+)
+
+// Hostnames returns the hostnames that route to d: its preview hostname
+// always and, while it is its environment's current deployment, the
+// environment's hostnames (see envHosts).
+func (c *Controller) Hostnames(ctx context.Context, d store.Deployment) []string {
+	hosts := []string{c.PreviewHost(d.ID)}
+	env, err := c.store.GetEnvironmentByID(ctx, d.EnvironmentID)
+	if err == nil && env.CurrentDeploymentID == d.ID {
+		hosts = append(hosts, c.envHosts(ctx, d.ProjectName, env)...)
+	}
+	return hosts
+}
+
+// envHosts lists the hostnames that follow an environment's current
+// deployment: the project's default hostname (production only), the
+// environment hostname and the environment's custom domains.
+func (c *Controller) envHosts(ctx context.Context, project string, env store.Environment) []string {
+	var hosts []string
+	if env.Name == store.ProductionEnvironment {
+		hosts = append(hosts, c.ProjectHost(project))
+	}
+	hosts = append(hosts, c.EnvironmentHost(project, env.Name))
+	domains, err := c.store.ListDomains(ctx, env.ID)
+	if err != nil {
+		c.log.Error("listing domains", "environment", env.ID, "err", err)
+	}
+	for _, d := range domains {
+		hosts = append(hosts, d.Name)
+	}
+	return hosts
+}
+
+// routeDeployment points d's hostnames at it, as its status says, in one
+// atomic swap of the routing table.
+func (c *Controller) routeDeployment(ctx context.Context, d store.Deployment) {
+	route := c.routeFor(d)
+	hosts := c.Hostnames(ctx, d)
+	c.cfg.Routes.Update(func(m map[string]router.Route) {
+		for _, h := range hosts {
+			m[h] = route
+		}
+	})
+}
+
+// routeFor returns the route for d in its current status.
+func (c *Controller) routeFor(d store.Deployment) router.Route {
+	r := router.Route{Deployment: d.ID, Project: d.ProjectName}
+	switch Status(d.Status) {
+	case Running, Deploying:
+		c.mu.Lock()
+		l := c.live[d.ID]
+		c.mu.Unlock()
+		ready := false
+		if l != nil {
+			l.mu.Lock()
+			ready = l.ready
+			l.mu.Unlock()
+		}
+		switch {
+		case ready:
+			r.Backend = l
+		case Status(d.Status) == Deploying:
+			r.State = router.Deploying
+		default:
+			r.State, r.Reason = router.Failed, "This deployment has no running instance."
+		}
+	case Failed:
+		r.State, r.Reason = router.Failed, "This deployment failed."
+	case Stopped:
+		r.State, r.Reason = router.Stopped, "This deployment was stopped."
+	default:
+		r.State = router.Deploying
+	}
+	return r
+}
+
+// ErrNotRunning reports an operation that needs a RUNNING deployment.
+var ErrNotRunning = fmt.Errorf("deployment is not running: %w", store.ErrConflict)
+
+// Promote makes a RUNNING deployment the current one of its environment:
+// the environment's hostnames switch to it atomically, without a rebuild
+// (a rollback, when it is an earlier deployment). The previous deployment
+// keeps its preview URL.
+func (c *Controller) Promote(ctx context.Context, id string) (store.Deployment, error) {
+	d, err := c.store.GetDeployment(ctx, id)
+	if err != nil {
+		return d, err
+	}
+	if Status(d.Status) != Running {
+		return d, fmt.Errorf("deployment %s is %s; only a RUNNING deployment can be promoted (redeploy it instead): %w", d.ID, d.Status, store.ErrConflict)
+	}
+	if err := c.store.SetCurrentDeployment(ctx, d.EnvironmentID, d.ID); err != nil {
+		return d, err
+	}
+	c.event(d.ID, store.LogRuntime, "promoted: now current on %s", d.EnvironmentName)
+	c.routeDeployment(ctx, d)
+	return d, nil
+}
+
+// AddDomain assigns a custom domain to an environment and routes it to the
+// environment's current deployment.
+func (c *Controller) AddDomain(ctx context.Context, env store.Environment, name string) (store.Domain, error) {
+	if h, ok := router.CanonicalHost(name); !ok || h != name {
+		return store.Domain{}, fmt.Errorf("invalid domain %q: %w", name, ErrInvalid)
+	}
+	dom, err := c.store.AddDomain(ctx, env.ID, name)
+	if err != nil {
+		return dom, err
+	}
+	if env.CurrentDeploymentID != "" {
+		if d, err := c.store.GetDeployment(ctx, env.CurrentDeploymentID); err == nil {
+			c.routeDeployment(ctx, d)
+		}
+	}
+	return dom, nil
+}
+
+// RemoveDomain unassigns a custom domain; it answers 404 from then on.
+func (c *Controller) RemoveDomain(ctx context.Context, name string) error {
+	if err := c.store.RemoveDomain(ctx, name); err != nil {
+		return err
+	}
+	c.cfg.Routes.Delete(name)
+	return nil
+}
+
+// ErrInvalid reports invalid input to the controller.
+var ErrInvalid = fmt.Errorf("invalid input")

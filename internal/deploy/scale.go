@@ -1,0 +1,145 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/slipwayhq/slipway/internal/store"
+)
+
+// Scale to zero. A RUNNING deployment whose instance has had no request
+// for its idle timeout is put to sleep: supervision ends, the instance is
+// stopped and its memory freed, the deployment stays RUNNING and routed.
+// The next dial through the router wakes it: one instance is started (however
+// many requests arrive meanwhile), and the dials are held until it passes
+// its first health check, within the deployment window. Each wake's latency
+// is recorded. The state survives a restart: an instance stopped for
+// idleness is stored as "idle", and a restarted server leaves the
+// deployment asleep.
+
+func (l *liveDeployment) touch() { l.lastUsed.Store(time.Now().UnixNano()) }
+
+// Touch records a request for a deployment (the router's OnRequest hook).
+func (c *Controller) Touch(deployment string) {
+	c.mu.Lock()
+	l := c.live[deployment]
+	c.mu.Unlock()
+	if l != nil {
+		l.touch()
+	}
+}
+
+// reaper puts idle deployments to sleep.
+func (c *Controller) reaper() {
+	defer c.wg.Done()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		c.mu.Lock()
+		var idle []*liveDeployment
+		for _, l := range c.live {
+			if l.health.idle > 0 && time.Since(time.Unix(0, l.lastUsed.Load())) >= l.health.idle {
+				idle = append(idle, l)
+			}
+		}
+		c.mu.Unlock()
+		for _, l := range idle {
+			c.sleep(l)
+		}
+	}
+}
+
+// sleep stops an idle deployment's instance.
+func (c *Controller) sleep(l *liveDeployment) {
+	l.mu.Lock()
+	if l.asleep || l.waking != nil || l.handle == nil || !l.ready || Status(l.d.Status) != Running {
+		l.mu.Unlock()
+		return
+	}
+	l.asleep = true
+	cancel := l.cancel
+	l.cancel = nil
+	h, inst := l.handle, l.inst
+	l.handle = nil
+	l.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if err := c.cfg.Driver.Stop(context.Background(), h); err != nil {
+		c.log.Error("scaling to zero", "instance", inst.ID, "err", err)
+	}
+	l.stopTail()
+	c.store.UpdateInstance(context.Background(), inst.ID, inst.State, "idle")
+	c.event(l.d.ID, store.LogRuntime, "scaled to zero after %s without requests", l.health.idle)
+}
+
+// wake starts an instance for a sleeping deployment, or joins the wake in
+// progress, and waits for it (or ctx).
+func (l *liveDeployment) wake(ctx context.Context) error {
+	l.mu.Lock()
+	if !l.asleep {
+		l.mu.Unlock()
+		return nil
+	}
+	if l.waking == nil {
+		l.waking = make(chan struct{})
+		go l.c.doWake(l, l.waking)
+	}
+	ch := l.waking
+	l.mu.Unlock()
+	select {
+	case <-ch:
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.wakeErr
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for deployment %s to wake: %w", l.d.ID, ctx.Err())
+	}
+}
+
+func (c *Controller) doWake(l *liveDeployment, done chan struct{}) {
+	start := time.Now()
+	err := c.wakeInstance(l)
+	dur := time.Since(start)
+	l.mu.Lock()
+	l.wakeErr = err
+	if err == nil {
+		l.asleep = false
+	}
+	l.waking = nil
+	l.mu.Unlock()
+	close(done)
+	c.store.RecordWake(context.Background(), store.Wake{DeploymentID: l.d.ID, StartedAt: start, Duration: dur, OK: err == nil})
+	if err != nil {
+		c.event(l.d.ID, store.LogRuntime, "wake failed after %s: %v", dur.Round(time.Millisecond), err)
+		return
+	}
+	c.event(l.d.ID, store.LogRuntime, "woke in %s", dur.Round(time.Millisecond))
+	c.supervise(l)
+}
+
+func (c *Controller) wakeInstance(l *liveDeployment) error {
+	p, err := c.store.GetProjectByID(c.ctx, l.d.ProjectID)
+	if err != nil {
+		return err
+	}
+	if err := c.startInstance(c.ctx, l, p); err != nil {
+		return err
+	}
+	if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.window)); err != nil {
+		c.stopInstanceOf(l)
+		return err
+	}
+	return nil
+}
+
+// Wakes returns the deployment's most recent wake latencies.
+func (c *Controller) Wakes(ctx context.Context, id string, limit int) ([]store.Wake, error) {
+	return c.store.ListWakes(ctx, id, limit)
+}
