@@ -132,6 +132,22 @@ func (s *Server) routes() []route {
 		{"POST /api/v1/deployments/{id}/stop", s.stopDeployment},
 		{"GET /api/v1/deployments/{id}/build-logs", s.buildLogs},
 		{"GET /api/v1/deployments/{id}/logs", s.runtimeLogs},
+		{"POST /api/v1/deployments/{id}/promote", s.promoteDeployment},
+		{"POST /api/v1/deployments/{id}/redeploy", s.redeployDeployment},
+		{"GET /api/v1/deployments/{id}/wakes", s.listWakes},
+		{"GET /api/v1/projects/{project}/settings", s.getSettings},
+		{"PATCH /api/v1/projects/{project}/settings", s.patchSettings},
+		{"PUT /api/v1/projects/{project}/start-command", s.setStartCommand},
+		{"DELETE /api/v1/projects/{project}/start-command", s.setStartCommand},
+		{"GET /api/v1/projects/{project}/environments", s.listEnvironments},
+		{"POST /api/v1/projects/{project}/environments", s.createEnvironment},
+		{"PATCH /api/v1/projects/{project}/environments/{env}", s.updateEnvironment},
+		{"DELETE /api/v1/projects/{project}/environments/{env}", s.deleteEnvironment},
+		{"GET /api/v1/projects/{project}/environments/{env}/variables", s.listVariables},
+		{"PUT /api/v1/projects/{project}/environments/{env}/variables/{name}", s.setVariable},
+		{"DELETE /api/v1/projects/{project}/environments/{env}/variables/{name}", s.deleteVariable},
+		{"POST /api/v1/projects/{project}/environments/{env}/domains", s.addDomain},
+		{"DELETE /api/v1/projects/{project}/environments/{env}/domains/{domain}", s.removeDomain},
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/deploy"
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime/fake"
+	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/source"
 	"github.com/slipwayhq/slipway/internal/store"
 )
@@ -41,8 +42,12 @@ func newTestServer(t *testing.T, maxUpload int64) *testServer {
 	t.Cleanup(func() { st.Close() })
 	st.CreateToken(context.Background(), "admin", token)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	box, err := secrets.Open(filepath.Join(data, "secret.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctl, err := deploy.New(deploy.Config{Store: st, Builder: buildtest.New(), Driver: fake.New(fake.Config{}),
-		Routes: &router.Table{}, Registry: "127.0.0.1:7300", DataDir: data, Log: quiet})
+		Routes: &router.Table{}, Registry: "127.0.0.1:7300", DataDir: data, Secrets: box, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,5 +238,55 @@ func TestAPIDocCoversRoutes(t *testing.T) {
 		if !bytes.Contains(doc, []byte("`"+code+"`")) {
 			t.Errorf("docs/API.md does not list error code %s", code)
 		}
+	}
+}
+
+func TestEnvironmentsVariablesDomainsSettings(t *testing.T) {
+	s := newTestServer(t, 0)
+	s.do("POST", "/api/v1/projects", token, strings.NewReader(`{"name":"web"}`))
+	s.do("POST", "/api/v1/projects", token, strings.NewReader(`{"name":"api"}`))
+	steps := []struct {
+		method, path, body string
+		status             int
+		contains           string
+	}{
+		{"POST", "/api/v1/projects/web/environments", `{"name":"staging","branches":["develop"]}`, 201, `"url": "http://web-staging.slipway.localhost:8080"`},
+		{"POST", "/api/v1/projects/web/environments", `{"name":"staging"}`, 409, CodeConflict},
+		{"PATCH", "/api/v1/projects/web/environments/staging", `{"branches":["develop","next"]}`, 200, `"next"`},
+		{"GET", "/api/v1/projects/web/environments", ``, 200, `"main"`},
+		{"PUT", "/api/v1/projects/web/environments/staging/variables/API_KEY", `{"value":"sk_live_abcdefghijkl","secret":true}`, 200, `"value": "••••••jkl"`},
+		{"PUT", "/api/v1/projects/web/environments/staging/variables/LOG_LEVEL", `{"value":"debug"}`, 200, `"value": "debug"`},
+		{"PUT", "/api/v1/projects/web/environments/staging/variables/PORT", `{"value":"1"}`, 400, CodeBadRequest},
+		{"PUT", "/api/v1/projects/web/environments/staging/variables/1BAD", `{"value":"1"}`, 400, CodeBadRequest},
+		{"DELETE", "/api/v1/projects/web/environments/staging/variables/LOG_LEVEL", ``, 204, ``},
+		{"DELETE", "/api/v1/projects/web/environments/staging/variables/LOG_LEVEL", ``, 404, CodeNotFound},
+		{"POST", "/api/v1/projects/web/environments/staging/domains", `{"name":"staging.example.com"}`, 201, `"staging.example.com"`},
+		{"POST", "/api/v1/projects/api/environments/production/domains", `{"name":"staging.example.com"}`, 409, CodeConflict},
+		{"POST", "/api/v1/projects/web/environments/staging/domains", `{"name":"Not A Host"}`, 400, CodeBadRequest},
+		{"DELETE", "/api/v1/projects/api/environments/production/domains/staging.example.com", ``, 404, CodeNotFound},
+		{"DELETE", "/api/v1/projects/web/environments/staging/domains/staging.example.com", ``, 204, ``},
+		{"PUT", "/api/v1/projects/web/start-command", `{"command":"./server --port $PORT"}`, 200, `"startCommand": "./server --port $PORT"`},
+		{"PATCH", "/api/v1/projects/web/settings", `{"idleTimeout":"0","healthPath":"/healthz"}`, 200, `"healthPath": "/healthz"`},
+		{"GET", "/api/v1/projects/web/settings", ``, 200, `"startCommand": "./server --port $PORT"`},
+		{"PATCH", "/api/v1/projects/web/settings", `{"deployWindow":"soon"}`, 400, CodeBadRequest},
+		{"DELETE", "/api/v1/projects/web/start-command", ``, 200, `"idleTimeout": "0"`},
+		{"DELETE", "/api/v1/projects/web/environments/production", ``, 400, CodeBadRequest},
+		{"DELETE", "/api/v1/projects/web/environments/staging", ``, 204, ``},
+		{"GET", "/api/v1/projects/web/environments/staging/variables", ``, 404, CodeNotFound},
+	}
+	for _, st := range steps {
+		var body io.Reader
+		if st.body != "" {
+			body = strings.NewReader(st.body)
+		}
+		status, b := s.do(st.method, st.path, token, body)
+		if status != st.status || !bytes.Contains(b, []byte(st.contains)) {
+			t.Errorf("%s %s: %d %s; want %d containing %q", st.method, st.path, status, b, st.status, st.contains)
+		}
+	}
+	// The secret never comes back in full.
+	_, b := s.do("GET", "/api/v1/projects/web/environments/production/variables", token, nil)
+	if bytes.Contains(b, []byte("sk_live")) {
+		t.Errorf("secret leaked: %s", b)
 	}
 }

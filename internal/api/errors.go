@@ -48,6 +48,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	switch {
 	case errors.As(err, &e):
+	case errors.Is(err, deploy.ErrInvalid):
+		e = &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error()}
 	case errors.Is(err, store.ErrNotFound):
 		e = &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):

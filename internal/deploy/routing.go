@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/store"
@@ -135,3 +136,45 @@ func (c *Controller) RemoveDomain(ctx context.Context, name string) error {
 
 // ErrInvalid reports invalid input to the controller.
 var ErrInvalid = fmt.Errorf("invalid input")
+
+// DeleteEnvironment stops the environment's deployments, removes its
+// hostnames from the router and deletes it with its deployments, domains
+// and variables. The production environment cannot be deleted.
+func (c *Controller) DeleteEnvironment(ctx context.Context, env store.Environment, project string) error {
+	if env.Name == store.ProductionEnvironment {
+		return fmt.Errorf("the production environment cannot be deleted: %w", ErrInvalid)
+	}
+	hosts := c.envHosts(ctx, project, env)
+	var ids []string
+	var before time.Time
+	for {
+		ds, err := c.store.ListDeployments(ctx, store.DeploymentFilter{EnvironmentID: env.ID, Before: before, Limit: 500})
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			if !Status(d.Status).Terminal() {
+				if _, err := c.Stop(ctx, d.ID); err != nil {
+					return err
+				}
+			}
+			ids = append(ids, d.ID)
+		}
+		if len(ds) < 500 {
+			break
+		}
+		before = ds[len(ds)-1].CreatedAt
+	}
+	if err := c.store.DeleteEnvironment(ctx, env.ID); err != nil {
+		return err
+	}
+	c.cfg.Routes.Update(func(m map[string]router.Route) {
+		for _, h := range hosts {
+			delete(m, h)
+		}
+		for _, id := range ids {
+			delete(m, c.PreviewHost(id))
+		}
+	})
+	return nil
+}

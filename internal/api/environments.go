@@ -1,0 +1,370 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/slipwayhq/slipway/internal/store"
+)
+
+// EnvironmentDetail is an environment with its branches and domains.
+type EnvironmentDetail struct {
+	Environment
+	Branches []string `json:"branches"`
+	Domains  []string `json:"domains"`
+}
+
+// CreateEnvironmentRequest is the body of POST .../environments.
+type CreateEnvironmentRequest struct {
+	Name     string   `json:"name"`
+	Branches []string `json:"branches"`
+}
+
+// UpdateEnvironmentRequest is the body of PATCH .../environments/{env}.
+type UpdateEnvironmentRequest struct {
+	Branches []string `json:"branches"`
+}
+
+// Variable is an environment variable; secret values come back masked.
+type Variable struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Secret bool   `json:"secret"`
+}
+
+// SetVariableRequest is the body of PUT .../variables/{name}.
+type SetVariableRequest struct {
+	Value  string `json:"value"`
+	Secret bool   `json:"secret"`
+}
+
+// DomainRequest is the body of POST .../domains.
+type DomainRequest struct {
+	Name string `json:"name"`
+}
+
+// StartCommandRequest is the body of PUT .../start-command.
+type StartCommandRequest struct {
+	Command string `json:"command"`
+}
+
+// RedeployRequest is the (optional) body of POST .../redeploy.
+type RedeployRequest struct {
+	Rebuild bool `json:"rebuild"`
+}
+
+// Wake is one wake from zero of a deployment.
+type Wake struct {
+	StartedAt  time.Time `json:"startedAt"`
+	DurationMS float64   `json:"durationMs"`
+	OK         bool      `json:"ok"`
+}
+
+func (s *Server) environment(r *http.Request) (store.Project, store.Environment, error) {
+	p, err := s.store.GetProject(r.Context(), r.PathValue("project"))
+	if err != nil {
+		return p, store.Environment{}, err
+	}
+	e, err := s.store.GetEnvironment(r.Context(), p.ID, r.PathValue("env"))
+	return p, e, err
+}
+
+func (s *Server) environmentJSON(ctx context.Context, p store.Project, e store.Environment) (EnvironmentDetail, error) {
+	doms, err := s.store.ListDomains(ctx, e.ID)
+	if err != nil {
+		return EnvironmentDetail{}, err
+	}
+	out := EnvironmentDetail{
+		Environment: Environment{Name: e.Name, URL: s.url(s.dep.EnvironmentHost(p.Name, e.Name)), CurrentDeployment: e.CurrentDeploymentID},
+		Branches:    e.Branches, Domains: []string{},
+	}
+	if out.Branches == nil {
+		out.Branches = []string{}
+	}
+	for _, d := range doms {
+		out.Domains = append(out.Domains, d.Name)
+	}
+	return out, nil
+}
+
+func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.store.GetProject(r.Context(), r.PathValue("project"))
+	if err != nil {
+		return err
+	}
+	envs, err := s.store.ListEnvironments(r.Context(), p.ID)
+	if err != nil {
+		return err
+	}
+	out := []EnvironmentDetail{}
+	for _, e := range envs {
+		ej, err := s.environmentJSON(r.Context(), p, e)
+		if err != nil {
+			return err
+		}
+		out = append(out, ej)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) createEnvironment(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.store.GetProject(r.Context(), r.PathValue("project"))
+	if err != nil {
+		return err
+	}
+	var req CreateEnvironmentRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if err := ValidateName("environment", req.Name); err != nil {
+		return err
+	}
+	e, err := s.store.CreateEnvironment(r.Context(), p.ID, req.Name, req.Branches)
+	if err != nil {
+		return err
+	}
+	ej, err := s.environmentJSON(r.Context(), p, e)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, ej)
+	return nil
+}
+
+func (s *Server) updateEnvironment(w http.ResponseWriter, r *http.Request) error {
+	p, e, err := s.environment(r)
+	if err != nil {
+		return err
+	}
+	var req UpdateEnvironmentRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if err := s.store.SetEnvironmentBranches(r.Context(), e.ID, req.Branches); err != nil {
+		return err
+	}
+	e.Branches = req.Branches
+	ej, err := s.environmentJSON(r.Context(), p, e)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ej)
+	return nil
+}
+
+func (s *Server) deleteEnvironment(w http.ResponseWriter, r *http.Request) error {
+	p, e, err := s.environment(r)
+	if err != nil {
+		return err
+	}
+	if err := s.dep.DeleteEnvironment(r.Context(), e, p.Name); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listVariables(w http.ResponseWriter, r *http.Request) error {
+	_, e, err := s.environment(r)
+	if err != nil {
+		return err
+	}
+	vars, err := s.dep.Vars(r.Context(), e)
+	if err != nil {
+		return err
+	}
+	out := []Variable{}
+	for _, v := range vars {
+		out = append(out, Variable{Name: v.Name, Value: v.Value, Secret: v.Secret})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) setVariable(w http.ResponseWriter, r *http.Request) error {
+	_, e, err := s.environment(r)
+	if err != nil {
+		return err
+	}
+	var req SetVariableRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if err := s.dep.SetVar(r.Context(), e, r.PathValue("name"), req.Value, req.Secret); err != nil {
+		return err
+	}
+	return s.listVariables(w, r)
+}
+
+func (s *Server) deleteVariable(w http.ResponseWriter, r *http.Request) error {
+	_, e, err := s.environment(r)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteEnvVar(r.Context(), e.ID, r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) addDomain(w http.ResponseWriter, r *http.Request) error {
+	p, e, err := s.environment(r)
+	if err != nil {
+		return err
+	}
+	var req DomainRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if _, err := s.dep.AddDomain(r.Context(), e, req.Name); err != nil {
+		return err
+	}
+	ej, err := s.environmentJSON(r.Context(), p, e)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, ej)
+	return nil
+}
+
+func (s *Server) removeDomain(w http.ResponseWriter, r *http.Request) error {
+	_, e, err := s.environment(r)
+	if err != nil {
+		return err
+	}
+	doms, err := s.store.ListDomains(r.Context(), e.ID)
+	if err != nil {
+		return err
+	}
+	for _, d := range doms {
+		if d.Name == r.PathValue("domain") {
+			if err := s.dep.RemoveDomain(r.Context(), d.Name); err != nil {
+				return err
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+	}
+	return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "domain " + r.PathValue("domain") + " is not assigned to environment " + e.Name}
+}
+
+func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.store.GetProject(r.Context(), r.PathValue("project"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p.Settings)
+	return nil
+}
+
+// patchSettings merges the JSON body into the project's settings: fields
+// present replace, absent fields stay.
+func (s *Server) patchSettings(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.store.GetProject(r.Context(), r.PathValue("project"))
+	if err != nil {
+		return err
+	}
+	st := p.Settings
+	if err := decodeJSON(r, &st); err != nil {
+		return err
+	}
+	if err := validateSettings(st); err != nil {
+		return err
+	}
+	if err := s.store.UpdateProjectSettings(r.Context(), p.ID, st); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func validateSettings(st store.ProjectSettings) error {
+	for name, v := range map[string]string{"deployWindow": st.DeployWindow, "healthInterval": st.HealthInterval, "healthTimeout": st.HealthTimeout} {
+		if v == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			return errBadRequest(name + " must be a positive duration such as 30s or 5m")
+		}
+	}
+	if st.IdleTimeout != "" && st.IdleTimeout != "0" {
+		if d, err := time.ParseDuration(st.IdleTimeout); err != nil || d < 0 {
+			return errBadRequest("idleTimeout must be a duration such as 5m, or 0 for never")
+		}
+	}
+	if st.HealthPort < 0 || st.HealthPort > 65535 || st.HealthFailures < 0 || st.MemoryBytes < 0 || st.CPUMillis < 0 || st.Pids < 0 {
+		return errBadRequest("ports, counts and limits must not be negative (port at most 65535)")
+	}
+	if st.HealthPath != "" && st.HealthPath[0] != '/' {
+		return errBadRequest("healthPath must start with /")
+	}
+	return nil
+}
+
+func (s *Server) setStartCommand(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.store.GetProject(r.Context(), r.PathValue("project"))
+	if err != nil {
+		return err
+	}
+	cmd := ""
+	if r.Method == http.MethodPut {
+		var req StartCommandRequest
+		if err := decodeJSON(r, &req); err != nil {
+			return err
+		}
+		if req.Command == "" {
+			return errBadRequest("command is empty; DELETE the start command to clear it")
+		}
+		cmd = req.Command
+	}
+	p.Settings.StartCommand = cmd
+	if err := s.store.UpdateProjectSettings(r.Context(), p.ID, p.Settings); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p.Settings)
+	return nil
+}
+
+func (s *Server) promoteDeployment(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.dep.Promote(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.deploymentJSON(r.Context(), d))
+	return nil
+}
+
+func (s *Server) redeployDeployment(w http.ResponseWriter, r *http.Request) error {
+	var req RedeployRequest
+	if r.ContentLength != 0 {
+		if err := decodeJSON(r, &req); err != nil {
+			return err
+		}
+	}
+	d, err := s.dep.Redeploy(r.Context(), r.PathValue("id"), req.Rebuild)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, s.deploymentJSON(r.Context(), d))
+	return nil
+}
+
+func (s *Server) listWakes(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.store.GetDeployment(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	wakes, err := s.dep.Wakes(r.Context(), d.ID, 100)
+	if err != nil {
+		return err
+	}
+	out := []Wake{}
+	for _, wk := range wakes {
+		out = append(out, Wake{StartedAt: wk.StartedAt, DurationMS: float64(wk.Duration.Microseconds()) / 1000, OK: wk.OK})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
