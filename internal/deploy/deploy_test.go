@@ -53,6 +53,7 @@ type env struct {
 	driver  *fake.Driver
 
 	neverAnswer bool
+	keep        int
 	box         *secrets.Box
 }
 
@@ -85,7 +86,7 @@ func (e *env) start() {
 	}
 	e.driver = fake.New(cfg)
 	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: e.driver, Routes: e.table,
-		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second, Secrets: e.box,
+		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second, Secrets: e.box, Keep: e.keep,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		e.t.Fatal(err)
@@ -461,4 +462,55 @@ func TestEnvVarsReachTheAppAndStayEncrypted(t *testing.T) {
 	if bytes.Contains(stored[0].Value, []byte("hunter2")) {
 		t.Error("variable stored in clear")
 	}
+}
+
+func TestRetentionKeepsNewestAndCurrent(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.ctl.Close()
+	e.keep = 2
+	e.start()
+	var ids []string
+	for i := 0; i < 4; i++ {
+		ids = append(ids, e.waitFor(e.deploy().ID, settled).ID)
+	}
+	// Roll back to the oldest still running, then deploy once more.
+	if _, err := e.ctl.Promote(ctx, ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := e.ctl.Create(ctx, CreateRequest{Project: "web", Trigger: "upload", Promote: false, Source: tarOf(t)})
+	e.waitFor(d.ID, settled)
+	statuses := map[string]string{}
+	for _, id := range append(ids, d.ID) {
+		dd, _ := e.store.GetDeployment(ctx, id)
+		statuses[id] = dd.Status
+	}
+	want := map[string]string{ids[0]: "STOPPED", ids[1]: "STOPPED", ids[2]: "RUNNING", ids[3]: "RUNNING", d.ID: "RUNNING"}
+	for id, st := range want {
+		if statuses[id] != st {
+			t.Errorf("deployment %d (%s): %s, want %s", indexOf(append(ids, d.ID), id), id, statuses[id], st)
+		}
+	}
+	if code, _ := e.get(ids[1] + ".slipway.localhost"); code != http.StatusGone {
+		t.Errorf("retired deployment's preview: %d", code)
+	}
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+func tarOf(t *testing.T) *bytes.Buffer {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
+	var buf bytes.Buffer
+	if err := source.Pack(dir, &buf); err != nil {
+		t.Fatal(err)
+	}
+	return &buf
 }

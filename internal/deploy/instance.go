@@ -183,6 +183,7 @@ func (c *Controller) deploy(d store.Deployment) {
 	}
 	l.d = d
 	c.supervise(l)
+	c.retire(ctx, d.EnvironmentID)
 }
 
 // waitHealthy probes quickly (5 ms, backing off to 1 s) until the first
