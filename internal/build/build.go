@@ -23,6 +23,10 @@ type Request struct {
 	// Dockerfile is the Dockerfile's path relative to ContextDir.
 	// If empty, "Dockerfile".
 	Dockerfile string
+	// DockerfileContent, if set, is the Dockerfile to build (one generated
+	// from a build plan); Dockerfile is then ignored and the source tree is
+	// left untouched.
+	DockerfileContent []byte
 	// Image is the reference to push the result to, e.g.
 	// "127.0.0.1:7300/myproject:d0123456789a".
 	Image string

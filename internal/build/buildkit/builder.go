@@ -78,6 +78,18 @@ func (b *Builder) Build(ctx context.Context, req build.Request) (build.Result, e
 		return build.Result{}, fmt.Errorf("build context %s is not a directory", req.ContextDir)
 	}
 	dfPath := filepath.Join(req.ContextDir, dockerfile)
+	if req.DockerfileContent != nil {
+		// A generated Dockerfile lives outside the source tree.
+		dir, err := os.MkdirTemp("", "slipway-dockerfile-")
+		if err != nil {
+			return build.Result{}, err
+		}
+		defer os.RemoveAll(dir)
+		dfPath = filepath.Join(dir, "Dockerfile")
+		if err := os.WriteFile(dfPath, req.DockerfileContent, 0o644); err != nil {
+			return build.Result{}, err
+		}
+	}
 	if st, err := os.Stat(dfPath); err != nil || st.IsDir() {
 		return build.Result{}, &build.Error{Message: fmt.Sprintf("Dockerfile %q not found in the source", dockerfile)}
 	}

@@ -387,3 +387,27 @@ func TestRepository(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildGeneratedDockerfile(t *testing.T) {
+	_, host := sharedEnv(t)
+	b := newBuilder(t, map[string]Credential{host: {Secret: testSecret}})
+	dir := source(t, map[string]string{"app.txt": "generated\n"})
+	rec := &logRecorder{}
+	res, err := b.Build(buildCtx(t), build.Request{
+		ContextDir: dir, Image: host + "/apps/generated:1", Log: rec.log,
+		DockerfileContent: []byte("FROM scratch\nCOPY app.txt /app.txt\n"),
+	})
+	if err != nil {
+		t.Fatalf("Build: %v\nlog:\n%s", err, rec.text())
+	}
+	img, err := crane.Pull(res.Image, crane.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := fileInImage(t, img, "app.txt"); !ok || got != "generated\n" {
+		t.Errorf("app.txt = %q, %v", got, ok)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "Dockerfile")); err == nil {
+		t.Error("the generated Dockerfile was written into the source tree")
+	}
+}
