@@ -154,7 +154,9 @@ func (c *Controller) deploy(d store.Deployment) {
 			return
 		}
 	}
-	deadline := d.DeployingAt.Add(l.health.window)
+	// The window opens once the sandbox runs: pulling and unpacking a large
+	// image does not count against the app.
+	deadline := time.Now().Add(l.health.window)
 	if err := c.waitHealthy(ctx, l, deadline); err != nil {
 		if ctx.Err() != nil {
 			return
@@ -218,6 +220,11 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 			return nil
 		}
 		last = err
+		select {
+		case st := <-exited:
+			return exitedEarly(l, st)
+		default:
+		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			return fmt.Errorf("the app did not answer GET %s on port %d within the deployment window (%s); last error: %v",
@@ -230,14 +237,18 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 		case <-ctx.Done():
 			return ctx.Err()
 		case st := <-exited:
-			time.Sleep(300 * time.Millisecond) // let the log tailer catch the app's last words
-			return fmt.Errorf("the app exited (%s) before answering GET %s on port %d; see its runtime logs", exitText(st), l.health.path, l.health.port)
+			return exitedEarly(l, st)
 		case <-time.After(wait):
 		}
 		if delay < time.Second {
 			delay = delay * 3 / 2
 		}
 	}
+}
+
+func exitedEarly(l *liveDeployment, st runtime.Status) error {
+	time.Sleep(300 * time.Millisecond) // let the log tailer catch the app's last words
+	return fmt.Errorf("the app exited (%s) before answering GET %s on port %d; see its runtime logs", exitText(st), l.health.path, l.health.port)
 }
 
 func exitText(st runtime.Status) string {

@@ -5,13 +5,18 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,63 +57,135 @@ func requireRealParts(t *testing.T) string {
 	return dir
 }
 
-// harness is a running server and an API client for it.
+// harness is a running server and an API client for it. One server is
+// shared by the tests of this package (a cold build is the slow part);
+// TestMain stops it.
 type harness struct {
-	t      *testing.T
-	api    string
-	router string
-	http   *http.Client
+	t          *testing.T
+	api        string
+	router     string
+	http       *http.Client
+	data       string
+	baseImages string
+	cancel     context.CancelFunc
+	done       chan error
+}
+
+var shared *harness
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.shutdown()
+	}
+	os.Exit(code)
 }
 
 func startServer(t *testing.T) *harness {
+	t.Helper()
 	baseImages := requireRealParts(t)
-	data := t.TempDir()
+	if shared != nil {
+		shared.t = t
+		return shared
+	}
+	h := &harness{t: t, data: t.TempDir(), baseImages: baseImages, http: &http.Client{Timeout: time.Minute},
+		api: freeAddr(t), router: freeAddr(t)}
+	// The data directory outlives the first test: TestMain removes it.
+	h.data = filepath.Join(os.TempDir(), "slipway-integration-"+strconv.Itoa(os.Getpid()))
+	os.RemoveAll(h.data)
+	h.start()
+	shared = h
+	return h
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs the server on h's data directory and addresses.
+func (h *harness) start() {
+	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan [2]net.Addr, 1)
+	started := make(chan struct{}, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Config{
-			DataDir: data, Listen: "127.0.0.1:0", RouterListen: "127.0.0.1:0",
-			BaseImagesDir: baseImages, BootstrapToken: testToken, DeployWindow: 20 * time.Second,
-			Out: io.Discard,
-			Started: func(a, r net.Addr) {
-				started <- [2]net.Addr{a, r}
-			},
+			DataDir: h.data, Listen: h.api, RouterListen: h.router,
+			BaseImagesDir: h.baseImages, BootstrapToken: testToken, DeployWindow: 20 * time.Second,
+			Out:     io.Discard,
+			Started: func(a, r net.Addr) { started <- struct{}{} },
 		})
 	}()
-	var h *harness
 	select {
-	case addrs := <-started:
-		h = &harness{t: t, api: "http://" + addrs[0].String(), router: addrs[1].String(), http: &http.Client{Timeout: time.Minute}}
+	case <-started:
 	case err := <-done:
 		cancel()
-		t.Fatalf("server did not start: %v", err)
+		h.t.Fatalf("server did not start: %v", err)
 	case <-time.After(3 * time.Minute):
 		cancel()
-		t.Fatal("server did not start within 3 minutes")
+		h.t.Fatal("server did not start within 3 minutes")
 	}
-	t.Cleanup(func() {
-		// Stop every deployment so no sandbox outlives the test, then the server.
-		var ps []api.Project
-		h.call("GET", "/api/v1/projects", nil, &ps)
-		for _, p := range ps {
-			var ds []api.Deployment
-			h.call("GET", "/api/v1/projects/"+p.Name+"/deployments?limit=500", nil, &ds)
-			for _, d := range ds {
-				h.call("POST", "/api/v1/deployments/"+d.ID+"/stop", nil, nil)
+	h.cancel, h.done = cancel, done
+	if !strings.HasPrefix(h.api, "http://") {
+		h.api = "http://" + h.api
+	}
+}
+
+// stop stops the server process's work; app instances keep running.
+func (h *harness) stop() error {
+	h.cancel()
+	select {
+	case err := <-h.done:
+		return err
+	case <-time.After(time.Minute):
+		return fmt.Errorf("server did not shut down within a minute")
+	}
+}
+
+// restart stops and starts the server on the same data and addresses.
+func (h *harness) restart() {
+	h.t.Helper()
+	if err := h.stop(); err != nil {
+		h.t.Errorf("stopping the server: %v", err)
+	}
+	h.api = strings.TrimPrefix(h.api, "http://")
+	h.start()
+}
+
+// shutdown stops every deployment, so no sandbox outlives the tests, then
+// the server, and removes the data. It runs after the tests, so it reports
+// to stderr.
+func (h *harness) shutdown() {
+	get := func(path string, out any) {
+		req, _ := http.NewRequest("GET", h.api+path, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		if resp, err := h.http.Do(req); err == nil {
+			json.NewDecoder(resp.Body).Decode(out)
+			resp.Body.Close()
+		}
+	}
+	var ps []api.Project
+	get("/api/v1/projects", &ps)
+	for _, p := range ps {
+		var ds []api.Deployment
+		get("/api/v1/projects/"+p.Name+"/deployments?limit=500", &ds)
+		for _, d := range ds {
+			req, _ := http.NewRequest("POST", h.api+"/api/v1/deployments/"+d.ID+"/stop", nil)
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			if resp, err := h.http.Do(req); err == nil {
+				resp.Body.Close()
 			}
 		}
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server: %v", err)
-			}
-		case <-time.After(time.Minute):
-			t.Error("server did not shut down within a minute")
-		}
-	})
-	return h
+	}
+	if err := h.stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration server:", err)
+	}
+	os.RemoveAll(h.data)
 }
 
 func (h *harness) do(method, path string, body io.Reader, contentType string) (int, []byte) {
@@ -364,6 +441,180 @@ func TestDeployHelloEndToEnd(t *testing.T) {
 		code, body := h.get(d.ID + ".slipway.localhost")
 		if code != http.StatusGone || strings.Contains(body, "hello from") {
 			t.Errorf("stopped deployment: %d %q", code, body)
+		}
+	})
+}
+
+// body sends a request for host and path through the router.
+func (h *harness) body(host, path string) (int, string, error) {
+	req, _ := http.NewRequest("GET", "http://"+h.router+path, nil)
+	req.Host = host
+	resp, err := h.http.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+func (h *harness) runtimeLog(id string) string {
+	var page api.LogPage
+	h.call("GET", "/api/v1/deployments/"+id+"/logs?limit=1000", nil, &page)
+	var b strings.Builder
+	for _, l := range page.Lines {
+		b.WriteString(l.Text + "\n")
+	}
+	return b.String()
+}
+
+// deployApp deploys testdata/app to project (created if needed) and waits
+// for RUNNING.
+func (h *harness) deployApp(project string) api.Deployment {
+	h.t.Helper()
+	h.call("POST", "/api/v1/projects", api.CreateProjectRequest{Name: project}, nil)
+	d := h.wait(h.upload(project, "testdata/app", "").ID)
+	if d.Status != "RUNNING" {
+		for _, l := range h.buildLog(d.ID) {
+			h.t.Log(l.Text)
+		}
+		h.t.Fatalf("deploying testdata/app to %s: %s %s", project, d.Status, d.FailureReason)
+	}
+	return d
+}
+
+func TestRuntimeAndRouting(t *testing.T) {
+	h := startServer(t)
+	start := time.Now()
+	alpha := h.deployApp("alpha")
+	t.Logf("testdata/app deployed in %s", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	beta := h.deployApp("beta")
+	t.Logf("the same source to another project (build cache hit) deployed in %s", time.Since(start).Round(time.Millisecond))
+
+	t.Run("two apps on port 3000 side by side", func(t *testing.T) {
+		for _, d := range []api.Deployment{alpha, beta} {
+			code, body, err := h.body(d.Project+".slipway.localhost", "/")
+			if err != nil || code != 200 || !strings.Contains(body, "app "+d.ID+" ") {
+				t.Errorf("%s: %d %q %v", d.Project, code, body, err)
+			}
+		}
+	})
+
+	t.Run("a crash is noticed at once and the app restarted", func(t *testing.T) {
+		_, before, _ := h.body("alpha.slipway.localhost", "/")
+		crashed := time.Now()
+		h.body("alpha.slipway.localhost", "/crash")
+		var after string
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if code, b, err := h.body("alpha.slipway.localhost", "/"); err == nil && code == 200 && b != before {
+				after = b
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if after == "" {
+			t.Fatalf("alpha was not restarted within 30 s; runtime log:\n%s", h.runtimeLog(alpha.ID))
+		}
+		t.Logf("crash → serving again: %s", time.Since(crashed).Round(time.Millisecond))
+		log := h.runtimeLog(alpha.ID)
+		if !strings.Contains(log, "crashing on request") || !strings.Contains(log, "the app exited (exit code 3)") {
+			t.Errorf("runtime log lacks the crash and its event:\n%s", log)
+		}
+	})
+
+	t.Run("switching deployments under load drops nothing", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		var total, failed atomic.Int64
+		var firstErr atomic.Value
+		var wg sync.WaitGroup
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil && total.Load() < 200000 {
+					code, _, err := h.body("beta.slipway.localhost", "/")
+					total.Add(1)
+					if err != nil || code != 200 {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, fmt.Sprintf("%d %v", code, err))
+					}
+				}
+			}()
+		}
+		var ids []string
+		for i := 0; i < 3; i++ {
+			var d api.Deployment
+			h.call("POST", "/api/v1/deployments/"+beta.ID+"/redeploy", nil, &d)
+			d = h.wait(d.ID)
+			if d.Status != "RUNNING" {
+				t.Errorf("redeploy %d: %s %s", i, d.Status, d.FailureReason)
+			}
+			ids = append(ids, d.ID)
+		}
+		time.Sleep(200 * time.Millisecond)
+		cancel()
+		wg.Wait()
+		t.Logf("%d requests across %d switches, %d failed", total.Load(), len(ids), failed.Load())
+		if failed.Load() != 0 {
+			t.Errorf("%d of %d requests failed during the switches; first: %v", failed.Load(), total.Load(), firstErr.Load())
+		}
+		if _, body, _ := h.body("beta.slipway.localhost", "/"); !strings.Contains(body, ids[len(ids)-1]) {
+			t.Errorf("beta serves %q, want the newest deployment %s", body, ids[len(ids)-1])
+		}
+		beta.ID = ids[len(ids)-1]
+	})
+
+	t.Run("scale to zero and wake", func(t *testing.T) {
+		h.do("PATCH", "/api/v1/projects/beta/settings", strings.NewReader(`{"idleTimeout":"1s"}`), "application/json")
+		var d api.Deployment
+		h.call("POST", "/api/v1/deployments/"+beta.ID+"/redeploy", nil, &d)
+		d = h.wait(d.ID)
+		if d.Status != "RUNNING" {
+			t.Fatalf("redeploy: %s", d.FailureReason)
+		}
+		const wakes = 20
+		var client []time.Duration
+		for i := 0; i < wakes; i++ {
+			deadline := time.Now().Add(20 * time.Second)
+			for strings.Count(h.runtimeLog(d.ID), "scaled to zero") <= i {
+				if time.Now().After(deadline) {
+					t.Fatalf("wake %d: never scaled to zero; log:\n%s", i, h.runtimeLog(d.ID))
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			start := time.Now()
+			code, body, err := h.body(d.ID+".slipway.localhost", "/")
+			client = append(client, time.Since(start))
+			if err != nil || code != 200 || !strings.Contains(body, d.ID) {
+				t.Fatalf("wake %d: %d %q %v", i, code, body, err)
+			}
+		}
+		var recorded []api.Wake
+		h.call("GET", "/api/v1/deployments/"+d.ID+"/wakes", nil, &recorded)
+		if len(recorded) != wakes {
+			t.Errorf("recorded %d wakes, want %d", len(recorded), wakes)
+		}
+		sort.Slice(client, func(i, j int) bool { return client[i] < client[j] })
+		t.Logf("wake from zero, request → response through the router, %d wakes: median %s, worst %s",
+			wakes, client[wakes/2].Round(100*time.Microsecond), client[wakes-1].Round(100*time.Microsecond))
+		h.do("PATCH", "/api/v1/projects/beta/settings", strings.NewReader(`{"idleTimeout":"0"}`), "application/json")
+	})
+
+	t.Run("a server restart re-attaches running apps", func(t *testing.T) {
+		_, before, err := h.body("alpha.slipway.localhost", "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.restart()
+		code, after, err := h.body("alpha.slipway.localhost", "/")
+		if err != nil || code != 200 || after != before {
+			t.Errorf("after restart alpha answers %d %q (%v), want the same process: %q", code, after, err, before)
+		}
+		if log := h.runtimeLog(alpha.ID); !strings.Contains(log, "re-attached after a server restart") {
+			t.Errorf("no re-attach event:\n%s", log)
 		}
 	})
 }
