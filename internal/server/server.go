@@ -229,11 +229,13 @@ func Run(ctx context.Context, cfg Config) error {
 	case err = <-errc:
 	}
 	log.Info("shutting down; app instances keep running")
+	began := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	apiHTTP.Shutdown(sctx)
 	routerHTTP.Shutdown(sctx)
 	ctl.Close()
+	log.Info("stopped serving", "took", time.Since(began).Round(time.Millisecond))
 	return err
 }
 
