@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -28,6 +29,14 @@ type Config struct {
 	// Registry, if set, serves the OCI distribution API under /v2/. It does
 	// its own authentication.
 	Registry http.Handler
+	// Git, if set, serves git pushes under /git/ (with the prefix stripped).
+	Git http.Handler
+	// GitHubHook, if set, receives GitHub webhooks at
+	// POST /hooks/github/{project}; it authenticates by signature.
+	GitHubHook http.Handler
+	// Secrets seals webhook secrets and clone tokens. Needed to link
+	// repositories.
+	Secrets *secrets.Box
 	// RouterPort is the port apps are served on, used to print URLs.
 	// If zero, 80.
 	RouterPort int
@@ -81,6 +90,12 @@ func (s *Server) Handler() http.Handler {
 	})
 	if s.cfg.Registry != nil {
 		mux.Handle("/v2/", s.cfg.Registry)
+	}
+	if s.cfg.Git != nil {
+		mux.Handle("/git/", http.StripPrefix("/git", s.cfg.Git))
+	}
+	if s.cfg.GitHubHook != nil {
+		mux.Handle("POST /hooks/github/{project}", s.cfg.GitHubHook)
 	}
 	return mux
 }
@@ -148,6 +163,8 @@ func (s *Server) routes() []route {
 		{"DELETE /api/v1/projects/{project}/environments/{env}/variables/{name}", s.deleteVariable},
 		{"POST /api/v1/projects/{project}/environments/{env}/domains", s.addDomain},
 		{"DELETE /api/v1/projects/{project}/environments/{env}/domains/{domain}", s.removeDomain},
+		{"GET /api/v1/projects/{project}/repository", s.getRepository},
+		{"PUT /api/v1/projects/{project}/repository", s.linkRepository},
 	}
 }
 

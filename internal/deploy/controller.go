@@ -68,6 +68,10 @@ type Config struct {
 	// reachable; older ones, unless current, are retired to STOPPED.
 	// If zero, 20.
 	Keep int
+	// Fetch checks out the commit of a deployment whose source lives in a
+	// git repository (store.Deployment.SourceURL) into dir. If nil, such
+	// deployments fail.
+	Fetch func(ctx context.Context, d store.Deployment, dir string) error
 	// Log receives operational messages. If nil, slog.Default().
 	Log *slog.Logger
 }
@@ -171,8 +175,11 @@ type CreateRequest struct {
 	CommitSHA   string
 	Message     string
 	Author      string
-	// Source is a gzip-compressed tar of the source tree.
-	Source io.Reader
+	// Source is a gzip-compressed tar of the source tree. If nil,
+	// SourceURL names a git repository that is fetched at CommitSHA while
+	// the deployment is INITIALIZING.
+	Source    io.Reader
+	SourceURL string
 	// Image and ImageDigest, when set, name an already built image of the
 	// same source: the build is skipped (a redeploy without --rebuild).
 	Image, ImageDigest string
@@ -196,6 +203,20 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 	env, err := c.store.GetEnvironment(ctx, p.ID, envName)
 	if err != nil {
 		return store.Deployment{}, err
+	}
+	if req.Source == nil {
+		if req.SourceURL == "" || req.CommitSHA == "" {
+			return store.Deployment{}, errors.New("a deployment needs an uploaded source or a repository and commit")
+		}
+		d, err := c.store.CreateDeployment(ctx, store.Deployment{
+			ProjectID: p.ID, EnvironmentID: env.ID, Status: string(Pending), Trigger: req.Trigger, Promote: req.Promote,
+			SourceURL: req.SourceURL, Branch: req.Branch, CommitSHA: req.CommitSHA, CommitMessage: req.Message, CommitAuthor: req.Author,
+		})
+		if err != nil {
+			return d, err
+		}
+		c.queued(ctx, d)
+		return d, nil
 	}
 	limit := req.MaxSourceBytes
 	if limit <= 0 {
@@ -236,10 +257,14 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 		os.Remove(c.sourcePath(id))
 		return store.Deployment{}, err
 	}
+	c.queued(ctx, d)
+	return d, nil
+}
+
+func (c *Controller) queued(ctx context.Context, d store.Deployment) {
 	c.event(d.ID, store.LogBuild, "deployment %s queued (trigger %s)", d.ID, d.Trigger)
 	c.routeDeployment(ctx, d) // its preview URL says "deploying" from now on
 	c.enqueue(d.ID)
-	return d, nil
 }
 
 // Stop stops a deployment: a build in progress is cancelled, instances are

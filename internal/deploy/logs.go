@@ -196,3 +196,41 @@ func ensureDir(dir string) error {
 	}
 	return nil
 }
+
+// Follow calls fn with each line of the deployment's build log, from the
+// first, as they are written, until the deployment is RUNNING, FAILED or
+// STOPPED (or ctx ends or fn fails), and returns the deployment as it was
+// then.
+func (c *Controller) Follow(ctx context.Context, id string, fn func(store.LogLine) error) (store.Deployment, error) {
+	var after int64
+	for {
+		changed := c.hub.wait(id)
+		d, err := c.store.GetDeployment(ctx, id)
+		if err != nil {
+			return d, err
+		}
+		for {
+			lines, err := c.store.ListLogs(ctx, store.LogQuery{DeploymentID: id, Kind: store.LogBuild, After: after, Limit: 500})
+			if err != nil {
+				return d, err
+			}
+			for _, l := range lines {
+				if err := fn(l); err != nil {
+					return d, err
+				}
+				after = l.ID
+			}
+			if len(lines) < 500 {
+				break
+			}
+		}
+		if st := Status(d.Status); st == Running || st.Terminal() {
+			return d, nil
+		}
+		select {
+		case <-ctx.Done():
+			return d, ctx.Err()
+		case <-changed:
+		}
+	}
+}

@@ -194,6 +194,11 @@ func (c *Controller) unpack(d *store.Deployment, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("internal error: %v", err)
 	}
+	if _, err := os.Stat(c.sourcePath(d.ID)); err != nil && d.SourceURL != "" {
+		if err := c.fetch(d); err != nil {
+			return err
+		}
+	}
 	f, err := os.Open(c.sourcePath(d.ID))
 	if err != nil {
 		return errors.New("the uploaded source is missing (the upload did not complete)")
@@ -228,4 +233,38 @@ func startCommand(cmd string) []string {
 		return nil
 	}
 	return []string{"/bin/sh", "-c", cmd}
+}
+
+// fetch checks out a deployment's commit from its repository and stores it
+// packed, as an upload would be, so a redeploy can reuse it.
+func (c *Controller) fetch(d *store.Deployment) error {
+	if c.cfg.Fetch == nil {
+		return errors.New("this server cannot fetch sources from git repositories")
+	}
+	c.event(d.ID, store.LogBuild, "fetching %s at %s", d.SourceURL, d.CommitSHA)
+	dir, err := os.MkdirTemp(filepath.Join(c.cfg.DataDir, "builds"), "fetch-")
+	if err != nil {
+		return fmt.Errorf("internal error: %v", err)
+	}
+	defer os.RemoveAll(dir)
+	checkout := filepath.Join(dir, "src")
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Minute)
+	defer cancel()
+	if err := c.cfg.Fetch(ctx, *d, checkout); err != nil {
+		return fmt.Errorf("fetching the source: %v", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Join(c.cfg.DataDir, "sources"), "fetch-*")
+	if err != nil {
+		return fmt.Errorf("internal error: %v", err)
+	}
+	defer os.Remove(tmp.Name())
+	err = source.Pack(checkout, tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	tmp.Close()
+	if err != nil {
+		return fmt.Errorf("packing the fetched source: %v", err)
+	}
+	return os.Rename(tmp.Name(), c.sourcePath(d.ID))
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/slipwayhq/slipway/internal/api"
 	"github.com/slipwayhq/slipway/internal/source"
+	"github.com/slipwayhq/slipway/internal/source/github"
 )
 
 // These tests run the whole server for real: SQLite, the embedded registry,
@@ -615,6 +616,171 @@ func TestRuntimeAndRouting(t *testing.T) {
 		}
 		if log := h.runtimeLog(alpha.ID); !strings.Contains(log, "re-attached after a server restart") {
 			t.Errorf("no re-attach event:\n%s", log)
+		}
+	})
+}
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Grace", "GIT_AUTHOR_EMAIL=grace@example.com",
+		"GIT_COMMITTER_NAME=Grace", "GIT_COMMITTER_EMAIL=grace@example.com", "GIT_TERMINAL_PROMPT=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// copyApp makes a git repository at dir/acme/web holding testdata/app.
+func copyApp(t *testing.T, dir string) string {
+	repo := filepath.Join(dir, "acme", "web")
+	os.MkdirAll(repo, 0o755)
+	for _, f := range []string{"Dockerfile", "go.mod", "main.go"} {
+		b, err := os.ReadFile(filepath.Join("testdata/app", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(repo, f), b, 0o644)
+	}
+	git(t, repo, "init", "-q", "-b", "main")
+	git(t, repo, "add", ".")
+	git(t, repo, "commit", "-q", "-m", "first version\n\nfrom the integration test")
+	return repo
+}
+
+func (h *harness) deployments(project string) []api.Deployment {
+	var ds []api.Deployment
+	h.call("GET", "/api/v1/projects/"+project+"/deployments?limit=100", nil, &ds)
+	return ds
+}
+
+func TestGitPushWebhookAndRollback(t *testing.T) {
+	h := startServer(t)
+	h.call("POST", "/api/v1/projects", api.CreateProjectRequest{Name: "pushed"}, nil)
+	repo := copyApp(t, t.TempDir())
+	remote := strings.Replace(h.api, "http://", "http://git:"+testToken+"@", 1) + "/git/pushed.git"
+
+	start := time.Now()
+	out := git(t, repo, "push", remote, "main")
+	pushToLive := time.Since(start)
+	if !strings.Contains(out, "remote: ") || !strings.Contains(out, "is RUNNING") || !strings.Contains(out, "http://pushed.slipway.localhost") {
+		t.Fatalf("git push output lacks the build log or the URLs:\n%s", out)
+	}
+	t.Logf("git push → RUNNING (warm build cache): %s", pushToLive.Round(time.Millisecond))
+	sha := strings.TrimSpace(git(t, repo, "rev-parse", "HEAD"))
+	first := h.deployments("pushed")[0]
+	if first.Trigger != "push" || first.Commit.SHA != sha || first.Commit.Branch != "main" ||
+		first.Commit.Author != "Grace <grace@example.com>" || !strings.HasPrefix(first.Commit.Message, "first version") || first.Status != "RUNNING" {
+		t.Fatalf("pushed deployment: %+v", first)
+	}
+	if code, body, _ := h.body("pushed.slipway.localhost", "/"); code != 200 || !strings.Contains(body, first.ID) {
+		t.Fatalf("pushed app: %d %q", code, body)
+	}
+
+	t.Run("unmapped branch and bad token", func(t *testing.T) {
+		git(t, repo, "checkout", "-q", "-b", "feature")
+		out := git(t, repo, "push", remote, "feature")
+		if !strings.Contains(out, "not deployed") {
+			t.Errorf("push of an unmapped branch:\n%s", out)
+		}
+		if n := len(h.deployments("pushed")); n != 1 {
+			t.Errorf("an unmapped branch created a deployment (%d)", n)
+		}
+		bad := strings.Replace(remote, testToken, "sw_wrong", 1)
+		cmd := exec.Command("git", "push", bad, "feature")
+		cmd.Dir, cmd.Env = repo, append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
+		b, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(b), "Authentication failed") {
+			t.Errorf("push with a bad token: %v\n%s", err, b)
+		}
+		git(t, repo, "checkout", "-q", "main")
+	})
+
+	var second api.Deployment
+	t.Run("signed GitHub webhook", func(t *testing.T) {
+		var link api.Repository
+		b, _ := json.Marshal(api.LinkRepositoryRequest{URL: "file://" + repo})
+		code, resp := h.do("PUT", "/api/v1/projects/pushed/repository", bytes.NewReader(b), "application/json")
+		if code != 200 || json.Unmarshal(resp, &link) != nil || link.WebhookSecret == "" {
+			t.Fatalf("link: %d %s", code, resp)
+		}
+		os.WriteFile(filepath.Join(repo, "VERSION"), []byte("2\n"), 0o644)
+		git(t, repo, "add", "VERSION")
+		git(t, repo, "commit", "-q", "-m", "second version")
+		sha2 := strings.TrimSpace(git(t, repo, "rev-parse", "HEAD"))
+		payload, _ := json.Marshal(map[string]any{
+			"ref": "refs/heads/main", "before": sha, "after": sha2, "created": false, "deleted": false, "forced": false,
+			"repository":  map[string]any{"full_name": "acme/web", "clone_url": "file://" + repo},
+			"head_commit": map[string]any{"id": sha2, "message": "second version", "author": map[string]any{"name": "Grace", "email": "grace@example.com"}},
+		})
+		deliver := func(sig, delivery string) (int, string) {
+			req, _ := http.NewRequest("POST", h.api+"/hooks/github/pushed", bytes.NewReader(payload))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-GitHub-Event", "push")
+			req.Header.Set("X-GitHub-Delivery", delivery)
+			if sig != "" {
+				req.Header.Set("X-Hub-Signature-256", sig)
+			}
+			start := time.Now()
+			resp, err := h.http.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if took := time.Since(start); took > time.Second {
+				t.Logf("webhook answered in %s (over a second)", took)
+			}
+			return resp.StatusCode, string(b)
+		}
+		if code, body := deliver("sha256=0000", "d-bad"); code != 401 {
+			t.Errorf("bad signature: %d %s", code, body)
+		}
+		if code, body := deliver("", "d-missing"); code != 401 {
+			t.Errorf("missing signature: %d %s", code, body)
+		}
+		if n := len(h.deployments("pushed")); n != 1 {
+			t.Fatalf("a refused delivery queued a deployment")
+		}
+		sig := github.Sign([]byte(link.WebhookSecret), payload)
+		if code, body := deliver(sig, "d-1"); code != 202 {
+			t.Fatalf("signed delivery: %d %s", code, body)
+		}
+		if code, body := deliver(sig, "d-1"); code != 200 || !strings.Contains(body, "duplicate") {
+			t.Errorf("replayed delivery: %d %s", code, body)
+		}
+		ds := h.deployments("pushed")
+		if len(ds) != 2 {
+			t.Fatalf("deployments after a delivery and its replay: %d", len(ds))
+		}
+		second = h.wait(ds[0].ID)
+		if second.Status != "RUNNING" || second.Trigger != "webhook" || second.Commit.SHA != sha2 || second.Commit.Message != "second version" {
+			t.Fatalf("webhook deployment: %+v", second)
+		}
+		if _, body, _ := h.body("pushed.slipway.localhost", "/"); !strings.Contains(body, second.ID) {
+			t.Errorf("default hostname serves %q, want %s", body, second.ID)
+		}
+	})
+
+	t.Run("rollback switches traffic back without a build", func(t *testing.T) {
+		if second.ID == "" {
+			t.Skip("needs the webhook deployment")
+		}
+		n := len(h.deployments("pushed"))
+		var d api.Deployment
+		if code := h.call("POST", "/api/v1/deployments/"+first.ID+"/promote", nil, &d); code != 200 || !d.Current {
+			t.Fatalf("promote: %d %+v", code, d)
+		}
+		if _, body, _ := h.body("pushed.slipway.localhost", "/"); !strings.Contains(body, first.ID) {
+			t.Errorf("after rollback the default hostname serves %q, want %s", body, first.ID)
+		}
+		if _, body, _ := h.body(second.ID+".slipway.localhost", "/"); !strings.Contains(body, second.ID) {
+			t.Errorf("the rolled-back deployment lost its preview URL: %q", body)
+		}
+		if len(h.deployments("pushed")) != n {
+			t.Error("rollback created a deployment")
 		}
 	})
 }

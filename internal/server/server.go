@@ -30,6 +30,8 @@ import (
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime/runc"
 	"github.com/slipwayhq/slipway/internal/secrets"
+	"github.com/slipwayhq/slipway/internal/source/github"
+	"github.com/slipwayhq/slipway/internal/source/gitserver"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -197,17 +199,42 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	table := &router.Table{}
+	routerPort := routerLn.Addr().(*net.TCPAddr).Port
+	trig := &triggers{store: st, box: box, url: func(host string) string { return appURL(host, routerPort) }}
 	ctl, err := deploy.New(deploy.Config{
 		Store: st, Builder: builder, Driver: driver, Routes: table,
 		Registry: registryHost, DataDir: cfg.DataDir, BaseDomain: cfg.BaseDomain,
-		DeployWindow: cfg.DeployWindow, IdleTimeout: cfg.IdleTimeout, Secrets: box, Log: log,
+		DeployWindow: cfg.DeployWindow, IdleTimeout: cfg.IdleTimeout, Secrets: box,
+		Fetch: trig.fetch, Log: log,
 	})
 	if err != nil {
 		return err
 	}
+	trig.ctl = ctl
 	rt := &router.Router{Table: table, OnRequest: ctl.Touch}
-	routerPort := routerLn.Addr().(*net.TCPAddr).Port
-	apiServer = api.New(api.Config{Store: st, Deploy: ctl, Registry: reg, RouterPort: routerPort, Log: log})
+	git, err := gitserver.New(gitserver.Config{
+		Root: filepath.Join(cfg.DataDir, "git"), Authorize: authorize, Pusher: trig, Log: log,
+		Exists: func(ctx context.Context, project string) (bool, error) {
+			_, err := st.GetProject(ctx, project)
+			if errors.Is(err, store.ErrNotFound) {
+				return false, nil
+			}
+			return err == nil, err
+		},
+	})
+	if err != nil {
+		return err
+	}
+	hook, err := github.New(github.Config{
+		Lookup: trig.link, Enqueue: trig.enqueue, Log: log,
+		Seen:   func(ctx context.Context, id string) (bool, error) { return st.RecordDelivery(ctx, id, "") },
+		Forget: st.ForgetDelivery,
+	})
+	if err != nil {
+		return err
+	}
+	apiServer = api.New(api.Config{Store: st, Deploy: ctl, Registry: reg, Git: git, GitHubHook: hook, Secrets: box,
+		RouterPort: routerPort, Log: log})
 
 	apiHTTP := &http.Server{Handler: apiServer.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	routerHTTP := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
@@ -237,6 +264,14 @@ func Run(ctx context.Context, cfg Config) error {
 	ctl.Close()
 	log.Info("stopped serving", "took", time.Since(began).Round(time.Millisecond))
 	return err
+}
+
+// appURL renders an app hostname as a URL on the router's port.
+func appURL(host string, port int) string {
+	if port == 80 {
+		return "http://" + host
+	}
+	return fmt.Sprintf("http://%s:%d", host, port)
 }
 
 func serve(s *http.Server, ln net.Listener) error {

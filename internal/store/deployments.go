@@ -33,6 +33,10 @@ type Deployment struct {
 	Trigger         string
 	Promote         bool
 
+	// SourceURL, when set, is the git repository the source is fetched
+	// from (at CommitSHA) while INITIALIZING; otherwise it was uploaded.
+	SourceURL string
+
 	Branch        string
 	CommitSHA     string
 	CommitMessage string
@@ -57,7 +61,7 @@ type Deployment struct {
 	FinishedAt     time.Time
 }
 
-const deploymentCols = `d.id, d.project_id, p.name, d.environment_id, e.name, d.status, d.trigger, d.promote,
+const deploymentCols = `d.id, d.project_id, p.name, d.environment_id, e.name, d.status, d.trigger, d.promote, d.source_url,
 	d.branch, d.commit_sha, d.commit_message, d.commit_author,
 	d.start_command, d.detected_start_command, d.builder, d.image, d.image_digest, d.failure_reason, d.attempts,
 	d.created_at, d.updated_at, d.initializing_at, d.init_ended_at, d.building_at, d.build_ended_at,
@@ -69,7 +73,7 @@ func scanDeployment(row interface{ Scan(...any) error }) (Deployment, error) {
 	var d Deployment
 	var created, updated int64
 	var ini, inie, bld, blde, dep, depe, fin sql.NullInt64
-	err := row.Scan(&d.ID, &d.ProjectID, &d.ProjectName, &d.EnvironmentID, &d.EnvironmentName, &d.Status, &d.Trigger, &d.Promote,
+	err := row.Scan(&d.ID, &d.ProjectID, &d.ProjectName, &d.EnvironmentID, &d.EnvironmentName, &d.Status, &d.Trigger, &d.Promote, &d.SourceURL,
 		&d.Branch, &d.CommitSHA, &d.CommitMessage, &d.CommitAuthor,
 		&d.StartCommand, &d.DetectedStartCommand, &d.Builder, &d.Image, &d.ImageDigest, &d.FailureReason, &d.Attempts,
 		&created, &updated, &ini, &inie, &bld, &blde, &dep, &depe, &fin)
@@ -98,10 +102,10 @@ func (s *Store) CreateDeployment(ctx context.Context, d Deployment) (Deployment,
 		d.CreatedAt = now()
 	}
 	d.UpdatedAt = d.CreatedAt
-	_, err := s.db.ExecContext(ctx, `INSERT INTO deployments (id, project_id, environment_id, status, trigger, promote,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO deployments (id, project_id, environment_id, status, trigger, promote, source_url,
 		branch, commit_sha, commit_message, commit_author, start_command, detected_start_command, image, image_digest,
-		created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		d.ID, d.ProjectID, d.EnvironmentID, d.Status, d.Trigger, d.Promote,
+		created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		d.ID, d.ProjectID, d.EnvironmentID, d.Status, d.Trigger, d.Promote, d.SourceURL,
 		d.Branch, d.CommitSHA, d.CommitMessage, d.CommitAuthor, d.StartCommand, d.DetectedStartCommand, d.Image, d.ImageDigest,
 		d.CreatedAt.UnixNano(), d.UpdatedAt.UnixNano())
 	if err != nil {

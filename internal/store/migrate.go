@@ -120,6 +120,12 @@ CREATE TABLE wakes (
 );
 CREATE INDEX wakes_deployment ON wakes (deployment_id, id);
 `,
+	// 3: deployments fetched from a git repository at INITIALIZING, and the
+	// credentials to clone a project's repository.
+	`
+ALTER TABLE deployments ADD COLUMN source_url TEXT NOT NULL DEFAULT '';
+ALTER TABLE projects ADD COLUMN repo_token BLOB;
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

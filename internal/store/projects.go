@@ -20,6 +20,9 @@ type Project struct {
 	RepoURL string
 	// WebhookSecret is the encrypted webhook secret; nil when none is set.
 	WebhookSecret []byte
+	// RepoToken is the encrypted token used to clone RepoURL; nil for
+	// public repositories.
+	RepoToken []byte
 }
 
 // ProjectSettings are per-project knobs. A zero field means "the server's
@@ -89,13 +92,13 @@ func (s *Store) CreateProject(ctx context.Context, p Project) (Project, error) {
 	return p, nil
 }
 
-const projectCols = `id, name, settings, created_at, repo_url, webhook_secret`
+const projectCols = `id, name, settings, created_at, repo_url, webhook_secret, repo_token`
 
 func scanProject(row interface{ Scan(...any) error }) (Project, error) {
 	var p Project
 	var settings string
 	var created int64
-	if err := row.Scan(&p.ID, &p.Name, &settings, &created, &p.RepoURL, &p.WebhookSecret); err != nil {
+	if err := row.Scan(&p.ID, &p.Name, &settings, &created, &p.RepoURL, &p.WebhookSecret, &p.RepoToken); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Project{}, ErrNotFound
 		}
@@ -232,9 +235,9 @@ func isUnique(err error) bool {
 }
 
 // SetProjectRepo links a project to a repository with an (encrypted)
-// webhook secret.
-func (s *Store) SetProjectRepo(ctx context.Context, id, repoURL string, secret []byte) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE projects SET repo_url = ?, webhook_secret = ? WHERE id = ?`, repoURL, secret, id)
+// webhook secret and clone token.
+func (s *Store) SetProjectRepo(ctx context.Context, id, repoURL string, secret, token []byte) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE projects SET repo_url = ?, webhook_secret = ?, repo_token = ? WHERE id = ?`, repoURL, secret, token, id)
 	if err != nil {
 		return err
 	}
@@ -403,6 +406,12 @@ func (s *Store) ListEnvVars(ctx context.Context, envID string) ([]EnvVar, error)
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// ForgetDelivery removes a recorded delivery, so a redelivery is processed.
+func (s *Store) ForgetDelivery(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE id = ?`, id)
+	return err
 }
 
 // RecordDelivery records a webhook delivery id and reports whether it had

@@ -1,0 +1,150 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/secrets"
+	"github.com/slipwayhq/slipway/internal/source/github"
+	"github.com/slipwayhq/slipway/internal/source/gitserver"
+	"github.com/slipwayhq/slipway/internal/store"
+)
+
+// triggers turns git pushes and GitHub push events into deployments.
+type triggers struct {
+	store *store.Store
+	ctl   *deploy.Controller
+	box   *secrets.Box
+	// url renders a hostname as the URL users open.
+	url func(host string) string
+}
+
+// Push implements gitserver.Pusher: it deploys a pushed branch that is
+// mapped to an environment and streams the build log back to the pushing
+// git client, ending with the URLs (as Heroku and Dokku do).
+func (t *triggers) Push(ctx context.Context, ev gitserver.PushEvent, out io.Writer) error {
+	switch {
+	case ev.Branch == "":
+		fmt.Fprintf(out, "%s pushed; only branches are deployed\n", ev.Ref)
+		return nil
+	case ev.Deleted:
+		fmt.Fprintf(out, "branch %s deleted; its deployments keep running until stopped (slipway stop)\n", ev.Branch)
+		return nil
+	}
+	p, err := t.store.GetProject(ctx, ev.Project)
+	if err != nil {
+		return err
+	}
+	env, err := t.store.EnvironmentForBranch(ctx, p.ID, ev.Branch)
+	if errors.Is(err, store.ErrNotFound) {
+		fmt.Fprintf(out, "branch %s pushed, not deployed: it is not mapped to an environment of %s\n", ev.Branch, p.Name)
+		fmt.Fprintf(out, "map it with: slipway env branches -p %s ENVIRONMENT %s\n", p.Name, ev.Branch)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if ev.Forced {
+		fmt.Fprintf(out, "forced update of %s: deploying %s\n", ev.Branch, short(ev.NewSHA))
+	}
+	// The deployment outlives the push: a client that hangs up only stops
+	// seeing the log.
+	bg := context.WithoutCancel(ctx)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(gitserver.Archive(bg, ev.RepoDir, ev.NewSHA, pw)) }()
+	d, err := t.ctl.Create(bg, deploy.CreateRequest{
+		Project: p.Name, Environment: env.Name, Trigger: "push", Promote: true,
+		Branch: ev.Branch, CommitSHA: ev.NewSHA, Message: ev.Message, Author: ev.Author, Source: pr,
+	})
+	pr.Close()
+	if err != nil {
+		return fmt.Errorf("creating the deployment: %w", err)
+	}
+	fmt.Fprintf(out, "deploying %s of %s to %s as %s\n", short(ev.NewSHA), ev.Branch, env.Name, d.ID)
+	final, err := t.ctl.Follow(ctx, d.ID, func(l store.LogLine) error {
+		_, err := fmt.Fprintf(out, "%s %s\n", l.Time.Format("15:04:05.000"), l.Text)
+		return err
+	})
+	if err != nil {
+		return nil // the client went away; the deployment goes on
+	}
+	if final.Status != string(deploy.Running) {
+		return fmt.Errorf("deployment %s %s: %s", final.ID, final.Status, final.FailureReason)
+	}
+	fmt.Fprintf(out, "\ndeployment %s is RUNNING\n", final.ID)
+	for _, h := range t.ctl.Hostnames(bg, final) {
+		fmt.Fprintf(out, "  %s\n", t.url(h))
+	}
+	return nil
+}
+
+// link returns a project's webhook link for the GitHub handler.
+func (t *triggers) link(ctx context.Context, project string) (github.Link, bool, error) {
+	p, err := t.store.GetProject(ctx, project)
+	if errors.Is(err, store.ErrNotFound) {
+		return github.Link{}, false, nil
+	}
+	if err != nil {
+		return github.Link{}, false, err
+	}
+	if p.WebhookSecret == nil {
+		return github.Link{Repository: p.RepoURL}, true, nil // no secret: every delivery is refused
+	}
+	secret, err := t.box.Unseal(p.WebhookSecret)
+	if err != nil {
+		return github.Link{}, false, err
+	}
+	return github.Link{Secret: secret, Repository: p.RepoURL}, true, nil
+}
+
+// enqueue records a verified push event as a PENDING deployment whose
+// source is fetched from the project's linked repository while it
+// initializes. The deployment row is the durable queue.
+func (t *triggers) enqueue(ctx context.Context, ev github.PushEvent) error {
+	p, err := t.store.GetProject(ctx, ev.Project)
+	if err != nil {
+		return err
+	}
+	env, err := t.store.EnvironmentForBranch(ctx, p.ID, ev.Branch)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: branch %s is not mapped to an environment of %s", github.ErrIgnored, ev.Branch, p.Name)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = t.ctl.Create(ctx, deploy.CreateRequest{
+		Project: p.Name, Environment: env.Name, Trigger: "webhook", Promote: true, SourceURL: p.RepoURL,
+		Branch: ev.Branch, CommitSHA: ev.NewSHA, Message: ev.Message, Author: ev.Author,
+	})
+	return err
+}
+
+// fetch clones a deployment's repository at its commit, with the project's
+// clone token when one is set.
+func (t *triggers) fetch(ctx context.Context, d store.Deployment, dir string) error {
+	p, err := t.store.GetProjectByID(ctx, d.ProjectID)
+	if err != nil {
+		return err
+	}
+	var creds *github.Credentials
+	if p.RepoToken != nil {
+		tok, err := t.box.Unseal(p.RepoToken)
+		if err != nil {
+			return err
+		}
+		creds = &github.Credentials{Password: string(tok)}
+	}
+	return github.Fetch(ctx, d.SourceURL, d.CommitSHA, creds, dir)
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+var _ gitserver.Pusher = (*triggers)(nil)

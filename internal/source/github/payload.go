@@ -1,0 +1,88 @@
+package github
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// pushPayload is the part of GitHub's push event payload Slipway reads
+// (https://docs.github.com/en/webhooks/webhook-events-and-payloads#push).
+type pushPayload struct {
+	Ref        *string `json:"ref"`
+	Before     string  `json:"before"`
+	After      string  `json:"after"`
+	Created    bool    `json:"created"`
+	Deleted    bool    `json:"deleted"`
+	Forced     bool    `json:"forced"`
+	HeadCommit *struct {
+		ID      string `json:"id"`
+		Message string `json:"message"`
+		Author  struct {
+			Name  string `json:"name"`
+			Email string `json:"email"`
+		} `json:"author"`
+	} `json:"head_commit"`
+	Repository *struct {
+		FullName string `json:"full_name"`
+		CloneURL string `json:"clone_url"`
+	} `json:"repository"`
+}
+
+var sha = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+
+// maxRefLen bounds a ref name (git's own limit is the file system's).
+const maxRefLen = 1024
+
+// ParsePush reads a push event payload. It fails unless the payload has a
+// ref ("refs/…"), before and after as full object names, and a repository
+// with a full name. DeliveryID and Project are left empty.
+func ParsePush(payload []byte) (PushEvent, error) {
+	var p pushPayload
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return PushEvent{}, fmt.Errorf("parsing push payload: %w", err)
+	}
+	switch {
+	case p.Ref == nil:
+		return PushEvent{}, errors.New("push payload has no ref")
+	case !strings.HasPrefix(*p.Ref, "refs/") || len(*p.Ref) > maxRefLen || !utf8.ValidString(*p.Ref) ||
+		strings.ContainsAny(*p.Ref, "\x00\n\r"):
+		return PushEvent{}, fmt.Errorf("push payload has an invalid ref %.100q", *p.Ref)
+	case !sha.MatchString(p.Before) || !sha.MatchString(p.After):
+		return PushEvent{}, errors.New("push payload's before and after are not full commit ids")
+	case p.Repository == nil || p.Repository.FullName == "":
+		return PushEvent{}, errors.New("push payload has no repository full_name")
+	}
+	ev := PushEvent{
+		Repository: p.Repository.FullName,
+		CloneURL:   p.Repository.CloneURL,
+		Ref:        *p.Ref,
+		OldSHA:     p.Before,
+		NewSHA:     p.After,
+		Created:    p.Created,
+		Deleted:    p.Deleted || isZero(p.After),
+		Forced:     p.Forced,
+	}
+	if b, ok := strings.CutPrefix(ev.Ref, "refs/heads/"); ok && b != "" {
+		ev.Branch = b
+	}
+	if hc := p.HeadCommit; hc != nil && !ev.Deleted {
+		ev.Message = strings.TrimRight(hc.Message, "\n")
+		switch a := hc.Author; {
+		case a.Name != "" && a.Email != "":
+			ev.Author = a.Name + " <" + a.Email + ">"
+		case a.Name != "":
+			ev.Author = a.Name
+		case a.Email != "":
+			ev.Author = "<" + a.Email + ">"
+		}
+	}
+	return ev, nil
+}
+
+func isZero(sha string) bool {
+	return strings.Trim(sha, "0") == ""
+}
