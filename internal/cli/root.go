@@ -56,7 +56,7 @@ The CLI finds the server through SLIPWAY_URL and SLIPWAY_TOKEN, or what
 		Version:       Version,
 	}
 	root.AddCommand(newServerCmd(), newDeployCmd(), newProjectsCmd(), newDeploymentsCmd(),
-		newLogsCmd(), newStopCmd(), newPromoteCmd(), newRedeployCmd(), newEnvCmd(), newStartCommandCmd(),
+		newLogsCmd(), newStopCmd(), newPlanCmd(), newPromoteCmd(), newRedeployCmd(), newEnvCmd(), newStartCommandCmd(),
 		newLoginCmd())
 	return root
 }

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/build"
+	planpkg "github.com/slipwayhq/slipway/internal/build/plan"
 	"github.com/slipwayhq/slipway/internal/source"
 	"github.com/slipwayhq/slipway/internal/store"
 )
@@ -138,19 +140,24 @@ func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment
 		c.fail(ctx, d, err.Error())
 		return false
 	}
-	dockerfile := p.Settings.Dockerfile
-	if dockerfile == "" {
-		dockerfile = "Dockerfile"
-	}
-	if _, err := os.Stat(filepath.Join(src, filepath.FromSlash(dockerfile))); err != nil {
-		c.fail(ctx, d, fmt.Sprintf("no %s found at the root of the source; Slipway builds projects that have a Dockerfile", dockerfile))
+	pl, err := c.planFor(d, p, src)
+	if err != nil {
+		c.fail(ctx, d, err.Error())
 		return false
 	}
 	if Status(d.Status) == Initializing {
-		c.event(d.ID, store.LogBuild, "detected %s", dockerfile)
-		startCmd := p.Settings.StartCommand // empty: the image's own entrypoint and command
+		planJSON, _ := json.Marshal(pl)
+		plan := string(planJSON)
 		builder := "dockerfile"
-		if err := c.transition(ctx, d, Building, store.DeploymentPatch{StartCommand: &startCmd, Builder: &builder}); err != nil {
+		if pl.Provider != planpkg.ProviderDockerfile {
+			builder = "plan:" + pl.Provider
+		}
+		// The start command is resolved once, here, and kept: changing the
+		// project's custom command later never touches this deployment.
+		start, detected := pl.StartCommand, pl.DetectedStartCommand
+		if err := c.transition(ctx, d, Building, store.DeploymentPatch{
+			StartCommand: &start, DetectedStartCommand: &detected, Builder: &builder, Plan: &plan,
+		}); err != nil {
 			return false
 		}
 	}
@@ -161,13 +168,22 @@ func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment
 		image, digest := d.Image, d.ImageDigest
 		return c.transition(ctx, d, Deploying, store.DeploymentPatch{Image: &image, ImageDigest: &digest}) == nil
 	}
-	logs := c.newLogWriter(d.ID, store.LogBuild)
-	res, err := c.cfg.Builder.Build(ctx, build.Request{
-		ContextDir: src,
-		Dockerfile: dockerfile,
+	req := build.Request{
+		ContextDir: filepath.Join(src, filepath.FromSlash(pl.Root)),
 		Image:      fmt.Sprintf("%s/%s:%s", c.cfg.Registry, d.ProjectName, d.ID),
-		Log:        logs.line,
-	})
+		Log:        c.newLogWriter(d.ID, store.LogBuild).line,
+	}
+	if pl.Provider == planpkg.ProviderDockerfile {
+		req.Dockerfile = pl.DockerfilePath
+	} else {
+		text, err := pl.Dockerfile()
+		if err != nil {
+			c.fail(ctx, d, "rendering the build plan: "+err.Error())
+			return false
+		}
+		req.DockerfileContent = []byte(text)
+	}
+	res, err := c.cfg.Builder.Build(ctx, req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false // stopped by a user, or the server is shutting down
@@ -267,4 +283,52 @@ func (c *Controller) fetch(d *store.Deployment) error {
 		return fmt.Errorf("packing the fetched source: %v", err)
 	}
 	return os.Rename(tmp.Name(), c.sourcePath(d.ID))
+}
+
+// planFor returns the deployment's build plan: the one it stored (a
+// deployment resumed after a restart builds exactly what was decided), or
+// one detected now in src, whose facts go to the build log.
+func (c *Controller) planFor(d *store.Deployment, p store.Project, src string) (*planpkg.Plan, error) {
+	if d.Plan != "" {
+		var pl planpkg.Plan
+		if err := json.Unmarshal([]byte(d.Plan), &pl); err == nil {
+			return &pl, nil
+		}
+	}
+	pl, err := planpkg.Detect(src, planpkg.Options{
+		Root: p.Settings.RootDirectory, DockerfilePath: p.Settings.Dockerfile, StartCommand: p.Settings.StartCommand,
+	})
+	if err != nil {
+		if planpkg.IsUserError(err) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("detecting how to build the source: %v", err)
+	}
+	c.event(d.ID, store.LogBuild, "build plan: %s (project root %s)", pl.Provider, pl.Root)
+	f := pl.Facts
+	for _, fact := range []struct {
+		name string
+		f    *planpkg.Fact
+	}{{"dockerfile", f.Dockerfile}, {"language", f.Language}, {"version", f.LanguageVersion},
+		{"package manager", f.PackageManager}, {"framework", f.Framework}, {"entry point", f.EntryPoint}, {"output", f.OutputDir}} {
+		if fact.f == nil {
+			continue
+		}
+		where := ""
+		if fact.f.File != "" {
+			where = " (" + fact.f.File
+			if fact.f.Line > 0 {
+				where += fmt.Sprintf(":%d", fact.f.Line)
+			}
+			where += ")"
+		}
+		c.event(d.ID, store.LogBuild, "  %s: %s%s %s", fact.name, fact.f.Value, where, fact.f.Reason)
+	}
+	for _, w := range pl.Warnings {
+		c.event(d.ID, store.LogBuild, "  warning: %s", w)
+	}
+	if pl.StartCommand != "" {
+		c.event(d.ID, store.LogBuild, "  start command: %s", pl.StartCommand)
+	}
+	return pl, nil
 }

@@ -386,7 +386,8 @@ func TestDeployHelloEndToEnd(t *testing.T) {
 		}{
 			{"failing build step", map[string]string{"Dockerfile": "FROM golang:1.23\nRUN echo compiling && exit 3\n"}, "exit code: 3"},
 			{"malformed Dockerfile", map[string]string{"Dockerfile": "FORM golang:1.23\n"}, "FORM"},
-			{"no Dockerfile", map[string]string{"index.html": "<p>hi</p>"}, "no Dockerfile"},
+			{"nothing to build", map[string]string{"README.txt": "just words"}, "nothing to build in the source tree: looked for"},
+			{"broken package.json", map[string]string{"package.json": "{\n  \"name\": \"x\",\n  \"scripts\": {\n}"}, "package.json:4"},
 			{"app exits at once", map[string]string{"Dockerfile": "FROM golang:1.23\nCMD [\"sh\", \"-c\", \"echo giving up; exit 7\"]\n"}, "exited"},
 			{"app never answers", map[string]string{"Dockerfile": "FROM golang:1.23\nCMD [\"sleep\", \"3600\"]\n"}, "did not answer"},
 		}

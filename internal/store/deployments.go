@@ -45,6 +45,7 @@ type Deployment struct {
 	StartCommand         string
 	DetectedStartCommand string
 	Builder              string
+	Plan                 string // the build plan, JSON
 	Image                string
 	ImageDigest          string
 	FailureReason        string
@@ -63,7 +64,7 @@ type Deployment struct {
 
 const deploymentCols = `d.id, d.project_id, p.name, d.environment_id, e.name, d.status, d.trigger, d.promote, d.source_url,
 	d.branch, d.commit_sha, d.commit_message, d.commit_author,
-	d.start_command, d.detected_start_command, d.builder, d.image, d.image_digest, d.failure_reason, d.attempts,
+	d.start_command, d.detected_start_command, d.builder, d.plan, d.image, d.image_digest, d.failure_reason, d.attempts,
 	d.created_at, d.updated_at, d.initializing_at, d.init_ended_at, d.building_at, d.build_ended_at,
 	d.deploying_at, d.deploy_ended_at, d.finished_at`
 
@@ -75,7 +76,7 @@ func scanDeployment(row interface{ Scan(...any) error }) (Deployment, error) {
 	var ini, inie, bld, blde, dep, depe, fin sql.NullInt64
 	err := row.Scan(&d.ID, &d.ProjectID, &d.ProjectName, &d.EnvironmentID, &d.EnvironmentName, &d.Status, &d.Trigger, &d.Promote, &d.SourceURL,
 		&d.Branch, &d.CommitSHA, &d.CommitMessage, &d.CommitAuthor,
-		&d.StartCommand, &d.DetectedStartCommand, &d.Builder, &d.Image, &d.ImageDigest, &d.FailureReason, &d.Attempts,
+		&d.StartCommand, &d.DetectedStartCommand, &d.Builder, &d.Plan, &d.Image, &d.ImageDigest, &d.FailureReason, &d.Attempts,
 		&created, &updated, &ini, &inie, &bld, &blde, &dep, &depe, &fin)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -187,6 +188,7 @@ type DeploymentPatch struct {
 	StartCommand         *string
 	DetectedStartCommand *string
 	Builder              *string
+	Plan                 *string
 	Image                *string
 	ImageDigest          *string
 	Attempts             *int
@@ -224,6 +226,7 @@ func (s *Store) UpdateDeployment(ctx context.Context, id, fromStatus string, p D
 	str("start_command", p.StartCommand)
 	str("detected_start_command", p.DetectedStartCommand)
 	str("builder", p.Builder)
+	str("plan", p.Plan)
 	str("image", p.Image)
 	str("image_digest", p.ImageDigest)
 	if p.Attempts != nil {

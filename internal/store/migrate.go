@@ -126,6 +126,10 @@ CREATE INDEX wakes_deployment ON wakes (deployment_id, id);
 ALTER TABLE deployments ADD COLUMN source_url TEXT NOT NULL DEFAULT '';
 ALTER TABLE projects ADD COLUMN repo_token BLOB;
 `,
+	// 4: the build plan each deployment was built with.
+	`
+ALTER TABLE deployments ADD COLUMN plan TEXT NOT NULL DEFAULT '';
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -1,0 +1,4 @@
+// Command api serves the shop.
+package main
+
+func main() {}
