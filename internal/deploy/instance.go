@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -227,8 +229,8 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
-			return fmt.Errorf("the app did not answer GET %s on port %d within the deployment window (%s); last error: %v",
-				l.health.path, l.health.port, l.health.window, last)
+			return fmt.Errorf("the app did not answer GET %s on port %d within the deployment window (%s)%s; last error: %v",
+				l.health.path, l.health.port, l.health.window, c.portHint(l), last)
 		}
 		if wait > delay {
 			wait = delay
@@ -244,6 +246,35 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 			delay = delay * 3 / 2
 		}
 	}
+}
+
+// PortLister is implemented by drivers that can tell which ports an
+// instance listens on.
+type PortLister interface {
+	ListeningPorts(ctx context.Context, h *runtime.Handle) ([]int, error)
+}
+
+// portHint explains a silent app: the ports it does listen on, if any.
+func (c *Controller) portHint(l *liveDeployment) string {
+	pl, ok := c.cfg.Driver.(PortLister)
+	l.mu.Lock()
+	h := l.handle
+	l.mu.Unlock()
+	if !ok || h == nil {
+		return ""
+	}
+	ports, err := pl.ListeningPorts(context.Background(), h)
+	if err != nil {
+		return ""
+	}
+	if len(ports) == 0 {
+		return ": it listens on no TCP port"
+	}
+	var s []string
+	for _, p := range ports {
+		s = append(s, strconv.Itoa(p))
+	}
+	return fmt.Sprintf(": it listens on port %s instead — make it listen on $PORT (%d) on 0.0.0.0", strings.Join(s, ", "), l.health.port)
 }
 
 func exitedEarly(l *liveDeployment, st runtime.Status) error {

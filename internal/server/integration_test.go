@@ -389,7 +389,8 @@ func TestDeployHelloEndToEnd(t *testing.T) {
 			{"nothing to build", map[string]string{"README.txt": "just words"}, "nothing to build in the source tree: looked for"},
 			{"broken package.json", map[string]string{"package.json": "{\n  \"name\": \"x\",\n  \"scripts\": {\n}"}, "package.json:4"},
 			{"app exits at once", map[string]string{"Dockerfile": "FROM golang:1.23\nCMD [\"sh\", \"-c\", \"echo giving up; exit 7\"]\n"}, "exited"},
-			{"app never answers", map[string]string{"Dockerfile": "FROM golang:1.23\nCMD [\"sleep\", \"3600\"]\n"}, "did not answer"},
+			{"app never answers", map[string]string{"Dockerfile": "FROM golang:1.23\nCMD [\"sleep\", \"3600\"]\n"}, "did not answer GET / on port 3000 within the deployment window (20s): it listens on no TCP port"},
+			{"app binds another port", map[string]string{"Dockerfile": "FROM golang:1.23\nCMD [\"perl\", \"-MIO::Socket::INET\", \"-e\", \"IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; sleep 3600\"]\n"}, "it listens on port 8080 instead"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
