@@ -670,7 +670,7 @@ func TestGitPushWebhookAndRollback(t *testing.T) {
 	if !strings.Contains(out, "remote: ") || !strings.Contains(out, "is RUNNING") || !strings.Contains(out, "http://pushed.slipway.localhost") {
 		t.Fatalf("git push output lacks the build log or the URLs:\n%s", out)
 	}
-	t.Logf("git push → RUNNING (warm build cache): %s", pushToLive.Round(time.Millisecond))
+	t.Logf("git push → RUNNING: %s (a warm build cache when testdata/app was built before)", pushToLive.Round(time.Millisecond))
 	sha := strings.TrimSpace(git(t, repo, "rev-parse", "HEAD"))
 	first := h.deployments("pushed")[0]
 	if first.Trigger != "push" || first.Commit.SHA != sha || first.Commit.Branch != "main" ||

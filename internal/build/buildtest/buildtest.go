@@ -18,7 +18,16 @@ import (
 // made-up digest. A source holding a file named FAIL fails like a failing
 // RUN step; one holding BLOCK waits until Release is called or the build is
 // cancelled.
+//
+// Output and LineDelay make a build log stream slowly (for tests that watch
+// a log arrive); set them before the first build.
 type Builder struct {
+	// Output are extra lines of build output, logged after the first line
+	// (and before a FAIL or BLOCK takes effect). If empty, none.
+	Output []string
+	// LineDelay is waited before each line of Output. If zero, none.
+	LineDelay time.Duration
+
 	mu      sync.Mutex
 	builds  int
 	release chan struct{}
@@ -44,6 +53,16 @@ func (b *Builder) Build(ctx context.Context, req build.Request) (build.Result, e
 	b.builds++
 	b.mu.Unlock()
 	req.Log(time.Now(), "#1 [1/1] building "+req.Image)
+	for _, line := range b.Output {
+		if b.LineDelay > 0 {
+			select {
+			case <-time.After(b.LineDelay):
+			case <-ctx.Done():
+				return build.Result{}, ctx.Err()
+			}
+		}
+		req.Log(time.Now(), line)
+	}
 	if _, err := os.Stat(filepath.Join(req.ContextDir, "FAIL")); err == nil {
 		req.Log(time.Now(), "#1 ERROR: exit code: 3")
 		return build.Result{}, &build.Error{Step: "[1/1] RUN make", Message: "exit code: 3"}
