@@ -283,17 +283,18 @@ func (c *Controller) Stop(ctx context.Context, id string) (store.Deployment, err
 	if cancel != nil {
 		cancel()
 	}
-	for {
-		if err := c.transition(ctx, &d, Stopped, store.DeploymentPatch{}); err != nil {
-			if errors.Is(err, store.ErrConflict) && !Status(d.Status).Terminal() {
-				continue // it moved on meanwhile; try again from where it is
-			}
-			if Status(d.Status).Terminal() {
-				return d, nil
-			}
+	for attempt := 0; ; attempt++ {
+		err := c.transition(ctx, &d, Stopped, store.DeploymentPatch{})
+		if err == nil {
+			break
+		}
+		if Status(d.Status).Terminal() {
+			return d, nil
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt == 5 {
 			return d, err
 		}
-		break
+		// It moved on meanwhile; try again from where it is now.
 	}
 	c.stopInstances(ctx, d.ID)
 	c.routeDeployment(ctx, d)
