@@ -9,13 +9,13 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 need=()
-for cmd in runc git ip debootstrap curl; do
+for cmd in runc git ip debootstrap curl chromium; do
   command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
 done
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update
-  apt-get install -y runc git iproute2 debootstrap curl ca-certificates
+  apt-get install -y runc git iproute2 debootstrap curl ca-certificates chromium
 fi
 export PATH=/usr/local/go/bin:$PATH
 bash scripts/install-buildkit.sh

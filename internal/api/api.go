@@ -34,6 +34,9 @@ type Config struct {
 	// GitHubHook, if set, receives GitHub webhooks at
 	// POST /hooks/github/{project}; it authenticates by signature.
 	GitHubHook http.Handler
+	// Web, if set, serves the dashboard at / (everything the API, the
+	// registry, git and webhooks do not claim).
+	Web http.Handler
 	// Secrets seals webhook secrets and clone tokens. Needed to link
 	// repositories.
 	Secrets *secrets.Box
@@ -84,6 +87,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	for _, rt := range s.routes() {
 		handle(rt.pattern, rt.h)
+	}
+	if s.cfg.Web != nil {
+		mux.Handle("/", s.cfg.Web)
 	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})

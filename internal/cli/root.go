@@ -94,7 +94,9 @@ set), the runc runtime and the router that serves apps by hostname.
 On the first start an admin token is created (SLIPWAY_BOOTSTRAP_TOKEN, or
 generated), printed once and saved to <data>/admin-token. Base-image stand-ins
 built by scripts/base-images.sh are read from SLIPWAY_BASE_IMAGES (default
-<data>/base-images) and pushed into the registry at start.
+<data>/base-images) and pushed into the registry at start. The dashboard is at
+the API address; sign in with an API token, or with SLIPWAY_ADMIN_PASSWORD when
+it is set.
 
 Every flag can also be set with the environment variable shown.`,
 		Args: cobra.NoArgs,
@@ -107,6 +109,7 @@ Every flag can also be set with the environment variable shown.`,
 			cfg.BuildkitHost = os.Getenv("BUILDKIT_HOST")
 			cfg.BootstrapToken = os.Getenv("SLIPWAY_BOOTSTRAP_TOKEN")
 			cfg.BaseImagesDir = os.Getenv("SLIPWAY_BASE_IMAGES")
+			cfg.AdminPassword = os.Getenv("SLIPWAY_ADMIN_PASSWORD")
 			if cfg.IdleTimeout == 0 {
 				cfg.IdleTimeout = -1 // --idle-timeout 0: never scale to zero
 			}

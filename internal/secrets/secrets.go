@@ -5,6 +5,8 @@ package secrets
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 // Box seals and opens values with one key.
 type Box struct {
 	aead cipher.AEAD
+	key  []byte
 }
 
 // Open loads the key at path, creating a random one (mode 0600) when the
@@ -55,7 +58,16 @@ func New(key []byte) (*Box, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Box{aead: aead}, nil
+	return &Box{aead: aead, key: key}, nil
+}
+
+// Derive returns a 32-byte key for another purpose (such as signing
+// dashboard sessions), derived from the box's key and label with
+// HMAC-SHA256, so it is stable across restarts without exposing the key.
+func (b *Box) Derive(label string) []byte {
+	m := hmac.New(sha256.New, b.key)
+	m.Write([]byte("slipway:" + label))
+	return m.Sum(nil)
 }
 
 // Seal encrypts plaintext; the nonce is prepended.

@@ -361,6 +361,16 @@ func TestDeployHelloEndToEnd(t *testing.T) {
 	if code, _ := h.get("nothing-here.slipway.localhost"); code != http.StatusNotFound {
 		t.Errorf("unknown host: %d, want 404", code)
 	}
+	// The dashboard is served on the API address and asks for a sign-in.
+	if resp, err := h.http.Get(h.api + "/"); err != nil {
+		t.Errorf("dashboard: %v", err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(strings.ToLower(string(b)), "sign in") {
+			t.Errorf("dashboard without a session: %d %.200s", resp.StatusCode, b)
+		}
+	}
 
 	// The app's own output reaches the runtime log.
 	var sawRequest bool

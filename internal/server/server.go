@@ -33,6 +33,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/source/github"
 	"github.com/slipwayhq/slipway/internal/source/gitserver"
 	"github.com/slipwayhq/slipway/internal/store"
+	"github.com/slipwayhq/slipway/internal/web"
 )
 
 // Config configures a server. The zero value of each field has the
@@ -61,6 +62,9 @@ type Config struct {
 	// BuildkitHost is the address of an existing buildkitd. If empty, the
 	// server starts and supervises its own.
 	BuildkitHost string
+	// AdminPassword, if set, signs the admin in to the dashboard (API
+	// tokens always do).
+	AdminPassword string
 	// BootstrapToken is the admin token created on the first start. If
 	// empty, one is generated.
 	BootstrapToken string
@@ -233,10 +237,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	apiServer = api.New(api.Config{Store: st, Deploy: ctl, Registry: reg, Git: git, GitHubHook: hook, Secrets: box,
-		RouterPort: routerPort, Log: log})
+	dashboard := web.New(web.Config{Store: st, Deploy: ctl, RouterPort: routerPort, AdminPassword: cfg.AdminPassword,
+		SessionKey: box.Derive("web-session"), Log: log})
+	apiServer = api.New(api.Config{Store: st, Deploy: ctl, Registry: reg, Git: git, GitHubHook: hook, Web: dashboard,
+		Secrets: box, RouterPort: routerPort, Log: log})
 
-	apiHTTP := &http.Server{Handler: apiServer.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Streams (logs, live pages) end when the server shuts down.
+	serveCtx, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	apiHTTP := &http.Server{Handler: apiServer.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return serveCtx }}
 	routerHTTP := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- serve(apiHTTP, apiLn) }()
@@ -259,6 +269,7 @@ func Run(ctx context.Context, cfg Config) error {
 	began := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	endStreams()
 	apiHTTP.Shutdown(sctx)
 	routerHTTP.Shutdown(sctx)
 	ctl.Close()
