@@ -30,7 +30,7 @@ type Project struct {
 type ProjectSettings struct {
 	StartCommand   string `json:"startCommand,omitempty"`
 	Dockerfile     string `json:"dockerfilePath,omitempty"`
-	RootDirectory  string `json:"rootDirectory,omitempty"` // monorepos: where detection and the build run
+	RootDirectory  string `json:"rootDirectory,omitempty"`  // monorepos: where detection and the build run
 	DeployWindow   string `json:"deployWindow,omitempty"`   // Go duration
 	IdleTimeout    string `json:"idleTimeout,omitempty"`    // Go duration; "0" = never
 	MemoryBytes    int64  `json:"memoryBytes,omitempty"`    //
