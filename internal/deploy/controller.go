@@ -162,6 +162,17 @@ func (c *Controller) Start(ctx context.Context) error {
 func (c *Controller) Close() error {
 	c.stop()
 	c.wg.Wait()
+	// Copy what the apps wrote so far; the files keep filling while the
+	// server is down and the next start continues from the stored offsets.
+	c.mu.Lock()
+	live := make([]*liveDeployment, 0, len(c.live))
+	for _, l := range c.live {
+		live = append(live, l)
+	}
+	c.mu.Unlock()
+	for _, l := range live {
+		l.stopTail()
+	}
 	return nil
 }
 

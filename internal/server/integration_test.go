@@ -362,7 +362,9 @@ func TestDeployHelloEndToEnd(t *testing.T) {
 		t.Errorf("unknown host: %d, want 404", code)
 	}
 	// The dashboard is served on the API address and asks for a sign-in.
-	if resp, err := h.http.Get(h.api + "/"); err != nil {
+	req, _ := http.NewRequest("GET", h.api+"/", nil)
+	req.Header.Set("Accept", "text/html")
+	if resp, err := h.http.Do(req); err != nil {
 		t.Errorf("dashboard: %v", err)
 	} else {
 		b, _ := io.ReadAll(resp.Body)
@@ -395,12 +397,13 @@ func TestDeployHelloEndToEnd(t *testing.T) {
 			reason string
 		}{
 			{"failing build step", map[string]string{"Dockerfile": "FROM golang:1.23\nRUN echo compiling && exit 3\n"}, "exit code: 3"},
-			{"malformed Dockerfile", map[string]string{"Dockerfile": "FORM golang:1.23\n"}, "FORM"},
+			{"malformed Dockerfile", map[string]string{"Dockerfile": "FORM golang:1.23\n"}, "Dockerfile:1: invalid Dockerfile"},
+			{"malformed Dockerfile instruction", map[string]string{"Dockerfile": "FROM golang:1.23\nFORM x\n"}, "FORM"},
 			{"nothing to build", map[string]string{"README.txt": "just words"}, "nothing to build in the source tree: looked for"},
 			{"broken package.json", map[string]string{"package.json": "{\n  \"name\": \"x\",\n  \"scripts\": {\n}"}, "package.json:4"},
 			{"app exits at once", map[string]string{"Dockerfile": "FROM golang:1.23\nCMD [\"sh\", \"-c\", \"echo giving up; exit 7\"]\n"}, "exited"},
 			{"app never answers", map[string]string{"Dockerfile": "FROM golang:1.23\nCMD [\"sleep\", \"3600\"]\n"}, "did not answer GET / on port 3000 within the deployment window (20s): it listens on no TCP port"},
-			{"app binds another port", map[string]string{"Dockerfile": "FROM golang:1.23\nCMD [\"perl\", \"-MIO::Socket::INET\", \"-e\", \"IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; sleep 3600\"]\n"}, "it listens on port 8080 instead"},
+			{"app binds another port", map[string]string{"Dockerfile": "FROM golang:1.23\nCMD [\"perl\", \"-MIO::Socket::INET\", \"-e\", \"my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die; sleep 3600\"]\n"}, "it listens on port 8080 instead"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {

@@ -180,7 +180,8 @@ func checkFreed(t *testing.T, root, id string) {
 		}
 	}
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(mounts), filepath.Join(root, "instances", id)) || strings.Contains(string(mounts), "slipway-"+id) {
+	inst := filepath.Join(root, "instances", id)
+	if strings.Contains(string(mounts), inst+"/") || strings.Contains(string(mounts), inst+" ") || strings.Contains(string(mounts), "/slipway-"+id+" ") {
 		t.Errorf("a mount of instance %s is left after Stop", id)
 	}
 	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/slipway/" + id)
@@ -500,10 +501,13 @@ func TestStartFailureLeavesNothing(t *testing.T) {
 		t.Errorf("Start error does not say why: %v", err)
 	}
 	checkFreed(t, d.cfg.Root, id)
-	if _, err := d.Start(context.Background(), runtime.Spec{ID: "x", Image: "127.0.0.1:1/none@sha256:" + strings.Repeat("0", 64)}); err == nil {
+	// A unique id: "slipway-x" would match the netns mount of any other
+	// instance whose id starts with x.
+	id = drivertest.NewID(t)
+	if _, err := d.Start(context.Background(), runtime.Spec{ID: id, Image: "127.0.0.1:1/none@sha256:" + strings.Repeat("0", 64)}); err == nil {
 		t.Errorf("Start of an image that cannot be pulled succeeded")
 	}
-	checkFreed(t, d.cfg.Root, "x")
+	checkFreed(t, d.cfg.Root, id)
 }
 
 func TestStopEscalatesToKill(t *testing.T) {
