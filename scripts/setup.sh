@@ -19,6 +19,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 export PATH=/usr/local/go/bin:$PATH
 bash scripts/install-buildkit.sh
+bash scripts/install-pebble.sh   # the ACME test CA for the router's TLS tests
 mkdir -p bin
 go build -o bin/slipway ./cmd/slipway
 echo "built $(pwd)/bin/slipway"

@@ -62,6 +62,18 @@ type Config struct {
 	// BuildkitHost is the address of an existing buildkitd. If empty, the
 	// server starts and supervises its own.
 	BuildkitHost string
+	// TLSListen, if set, serves apps over HTTPS on this address with
+	// certificates from an ACME CA for custom domains (previews and
+	// base-domain names have none). If empty, TLS is off.
+	TLSListen string
+	// ACMEDirectory is the ACME CA's directory URL. If empty, Let's
+	// Encrypt's production directory.
+	ACMEDirectory string
+	// ACMEEmail is the contact of the ACME account. May be empty.
+	ACMEEmail string
+	// ACMECACert is a PEM file of roots to trust for the ACME server's own
+	// HTTPS (a test CA such as Pebble). If empty, the system roots.
+	ACMECACert string
 	// AdminPassword, if set, signs the admin in to the dashboard (API
 	// tokens always do).
 	AdminPassword string
@@ -248,7 +260,35 @@ func Run(ctx context.Context, cfg Config) error {
 	apiHTTP := &http.Server{Handler: apiServer.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return serveCtx }}
 	routerHTTP := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	var routerTLS *http.Server
+	if cfg.TLSListen != "" {
+		acm, err := router.NewACME(router.ACMEConfig{
+			DirectoryURL: cfg.ACMEDirectory, Email: cfg.ACMEEmail, CACertFile: cfg.ACMECACert,
+			CacheDir: filepath.Join(cfg.DataDir, "acme"), BaseDomain: cfg.BaseDomain,
+			HostPolicy: func(ctx context.Context, host string) error {
+				ok, err := st.HasDomain(ctx, host)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return fmt.Errorf("%s is not a custom domain of any environment", host)
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			return err
+		}
+		tlsLn, err := net.Listen("tcp", cfg.TLSListen)
+		if err != nil {
+			return fmt.Errorf("listening for HTTPS on %s: %w", cfg.TLSListen, err)
+		}
+		routerHTTP.Handler = acm.HTTPHandler(rt) // http-01 challenges
+		routerTLS = &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- acm.ServeTLS(routerTLS, tlsLn) }()
+		log.Info("serving apps over HTTPS for custom domains", "listen", tlsLn.Addr().String(), "acme", cfg.ACMEDirectory)
+	}
 	go func() { errc <- serve(apiHTTP, apiLn) }()
 	go func() { errc <- serve(routerHTTP, routerLn) }()
 
@@ -272,6 +312,9 @@ func Run(ctx context.Context, cfg Config) error {
 	endStreams()
 	apiHTTP.Shutdown(sctx)
 	routerHTTP.Shutdown(sctx)
+	if routerTLS != nil {
+		routerTLS.Shutdown(sctx)
+	}
 	ctl.Close()
 	log.Info("stopped serving", "took", time.Since(began).Round(time.Millisecond))
 	return err

@@ -426,3 +426,10 @@ func (s *Store) RecordDelivery(ctx context.Context, id, projectID string) (seen 
 	n, err := res.RowsAffected()
 	return n == 0, err
 }
+
+// HasDomain reports whether name is a custom domain of some environment.
+func (s *Store) HasDomain(ctx context.Context, name string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM domains WHERE name = ?`, name).Scan(&n)
+	return n > 0, err
+}
