@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the offline stand-ins for the official base images (debian slim,
-# golang) from this host's Debian mirror into an OCI image layout, by
+# golang, python, node) from this host's Debian mirror into an OCI image layout, by
 # default /var/lib/slipway/base-images, which `slipway server` seeds into
 # its embedded registry. Idempotent: rootfs trees and layers are cached in
 # /var/cache/slipway/base-images (override with -cache DIR), and images

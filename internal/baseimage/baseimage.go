@@ -1,7 +1,8 @@
 // Package baseimage builds stand-ins for the official base images (debian,
-// golang, later python and node) from the host's Debian mirror, for hosts
-// that cannot reach Docker Hub, and seeds them into a registry under the
-// official names (library/debian:bookworm-slim, library/golang:1.23, …).
+// golang, python and node) from the host's Debian mirror, for hosts that
+// cannot reach Docker Hub, and seeds them into a registry under the
+// official names (library/debian:bookworm-slim, library/golang:1.23,
+// library/python:3.11-slim-bookworm, library/node:18-bookworm-slim, …).
 //
 // Build runs debootstrap once into a cache, derives each further image from
 // a copy of its parent's rootfs with apt-get in a chroot, and writes the
@@ -13,6 +14,19 @@
 // The Go image carries golang-1.23 from Debian's bookworm-backports suite:
 // bookworm's own golang-go is Go 1.19, too old for current modules and for
 // the toolchain directive, while 1.23 still comes from the Debian archive.
+//
+// The Python image is bookworm's python3 (3.11) with pip and venv, plus the
+// Debian packages of the frameworks the offline examples use (Flask,
+// gunicorn, FastAPI, uvicorn), so that a pip install of those versions is
+// "already satisfied" without PyPI. Debian's PEP 668 marker
+// (EXTERNALLY-MANAGED) is removed and kept out, as the official images have
+// none; python and pip are on PATH.
+//
+// The Node image is bookworm's nodejs and npm, tagged with the version
+// Debian ships (18): the Debian archive has no Node 20 or 22, so node:20
+// and later have no stand-in. Like the official images it has a node user
+// (uid 1000) and docker-entrypoint.sh; unlike them it has no yarn (plans
+// install yarn with npm when a project needs it).
 package baseimage
 
 import (
@@ -45,14 +59,23 @@ type Options struct {
 	// CacheDir holds the rootfs trees and compressed layers reused by later
 	// builds. If empty, /var/cache/slipway/base-images.
 	CacheDir string
-	// Images names the images to build ("debian", "golang"). If empty, all
-	// of Names().
+	// Images names the images to build ("debian", "golang", "python",
+	// "node"); the rootfs of an image's parent is built into the cache too,
+	// but only the images named are written. If empty, all of Names().
 	Images []string
 	// Suite is the Debian suite. If empty, "bookworm".
 	Suite string
 	// Mirrors are the Debian archives to use. If Mirrors.Debian is empty,
 	// they are read from the host's apt sources (see ReadMirrors).
 	Mirrors Mirrors
+	// CACerts is a directory of extra CA certificates (PEM files named
+	// *.crt, as update-ca-certificates reads them) that the images carrying
+	// Debian's ca-certificates (golang, python, node) trust besides Debian's:
+	// on a host whose outbound TLS goes through an intercepting proxy, a
+	// build's npm ci or go mod download needs the proxy's CA as the host
+	// does. If empty, /usr/local/share/ca-certificates, where the host's own
+	// additions live; a directory without certificates adds none.
+	CACerts string
 	// Force rebuilds the requested images (not the cached rootfs trees) even
 	// when the layout already holds them with the same recipe.
 	Force bool
@@ -70,6 +93,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Suite == "" {
 		o.Suite = "bookworm"
+	}
+	if o.CACerts == "" {
+		o.CACerts = "/usr/local/share/ca-certificates"
 	}
 	if len(o.Images) == 0 {
 		o.Images = Names()
@@ -91,6 +117,7 @@ type spec struct {
 	packages    []string
 	script      string // shell run in the chroot after the packages are installed
 	env         []string
+	entrypoint  []string
 	cmd         []string
 	workingDir  string
 	// finish inspects the finished rootfs and returns the image's tags and
@@ -126,7 +153,62 @@ chmod -R 1777 /go`,
 		workingDir: "/go",
 		finish:     golangTags,
 	},
+	{
+		name:       "python",
+		repository: "library/python",
+		parent:     "debian",
+		packages: []string{"python3", "python3-pip", "python3-venv", "python-is-python3",
+			"ca-certificates", "netbase", "tzdata",
+			"python3-flask", "gunicorn", "python3-fastapi", "python3-uvicorn", "uvicorn"},
+		script: pythonScript,
+		env: []string{
+			"PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"LANG=C.UTF-8",
+		},
+		cmd:    []string{"python3"},
+		finish: pythonTags,
+	},
+	{
+		name:       "node",
+		repository: "library/node",
+		parent:     "debian",
+		packages:   []string{"nodejs", "npm", "ca-certificates"},
+		script:     nodeScript,
+		env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		entrypoint: []string{"docker-entrypoint.sh"},
+		cmd:        []string{"node"},
+		finish:     nodeTags,
+	},
 }
+
+// pythonScript makes Debian's python behave like the official image's:
+// no PEP 668 marker (and none brought back by a later apt-get upgrade in a
+// user's build), python and pip on PATH.
+const pythonScript = `rm -f /usr/lib/python3*/EXTERNALLY-MANAGED
+echo 'path-exclude /usr/lib/python3*/EXTERNALLY-MANAGED' > /etc/dpkg/dpkg.cfg.d/slipway-python
+[ -e /usr/bin/pip ] || ln -s pip3 /usr/bin/pip
+python --version
+pip --version`
+
+// nodeScript adds what the official node images have besides node and npm:
+// the node user and docker-entrypoint.sh (which runs node when the command
+// is not a program).
+const nodeScript = `groupadd --gid 1000 node
+useradd --uid 1000 --gid node --shell /bin/bash --create-home node
+cat > /usr/local/bin/docker-entrypoint.sh <<'END'
+#!/bin/sh
+set -e
+
+# Run command with node if the first argument contains a "-" or is not a system command.
+if [ "${1#-}" != "${1}" ] || [ -z "$(command -v "${1}")" ] || { [ -f "${1}" ] && ! [ -x "${1}" ]; }; then
+  set -- node "$@"
+fi
+
+exec "$@"
+END
+chmod 755 /usr/local/bin/docker-entrypoint.sh
+node --version
+npm --version`
 
 // slimScript trims the debootstrap rootfs the way the official slim images
 // are trimmed, and sets apt up as they do.
@@ -176,15 +258,24 @@ func findSpec(name string) (spec, bool) {
 }
 
 // key is the recipe key of s: it changes when anything that shapes its
-// rootfs changes, its parent's included.
-func (s spec) key(o Options) string {
+// rootfs changes, its parent's and the extra CA certificates included.
+func (s spec) key(o Options, cas caBundle) string {
 	h := sha256.New()
 	parent := ""
 	if p, ok := findSpec(s.parent); ok {
-		parent = p.key(o)
+		parent = p.key(o, cas)
 	}
-	b, _ := json.Marshal([]any{recipeVersion, o.Suite, o.Mirrors, parent, s.name, s.extraSuites,
-		s.packages, s.script, s.env, s.cmd, s.workingDir})
+	fields := []any{recipeVersion, o.Suite, o.Mirrors, parent, s.name, s.extraSuites,
+		s.packages, s.script, s.env, s.cmd, s.workingDir}
+	// Fields added later count only when set, so that adding one keeps the
+	// keys (and the caches) of the recipes that do not use it.
+	if len(s.entrypoint) > 0 {
+		fields = append(fields, s.entrypoint)
+	}
+	if d := cas.digest(); d != "" && s.trustsExtraCAs() {
+		fields = append(fields, "ca-certificates:"+d)
+	}
+	b, _ := json.Marshal(fields)
 	h.Write(b)
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
@@ -217,17 +308,21 @@ func Build(ctx context.Context, opts Options) error {
 	}
 	defer unlock()
 
+	cas, err := readCABundle(o.CACerts)
+	if err != nil {
+		return err
+	}
 	out, err := openLayout(o.OutDir)
 	if err != nil {
 		return err
 	}
-	b := &builder{o: o, done: map[string]*prepared{}}
+	b := &builder{o: o, cas: cas, done: map[string]*prepared{}}
 	var fresh []*prepared
 	for _, s := range specs {
 		if !slices.Contains(o.Images, s.name) {
 			continue
 		}
-		if !o.Force && out.has(s.name, s.key(o)) {
+		if !o.Force && out.has(s.name, s.key(o, cas)) {
 			fmt.Fprintf(o.Log, "==> %s: up to date\n", s.name)
 			continue
 		}
@@ -272,6 +367,7 @@ func (p *prepared) refs() []string {
 
 type builder struct {
 	o    Options
+	cas  caBundle
 	done map[string]*prepared
 }
 
@@ -289,7 +385,7 @@ func (b *builder) prepare(ctx context.Context, s spec) (*prepared, error) {
 			return nil, err
 		}
 	}
-	key := s.key(b.o)
+	key := s.key(b.o, b.cas)
 	rootfs := filepath.Join(b.o.CacheDir, "rootfs", s.name+"-"+key)
 	if err := b.ensureRootfs(ctx, s, rootfs, parent); err != nil {
 		return nil, fmt.Errorf("building the %s rootfs: %w", s.name, err)
@@ -396,8 +492,18 @@ func (b *builder) ensureRootfs(ctx context.Context, s spec, dir string, parent *
 				return err
 			}
 		}
-		script = "apt-get update\napt-get install -y --no-install-recommends " + strings.Join(s.packages, " ") +
-			"\nrm -f " + buildSources + "\n" + s.script
+		// dpkg's unsafe-io (no fsync per file), as the official images'
+		// builds use: a rootfs is complete only once the build succeeds.
+		script = "apt-get update\napt-get install -y --no-install-recommends -o Dpkg::Options::=--force-unsafe-io " +
+			strings.Join(s.packages, " ") + "\nrm -f " + buildSources + "\n"
+		if s.trustsExtraCAs() && len(b.cas.files) > 0 {
+			fmt.Fprintf(b.o.Log, "==> %s: trusting %d extra CA certificates from %s\n", s.name, len(b.cas.files), b.cas.dir)
+			if err := b.cas.install(tmp); err != nil {
+				return err
+			}
+			script += caScript + "\n"
+		}
+		script += s.script
 	}
 	if err := chroot(ctx, b.o.Log, tmp, script+"\n"+cleanScript); err != nil {
 		return err

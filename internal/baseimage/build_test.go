@@ -1,6 +1,7 @@
 package baseimage
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/slipwayhq/slipway/internal/registry"
@@ -104,11 +107,18 @@ func TestBuildSeedAndBuildKit(t *testing.T) {
 	for _, im := range imgs {
 		refs = append(refs, im.Ref)
 	}
-	for _, want := range []string{"library/debian:bookworm-slim", "library/debian:12", "library/golang:1.23", "library/golang:1.23-bookworm"} {
+	for _, want := range []string{"library/debian:bookworm-slim", "library/debian:12", "library/golang:1.23", "library/golang:1.23-bookworm",
+		"library/python:3.11-slim-bookworm", "library/python:3.11-slim", "library/python:3.11",
+		"library/node:18-bookworm-slim", "library/node:18-slim", "library/node:18"} {
 		if !slices.Contains(refs, want) {
 			t.Errorf("layout lacks %s: %v", want, refs)
 		}
 	}
+	cas, err := readCABundle(Options{}.withDefaults().CACerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStandIns(t, imgs, cas)
 
 	const token = "test-token"
 	reg, err := registry.New(registry.Config{
@@ -212,6 +222,123 @@ func TestBuildSeedAndBuildKit(t *testing.T) {
 		t.Fatalf("built image lacks /hello: %d files", len(files))
 	}
 	runHello(t, ctx, []byte(bin))
+
+	// The python and node stand-ins work in a build as the official images
+	// would: pip finds Debian's frameworks installed and downloads nothing,
+	// FastAPI and uvicorn import, venv works; node and npm run.
+	probe := t.TempDir()
+	if err := os.WriteFile(filepath.Join(probe, "Dockerfile"), []byte(probeDockerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "buildctl", "--addr", addr, "build", "--frontend", "dockerfile.v0",
+		"--local", "context="+probe, "--local", "dockerfile="+probe, "--progress", "plain")
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+	var probeLog bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &probeLog, &probeLog
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("building with the python and node stand-ins: %v\n%s", err, probeLog.String())
+	}
+	for _, want := range []string{"Requirement already satisfied: flask==2.2.2", "imports ok", "v18.", "uid=1000(node)"} {
+		i := strings.Index(probeLog.String(), want)
+		if i < 0 {
+			t.Errorf("the probe build's log lacks %q:\n%s", want, probeLog.String())
+			continue
+		}
+		line, _, _ := strings.Cut(probeLog.String()[strings.LastIndex(probeLog.String()[:i], "\n")+1:], "\n")
+		t.Logf("probe build: %s", line)
+	}
+}
+
+// probeDockerfile exercises the python and node stand-ins; its last stage
+// copies from the first so that BuildKit builds both.
+const probeDockerfile = `FROM python:3.11-slim-bookworm AS py
+RUN pip install flask==2.2.2 werkzeug==2.2.2 gunicorn==20.1.0 >/pip.log 2>&1; s=$?; cat /pip.log; \
+    [ $s -eq 0 ] && ! grep -q Downloading /pip.log
+RUN python -c "import fastapi, uvicorn, flask, gunicorn; print('imports', 'ok')" && uvicorn --version && \
+    python -m venv /tmp/venv && /tmp/venv/bin/python -c "import sys; print(sys.prefix)"
+
+FROM node:18-bookworm-slim
+COPY --from=py /pip.log /pip.log
+RUN node -e "console.log(process.version)" && npm --version && id node && docker-entrypoint.sh true
+`
+
+// checkStandIns checks the image configs and a few files of the python and
+// node stand-ins against what the official images have, and that they
+// carry the host's extra CA certificates.
+func checkStandIns(t *testing.T, imgs []Image, cas caBundle) {
+	t.Helper()
+	want := map[string]struct {
+		entrypoint, cmd []string
+		env             []string // prefixes
+		files, absent   []string
+	}{
+		"library/python:3.11-slim-bookworm": {
+			cmd: []string{"python3"}, env: []string{"PATH=/usr/local/bin:", "LANG=C.UTF-8", "PYTHON_VERSION=3.11."},
+			files: []string{"usr/bin/python", "usr/bin/pip", "usr/bin/gunicorn", "usr/bin/uvicorn",
+				"usr/lib/python3/dist-packages/flask/__init__.py", "usr/lib/python3/dist-packages/fastapi/__init__.py"},
+			absent: []string{"usr/lib/python3.11/EXTERNALLY-MANAGED"},
+		},
+		"library/node:18-bookworm-slim": {
+			entrypoint: []string{"docker-entrypoint.sh"}, cmd: []string{"node"}, env: []string{"PATH=/usr/local/sbin:", "NODE_VERSION=18."},
+			files: []string{"usr/bin/node", "usr/bin/npm", "usr/local/bin/docker-entrypoint.sh", "home/node"},
+		},
+	}
+	for _, im := range imgs {
+		w, ok := want[im.Ref]
+		if !ok {
+			continue
+		}
+		cf, err := im.Image.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(cf.Config.Entrypoint, w.entrypoint) || !slices.Equal(cf.Config.Cmd, w.cmd) {
+			t.Errorf("%s: entrypoint %q cmd %q, want %q %q", im.Ref, cf.Config.Entrypoint, cf.Config.Cmd, w.entrypoint, w.cmd)
+		}
+		for _, prefix := range w.env {
+			if !slices.ContainsFunc(cf.Config.Env, func(kv string) bool { return strings.HasPrefix(kv, prefix) }) {
+				t.Errorf("%s: env %q has nothing starting with %q", im.Ref, cf.Config.Env, prefix)
+			}
+		}
+		names := entryNames(t, im.Image)
+		for _, ca := range cas.names() {
+			w.files = append(w.files, "usr/local/share/ca-certificates/"+ca)
+		}
+		for _, f := range w.files {
+			if !names[f] {
+				t.Errorf("%s lacks /%s", im.Ref, f)
+			}
+		}
+		for _, f := range w.absent {
+			if names[f] {
+				t.Errorf("%s has /%s", im.Ref, f)
+			}
+		}
+		delete(want, im.Ref)
+	}
+	for ref := range want {
+		t.Errorf("no image %s", ref)
+	}
+}
+
+// entryNames lists the paths of img's merged filesystem, without reading
+// the files.
+func entryNames(t *testing.T, img v1.Image) map[string]bool {
+	t.Helper()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	names := map[string]bool{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[strings.TrimSuffix(strings.TrimPrefix(h.Name, "/"), "/")] = true
+	}
 }
 
 // startBuildkitd starts a throwaway buildkitd whose docker.io mirror is the

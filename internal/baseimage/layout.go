@@ -173,6 +173,7 @@ func (p *prepared) image() (v1.Image, error) {
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
 	cf.Created = created
 	cf.Config.Env = append(append([]string{}, p.spec.env...), p.env...)
+	cf.Config.Entrypoint = p.spec.entrypoint
 	cf.Config.Cmd = p.spec.cmd
 	cf.Config.WorkingDir = p.spec.workingDir
 	return mutate.ConfigFile(img, cf)

@@ -1,7 +1,7 @@
 // Command slipway-base-images builds the offline stand-ins for the official
 // base images into an OCI image layout (see package baseimage):
 //
-//	slipway-base-images [-cache DIR] [-images debian,golang] [-force] [OUTDIR]
+//	slipway-base-images [-cache DIR] [-images debian,golang,python,node] [-ca-certs DIR] [-force] [OUTDIR]
 package main
 
 import (
@@ -22,6 +22,7 @@ func main() {
 	var images string
 	flag.StringVar(&opts.CacheDir, "cache", "", "rootfs and layer cache (default /var/cache/slipway/base-images)")
 	flag.StringVar(&images, "images", "", "comma-separated images to build (default: "+strings.Join(baseimage.Names(), ",")+")")
+	flag.StringVar(&opts.CACerts, "ca-certs", "", "extra CA certificates (*.crt) the images trust (default /usr/local/share/ca-certificates)")
 	flag.BoolVar(&opts.Force, "force", false, "rebuild the images even if the layout holds them")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [flags] [OUTDIR (default /var/lib/slipway/base-images)]\n", os.Args[0])
