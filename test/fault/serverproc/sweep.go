@@ -1,0 +1,204 @@
+package serverproc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// NetnsDir is where the runc driver names its instances' network
+// namespaces: <NetnsDir>/slipway-<instance id>.
+const NetnsDir = "/run/netns"
+
+// DialInstance connects to port inside an instance's network namespace, as
+// the router does, without the server: it shows whether an app answers
+// while the control plane is down.
+func DialInstance(ctx context.Context, instance string, port int) (net.Conn, error) {
+	ns, err := os.Open(filepath.Join(NetnsDir, "slipway-"+instance))
+	if err != nil {
+		return nil, fmt.Errorf("opening the network namespace of instance %s: %w", instance, err)
+	}
+	defer ns.Close()
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		goruntime.LockOSThread()
+		host, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			goruntime.UnlockOSThread()
+			ch <- result{err: err}
+			return
+		}
+		defer host.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			goruntime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("entering network namespace: %w", err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if unix.Setns(int(host.Fd()), unix.CLONE_NEWNET) == nil {
+			goruntime.UnlockOSThread()
+		} // else the thread ends with this goroutine, still locked
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// Sweep removes what a server on dataDir may have left behind once it is
+// gone: its buildkitd, every runc container (killed and deleted), every
+// mount below dataDir, and the network namespaces of its instances. It is
+// meant for cleanup after tests and benchmarks, including failed ones.
+func Sweep(dataDir string) error {
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	killMatching(dataDir + "/buildkit")
+
+	runcRoot := filepath.Join(dataDir, "runtime", "runc")
+	if _, err := os.Stat(runcRoot); err == nil {
+		out, _ := exec.Command("runc", "--root", runcRoot, "list", "-q").Output()
+		for _, id := range strings.Fields(string(out)) {
+			exec.Command("runc", "--root", runcRoot, "kill", id, "KILL").Run()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			if out, err := exec.CommandContext(ctx, "runc", "--root", runcRoot, "delete", "--force", id).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("runc delete %s: %v: %s", id, err, out))
+			}
+			cancel()
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(dataDir, "runtime", "instances")); err == nil {
+		for _, e := range ents {
+			ns := filepath.Join(NetnsDir, "slipway-"+e.Name())
+			if err := unix.Unmount(ns, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("unmounting %s: %w", ns, err))
+			}
+			if err := os.Remove(ns); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, m := range mountsBelow(dataDir) {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mountsBelow lists the mount points at or below dir, deepest first.
+func mountsBelow(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// killMatching kills processes whose command line holds s.
+func killMatching(s string) {
+	for _, pid := range Processes() {
+		if pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), s) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// Processes lists the ids of all processes.
+func Processes() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Environ returns a process's environment, or nil.
+func Environ(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+}
+
+// AppProcesses maps each deployment id to the host pids of the processes
+// whose environment carries SLIPWAY_DEPLOYMENT_ID=<id>: the app processes
+// that instances of that deployment run.
+func AppProcesses() map[string][]int {
+	out := map[string][]int{}
+	for _, pid := range Processes() {
+		for _, kv := range Environ(pid) {
+			if id, ok := strings.CutPrefix(kv, "SLIPWAY_DEPLOYMENT_ID="); ok {
+				out[id] = append(out[id], pid)
+				break
+			}
+		}
+	}
+	return out
+}

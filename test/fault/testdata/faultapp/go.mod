@@ -1,0 +1,3 @@
+module example.com/faultapp
+
+go 1.23
