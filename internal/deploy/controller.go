@@ -145,6 +145,13 @@ func New(cfg Config) (*Controller, error) {
 // Start reconciles the persisted state with what is running and starts the
 // build workers. It returns once every deployment has been looked at.
 func (c *Controller) Start(ctx context.Context) error {
+	// Uploads and fetches cut short by a crash never became deployments.
+	for _, pattern := range []string{"upload-*", "fetch-*"} {
+		stale, _ := filepath.Glob(filepath.Join(c.cfg.DataDir, "sources", pattern))
+		for _, f := range stale {
+			os.Remove(f)
+		}
+	}
 	if err := c.reconcile(ctx); err != nil {
 		return fmt.Errorf("reconciling deployments: %w", err)
 	}

@@ -367,7 +367,7 @@ func (c *Controller) attach(ctx context.Context, l *liveDeployment) bool {
 			continue
 		}
 		if err := c.cfg.Driver.Recover(ctx, &h); err != nil {
-			c.markStopped(in, nil)
+			c.markStopped(in, &h)
 			continue
 		}
 		if st, err := c.cfg.Driver.Inspect(ctx, &h); err != nil || !st.Running {
@@ -387,9 +387,17 @@ func (c *Controller) attach(ctx context.Context, l *liveDeployment) bool {
 	return attached
 }
 
+// markStopped stops an instance (if h is nil, by its id alone: a server
+// killed inside Driver.Start left no state, but maybe a process) and
+// records it stopped.
 func (c *Controller) markStopped(in store.Instance, h *runtime.Handle) {
-	if h != nil {
-		c.cfg.Driver.Stop(context.Background(), h)
+	if h == nil {
+		h = &runtime.Handle{ID: in.ID, Driver: in.Driver}
+	}
+	if h.Driver == c.cfg.Driver.Name() {
+		if err := c.cfg.Driver.Stop(context.Background(), h); err != nil {
+			c.log.Warn("stopping a stale instance", "instance", in.ID, "err", err)
+		}
 	}
 	c.store.UpdateInstance(context.Background(), in.ID, in.State, "stopped")
 }
@@ -530,7 +538,7 @@ func (c *Controller) stopInstances(ctx context.Context, id string) {
 	for _, in := range insts {
 		if in.Status == "running" || in.Status == "starting" {
 			var h runtime.Handle
-			if json.Unmarshal(in.State, &h) == nil && h.Driver == c.cfg.Driver.Name() {
+			if json.Unmarshal(in.State, &h) == nil && h.ID != "" {
 				c.markStopped(in, &h)
 			} else {
 				c.markStopped(in, nil)

@@ -290,11 +290,12 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("serving apps over HTTPS for custom domains", "listen", tlsLn.Addr().String(), "acme", cfg.ACMEDirectory)
 	}
 	go func() { errc <- serve(apiHTTP, apiLn) }()
-	go func() { errc <- serve(routerHTTP, routerLn) }()
-
+	// Apps are served only once reconciliation has routed them: until then
+	// the bound listener holds new connections instead of answering 404.
 	if err := ctl.Start(ctx); err != nil {
 		return err
 	}
+	go func() { errc <- serve(routerHTTP, routerLn) }()
 	log.Info("slipway is up", "api", "http://"+apiLn.Addr().String(), "router", routerLn.Addr().String(),
 		"base_domain", cfg.BaseDomain, "data", cfg.DataDir, "buildkit", bkAddr)
 	if cfg.Started != nil {
