@@ -295,7 +295,7 @@ func validateSettings(st store.ProjectSettings) error {
 			return errBadRequest("idleTimeout must be a duration such as 5m, or 0 for never")
 		}
 	}
-	if st.HealthPort < 0 || st.HealthPort > 65535 || st.HealthFailures < 0 || st.MemoryBytes < 0 || st.CPUMillis < 0 || st.Pids < 0 {
+	if st.HealthPort < 0 || st.HealthPort > 65535 || st.HealthFailures < 0 || st.MemoryBytes < 0 || st.CPUMillis < 0 || st.Pids < 0 || st.DiskBytes < 0 {
 		return errBadRequest("ports, counts and limits must not be negative (port at most 65535)")
 	}
 	if st.HealthPath != "" && st.HealthPath[0] != '/' {

@@ -323,8 +323,9 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment, p sto
 			"SLIPWAY_GIT_COMMIT_SHA="+l.d.CommitSHA,
 			"SLIPWAY_GIT_BRANCH="+l.d.Branch,
 		),
-		Port:       l.health.port,
-		Limits:     runtime.Limits{MemoryBytes: p.Settings.MemoryBytes, CPUMillis: p.Settings.CPUMillis, Pids: p.Settings.Pids},
+		Port: l.health.port,
+		Limits: runtime.Limits{MemoryBytes: p.Settings.MemoryBytes, CPUMillis: p.Settings.CPUMillis, Pids: p.Settings.Pids,
+			DiskBytes: p.Settings.DiskBytes},
 		StdoutPath: inst.StdoutPath,
 		StderrPath: inst.StderrPath,
 	}

@@ -37,6 +37,10 @@ type Limits struct {
 	MemoryBytes int64 // If zero, 512 MiB.
 	CPUMillis   int64 // Thousandths of a CPU. If zero, 1000 (one CPU).
 	Pids        int64 // If zero, 512.
+	// DiskBytes caps the instance's writable layer (what it writes over
+	// its image); writes beyond fail with "no space left on device". If
+	// zero, 256 MiB.
+	DiskBytes int64
 }
 
 // Spec describes an instance to start.

@@ -36,6 +36,7 @@ type ProjectSettings struct {
 	MemoryBytes    int64  `json:"memoryBytes,omitempty"`    //
 	CPUMillis      int64  `json:"cpuMillis,omitempty"`      //
 	Pids           int64  `json:"pids,omitempty"`           //
+	DiskBytes      int64  `json:"diskBytes,omitempty"`      // the writable layer's quota
 	HealthPath     string `json:"healthPath,omitempty"`     // If empty, "/".
 	HealthPort     int    `json:"healthPort,omitempty"`     // If zero, 3000.
 	HealthInterval string `json:"healthInterval,omitempty"` // If empty, 15s.

@@ -311,13 +311,28 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *image) (*ru
 	if err := os.Mkdir(bundle, 0o700); err != nil {
 		return nil, err
 	}
-	rootfs := filepath.Join(bundle, "rootfs")
-	for _, dir := range []string{rootfs, filepath.Join(bundle, "upper"), filepath.Join(bundle, "work")} {
+	// The writable layer lives on a tmpfs of its own, so an app that fills
+	// its disk hits its own quota (and its memory limit, which tmpfs pages
+	// are charged to), never the host's disk.
+	rootfs, layer := filepath.Join(bundle, "rootfs"), filepath.Join(bundle, "layer")
+	for _, dir := range []string{rootfs, layer} {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", img.rootfs, bundle, bundle)
+	disk := spec.Limits.DiskBytes
+	if disk <= 0 {
+		disk = DefaultDiskBytes
+	}
+	if err := unix.Mount("tmpfs", layer, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755", disk)); err != nil {
+		return nil, fmt.Errorf("mounting the writable layer: %w", err)
+	}
+	for _, dir := range []string{filepath.Join(layer, "upper"), filepath.Join(layer, "work")} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", img.rootfs, layer, layer)
 	if err := unix.Mount("overlay", rootfs, "overlay", 0, opts); err != nil {
 		return nil, fmt.Errorf("mounting overlay filesystem: %w", err)
 	}
@@ -651,9 +666,11 @@ func (d *Driver) teardown(ctx context.Context, id string) error {
 	}
 	bundle := d.bundleDir(id)
 	mounted := false
-	if err := unmount(filepath.Join(bundle, "rootfs")); err != nil {
-		errs = append(errs, err)
-		mounted = true
+	for _, dir := range []string{"rootfs", "layer"} { // the overlay before the layer under it
+		if err := unmount(filepath.Join(bundle, dir)); err != nil {
+			errs = append(errs, err)
+			mounted = true
+		}
 	}
 	if err := deleteNetns(d.netnsPath(id)); err != nil {
 		errs = append(errs, err)

@@ -714,3 +714,20 @@ func TestThreadsStayInHostNetns(t *testing.T) {
 		}
 	}
 }
+
+func TestWritableLayerHasAQuota(t *testing.T) {
+	requireSandbox(t)
+	_, ref := app(t)
+	d := newDriver(t, Config{})
+	h := startApp(t, d, runtime.Spec{Image: ref, Limits: runtime.Limits{DiskBytes: 64 << 10}})
+	ctx := context.Background()
+	small := strings.Repeat("a", 16<<10)
+	if code, body, err := drivertest.Get(ctx, d, h, 3000, "/write?path=/tmp/small&data="+small); err != nil || code != 200 {
+		t.Fatalf("a write under the quota: %d %q %v", code, body, err)
+	}
+	big := strings.Repeat("b", 128<<10)
+	code, body, err := drivertest.Get(ctx, d, h, 3000, "/write?path=/tmp/big&data="+big)
+	if err != nil || code != http.StatusInternalServerError || !strings.Contains(body, "no space left on device") {
+		t.Errorf("a write over the 64 KiB quota: %d %q %v", code, body, err)
+	}
+}

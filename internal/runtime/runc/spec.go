@@ -19,6 +19,7 @@ const (
 	DefaultMemoryBytes = 512 << 20
 	DefaultCPUMillis   = 1000
 	DefaultPids        = 512
+	DefaultDiskBytes   = 256 << 20
 )
 
 const (
