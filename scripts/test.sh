@@ -8,6 +8,8 @@ export SLIPWAY_BASE_IMAGES=${SLIPWAY_BASE_IMAGES:-/var/lib/slipway/base-images}
 bash scripts/setup.sh
 export PATH=/usr/local/go/bin:$PATH
 export CI=${CI:-true}
-test -z "$(gofmt -l cmd internal)" || { gofmt -l cmd internal; echo "gofmt: files above need formatting" >&2; exit 1; }
+test -z "$(gofmt -l cmd internal bench test)" || { gofmt -l cmd internal bench test; echo "gofmt: files above need formatting" >&2; exit 1; }
 go vet ./...
 go test -count=1 -timeout 45m ./...
+# Every fuzz target, for a bounded time each (seed corpora are in testdata/fuzz).
+FUZZTIME=${FUZZTIME:-10s} bash test/fault/fuzz.sh
