@@ -63,7 +63,7 @@ func TestIsolation(t *testing.T) {
 		needle := strings.TrimSpace(string(secret))
 		// Where the secret is on the host: the victim instance's upper
 		// layer. The test can read it; the attacker must not.
-		hostPath := filepath.Join(e.srv.DataDir(), "runtime", "instances", victim.Instance, "upper", "tmp", "secret")
+		hostPath := filepath.Join(e.srv.DataDir(), "runtime", "instances", victim.Instance, "layer", "upper", "tmp", "secret")
 		if b, err := os.ReadFile(hostPath); err != nil || string(b) != needle {
 			t.Fatalf("the victim's secret is not at %s on the host (%v); the test needs to know where it is", hostPath, err)
 		}
