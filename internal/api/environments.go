@@ -88,6 +88,16 @@ func (s *Server) environmentJSON(ctx context.Context, p store.Project, e store.E
 	return out, nil
 }
 
+// writeEnvironment answers with the environment's document.
+func (s *Server) writeEnvironment(w http.ResponseWriter, r *http.Request, status int, p store.Project, e store.Environment) error {
+	ej, err := s.environmentJSON(r.Context(), p, e)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, status, ej)
+	return nil
+}
+
 func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) error {
 	p, err := s.store.GetProject(r.Context(), r.PathValue("project"))
 	if err != nil {
@@ -125,12 +135,7 @@ func (s *Server) createEnvironment(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	ej, err := s.environmentJSON(r.Context(), p, e)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, ej)
-	return nil
+	return s.writeEnvironment(w, r, http.StatusCreated, p, e)
 }
 
 func (s *Server) updateEnvironment(w http.ResponseWriter, r *http.Request) error {
@@ -146,12 +151,7 @@ func (s *Server) updateEnvironment(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	e.Branches = req.Branches
-	ej, err := s.environmentJSON(r.Context(), p, e)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, ej)
-	return nil
+	return s.writeEnvironment(w, r, http.StatusOK, p, e)
 }
 
 func (s *Server) deleteEnvironment(w http.ResponseWriter, r *http.Request) error {
@@ -222,12 +222,7 @@ func (s *Server) addDomain(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.dep.AddDomain(r.Context(), e, req.Name); err != nil {
 		return err
 	}
-	ej, err := s.environmentJSON(r.Context(), p, e)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, ej)
-	return nil
+	return s.writeEnvironment(w, r, http.StatusCreated, p, e)
 }
 
 func (s *Server) removeDomain(w http.ResponseWriter, r *http.Request) error {
