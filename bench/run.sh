@@ -55,8 +55,11 @@ for p in routerbench pushbench wakebench densitybench summary sweep; do
   go build -o "$work/bin/$p" "./bench/$p"
 done
 
-python=
-[ -d examples/fastapi-uv ] && python=examples/fastapi-uv
+# The Python app measured: flask-pip, whose dependencies the offline python
+# stand-in already carries (fastapi-uv needs PyPI to install uv). Override
+# with BENCH_PYTHON=examples/fastapi-uv on a host with PyPI.
+python=${BENCH_PYTHON:-examples/flask-pip}
+[ -d "$python" ] || python=
 
 if [ -n "${BENCH_QUICK:-}" ]; then
   router_args=(-duration 2s -rounds 1)
