@@ -35,7 +35,7 @@ func (s *Server) buildLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page := LogPage{Lines: toLogLines(lines)}
+	page := LogPage{Lines: ToLogLines(lines)}
 	if len(lines) == limit {
 		page.Next = lines[len(lines)-1].ID
 	}
@@ -84,7 +84,7 @@ func (s *Server) runtimeLogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page := LogPage{Lines: toLogLines(lines)}
+	page := LogPage{Lines: ToLogLines(lines)}
 	if len(lines) == limit {
 		page.Next = lines[len(lines)-1].ID
 	}
@@ -117,23 +117,38 @@ func wantsStream(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }
 
-// stream writes the deployment's lines of kind after the cursor as
-// server-sent events, then waits for more. Events:
+// stream serves a deployment's log stream; build streams end with the
+// final deployment document.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, id, kind string, after int64, endWithBuild bool) error {
+	var end func(store.Deployment) any
+	if endWithBuild {
+		end = func(d store.Deployment) any { return s.deploymentJSON(r.Context(), d) }
+	}
+	return StreamLogs(w, r, s.store, s.dep, id, kind, after, end)
+}
+
+// StreamLogs writes a deployment's lines of kind after the cursor as
+// server-sent events, then waits for more (the dashboard serves its log
+// streams with it too). Events:
 //
 //	event: line    data: LogLine (id: the line's cursor)
 //	event: status  data: {"status": "..."} whenever the status changes
-//	event: end     data: Deployment — build streams only, once the
-//	               deployment is RUNNING, FAILED or STOPPED and every line
-//	               has been sent
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, id, kind string, after int64, endWithBuild bool) error {
+//	event: end     data: end(deployment) — only when end is not nil, once
+//	               the deployment is RUNNING, FAILED or STOPPED and every
+//	               line has been sent
+//
+// It returns when the client goes away (or the stream ends), or an error
+// before writing anything when the connection cannot stream.
+func StreamLogs(w http.ResponseWriter, r *http.Request, st *store.Store, dep *deploy.Controller, id, kind string, after int64, end func(store.Deployment) any) error {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		return fmt.Errorf("streaming unsupported by the connection")
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, "retry: 2000\n\n") // reconnect after 2 s when the connection drops
 	ctx := r.Context()
 	lastStatus := ""
 	keepalive := time.NewTicker(15 * time.Second)
@@ -141,17 +156,17 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, id, kind string,
 	for {
 		// Take the wake-up channel before reading, so a change between the
 		// read and the wait is not missed.
-		changed := s.dep.Changed(id)
-		d, err := s.store.GetDeployment(ctx, id)
+		changed := dep.Changed(id)
+		d, err := st.GetDeployment(ctx, id)
 		if err != nil {
 			return nil
 		}
 		for {
-			lines, err := s.store.ListLogs(ctx, store.LogQuery{DeploymentID: id, Kind: kind, After: after, Limit: 500})
+			lines, err := st.ListLogs(ctx, store.LogQuery{DeploymentID: id, Kind: kind, After: after, Limit: 500})
 			if err != nil {
 				return nil
 			}
-			for _, l := range toLogLines(lines) {
+			for _, l := range ToLogLines(lines) {
 				b, _ := json.Marshal(l)
 				fmt.Fprintf(w, "id: %d\nevent: line\ndata: %s\n\n", l.ID, b)
 				after = l.ID
@@ -165,9 +180,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, id, kind string,
 			fmt.Fprintf(w, "event: status\ndata: {\"status\":%q}\n\n", d.Status)
 		}
 		flusher.Flush()
-		st := deploy.Status(d.Status)
-		if endWithBuild && (st == deploy.Running || st.Terminal()) {
-			b, _ := json.Marshal(s.deploymentJSON(ctx, d))
+		if stat := deploy.Status(d.Status); end != nil && (stat == deploy.Running || stat.Terminal()) {
+			b, _ := json.Marshal(end(d))
 			fmt.Fprintf(w, "event: end\ndata: %s\n\n", b)
 			flusher.Flush()
 			return nil

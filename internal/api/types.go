@@ -88,7 +88,8 @@ type CreateProjectRequest struct {
 	Name string `json:"name"`
 }
 
-func toLogLines(in []store.LogLine) []LogLine {
+// ToLogLines converts stored log lines to the API's documents.
+func ToLogLines(in []store.LogLine) []LogLine {
 	out := make([]LogLine, 0, len(in))
 	for _, l := range in {
 		out = append(out, LogLine{ID: l.ID, Time: l.Time, Stream: l.Stream, Instance: l.InstanceID, Text: l.Text})

@@ -181,14 +181,6 @@ func sameIDs(a, b []string) bool {
 	return true
 }
 
-func toLogLines(in []store.LogLine) []api.LogLine {
-	out := make([]api.LogLine, 0, len(in))
-	for _, l := range in {
-		out = append(out, api.LogLine{ID: l.ID, Time: l.Time, Stream: l.Stream, Instance: l.InstanceID, Text: l.Text})
-	}
-	return out
-}
-
 func (h *handler) deployment(w http.ResponseWriter, r *http.Request) (store.Deployment, bool) {
 	d, err := h.store.GetDeployment(r.Context(), r.PathValue("id"))
 	if err != nil {
@@ -241,53 +233,12 @@ func (h *handler) runtimeLogStream(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) stream(w http.ResponseWriter, r *http.Request, id, kind string, after int64, endWithBuild bool) {
-	flusher, ok := startSSE(w)
-	if !ok {
-		return
+	var end func(store.Deployment) any
+	if endWithBuild {
+		end = func(d store.Deployment) any { return map[string]string{"status": d.Status} }
 	}
-	ctx := r.Context()
-	lastStatus := ""
-	keepalive := time.NewTicker(keepaliveEvery)
-	defer keepalive.Stop()
-	for {
-		changed := h.dep.Changed(id)
-		d, err := h.store.GetDeployment(ctx, id)
-		if err != nil {
-			return
-		}
-		for {
-			lines, err := h.store.ListLogs(ctx, store.LogQuery{DeploymentID: id, Kind: kind, After: after, Limit: 500})
-			if err != nil {
-				return
-			}
-			for _, l := range toLogLines(lines) {
-				b, _ := json.Marshal(l)
-				fmt.Fprintf(w, "id: %d\nevent: line\ndata: %s\n\n", l.ID, b)
-				after = l.ID
-			}
-			if len(lines) < 500 {
-				break
-			}
-		}
-		if d.Status != lastStatus {
-			lastStatus = d.Status
-			fmt.Fprintf(w, "event: status\ndata: {\"status\":%q}\n\n", d.Status)
-		}
-		flusher.Flush()
-		st := deploy.Status(d.Status)
-		if endWithBuild && (st == deploy.Running || st.Terminal()) {
-			fmt.Fprintf(w, "event: end\ndata: {\"status\":%q}\n\n", d.Status)
-			flusher.Flush()
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-keepalive.C:
-			fmt.Fprint(w, ": keepalive\n\n")
-			flusher.Flush()
-		}
+	if err := api.StreamLogs(w, r, h.store, h.dep, id, kind, after, end); err != nil {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 	}
 }
 
@@ -335,7 +286,7 @@ func (h *handler) runtimeLogs(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, status)
 		return
 	}
-	page := api.LogPage{Lines: toLogLines(lines)}
+	page := api.LogPage{Lines: api.ToLogLines(lines)}
 	if len(lines) == limit {
 		page.Next = lines[len(lines)-1].ID
 	}
