@@ -324,7 +324,7 @@ func TestScaleToZeroAndWake(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	p, _ := e.store.GetProject(ctx, "web")
-	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "300ms"})
+	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "1s"})
 	d := e.waitFor(e.deploy().ID, settled)
 
 	asleep := func() bool {
@@ -353,7 +353,12 @@ func TestScaleToZeroAndWake(t *testing.T) {
 	if len(insts) != 2 || insts[1].Status != "running" {
 		t.Fatalf("instances after wake: %+v (want one new instance)", insts)
 	}
-	wakes, _ := e.ctl.Wakes(ctx, d.ID, 10)
+	// The held requests are released before the wake is recorded.
+	var wakes []store.Wake
+	waitUntil(t, "wake recorded", func() bool {
+		wakes, _ = e.ctl.Wakes(ctx, d.ID, 10)
+		return len(wakes) > 0
+	})
 	if len(wakes) != 1 || !wakes[0].OK || wakes[0].Duration <= 0 {
 		t.Errorf("wakes: %+v", wakes)
 	}
@@ -480,6 +485,11 @@ func TestRetentionKeepsNewestAndCurrent(t *testing.T) {
 	}
 	d, _ := e.ctl.Create(ctx, CreateRequest{Project: "web", Trigger: "upload", Promote: false, Source: tarOf(t)})
 	e.waitFor(d.ID, settled)
+	// Retention runs just after a deployment is announced RUNNING, so the
+	// retired ones are waited for rather than read at once.
+	for _, id := range ids[:2] {
+		e.waitFor(id, func(s Status) bool { return s == Stopped })
+	}
 	statuses := map[string]string{}
 	for _, id := range append(ids, d.ID) {
 		dd, _ := e.store.GetDeployment(ctx, id)
