@@ -149,11 +149,11 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/projects/{project}", s.getProject},
 		{"GET /api/v1/projects/{project}/deployments", s.listDeployments},
 		{"POST /api/v1/projects/{project}/deployments", s.createDeployment},
-		{"GET /api/v1/deployments/{id}", s.getDeployment},
-		{"POST /api/v1/deployments/{id}/stop", s.stopDeployment},
+		{"GET /api/v1/deployments/{id}", s.deployment(s.store.GetDeployment)},
+		{"POST /api/v1/deployments/{id}/stop", s.deployment(s.dep.Stop)},
 		{"GET /api/v1/deployments/{id}/build-logs", s.buildLogs},
 		{"GET /api/v1/deployments/{id}/logs", s.runtimeLogs},
-		{"POST /api/v1/deployments/{id}/promote", s.promoteDeployment},
+		{"POST /api/v1/deployments/{id}/promote", s.deployment(s.dep.Promote)},
 		{"POST /api/v1/deployments/{id}/redeploy", s.redeployDeployment},
 		{"GET /api/v1/deployments/{id}/wakes", s.listWakes},
 		{"GET /api/v1/projects/{project}/settings", s.getSettings},
@@ -387,22 +387,17 @@ func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-func (s *Server) getDeployment(w http.ResponseWriter, r *http.Request) error {
-	d, err := s.store.GetDeployment(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
+// deployment returns a handler that answers with the deployment act
+// returns for the id in the path (reading, stopping or promoting it).
+func (s *Server) deployment(act func(ctx context.Context, id string) (store.Deployment, error)) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		d, err := act(r.Context(), r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, s.deploymentJSON(r.Context(), d))
+		return nil
 	}
-	writeJSON(w, http.StatusOK, s.deploymentJSON(r.Context(), d))
-	return nil
-}
-
-func (s *Server) stopDeployment(w http.ResponseWriter, r *http.Request) error {
-	d, err := s.dep.Stop(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, s.deploymentJSON(r.Context(), d))
-	return nil
 }
 
 func decodeJSON(r *http.Request, v any) error {

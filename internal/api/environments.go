@@ -323,15 +323,6 @@ func (s *Server) setStartCommand(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) promoteDeployment(w http.ResponseWriter, r *http.Request) error {
-	d, err := s.dep.Promote(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, s.deploymentJSON(r.Context(), d))
-	return nil
-}
-
 func (s *Server) redeployDeployment(w http.ResponseWriter, r *http.Request) error {
 	var req RedeployRequest
 	if r.ContentLength != 0 {

@@ -17,30 +17,14 @@ import (
 // server-sent-event stream that ends once the build and deploy phases are
 // over.
 func (s *Server) buildLogs(w http.ResponseWriter, r *http.Request) error {
-	d, err := s.store.GetDeployment(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	after, limit, err := cursorParams(r, "after")
+	d, after, limit, err := s.logRequest(r, "after")
 	if err != nil {
 		return err
 	}
 	if wantsStream(r) {
-		if v := r.Header.Get("Last-Event-ID"); v != "" {
-			after, _ = strconv.ParseInt(v, 10, 64)
-		}
-		return s.stream(w, r, d.ID, store.LogBuild, after, true)
+		return s.stream(w, r, d.ID, store.LogBuild, resumeAt(r, after), true)
 	}
-	lines, err := s.store.ListLogs(r.Context(), store.LogQuery{DeploymentID: d.ID, Kind: store.LogBuild, After: after, Limit: limit})
-	if err != nil {
-		return err
-	}
-	page := LogPage{Lines: ToLogLines(lines)}
-	if len(lines) == limit {
-		page.Next = lines[len(lines)-1].ID
-	}
-	writeJSON(w, http.StatusOK, page)
-	return nil
+	return s.logPage(w, r, store.LogQuery{DeploymentID: d.ID, Kind: store.LogBuild, After: after, Limit: limit})
 }
 
 // runtimeLogs serves what a deployment's app wrote, paginated by cursor:
@@ -48,18 +32,12 @@ func (s *Server) buildLogs(w http.ResponseWriter, r *http.Request) error {
 // ones, direction=forward from the oldest; with follow=true it streams new
 // lines as server-sent events until the client goes away.
 func (s *Server) runtimeLogs(w http.ResponseWriter, r *http.Request) error {
-	d, err := s.store.GetDeployment(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	cursor, limit, err := cursorParams(r, "cursor")
+	d, cursor, limit, err := s.logRequest(r, "cursor")
 	if err != nil {
 		return err
 	}
 	if wantsStream(r) {
-		if v := r.Header.Get("Last-Event-ID"); v != "" {
-			cursor, _ = strconv.ParseInt(v, 10, 64)
-		} else if cursor == 0 {
+		if cursor == 0 && r.Header.Get("Last-Event-ID") == "" {
 			// Start with the most recent lines, like tail -f.
 			last, err := s.store.ListLogs(r.Context(), store.LogQuery{DeploymentID: d.ID, Kind: store.LogRuntime, Desc: true, Limit: limit})
 			if err != nil {
@@ -69,7 +47,7 @@ func (s *Server) runtimeLogs(w http.ResponseWriter, r *http.Request) error {
 				cursor = last[len(last)-1].ID - 1
 			}
 		}
-		return s.stream(w, r, d.ID, store.LogRuntime, cursor, false)
+		return s.stream(w, r, d.ID, store.LogRuntime, resumeAt(r, cursor), false)
 	}
 	q := store.LogQuery{DeploymentID: d.ID, Kind: store.LogRuntime, Limit: limit}
 	switch dir := r.URL.Query().Get("direction"); dir {
@@ -80,12 +58,41 @@ func (s *Server) runtimeLogs(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return errBadRequest(fmt.Sprintf("direction must be backward or forward, not %q", dir))
 	}
+	return s.logPage(w, r, q)
+}
+
+// logRequest reads what both log endpoints take: the deployment named in
+// the path, the cursor in the query parameter name, and the page limit.
+func (s *Server) logRequest(r *http.Request, name string) (d store.Deployment, cursor int64, limit int, err error) {
+	d, err = s.store.GetDeployment(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return store.Deployment{}, 0, 0, err
+	}
+	cursor, limit, err = cursorParams(r, name)
+	if err != nil {
+		return store.Deployment{}, 0, 0, err
+	}
+	return d, cursor, limit, nil
+}
+
+// resumeAt is where a stream starts: after the Last-Event-ID of a
+// reconnecting client, else after cursor.
+func resumeAt(r *http.Request, cursor int64) int64 {
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		cursor, _ = strconv.ParseInt(v, 10, 64)
+	}
+	return cursor
+}
+
+// logPage writes the lines q selects as a LogPage; Next is set when the
+// page is full.
+func (s *Server) logPage(w http.ResponseWriter, r *http.Request, q store.LogQuery) error {
 	lines, err := s.store.ListLogs(r.Context(), q)
 	if err != nil {
 		return err
 	}
 	page := LogPage{Lines: ToLogLines(lines)}
-	if len(lines) == limit {
+	if len(lines) == q.Limit {
 		page.Next = lines[len(lines)-1].ID
 	}
 	writeJSON(w, http.StatusOK, page)

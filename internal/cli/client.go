@@ -187,6 +187,12 @@ func (c *client) follow(ctx context.Context, path string, fn func(sseEvent) bool
 
 func pathEscape(s string) string { return url.PathEscape(s) }
 
+// projectPath is the API path of a project, deploymentPath of a deployment;
+// callers append the sub-resource.
+func projectPath(project string) string { return "/api/v1/projects/" + pathEscape(project) }
+
+func deploymentPath(id string) string { return "/api/v1/deployments/" + pathEscape(id) }
+
 func since(t time.Time) string {
 	d := time.Since(t)
 	switch {

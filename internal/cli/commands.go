@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strconv"
@@ -26,43 +27,29 @@ func newProjectsCmd() *cobra.Command {
 		Short: "List projects",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ps []api.Project
-			if err := newClient().call(cmd.Context(), "GET", "/api/v1/projects", nil, &ps); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd, ps)
-			}
-			w := table(cmd)
-			fmt.Fprintln(w, "NAME\tCURRENT\tURL\tCREATED")
-			for _, p := range ps {
-				cur := p.CurrentDeployment
-				if cur == "" {
-					cur = "-"
+			return show(cmd, asJSON, "GET", "/api/v1/projects", nil, func(ps []api.Project) error {
+				w := table(cmd)
+				fmt.Fprintln(w, "NAME\tCURRENT\tURL\tCREATED")
+				for _, p := range ps {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Name, dash(p.CurrentDeployment), p.URL, since(p.CreatedAt))
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", p.Name, cur, p.URL, since(p.CreatedAt))
-			}
-			return w.Flush()
+				return w.Flush()
+			})
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	jsonFlag(cmd, &asJSON)
 	create := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a project (with a production environment)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var p api.Project
-			if err := newClient().call(cmd.Context(), "POST", "/api/v1/projects", api.CreateProjectRequest{Name: args[0]}, &p); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd, p)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Created project %s: %s\n", p.Name, p.URL)
-			return nil
+			return show(cmd, asJSON, "POST", "/api/v1/projects", api.CreateProjectRequest{Name: args[0]}, func(p api.Project) error {
+				fmt.Fprintf(cmd.OutOrStdout(), "Created project %s: %s\n", p.Name, p.URL)
+				return nil
+			})
 		},
 	}
-	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	jsonFlag(create, &asJSON)
 	cmd.AddCommand(create)
 	return cmd
 }
@@ -78,17 +65,11 @@ func newDeploymentsCmd() *cobra.Command {
 		Short: "List a project's deployments, or show one deployment",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := newClient()
 			if len(args) == 1 {
-				var d api.Deployment
-				if err := c.call(cmd.Context(), "GET", "/api/v1/deployments/"+pathEscape(args[0]), nil, &d); err != nil {
-					return err
-				}
-				if asJSON {
-					return printJSON(cmd, d)
-				}
-				printDeployment(cmd, d)
-				return nil
+				return show(cmd, asJSON, "GET", deploymentPath(args[0]), nil, func(d api.Deployment) error {
+					printDeployment(cmd, d)
+					return nil
+				})
 			}
 			if project == "" {
 				return fmt.Errorf("--project is required to list deployments")
@@ -101,24 +82,19 @@ func newDeploymentsCmd() *cobra.Command {
 				q.Set("status", status)
 			}
 			q.Set("limit", strconv.Itoa(limit))
-			var ds []api.Deployment
-			if err := c.call(cmd.Context(), "GET", "/api/v1/projects/"+pathEscape(project)+"/deployments?"+q.Encode(), nil, &ds); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd, ds)
-			}
-			w := table(cmd)
-			fmt.Fprintln(w, "ID\tSTATUS\tENV\tBRANCH\tCOMMIT\tMESSAGE\tTRIGGER\tCREATED")
-			for _, d := range ds {
-				status := d.Status
-				if d.Current {
-					status += "*"
+			return show(cmd, asJSON, "GET", projectPath(project)+"/deployments?"+q.Encode(), nil, func(ds []api.Deployment) error {
+				w := table(cmd)
+				fmt.Fprintln(w, "ID\tSTATUS\tENV\tBRANCH\tCOMMIT\tMESSAGE\tTRIGGER\tCREATED")
+				for _, d := range ds {
+					status := d.Status
+					if d.Current {
+						status += "*"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, status, d.Environment, dash(d.Commit.Branch),
+						dash(short(d.Commit.SHA, 7)), dash(short(firstLine(d.Commit.Message), 40)), d.Trigger, since(d.CreatedAt))
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, status, d.Environment, dash(d.Commit.Branch),
-					dash(short(d.Commit.SHA, 7)), dash(short(firstLine(d.Commit.Message), 40)), d.Trigger, since(d.CreatedAt))
-			}
-			return w.Flush()
+				return w.Flush()
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -126,7 +102,7 @@ func newDeploymentsCmd() *cobra.Command {
 	f.StringVarP(&environment, "environment", "e", "", "only this environment")
 	f.StringVar(&status, "status", "", "only these statuses (comma-separated)")
 	f.IntVar(&limit, "limit", 20, "how many to list")
-	f.BoolVar(&asJSON, "json", false, "print JSON")
+	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 
@@ -174,7 +150,6 @@ is RUNNING or FAILED).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := newClient()
-			id := pathEscape(args[0])
 			out := cmd.OutOrStdout()
 			print := func(l api.LogLine) {
 				if asJSON {
@@ -184,9 +159,9 @@ is RUNNING or FAILED).`,
 				}
 				fmt.Fprintf(out, "%s %s\n", dim(l.Time.Local().Format("15:04:05.000")), l.Text)
 			}
-			path := "/api/v1/deployments/" + id + "/logs"
+			path := deploymentPath(args[0]) + "/logs"
 			if build {
-				path = "/api/v1/deployments/" + id + "/build-logs"
+				path = deploymentPath(args[0]) + "/build-logs"
 			}
 			if followFlag {
 				return c.follow(cmd.Context(), path+"?follow=true&limit="+strconv.Itoa(limit), func(ev sseEvent) bool {
@@ -224,24 +199,29 @@ is RUNNING or FAILED).`,
 }
 
 func newStopCmd() *cobra.Command {
+	return newDeploymentActionCmd("stop", "Stop a deployment (its URLs then answer with a 'stopped' page)",
+		func(w io.Writer, d api.Deployment) {
+			fmt.Fprintf(w, "Deployment %s is %s\n", d.ID, d.Status)
+		})
+}
+
+// newDeploymentActionCmd is the command "ACTION DEPLOYMENT": it POSTs the
+// action to the deployment and prints the deployment it answers with, with
+// text or as JSON (--json).
+func newDeploymentActionCmd(action, short string, text func(io.Writer, api.Deployment)) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "stop DEPLOYMENT",
-		Short: "Stop a deployment (its URLs then answer with a 'stopped' page)",
+		Use:   action + " DEPLOYMENT",
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var d api.Deployment
-			if err := newClient().call(cmd.Context(), "POST", "/api/v1/deployments/"+pathEscape(args[0])+"/stop", nil, &d); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd, d)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deployment %s is %s\n", d.ID, d.Status)
-			return nil
+			return show(cmd, asJSON, "POST", deploymentPath(args[0])+"/"+action, nil, func(d api.Deployment) error {
+				text(cmd.OutOrStdout(), d)
+				return nil
+			})
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	jsonFlag(cmd, &asJSON)
 	return cmd
 }
 

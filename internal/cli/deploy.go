@@ -59,7 +59,7 @@ its name defaults to the folder's name.`,
 				}
 			}
 			c := newClient()
-			if err := c.call(ctx, "GET", "/api/v1/projects/"+pathEscape(project), nil, nil); err != nil {
+			if err := c.call(ctx, "GET", projectPath(project), nil, nil); err != nil {
 				if !isNotFound(err) {
 					return err
 				}
@@ -90,7 +90,7 @@ its name defaults to the folder's name.`,
 			go func() { pw.CloseWithError(source.Pack(abs, counter)) }()
 			start := time.Now()
 			logf("Uploading %s to %s (project %s)\n", abs, c.cfg.URL, project)
-			resp, err := c.request(ctx, http.MethodPost, "/api/v1/projects/"+pathEscape(project)+"/deployments?"+q.Encode(), pr, "application/gzip")
+			resp, err := c.request(ctx, http.MethodPost, projectPath(project)+"/deployments?"+q.Encode(), pr, "application/gzip")
 			pr.Close()
 			if err != nil {
 				return err
@@ -111,7 +111,7 @@ its name defaults to the folder's name.`,
 			}
 
 			final := &d
-			err = c.follow(ctx, "/api/v1/deployments/"+d.ID+"/build-logs?follow=true", func(ev sseEvent) bool {
+			err = c.follow(ctx, deploymentPath(d.ID)+"/build-logs?follow=true", func(ev sseEvent) bool {
 				switch ev.Event {
 				case "line":
 					var l api.LogLine

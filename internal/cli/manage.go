@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -23,25 +24,10 @@ func requireProject(p string) error {
 }
 
 func newPromoteCmd() *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "promote DEPLOYMENT",
-		Short: "Make a RUNNING deployment current on its environment (rollback), without a rebuild",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var d api.Deployment
-			if err := newClient().call(cmd.Context(), "POST", "/api/v1/deployments/"+pathEscape(args[0])+"/promote", nil, &d); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd, d)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deployment %s is now current on %s:\n  %s\n", d.ID, d.Environment, strings.Join(d.URLs, "\n  "))
-			return nil
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return cmd
+	return newDeploymentActionCmd("promote", "Make a RUNNING deployment current on its environment (rollback), without a rebuild",
+		func(w io.Writer, d api.Deployment) {
+			fmt.Fprintf(w, "Deployment %s is now current on %s:\n  %s\n", d.ID, d.Environment, strings.Join(d.URLs, "\n  "))
+		})
 }
 
 func newRedeployCmd() *cobra.Command {
@@ -55,7 +41,6 @@ the current production deployment of --project). The image already built is
 reused unless --rebuild. The new deployment becomes current once RUNNING.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := newClient()
 			id := ""
 			if len(args) == 1 {
 				id = args[0]
@@ -64,7 +49,7 @@ reused unless --rebuild. The new deployment becomes current once RUNNING.`,
 					return err
 				}
 				var p api.Project
-				if err := c.call(cmd.Context(), "GET", "/api/v1/projects/"+pathEscape(project), nil, &p); err != nil {
+				if err := newClient().call(cmd.Context(), "GET", projectPath(project), nil, &p); err != nil {
 					return err
 				}
 				if p.CurrentDeployment == "" {
@@ -72,19 +57,14 @@ reused unless --rebuild. The new deployment becomes current once RUNNING.`,
 				}
 				id = p.CurrentDeployment
 			}
-			var d api.Deployment
-			if err := c.call(cmd.Context(), "POST", "/api/v1/deployments/"+pathEscape(id)+"/redeploy", api.RedeployRequest{Rebuild: rebuild}, &d); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd, d)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Deployment %s created from %s; follow it with: slipway logs --build --follow %s\n", d.ID, id, d.ID)
-			return nil
+			return show(cmd, asJSON, "POST", deploymentPath(id)+"/redeploy", api.RedeployRequest{Rebuild: rebuild}, func(d api.Deployment) error {
+				fmt.Fprintf(cmd.OutOrStdout(), "Deployment %s created from %s; follow it with: slipway logs --build --follow %s\n", d.ID, id, d.ID)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&rebuild, "rebuild", false, "build the image again instead of reusing it")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	jsonFlag(cmd, &asJSON)
 	projectFlag(cmd, &project)
 	return cmd
 }
@@ -97,16 +77,14 @@ func newStartCommandCmd() *cobra.Command {
 		Long: `The start command of a new deployment is the project's custom command when one
 is set, else the detected default. Changing it never touches existing
 deployments.`,
+		PersistentPreRunE: func(*cobra.Command, []string) error { return requireProject(project) },
 	}
 	set := &cobra.Command{
 		Use:   "set COMMAND",
 		Short: "Run COMMAND (with /bin/sh -c) in new deployments",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireProject(project); err != nil {
-				return err
-			}
-			if err := newClient().call(cmd.Context(), "PUT", "/api/v1/projects/"+pathEscape(project)+"/start-command", api.StartCommandRequest{Command: args[0]}, nil); err != nil {
+			if err := newClient().call(cmd.Context(), "PUT", projectPath(project)+"/start-command", api.StartCommandRequest{Command: args[0]}, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "New deployments of %s start with: %s\n", project, args[0])
@@ -118,10 +96,7 @@ deployments.`,
 		Short: "Use the detected default again",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireProject(project); err != nil {
-				return err
-			}
-			if err := newClient().call(cmd.Context(), "DELETE", "/api/v1/projects/"+pathEscape(project)+"/start-command", nil, nil); err != nil {
+			if err := newClient().call(cmd.Context(), "DELETE", projectPath(project)+"/start-command", nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "New deployments of %s use the detected start command\n", project)
@@ -138,29 +113,23 @@ func newEnvCmd() *cobra.Command {
 	var project string
 	var asJSON bool
 	envPath := func(env string) string {
-		return "/api/v1/projects/" + pathEscape(project) + "/environments/" + pathEscape(env)
+		return projectPath(project) + "/environments/" + pathEscape(env)
 	}
 	cmd := &cobra.Command{
 		Use:   "env",
 		Short: "List and manage a project's environments, variables and domains",
 		Args:  cobra.NoArgs,
+		// Every subcommand needs the project.
+		PersistentPreRunE: func(*cobra.Command, []string) error { return requireProject(project) },
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireProject(project); err != nil {
-				return err
-			}
-			var envs []api.EnvironmentDetail
-			if err := newClient().call(cmd.Context(), "GET", "/api/v1/projects/"+pathEscape(project)+"/environments", nil, &envs); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd, envs)
-			}
-			w := table(cmd)
-			fmt.Fprintln(w, "NAME\tCURRENT\tBRANCHES\tURL\tDOMAINS")
-			for _, e := range envs {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.Name, dash(e.CurrentDeployment), dash(strings.Join(e.Branches, ",")), e.URL, dash(strings.Join(e.Domains, " ")))
-			}
-			return w.Flush()
+			return show(cmd, asJSON, "GET", projectPath(project)+"/environments", nil, func(envs []api.EnvironmentDetail) error {
+				w := table(cmd)
+				fmt.Fprintln(w, "NAME\tCURRENT\tBRANCHES\tURL\tDOMAINS")
+				for _, e := range envs {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.Name, dash(e.CurrentDeployment), dash(strings.Join(e.Branches, ",")), e.URL, dash(strings.Join(e.Domains, " ")))
+				}
+				return w.Flush()
+			})
 		},
 	}
 	projectFlag(cmd, &project)
@@ -169,11 +138,8 @@ func newEnvCmd() *cobra.Command {
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create an environment", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireProject(project); err != nil {
-				return err
-			}
 			var e api.EnvironmentDetail
-			if err := newClient().call(cmd.Context(), "POST", "/api/v1/projects/"+pathEscape(project)+"/environments",
+			if err := newClient().call(cmd.Context(), "POST", projectPath(project)+"/environments",
 				api.CreateEnvironmentRequest{Name: args[0], Branches: branches}, &e); err != nil {
 				return err
 			}
@@ -185,18 +151,12 @@ func newEnvCmd() *cobra.Command {
 	setBranches := &cobra.Command{
 		Use: "branches ENV BRANCH...", Short: "Set the git branches mapped to an environment", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireProject(project); err != nil {
-				return err
-			}
 			return newClient().call(cmd.Context(), "PATCH", envPath(args[0]), api.UpdateEnvironmentRequest{Branches: args[1:]}, nil)
 		},
 	}
 	del := &cobra.Command{
 		Use: "delete NAME", Short: "Stop an environment's deployments and delete it", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireProject(project); err != nil {
-				return err
-			}
 			if err := newClient().call(cmd.Context(), "DELETE", envPath(args[0]), nil, nil); err != nil {
 				return err
 			}
@@ -208,28 +168,17 @@ func newEnvCmd() *cobra.Command {
 	vars := &cobra.Command{
 		Use: "vars ENV", Short: "List an environment's variables (secrets masked)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireProject(project); err != nil {
-				return err
-			}
-			var vs []api.Variable
-			if err := newClient().call(cmd.Context(), "GET", envPath(args[0])+"/variables", nil, &vs); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd, vs)
-			}
-			for _, v := range vs {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s=%s\n", v.Name, v.Value)
-			}
-			return nil
+			return show(cmd, asJSON, "GET", envPath(args[0])+"/variables", nil, func(vs []api.Variable) error {
+				for _, v := range vs {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s=%s\n", v.Name, v.Value)
+				}
+				return nil
+			})
 		},
 	}
 	set := &cobra.Command{
 		Use: "set ENV NAME=VALUE...", Short: "Set variables (for deployments started from now on)", Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireProject(project); err != nil {
-				return err
-			}
 			for _, kv := range args[1:] {
 				name, value, ok := strings.Cut(kv, "=")
 				if !ok {
@@ -248,9 +197,6 @@ func newEnvCmd() *cobra.Command {
 	unset := &cobra.Command{
 		Use: "unset ENV NAME...", Short: "Remove variables", Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireProject(project); err != nil {
-				return err
-			}
 			for _, name := range args[1:] {
 				if err := newClient().call(cmd.Context(), "DELETE", envPath(args[0])+"/variables/"+pathEscape(name), nil, nil); err != nil {
 					return err
@@ -263,9 +209,6 @@ func newEnvCmd() *cobra.Command {
 	domainAdd := &cobra.Command{
 		Use: "add ENV DOMAIN", Short: "Route DOMAIN to the environment's current deployment", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireProject(project); err != nil {
-				return err
-			}
 			if err := newClient().call(cmd.Context(), "POST", envPath(args[0])+"/domains", api.DomainRequest{Name: args[1]}, nil); err != nil {
 				return err
 			}
@@ -276,9 +219,6 @@ func newEnvCmd() *cobra.Command {
 	domainRemove := &cobra.Command{
 		Use: "remove ENV DOMAIN", Short: "Unassign a custom domain", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireProject(project); err != nil {
-				return err
-			}
 			return newClient().call(cmd.Context(), "DELETE", envPath(args[0])+"/domains/"+pathEscape(args[1]), nil, nil)
 		},
 	}

@@ -163,6 +163,24 @@ func newLoginCmd() *cobra.Command {
 	return cmd
 }
 
+// jsonFlag adds the --json flag to cmd.
+func jsonFlag(cmd *cobra.Command, asJSON *bool) {
+	cmd.Flags().BoolVar(asJSON, "json", false, "print JSON")
+}
+
+// show makes one API call and prints the answer: as JSON when asJSON, else
+// with text.
+func show[T any](cmd *cobra.Command, asJSON bool, method, path string, in any, text func(T) error) error {
+	var v T
+	if err := newClient().call(cmd.Context(), method, path, in, &v); err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(cmd, v)
+	}
+	return text(v)
+}
+
 func printJSON(cmd *cobra.Command, v any) error {
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")

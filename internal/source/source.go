@@ -8,7 +8,9 @@
 // refuses anything that could write outside the target directory, any entry
 // that is not a regular file, directory or symbolic link, and archives that
 // exceed its Limits. GitInfo reads the branch, commit and author of a
-// checkout so a deployment can record where its source came from.
+// checkout so a deployment can record where its source came from; Push is
+// one ref a git push updated, as the git server and GitHub's webhook report
+// it.
 //
 // Typical use:
 //

@@ -91,15 +91,23 @@ func (s *suite) driver(t *testing.T) runtime.Driver {
 }
 
 // restart plays a restart of the server: it closes d if it can be closed
-// and returns a new driver value.
-func (s *suite) restart(t *testing.T, d runtime.Driver) runtime.Driver {
+// and returns a new driver value and h as the new server reloads it.
+func (s *suite) restart(t *testing.T, d runtime.Driver, h *runtime.Handle) (runtime.Driver, *runtime.Handle) {
 	t.Helper()
 	if c, ok := d.(io.Closer); ok {
 		if err := c.Close(); err != nil {
 			t.Fatalf("closing driver: %v", err)
 		}
 	}
-	return s.driver(t)
+	return s.driver(t), persisted(t, h)
+}
+
+// checkFreed calls the harness's CheckFreed, if any, for a stopped instance.
+func (s *suite) checkFreed(t *testing.T, h *runtime.Handle) {
+	t.Helper()
+	if s.h.CheckFreed != nil {
+		s.h.CheckFreed(t, h)
+	}
 }
 
 // NewID returns a fresh instance ID, safe as a DNS label.
@@ -446,9 +454,7 @@ func (s *suite) stopIdempotent(t *testing.T) {
 	if _, err := d.Inspect(ctx, h); !errors.Is(err, runtime.ErrNotFound) {
 		t.Errorf("Inspect after Stop = %v, want ErrNotFound", err)
 	}
-	if s.h.CheckFreed != nil {
-		s.h.CheckFreed(t, h)
-	}
+	s.checkFreed(t, h)
 	// A new driver value can stop it too.
 	if err := s.driver(t).Stop(ctx, h); err != nil {
 		t.Errorf("Stop from a new driver value: %v", err)
@@ -466,9 +472,7 @@ func (s *suite) stopAfterExit(t *testing.T) {
 	if err := d.Stop(ctx, h); err != nil {
 		t.Fatalf("Stop after exit: %v", err)
 	}
-	if s.h.CheckFreed != nil {
-		s.h.CheckFreed(t, h)
-	}
+	s.checkFreed(t, h)
 }
 
 // persisted returns a copy of h as the control plane stores and reloads it.
@@ -492,8 +496,7 @@ func (s *suite) recover(t *testing.T) {
 	WaitHTTP(t, d1, h1, 3000)
 	before := inspect(t, d1, h1)
 
-	d2 := s.restart(t, d1)
-	h2 := persisted(t, h1)
+	d2, h2 := s.restart(t, d1, h1)
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	if err := d2.Recover(ctx, h2); err != nil {
@@ -524,9 +527,7 @@ func (s *suite) recover(t *testing.T) {
 	if err := d2.Stop(ctx, h2); err != nil {
 		t.Errorf("Stop after Recover: %v", err)
 	}
-	if s.h.CheckFreed != nil {
-		s.h.CheckFreed(t, h2)
-	}
+	s.checkFreed(t, h2)
 }
 
 func (s *suite) recoverExited(t *testing.T) {
@@ -536,8 +537,7 @@ func (s *suite) recoverExited(t *testing.T) {
 	get(t, d1, h1, 3000, "/exit?code=5")
 	wait(t, d1, h1)
 
-	d2 := s.restart(t, d1)
-	h2 := persisted(t, h1)
+	d2, h2 := s.restart(t, d1, h1)
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	if err := d2.Recover(ctx, h2); err != nil {
@@ -552,9 +552,7 @@ func (s *suite) recoverExited(t *testing.T) {
 	if err := d2.Stop(ctx, h2); err != nil {
 		t.Errorf("Stop: %v", err)
 	}
-	if s.h.CheckFreed != nil {
-		s.h.CheckFreed(t, h2)
-	}
+	s.checkFreed(t, h2)
 }
 
 func (s *suite) recoverStopped(t *testing.T) {
@@ -565,8 +563,7 @@ func (s *suite) recoverStopped(t *testing.T) {
 	if err := d1.Stop(ctx, h1); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	d2 := s.restart(t, d1)
-	h2 := persisted(t, h1)
+	d2, h2 := s.restart(t, d1, h1)
 	if err := d2.Recover(ctx, h2); !errors.Is(err, runtime.ErrNotFound) {
 		t.Errorf("Recover of a stopped instance = %v, want ErrNotFound", err)
 	}

@@ -43,6 +43,8 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+
+	"github.com/slipwayhq/slipway/internal/source"
 )
 
 // ErrIgnored, wrapped in an error returned by Enqueue, answers the delivery
@@ -65,32 +67,16 @@ type Link struct {
 
 // PushEvent is a verified push to a branch.
 type PushEvent struct {
+	// Push is the ref update and its head commit. Project is empty from
+	// ParsePush; Created, Deleted and Forced are the payload's flags; Message
+	// and Author are empty when the payload has no head commit.
+	source.Push
 	// DeliveryID is the X-GitHub-Delivery header (empty from ParsePush).
 	DeliveryID string
-	// Project is the project the hook was delivered for (empty from
-	// ParsePush).
-	Project string
 	// Repository is the repository's "owner/name"; CloneURL its HTTPS clone
 	// URL as GitHub reports it.
 	Repository string
 	CloneURL   string
-	// Ref is the full ref ("refs/heads/main"); Branch is Ref without
-	// "refs/heads/", empty when Ref is not a branch.
-	Ref    string
-	Branch string
-	// OldSHA and NewSHA are the payload's before and after: the commit the
-	// ref pointed to and points to now (all zeros for "none").
-	OldSHA string
-	NewSHA string
-	// Created, Deleted and Forced are the payload's flags: the push created
-	// or deleted the ref, or was a force push (deployed like any other).
-	Created bool
-	Deleted bool
-	Forced  bool
-	// Message and Author ("Name <email>") describe the head commit; both
-	// empty when the payload has none.
-	Message string
-	Author  string
 }
 
 // Config configures a Handler. Lookup and Enqueue are required.
@@ -270,7 +256,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusInternalServerError, "error", "internal error: the push was not queued")
 		return
 	}
-	reply(w, http.StatusAccepted, "queued", "deploying %s of %s at %s", ev.Branch, ev.Repository, shortSHA(ev.NewSHA))
+	reply(w, http.StatusAccepted, "queued", "deploying %s of %s at %s", ev.Branch, ev.Repository, source.ShortSHA(ev.NewSHA))
 }
 
 // ValidSignature reports whether header (the X-Hub-Signature-256 value,
@@ -343,13 +329,6 @@ func repoPath(s string) string {
 		s = strings.Join(parts[len(parts)-2:], "/") // github.com/owner/name
 	}
 	return s
-}
-
-func shortSHA(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
 }
 
 // memorySeen remembers the last max delivery ids.

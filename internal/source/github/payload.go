@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/slipwayhq/slipway/internal/source"
 )
 
 // pushPayload is the part of GitHub's push event payload Slipway reads
@@ -57,18 +59,15 @@ func ParsePush(payload []byte) (PushEvent, error) {
 		return PushEvent{}, errors.New("push payload has no repository full_name")
 	}
 	ev := PushEvent{
+		Push:       source.NewPush("", *p.Ref, p.Before, p.After),
 		Repository: p.Repository.FullName,
 		CloneURL:   p.Repository.CloneURL,
-		Ref:        *p.Ref,
-		OldSHA:     p.Before,
-		NewSHA:     p.After,
-		Created:    p.Created,
-		Deleted:    p.Deleted || isZero(p.After),
-		Forced:     p.Forced,
 	}
-	if b, ok := strings.CutPrefix(ev.Ref, "refs/heads/"); ok && b != "" {
-		ev.Branch = b
-	}
+	// GitHub's own flags say what the push did; an all-zero after is a
+	// deletion whatever the flag says.
+	ev.Created = p.Created
+	ev.Deleted = p.Deleted || ev.Deleted
+	ev.Forced = p.Forced
 	if hc := p.HeadCommit; hc != nil && !ev.Deleted {
 		ev.Message = strings.TrimRight(hc.Message, "\n")
 		switch a := hc.Author; {
@@ -81,8 +80,4 @@ func ParsePush(payload []byte) (PushEvent, error) {
 		}
 	}
 	return ev, nil
-}
-
-func isZero(sha string) bool {
-	return strings.Trim(sha, "0") == ""
 }

@@ -36,12 +36,12 @@ func Archive(ctx context.Context, repoDir, sha string, w io.Writer) error {
 	}
 	bin, err := exec.LookPath("git")
 	if err != nil {
-		return fmt.Errorf("archiving %s: %w", short(sha), err)
+		return fmt.Errorf("archiving %s: %w", source.ShortSHA(sha), err)
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(repoDir), ".archive-")
 	if err != nil {
 		if tmp, err = os.MkdirTemp("", "slipway-archive-"); err != nil {
-			return fmt.Errorf("archiving %s: %w", short(sha), err)
+			return fmt.Errorf("archiving %s: %w", source.ShortSHA(sha), err)
 		}
 	}
 	defer os.RemoveAll(tmp)
@@ -54,10 +54,10 @@ func Archive(ctx context.Context, repoDir, sha string, w io.Writer) error {
 	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 4 << 10}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return fmt.Errorf("archiving %s: %w", short(sha), err)
+		return fmt.Errorf("archiving %s: %w", source.ShortSHA(sha), err)
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("archiving %s: %w", short(sha), err)
+		return fmt.Errorf("archiving %s: %w", source.ShortSHA(sha), err)
 	}
 	_, xerr := source.Extract(out, tree, source.Limits{})
 	if xerr != nil {
@@ -69,7 +69,7 @@ func Archive(ctx context.Context, repoDir, sha string, w io.Writer) error {
 	switch {
 	case errors.As(xerr, &rej) && rej.Kind != source.KindInvalid:
 		// The tree's fault (e.g. a link out of it), not git's.
-		return fmt.Errorf("archiving %s: %w", short(sha), rej)
+		return fmt.Errorf("archiving %s: %w", source.ShortSHA(sha), rej)
 	case werr != nil:
 		// git's failure (an unknown commit) explains more than the
 		// truncated archive it caused.
@@ -77,19 +77,12 @@ func Archive(ctx context.Context, repoDir, sha string, w io.Writer) error {
 		if msg == "" {
 			msg = werr.Error()
 		}
-		return fmt.Errorf("archiving %s: git archive: %s", short(sha), msg)
+		return fmt.Errorf("archiving %s: git archive: %s", source.ShortSHA(sha), msg)
 	case xerr != nil:
-		return fmt.Errorf("archiving %s: %w", short(sha), xerr)
+		return fmt.Errorf("archiving %s: %w", source.ShortSHA(sha), xerr)
 	}
 	if err := source.Pack(tree, w); err != nil {
-		return fmt.Errorf("archiving %s: %w", short(sha), err)
+		return fmt.Errorf("archiving %s: %w", source.ShortSHA(sha), err)
 	}
 	return nil
-}
-
-func short(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
 }

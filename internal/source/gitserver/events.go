@@ -7,6 +7,8 @@ import (
 	"errors"
 	"os/exec"
 	"strings"
+
+	"github.com/slipwayhq/slipway/internal/source"
 )
 
 // events turns the commands of a finished push into events, keeping only
@@ -23,14 +25,7 @@ func (s *Server) events(ctx context.Context, project, dir string, cmds []command
 	}
 	var events []PushEvent
 	for _, c := range cmds {
-		ev := PushEvent{
-			Project: project, RepoDir: dir, Ref: c.ref,
-			OldSHA: c.old, NewSHA: c.new,
-			Created: isZero(c.old), Deleted: isZero(c.new),
-		}
-		if b, ok := strings.CutPrefix(c.ref, "refs/heads/"); ok {
-			ev.Branch = b
-		}
+		ev := PushEvent{Push: source.NewPush(project, c.ref, c.old, c.new), RepoDir: dir}
 		now, exists := refs[c.ref]
 		switch {
 		case ev.Deleted && exists, !ev.Deleted && now != c.new:
@@ -45,10 +40,6 @@ func (s *Server) events(ctx context.Context, project, dir string, cmds []command
 		events = append(events, ev)
 	}
 	return events
-}
-
-func isZero(sha string) bool {
-	return strings.Trim(sha, "0") == ""
 }
 
 // refs maps every ref of the repository to the object it names.

@@ -62,6 +62,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/slipwayhq/slipway/internal/source"
 )
 
 // Pusher is told about each ref a push updated.
@@ -87,34 +89,12 @@ func (f PushFunc) Push(ctx context.Context, ev PushEvent, out io.Writer) error {
 // ZeroSHA is the object name git uses for "no object" in a ref update.
 const ZeroSHA = "0000000000000000000000000000000000000000"
 
-// PushEvent is one ref updated by a push.
+// PushEvent is one ref updated by a push. OldSHA is ZeroSHA when the push
+// created Ref, NewSHA ZeroSHA when it deleted it.
 type PushEvent struct {
-	// Project is the project the repository belongs to.
-	Project string
+	source.Push
 	// RepoDir is the bare repository, for Archive.
 	RepoDir string
-	// Ref is the full ref name, e.g. "refs/heads/main".
-	Ref string
-	// Branch is Ref without "refs/heads/", or empty when Ref is not a
-	// branch (a tag, a note).
-	Branch string
-	// OldSHA is what Ref pointed to before the push; ZeroSHA when the push
-	// created it.
-	OldSHA string
-	// NewSHA is what Ref points to now; ZeroSHA when Deleted.
-	NewSHA string
-	// Created reports a ref that did not exist before the push.
-	Created bool
-	// Deleted reports a ref the push deleted. There is nothing to deploy.
-	Deleted bool
-	// Forced reports a non-fast-forward update: OldSHA is not an ancestor
-	// of NewSHA (git push --force). It is deployed like any other push.
-	Forced bool
-	// Message is NewSHA's commit message without trailing newlines, and
-	// Author its author as "Name <email>"; both empty when Deleted or when
-	// NewSHA is not a commit (nor a tag of one).
-	Message string
-	Author  string
 }
 
 // Config configures a Server. Root and Authorize are required.

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/slipwayhq/slipway/internal/source"
 )
 
 // The build log reaches the git client while the push is still open: the
@@ -24,7 +26,7 @@ func TestPushStreamsOutputWhileOpen(t *testing.T) {
 	ts := newTestServer(t, nil)
 	printed := make(chan struct{})
 	ts.pusher.fn = func(ctx context.Context, ev PushEvent, out io.Writer) error {
-		fmt.Fprintf(out, "building %s at %s\n", ev.Branch, short(ev.NewSHA))
+		fmt.Fprintf(out, "building %s at %s\n", ev.Branch, source.ShortSHA(ev.NewSHA))
 		select {
 		case <-printed:
 		case <-ctx.Done():
@@ -49,7 +51,7 @@ func TestPushStreamsOutputWhileOpen(t *testing.T) {
 	}
 	var all strings.Builder
 	sc := bufio.NewScanner(stderr)
-	first := "remote: building main at " + short(sha)
+	first := "remote: building main at " + source.ShortSHA(sha)
 	for sc.Scan() {
 		line := sc.Text()
 		all.WriteString(line + "\n")
@@ -73,11 +75,11 @@ func TestPushStreamsOutputWhileOpen(t *testing.T) {
 	if len(evs) != 1 {
 		t.Fatalf("got %d events, want 1: %+v", len(evs), evs)
 	}
-	want := PushEvent{
-		Project: "app", RepoDir: ts.RepoDir("app"), Ref: "refs/heads/main", Branch: "main",
+	want := PushEvent{RepoDir: ts.RepoDir("app"), Push: source.Push{
+		Project: "app", Ref: "refs/heads/main", Branch: "main",
 		OldSHA: ZeroSHA, NewSHA: sha, Created: true,
 		Message: "First commit\n\nWith a body.", Author: "Ada Lovelace <ada@example.com>",
-	}
+	}}
 	if evs[0] != want {
 		t.Errorf("event:\n got %+v\nwant %+v", evs[0], want)
 	}
@@ -114,7 +116,7 @@ func TestFastForwardAndForcePush(t *testing.T) {
 	}
 	ts.pusher.take()
 	out = c.git("push", "--force", "slipway", "main")
-	if !contains(remoteLines(out), "received refs/heads/main "+short(b2)) {
+	if !contains(remoteLines(out), "received refs/heads/main "+source.ShortSHA(b2)) {
 		t.Errorf("force push output:\n%s", out)
 	}
 	evs := ts.pusher.take()
@@ -144,12 +146,12 @@ func TestDeleteBranch(t *testing.T) {
 		t.Errorf("delete output:\n%s", out)
 	}
 	evs = ts.pusher.take()
-	want := PushEvent{Project: "app", RepoDir: ts.RepoDir("app"), Ref: "refs/heads/feature", Branch: "feature",
-		OldSHA: sha, NewSHA: ZeroSHA, Deleted: true}
+	want := PushEvent{RepoDir: ts.RepoDir("app"), Push: source.Push{Project: "app", Ref: "refs/heads/feature", Branch: "feature",
+		OldSHA: sha, NewSHA: ZeroSHA, Deleted: true}}
 	if len(evs) != 1 || evs[0] != want {
 		t.Fatalf("delete event:\n got %+v\nwant %+v", evs, want)
 	}
-	if !contains(remoteLines(out), "received refs/heads/feature "+short(ZeroSHA)) {
+	if !contains(remoteLines(out), "received refs/heads/feature "+source.ShortSHA(ZeroSHA)) {
 		t.Errorf("the Pusher's output for a deletion is shown too:\n%s", out)
 	}
 }
@@ -270,7 +272,7 @@ func TestLargePushAndClone(t *testing.T) {
 	// --progress: receive-pack reports progress while the pack is still
 	// arriving, so the response starts before the request body is read.
 	out := c.git("push", "--progress", ts.remote("app", testToken), "main")
-	if !contains(remoteLines(out), "received refs/heads/main "+short(sha)) {
+	if !contains(remoteLines(out), "received refs/heads/main "+source.ShortSHA(sha)) {
 		t.Errorf("git output:\n%s", out)
 	}
 	ts.mu.Lock()

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/slipwayhq/slipway/internal/source"
 )
 
 const testToken = "sw_test_token"
@@ -43,7 +45,7 @@ func (r *recorder) Push(ctx context.Context, ev PushEvent, out io.Writer) error 
 	if fn != nil {
 		return fn(ctx, ev, out)
 	}
-	fmt.Fprintf(out, "received %s %s\n", ev.Ref, short(ev.NewSHA))
+	fmt.Fprintf(out, "received %s %s\n", ev.Ref, source.ShortSHA(ev.NewSHA))
 	return nil
 }
 
