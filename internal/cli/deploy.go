@@ -101,7 +101,7 @@ its name defaults to the folder's name.`,
 			if err != nil {
 				return err
 			}
-			logf("Uploaded %s in %s; deployment %s\n", humanBytes(counter.n), time.Since(start).Round(time.Millisecond), d.ID)
+			logf("Uploaded %s in %s; deployment %s\n", source.FormatBytes(counter.n), time.Since(start).Round(time.Millisecond), d.ID)
 			if detach {
 				if asJSON {
 					return printJSON(cmd, d)
@@ -192,16 +192,6 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func dim(s string) string {

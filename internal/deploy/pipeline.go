@@ -228,18 +228,8 @@ func (c *Controller) unpack(d *store.Deployment, dir string) error {
 		}
 		return fmt.Errorf("unpacking source: %v", err)
 	}
-	c.event(d.ID, store.LogBuild, "unpacked source: %d files, %s", st.Files, humanBytes(st.Bytes))
+	c.event(d.ID, store.LogBuild, "unpacked source: %d files, %s", st.Files, source.FormatBytes(st.Bytes))
 	return nil
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // startCommand turns a start command into the argv that replaces the

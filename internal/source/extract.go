@@ -293,7 +293,7 @@ func (x *extractor) streamErr(src *errReader, name string, err error) error {
 	case src.err != nil:
 		return fmt.Errorf("reading upload: %w", src.err)
 	case errors.Is(err, errStreamCap):
-		return tooLarge("", fmt.Sprintf("the archive expands to more than %s", formatBytes(x.lim.streamCap())))
+		return tooLarge("", fmt.Sprintf("the archive expands to more than %s", FormatBytes(x.lim.streamCap())))
 	case x.count == 0 && name == "" && errors.Is(err, io.EOF):
 		return invalid("", "the upload is empty", err)
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
@@ -440,9 +440,9 @@ func (x *extractor) file(raw, name string, hdr *tar.Header, tr *tar.Reader, src 
 	case size < 0:
 		return invalid(raw, "has a negative size", nil)
 	case size > x.lim.MaxFileBytes:
-		return tooLarge(raw, fmt.Sprintf("is %s, over the limit of %s for a single file", formatBytes(size), formatBytes(x.lim.MaxFileBytes)))
+		return tooLarge(raw, fmt.Sprintf("is %s, over the limit of %s for a single file", FormatBytes(size), FormatBytes(x.lim.MaxFileBytes)))
 	case size > x.lim.MaxBytes-x.stats.Bytes:
-		return tooLarge(raw, fmt.Sprintf("takes the upload over its limit of %s for all files together", formatBytes(x.lim.MaxBytes)))
+		return tooLarge(raw, fmt.Sprintf("takes the upload over its limit of %s for all files together", FormatBytes(x.lim.MaxBytes)))
 	}
 	perm := fileMode(hdr.Mode)
 	f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)

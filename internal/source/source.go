@@ -91,9 +91,9 @@ func quoteShort(p string) string {
 	return strconv.Quote(p)
 }
 
-// formatBytes renders n in the largest binary unit that divides it evenly
+// FormatBytes renders n in the largest binary unit that divides it evenly
 // enough to read well ("1 GiB", "512 MiB", "1.5 KiB", "17 bytes").
-func formatBytes(n int64) string {
+func FormatBytes(n int64) string {
 	units := []struct {
 		size int64
 		name string
