@@ -1,12 +1,9 @@
 package api
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
-	"net/url"
-	"strings"
 
+	"github.com/slipwayhq/slipway/internal/deploy"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -67,30 +64,15 @@ func (s *Server) linkRepository(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	u, err := url.Parse(req.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "file") || u.User != nil {
-		return errBadRequest("url must be an http(s) URL of the repository, without credentials (pass a token instead)")
-	}
-	if s.cfg.Secrets == nil {
-		return errBadRequest("this server cannot store secrets")
-	}
-	secret, generated := p.WebhookSecret, ""
-	if secret == nil || req.RotateSecret {
-		var b [24]byte
-		rand.Read(b[:])
-		generated = hex.EncodeToString(b[:])
-		secret = s.cfg.Secrets.Seal([]byte(generated))
-	}
-	token := p.RepoToken
-	if strings.TrimSpace(req.Token) != "" {
-		token = s.cfg.Secrets.Seal([]byte(strings.TrimSpace(req.Token)))
-	}
-	if err := s.store.SetProjectRepo(r.Context(), p.ID, req.URL, secret, token); err != nil {
+	linked, err := s.dep.LinkRepository(r.Context(), p, deploy.RepoLink{URL: req.URL, Token: req.Token, RotateSecret: req.RotateSecret})
+	if err != nil {
 		return err
 	}
-	p.RepoURL, p.WebhookSecret, p.RepoToken = req.URL, secret, token
+	if p, err = s.store.GetProject(r.Context(), p.Name); err != nil {
+		return err
+	}
 	out := s.repositoryJSON(r, p)
-	out.WebhookSecret = generated
+	out.WebhookSecret = linked.Secret
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

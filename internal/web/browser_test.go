@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
@@ -26,7 +27,8 @@ import (
 // project, set a variable, watch a build log stream while the build runs,
 // see RUNNING without a reload, open the preview URL, page through runtime
 // logs, follow and filter them, see a new deployment appear live, and roll
-// back. It saves screenshots of the main pages in the test's artifact
+// back; link a GitHub repository, reveal and copy its webhook secret, set
+// a clone token, rotate the secret on a phone and unlink. It saves screenshots of the main pages in the test's artifact
 // directory (or $SLIPWAY_SCREENSHOTS) and in /tmp/slipway-screens/.
 
 // screensCopy always receives a copy of the screenshots, to look at them.
@@ -257,6 +259,59 @@ func TestBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`form[action="/projects/demo/domains"] button[type=submit]`)),
 	)
 	b.wait("the domain is listed", `document.querySelector("#domains").textContent.includes("www.demo.test")`)
+
+	// Link a GitHub repository: a bad address is refused with a message,
+	// a good one shows the webhook URL and its secret, once, masked until
+	// revealed, with a working copy button.
+	hookURL := e.srv.URL + "/hooks/github/demo"
+	if got := eval[string](b, `document.querySelector("#webhook-url").textContent`); got != hookURL {
+		t.Errorf("webhook URL shows %q, want %q", got, hookURL)
+	}
+	b.do("linking a bad address",
+		chromedp.SendKeys(chromedp.CSS("#repo-url-input"), "ftp://github.com/acme/demo"),
+		chromedp.Click(chromedp.CSS(`form[action="/projects/demo/repository"] button[type=submit]`)),
+	)
+	b.wait("the bad address is refused", `location.hash === "#git" && !!document.querySelector(".flash-error") && document.querySelector(".flash-error").textContent.includes("is not a repository address")`)
+	b.do("linking the repository",
+		chromedp.SetValue(chromedp.CSS("#repo-url-input"), "https://github.com/acme/demo"),
+		chromedp.Click(chromedp.CSS(`form[action="/projects/demo/repository"] button[type=submit]`)),
+	)
+	b.wait("the link and the new secret show", `!!document.querySelector(".flash-ok") && !!document.querySelector("#webhook-secret") && document.querySelector("#repo-url").textContent === "https://github.com/acme/demo"`)
+	linked, err := e.st.GetProject(ctx, "demo")
+	if err != nil || linked.WebhookSecret == nil {
+		t.Fatalf("after linking: %+v %v", linked, err)
+	}
+	plain, err := e.box.Unseal(linked.WebhookSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := string(plain)
+	if eval[bool](b, `document.body.textContent.includes(`+js(secret)+`)`) {
+		t.Error("the webhook secret shows before it is revealed")
+	}
+	b.shot("settings-repository")
+	b.do("revealing the secret", chromedp.Click(chromedp.CSS(`[data-reveal="webhook-secret"]`)))
+	if got := eval[string](b, `document.querySelector("#webhook-secret").textContent`); got != secret {
+		t.Errorf("revealed secret %q, want %q", got, secret)
+	}
+	grantClipboard(b)
+	b.do("copying the secret", chromedp.Click(chromedp.CSS(`[data-copy="webhook-secret"]`)))
+	b.wait("the copy button says so", `document.querySelector('[data-copy="webhook-secret"]').textContent === "Copied"`)
+	cctx, ccancel := context.WithTimeout(b.ctx, step)
+	clip, err := chromedp.Run(cctx, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+	ccancel()
+	if err != nil || clip != secret {
+		t.Errorf("the clipboard holds %q (%v), want the secret", clip, err)
+	}
+	b.shot("settings-secret-revealed")
+	b.do("setting a clone token",
+		chromedp.SendKeys(chromedp.CSS("#clone-token"), "ghp_browserToken42"),
+		chromedp.Click(chromedp.CSS(`form[action="/projects/demo/repository/token"] button[type=submit]`)),
+	)
+	b.wait("the token is set, the secret no longer shown", `document.querySelector("#token-state").textContent === "set" && !document.querySelector("#webhook-secret") && document.querySelector("#secret-state").textContent === "set"`)
+	if eval[bool](b, `document.documentElement.outerHTML.includes("browserToken42")`) {
+		t.Error("the settings page shows the clone token")
+	}
 	b.shot("settings")
 
 	// A deployment whose build holds (BLOCK) after its output: its page
@@ -342,7 +397,7 @@ func TestBrowser(t *testing.T) {
 	// reload.
 	b.open("/projects/demo")
 	eval[bool](b, `window.__sameDocument = true`)
-	second := e.deploy("demo", deploy.CreateRequest{Promote: true, Branch: "main", CommitSHA: "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b",
+	second := e.deploy("demo", deploy.CreateRequest{Promote: true, Trigger: "webhook", Branch: "main", CommitSHA: "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b",
 		Message: "Fix the checkout button", Author: "Grace Hopper"})
 	b.wait("the new deployment appears running and current", fmt.Sprintf(
 		`!!document.querySelector("#dep-%s .badge.st-running") && !!document.querySelector('[data-current="%s"]') && window.__sameDocument === true`, second.ID, second.ID))
@@ -376,7 +431,21 @@ func TestBrowser(t *testing.T) {
 	}
 	b.shot("phone-deployment")
 	b.open("/projects/demo/settings")
+	b.wait("the settings page lists the webhook deployment", fmt.Sprintf(`!!document.querySelector('#git a[href="/deployments/%s"]')`, second.ID))
+	if w := eval[int](b, `document.documentElement.scrollWidth`); w > 390 {
+		t.Errorf("the settings page is %d px wide on a 390 px phone", w)
+	}
 	b.shot("phone-settings")
+	// Rotate the secret on the phone: the new one shows once.
+	eval[bool](b, `(window.confirm = function () { return true }, true)`)
+	b.do("rotating the secret", chromedp.Click(chromedp.CSS(`form[action="/projects/demo/repository/secret"] button`)))
+	b.wait("the new secret shows", `!!document.querySelector("#webhook-secret") && document.querySelector(".flash-ok").textContent.includes("New webhook secret")`)
+	b.do("revealing the new secret", chromedp.Click(chromedp.CSS(`[data-reveal="webhook-secret"]`)))
+	if w := eval[int](b, `document.documentElement.scrollWidth`); w > 390 {
+		t.Errorf("the settings page with a revealed secret is %d px wide on a 390 px phone", w)
+	}
+	b.do("scrolling to the webhook", chromedp.Evaluate[chromedp.Void](`document.querySelector("#webhook-title").scrollIntoView()`))
+	b.shot("phone-settings-secret")
 
 	// Dark mode, on a laptop screen.
 	b.do("back to a laptop screen", chromedp.EmulateViewport(1280, 900))
@@ -391,6 +460,32 @@ func TestBrowser(t *testing.T) {
 	b.shot("dark-deployment")
 	b.open("/projects/demo")
 	b.shot("dark-project")
+	b.open("/projects/demo/settings#git")
+	b.shot("dark-settings")
+
+	// Unlink the repository.
+	eval[bool](b, `(window.confirm = function () { return true }, true)`)
+	b.do("unlinking", chromedp.Click(chromedp.CSS(`form[action="/projects/demo/repository/unlink"] button`)))
+	b.wait("the repository is unlinked", `!!document.querySelector("#repo-url-none") && document.querySelector("#secret-state").textContent === "not set" && document.querySelector("#token-state").textContent === "not set"`)
+	if p, _ := e.st.GetProject(ctx, "demo"); p.RepoURL != "" || p.WebhookSecret != nil || p.RepoToken != nil {
+		t.Errorf("after unlinking in the browser: %+v", p)
+	}
+	b.shot("settings-unlinked")
+}
+
+// grantClipboard lets the page read the clipboard (to check what a copy
+// button put there); writing needs no permission after a click.
+func grantClipboard(b *browser) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, step)
+	defer cancel()
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.Call(ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+			Permission: &cdpbrowser.PermissionDescriptor{Name: name, AllowWithoutSanitization: true},
+			Setting:    cdpbrowser.PermissionSettingGranted, Origin: b.e.srv.URL}); err != nil {
+			b.t.Fatalf("granting %s: %v", name, err)
+		}
+	}
 }
 
 // appGet sends a request through the router to host, as a visitor would.

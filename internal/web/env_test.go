@@ -39,6 +39,7 @@ type testEnv struct {
 	builder *buildtest.Builder
 	driver  *fake.Driver
 	table   *router.Table
+	box     *secrets.Box
 	srv     *httptest.Server // dashboard + API
 	apps    *httptest.Server // the router
 	appPort int
@@ -49,6 +50,8 @@ type envOptions struct {
 	adminPassword string
 	builder       *buildtest.Builder
 	idleTimeout   time.Duration
+	// noSecrets starts the controller without Config.Secrets.
+	noSecrets bool
 }
 
 func newTestEnv(t *testing.T, opt envOptions) *testEnv {
@@ -66,7 +69,7 @@ func newTestEnv(t *testing.T, opt envOptions) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &testEnv{t: t, st: st, builder: opt.builder, table: &router.Table{}}
+	e := &testEnv{t: t, st: st, builder: opt.builder, table: &router.Table{}, box: box}
 	if e.builder == nil {
 		e.builder = buildtest.New()
 	}
@@ -76,8 +79,12 @@ func newTestEnv(t *testing.T, opt envOptions) *testEnv {
 	if idle == 0 {
 		idle = -1 // never scale to zero unless a test asks
 	}
+	ctlBox := box
+	if opt.noSecrets {
+		ctlBox = nil
+	}
 	ctl, err := deploy.New(deploy.Config{Store: st, Builder: e.builder, Driver: e.driver, Routes: e.table,
-		Registry: "127.0.0.1:7300", DataDir: data, DeployWindow: 20 * time.Second, Secrets: box,
+		Registry: "127.0.0.1:7300", DataDir: data, DeployWindow: 20 * time.Second, Secrets: ctlBox,
 		IdleTimeout: idle, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +109,7 @@ func newTestEnv(t *testing.T, opt envOptions) *testEnv {
 
 	e.handler = New(Config{Store: st, Deploy: ctl, RouterPort: e.appPort, AdminPassword: opt.adminPassword,
 		LivePoll: 200 * time.Millisecond, Log: testLog(t)})
-	apiServer := api.New(api.Config{Store: st, Deploy: ctl, RouterPort: e.appPort, Log: quiet})
+	apiServer := api.New(api.Config{Store: st, Deploy: ctl, RouterPort: e.appPort, Secrets: box, Log: quiet})
 	mux := http.NewServeMux()
 	mux.Handle("/api/", apiServer.Handler())
 	mux.Handle("/", e.handler)

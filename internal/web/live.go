@@ -36,6 +36,13 @@ func (h *handler) fingerprint(ctx context.Context, scope string) (string, []stri
 			wake = append(wake, d.ID)
 		}
 	}
+	addList := func(f store.DeploymentFilter) error {
+		ds, err := h.store.ListDeployments(ctx, f)
+		for _, d := range ds {
+			add(d)
+		}
+		return err
+	}
 	kind, arg, _ := strings.Cut(scope, ":")
 	switch kind {
 	case "projects":
@@ -51,12 +58,8 @@ func (h *handler) fingerprint(ctx context.Context, scope string) (string, []stri
 					add(d)
 				}
 			}
-			ds, err := h.store.ListDeployments(ctx, store.DeploymentFilter{ProjectID: p.ID, Limit: 1})
-			if err != nil {
+			if err := addList(store.DeploymentFilter{ProjectID: p.ID, Limit: 1}); err != nil {
 				return "", nil, err
-			}
-			for _, d := range ds {
-				add(d)
 			}
 		}
 	case "project":
@@ -75,12 +78,8 @@ func (h *handler) fingerprint(ctx context.Context, scope string) (string, []stri
 			}
 			fmt.Fprintf(&b, "e:%s=%s/%d;", e.Name, e.CurrentDeploymentID, len(doms))
 		}
-		ds, err := h.store.ListDeployments(ctx, store.DeploymentFilter{ProjectID: p.ID, Limit: deploymentsPerPage + 1})
-		if err != nil {
+		if err := addList(store.DeploymentFilter{ProjectID: p.ID, Limit: deploymentsPerPage + 1}); err != nil {
 			return "", nil, err
-		}
-		for _, d := range ds {
-			add(d)
 		}
 	case "deployment":
 		d, err := h.store.GetDeployment(ctx, arg)
@@ -199,46 +198,34 @@ func cursor(r *http.Request, name string) int64 {
 	return v
 }
 
-// buildLogStream streams the build log from a cursor as server-sent events
-// (the same events as the API's build-log stream):
+// logStream streams a deployment's log of kind from a cursor ("after", or
+// the Last-Event-ID of a reconnection) as server-sent events, the same
+// events as the API's log streams:
 //
 //	event: line    data: api.LogLine (id: its cursor)
 //	event: status  data: {"status": "..."} whenever the status changes
-//	event: end     data: {"status": "..."} once the deployment is RUNNING,
-//	               FAILED or STOPPED and every line has been sent
-func (h *handler) buildLogStream(w http.ResponseWriter, r *http.Request) {
-	d, ok := h.deployment(w, r)
-	if !ok {
-		return
-	}
-	after := cursor(r, "after")
-	if v, err := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64); err == nil {
-		after = v
-	}
-	h.stream(w, r, d.ID, store.LogBuild, after, true)
-}
-
-// runtimeLogStream follows the runtime log after a cursor (the newest line
-// the page has) until the client goes away.
-func (h *handler) runtimeLogStream(w http.ResponseWriter, r *http.Request) {
-	d, ok := h.deployment(w, r)
-	if !ok {
-		return
-	}
-	after := cursor(r, "after")
-	if v, err := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64); err == nil {
-		after = v
-	}
-	h.stream(w, r, d.ID, store.LogRuntime, after, false)
-}
-
-func (h *handler) stream(w http.ResponseWriter, r *http.Request, id, kind string, after int64, endWithBuild bool) {
+//	event: end     data: {"status": "..."} (build log only) once the
+//	               deployment is RUNNING, FAILED or STOPPED and every line
+//	               has been sent
+//
+// The runtime log is followed until the client goes away.
+func (h *handler) logStream(kind string) http.HandlerFunc {
 	var end func(store.Deployment) any
-	if endWithBuild {
+	if kind == store.LogBuild {
 		end = func(d store.Deployment) any { return map[string]string{"status": d.Status} }
 	}
-	if err := api.StreamLogs(w, r, h.store, h.dep, id, kind, after, end); err != nil {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+	return func(w http.ResponseWriter, r *http.Request) {
+		d, ok := h.deployment(w, r)
+		if !ok {
+			return
+		}
+		after := cursor(r, "after")
+		if v, err := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64); err == nil {
+			after = v
+		}
+		if err := api.StreamLogs(w, r, h.store, h.dep, d.ID, kind, after, end); err != nil {
+			http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		}
 	}
 }
 

@@ -450,8 +450,15 @@ type settingsView struct {
 	WebhookURL    string
 	RepoURL       string
 	SecretSet     bool
-	GitURL        string
-	Back          string
+	TokenSet      bool
+	// NewSecret is the webhook secret just generated, shown this once.
+	NewSecret string
+	// CanLink is false when the server cannot seal secrets.
+	CanLink   bool
+	Hooks     []deplView // recent deployments started by the webhook
+	HooksNote string     // why Hooks could not be listed
+	GitURL    string
+	Back      string
 }
 
 func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) error {
@@ -466,7 +473,14 @@ func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	view := settingsView{Project: p.Name, S: p.Settings, Envs: envs, Back: r.URL.RequestURI(),
 		WebhookURL: baseURL(r) + "/hooks/github/" + p.Name, RepoURL: p.RepoURL, SecretSet: len(p.WebhookSecret) > 0,
+		TokenSet: len(p.RepoToken) > 0, NewSecret: h.takeReveal(w, r, p), CanLink: h.dep.CanLinkRepositories(),
 		GitURL: baseURL(r) + "/git/" + p.Name + ".git"}
+	if hooks, err := h.webhookDeployments(r, p, 5); err != nil {
+		view.HooksNote = "The recent deliveries could not be read."
+		h.log.Error("settings page", "project", p.Name, "err", err)
+	} else {
+		view.Hooks = hooks
+	}
 	want := r.URL.Query().Get("env")
 	if want == "" {
 		want = store.ProductionEnvironment

@@ -4,7 +4,8 @@
 // It shows projects, their environments and deployments, a deployment's
 // phase timeline, its build log streamed live and its runtime logs, and a
 // project's settings (environment variables, custom domains, start command,
-// health check, scale to zero, webhook). Every page works without
+// health check, scale to zero, and the link to a GitHub repository: its
+// URL, clone token and push webhook). Every page works without
 // JavaScript; with it, statuses update in place and logs stream.
 //
 // Signing in takes an API token (or the admin password, when one is
@@ -26,7 +27,9 @@ package web
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"embed"
 	"errors"
 	"fmt"
@@ -39,6 +42,7 @@ import (
 
 	"github.com/slipwayhq/slipway/internal/api"
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -82,6 +86,9 @@ type handler struct {
 	logins *loginLimiter
 	mux    *http.ServeMux
 	cop    *http.CrossOriginProtection
+	// reveal seals a new webhook secret for the one page load that shows
+	// it (see setReveal); its key is derived from SessionKey.
+	reveal *secrets.Box
 }
 
 // New returns the dashboard's handler. It panics if cfg.Store or
@@ -110,8 +117,14 @@ func New(cfg Config) http.Handler {
 	if err != nil {
 		panic(err)
 	}
+	revealKey := hmac.New(sha256.New, cfg.SessionKey)
+	revealKey.Write([]byte("slipway:web-reveal"))
+	reveal, err := secrets.New(revealKey.Sum(nil))
+	if err != nil {
+		panic(err)
+	}
 	h := &handler{
-		cfg: cfg, store: cfg.Store, dep: cfg.Deploy, log: cfg.Log,
+		cfg: cfg, store: cfg.Store, dep: cfg.Deploy, log: cfg.Log, reveal: reveal,
 		assets: newAssets(static),
 		logins: newLoginLimiter(),
 		mux:    http.NewServeMux(),
@@ -148,21 +161,25 @@ func (h *handler) routes() {
 
 	action("POST /logout", h.logout)
 	action("POST /projects", h.createProject)
-	action("POST /projects/{project}/settings", h.saveSettings)
-	action("POST /projects/{project}/environments", h.createEnvironment)
-	action("POST /projects/{project}/vars", h.setVar)
-	action("POST /projects/{project}/vars/delete", h.deleteVar)
-	action("POST /projects/{project}/domains", h.addDomain)
-	action("POST /projects/{project}/domains/delete", h.removeDomain)
+	action("POST /projects/{project}/settings", h.projectForm("general", h.saveSettings))
+	action("POST /projects/{project}/environments", h.projectForm("environments", h.createEnvironment))
+	action("POST /projects/{project}/vars", h.envForm("vars", h.setVar))
+	action("POST /projects/{project}/vars/delete", h.envForm("vars", h.deleteVar))
+	action("POST /projects/{project}/domains", h.envForm("domains", h.addDomain))
+	action("POST /projects/{project}/domains/delete", h.envForm("domains", h.removeDomain))
+	action("POST /projects/{project}/repository", h.projectForm("git", h.linkRepository))
+	action("POST /projects/{project}/repository/unlink", h.projectForm("git", h.unlinkRepository))
+	action("POST /projects/{project}/repository/token", h.projectForm("git", h.setCloneToken))
+	action("POST /projects/{project}/repository/secret", h.projectForm("git", h.rotateSecret))
 	action("POST /deployments/{id}/redeploy", h.redeploy)
 	action("POST /deployments/{id}/promote", h.promote)
 	action("POST /deployments/{id}/stop", h.stop)
 
 	stream("GET /live", h.live)
-	stream("GET /deployments/{id}/build-log/stream", h.buildLogStream)
+	stream("GET /deployments/{id}/build-log/stream", h.logStream(store.LogBuild))
 	stream("GET /deployments/{id}/build-log.txt", h.buildLogText)
 	stream("GET /deployments/{id}/logs", h.runtimeLogs)
-	stream("GET /deployments/{id}/logs/stream", h.runtimeLogStream)
+	stream("GET /deployments/{id}/logs/stream", h.logStream(store.LogRuntime))
 
 	m.Handle("/", h.signedIn(h.pageHandler(func(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{Status: http.StatusNotFound, Message: "There is no page at " + r.URL.Path + "."}
@@ -229,7 +246,11 @@ func (h *handler) actionHandler(fn func(http.ResponseWriter, *http.Request) erro
 		if err := fn(w, r); err != nil {
 			_, msg := h.classify(r, err)
 			setFlash(w, "error", msg)
-			http.Redirect(w, r, backTo(r, "/"), http.StatusSeeOther)
+			to := backTo(r, "/")
+			if rt := (*returnTo)(nil); errors.As(err, &rt) {
+				to = rt.url
+			}
+			http.Redirect(w, r, to, http.StatusSeeOther)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"html"
@@ -338,7 +339,10 @@ func TestSettings(t *testing.T) {
 	if strings.Contains(p.body, "hunter2") {
 		t.Error("a secret value was shown")
 	}
-	c.post("/projects/api/vars", url.Values{"env": {"production"}, "name": {"PORT"}, "value": {"1"}})
+	// A refused variable sends the browser back to the form, with why.
+	if r := c.post("/projects/api/vars", url.Values{"env": {"production"}, "name": {"PORT"}, "value": {"1"}}); r.header.Get("Location") != "/projects/api/settings?env=production#vars" {
+		t.Errorf("a refused variable went to %q, want back to the variables", r.header.Get("Location"))
+	}
 	p = c.get("/projects/api/settings")
 	mustContain(t, "settings page", p.body, "cannot be overridden")
 	if r := c.post("/projects/api/vars/delete", url.Values{"env": {"production"}, "name": {"LOG_LEVEL"}}); r.status != http.StatusSeeOther {
@@ -521,4 +525,195 @@ func attr(body, name string) string {
 	}
 	rest := body[i+len(name)+2:]
 	return html.UnescapeString(rest[:strings.IndexByte(rest, '"')])
+}
+
+func TestRepositoryLink(t *testing.T) {
+	e := newTestEnv(t, envOptions{})
+	ctx := context.Background()
+	proj := e.project("site")
+	c := e.client()
+	c.signIn()
+	stored := func() store.Project {
+		t.Helper()
+		p, err := e.st.GetProject(ctx, "site")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	unseal := func(b []byte) string {
+		t.Helper()
+		v, err := e.box.Unseal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(v)
+	}
+	post := func(path string, form url.Values) {
+		t.Helper()
+		r := c.post("/projects/site/"+path, form)
+		if r.status != http.StatusSeeOther || r.header.Get("Location") != "/projects/site/settings#git" {
+			t.Fatalf("POST %s: %d %q, want a redirect to the settings' git section", path, r.status, r.header.Get("Location"))
+		}
+	}
+	settings := func() string { return c.get("/projects/site/settings").body }
+
+	p := settings()
+	mustContain(t, "unlinked settings", p, "Not linked", `action="/projects/site/repository"`, `data-copy="webhook-url"`,
+		`<code id="webhook-url" class="wrap">`+e.srv.URL+`/hooks/github/site</code>`, `id="secret-state">not set`, `id="token-state">not set`)
+	for _, form := range []string{"/repository/unlink", "/repository/token", "/repository/secret"} {
+		if strings.Contains(p, form) {
+			t.Errorf("an unlinked project's settings offer %s", form)
+		}
+	}
+
+	// Bad input is refused with a message that says what is wrong, and
+	// nothing is stored.
+	for _, tc := range []struct{ url, token, want string }{
+		{"", "", "Enter the repository's address"},
+		{"ftp://github.com/acme/site", "", "is not a repository address"},
+		{"github.com/acme/site", "", "is not a repository address"},
+		{"https://user:pw@github.com/acme/site", "", "Leave the credentials out of the URL"},
+		{"https://github.com", "", "names a server, not a repository"},
+		{"https://github.com/acme/site?tab=readme", "", "cannot have a ? or # part"},
+		{"https://github.com/acme/my site", "", "cannot contain spaces"},
+		{"https://github.com/acme/site", "ghp_a b", "A clone token has no spaces"},
+	} {
+		post("repository", url.Values{"url": {tc.url}, "token": {tc.token}})
+		p := settings()
+		if !strings.Contains(p, "flash-error") || !strings.Contains(html.UnescapeString(p), tc.want) {
+			t.Errorf("url %q token %q: no error %q on the page", tc.url, tc.token, tc.want)
+		}
+	}
+	if got := stored(); got.RepoURL != "" || got.WebhookSecret != nil || got.RepoToken != nil {
+		t.Fatalf("refused forms stored a link: %+v", got)
+	}
+
+	// Linking generates the webhook secret, shown on the next page only.
+	post("repository", url.Values{"url": {" https://github.com/acme/site "}})
+	got := stored()
+	if got.RepoURL != "https://github.com/acme/site" || got.WebhookSecret == nil || got.RepoToken != nil {
+		t.Fatalf("after linking: %+v", got)
+	}
+	secret := unseal(got.WebhookSecret)
+	if len(secret) != 48 {
+		t.Errorf("webhook secret %q, want 48 hex digits", secret)
+	}
+	p = settings()
+	mustContain(t, "settings after linking", p, "site is linked to https://github.com/acme/site", `id="repo-url">https://github.com/acme/site</a>`,
+		`data-secret>`+secret+`</code>`, `data-reveal="webhook-secret"`, `data-copy="webhook-secret"`, "shown this once",
+		`action="/projects/site/repository/unlink"`, `action="/projects/site/repository/token"`, "Rotate secret")
+	if p = settings(); strings.Contains(p, secret) {
+		t.Error("the webhook secret was shown a second time")
+	}
+	mustContain(t, "settings, second load", p, `id="secret-state">set`)
+	// The API sees the same link.
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/api/v1/projects/site/repository", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	req.Header.Set("Accept", "application/json")
+	var repo api.Repository
+	if r := c.do(req); r.status != http.StatusOK || json.Unmarshal([]byte(r.body), &repo) != nil {
+		t.Fatalf("API GET repository: %d %s", r.status, r.body)
+	}
+	if repo.URL != got.RepoURL || !repo.HasSecret || repo.HasToken || repo.WebhookURL != e.srv.URL+"/hooks/github/site" {
+		t.Errorf("API sees %+v", repo)
+	}
+
+	// The clone token is write-only.
+	post("repository/token", url.Values{"token": {""}})
+	mustContain(t, "settings after an empty token", settings(), "flash-error", "Enter the clone token")
+	post("repository/token", url.Values{"token": {"ghp_TopSecretToken123"}})
+	if got := stored(); got.RepoToken == nil || unseal(got.RepoToken) != "ghp_TopSecretToken123" {
+		t.Fatal("the clone token was not stored")
+	}
+	p = settings()
+	mustContain(t, "settings with a token", p, "Clone token saved", `id="token-state">set`, "Replace token", "Remove token")
+	if strings.Contains(p, "TopSecretToken") {
+		t.Error("the clone token was shown")
+	}
+
+	// An SSH address is linked as its https URL; the secret and the token
+	// are kept.
+	before := stored()
+	post("repository", url.Values{"url": {"git@github.com:acme/site.git"}})
+	got = stored()
+	if got.RepoURL != "https://github.com/acme/site.git" || !bytes.Equal(got.WebhookSecret, before.WebhookSecret) || !bytes.Equal(got.RepoToken, before.RepoToken) {
+		t.Fatalf("after relinking over SSH: %+v", got)
+	}
+	p = settings()
+	mustContain(t, "settings after relinking", p, "SSH address was turned into its https URL")
+	if strings.Contains(p, `data-secret>`) {
+		t.Error("relinking showed the webhook secret again")
+	}
+
+	// Rotating makes a new secret, shown once.
+	post("repository/secret", nil)
+	rotated := unseal(stored().WebhookSecret)
+	if rotated == secret {
+		t.Fatal("rotating kept the secret")
+	}
+	mustContain(t, "settings after rotating", settings(), "New webhook secret generated", `data-secret>`+rotated+`</code>`)
+
+	// The token can be removed.
+	post("repository/token", url.Values{"clear": {"1"}})
+	if got := stored(); got.RepoToken != nil || got.RepoURL == "" {
+		t.Fatalf("after removing the token: %+v", got)
+	}
+	mustContain(t, "settings without a token", settings(), `id="token-state">not set`)
+
+	// Every repository form needs the session's CSRF token.
+	before = stored()
+	for _, path := range []string{"repository", "repository/unlink", "repository/token", "repository/secret"} {
+		form := url.Values{"url": {"https://github.com/evil/site"}, "token": {"x"}, "_csrf": {"-"}}
+		if r := c.post("/projects/site/"+path, form); r.status != http.StatusForbidden {
+			t.Errorf("POST %s without a CSRF token: %d, want 403", path, r.status)
+		}
+	}
+	if got := stored(); got.RepoURL != before.RepoURL || !bytes.Equal(got.WebhookSecret, before.WebhookSecret) || got.RepoToken != nil {
+		t.Fatalf("refused requests changed the link: %+v", got)
+	}
+
+	// Deployments started by the webhook are listed; others are not.
+	hook := e.deploy("site", deploy.CreateRequest{Promote: true, Trigger: "webhook", Branch: "main", CommitSHA: "abcdef0123456789", Message: "Pushed to GitHub"})
+	upload := e.deploy("site", deploy.CreateRequest{Promote: true})
+	e.waitStatus(hook.ID, deploy.Running)
+	e.waitStatus(upload.ID, deploy.Running)
+	p = settings()
+	_, deliveries, _ := strings.Cut(p, `id="deliveries-title"`)
+	mustContain(t, "recent webhook deployments", deliveries, `href="/deployments/`+hook.ID+`"`, "Pushed to GitHub", "abcdef0")
+	if strings.Contains(deliveries, upload.ID) {
+		t.Error("an uploaded deployment is listed as a webhook delivery")
+	}
+
+	// Unlinking deletes the link, its secret and its token.
+	post("repository/unlink", nil)
+	if got := stored(); got.RepoURL != "" || got.WebhookSecret != nil || got.RepoToken != nil {
+		t.Fatalf("after unlinking: %+v", got)
+	}
+	mustContain(t, "settings after unlinking", settings(), "Repository unlinked", "Not linked", `id="secret-state">not set`)
+	post("repository/unlink", nil)
+	mustContain(t, "settings after unlinking twice", settings(), "flash-error", "site is not linked to a repository")
+	// Token and secret forms need a link.
+	post("repository/secret", nil)
+	mustContain(t, "rotating while unlinked", settings(), "flash-error", "Link a repository first")
+	if got := stored(); got.WebhookSecret != nil || got.ID != proj.ID {
+		t.Fatalf("rotating while unlinked stored a secret: %+v", got)
+	}
+}
+
+func TestRepositoryWithoutSecrets(t *testing.T) {
+	e := newTestEnv(t, envOptions{noSecrets: true})
+	e.project("plain")
+	c := e.client()
+	c.signIn()
+	p := c.get("/projects/plain/settings").body
+	mustContain(t, "settings without a secret key", p, "no key to encrypt secrets", "/hooks/github/plain")
+	if strings.Contains(p, `action="/projects/plain/repository"`) {
+		t.Error("the link form is offered although secrets cannot be sealed")
+	}
+	c.post("/projects/plain/repository", url.Values{"url": {"https://github.com/acme/plain"}})
+	mustContain(t, "settings after a refused link", c.get("/projects/plain/settings").body, "flash-error", "cannot link repositories")
+	if got, _ := e.st.GetProject(context.Background(), "plain"); got.RepoURL != "" {
+		t.Errorf("linked without secrets: %+v", got)
+	}
 }

@@ -3,7 +3,8 @@
 //   fresh version when /live says the page's state changed;
 // - build log and runtime logs: streamed with EventSource, auto-scrolling
 //   while the reader is at the bottom;
-// - relative times, running durations, confirmations, auto-submitting filters.
+// - relative times, running durations, confirmations, auto-submitting filters,
+//   copy buttons and masked secrets.
 // Every page works without it.
 (function () {
   "use strict";
@@ -58,6 +59,73 @@
     var el = document.getElementById("live-status");
     if (el) el.textContent = text;
   }
+
+  // ---- flash next to the form ------------------------------------------------
+  // A form's redirect lands on its section (#vars, #git…); its message moves
+  // there from the top of the page, where it would be out of sight.
+  (function () {
+    var flash = document.querySelector("main > .flash");
+    var target = location.hash.length > 1 && document.getElementById(location.hash.slice(1));
+    if (!flash || !target || !target.classList.contains("card")) return;
+    var head = target.querySelector("h2");
+    target.insertBefore(flash, head ? head.nextSibling : target.firstChild);
+    flash.classList.add("flash-in-section");
+  })();
+
+  // ---- copy and reveal -------------------------------------------------------
+  // [data-copy=ID] copies the text of #ID; [data-secret] elements are masked
+  // until their [data-reveal=ID] button is pressed. Without JavaScript the
+  // buttons stay hidden and the text shows as it is.
+  var secrets = {};
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    return new Promise(function (resolve, reject) {
+      var ta = document.createElement("textarea");
+      ta.value = text;
+      ta.setAttribute("readonly", "");
+      ta.className = "visually-hidden";
+      document.body.appendChild(ta);
+      ta.select();
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      ta.remove();
+      if (ok) resolve(); else reject(new Error("copy refused"));
+    });
+  }
+  function mask(el, shown) {
+    el.textContent = shown ? secrets[el.id] : secrets[el.id].replace(/./g, "•");
+    el.classList.toggle("concealed", !shown);
+  }
+  document.querySelectorAll("[data-secret][id]").forEach(function (el) {
+    secrets[el.id] = el.textContent;
+    mask(el, false);
+  });
+  document.querySelectorAll("[data-reveal], [data-copy]").forEach(function (btn) { btn.hidden = false; });
+  document.addEventListener("click", function (e) {
+    var btn = e.target.closest && e.target.closest("[data-reveal], [data-copy]");
+    if (!btn) return;
+    if (btn.hasAttribute("data-reveal")) {
+      var el = document.getElementById(btn.getAttribute("data-reveal"));
+      if (!el || !(el.id in secrets)) return;
+      var shown = btn.getAttribute("aria-pressed") !== "true";
+      mask(el, shown);
+      btn.setAttribute("aria-pressed", String(shown));
+      btn.textContent = shown ? "Hide" : "Reveal";
+      return;
+    }
+    var target = document.getElementById(btn.getAttribute("data-copy"));
+    if (!target) return;
+    var text = target.id in secrets ? secrets[target.id] : target.textContent.trim();
+    copyText(text).then(function () {
+      btn.textContent = "Copied";
+      announce("Copied to the clipboard");
+    }, function () {
+      btn.textContent = "Copy failed";
+      announce("Could not copy; select the text instead");
+    });
+    clearTimeout(btn._reset);
+    btn._reset = setTimeout(function () { btn.textContent = "Copy"; }, 2000);
+  });
 
   // ---- streams that pause while the tab is hidden ---------------------------
   // Browsers allow few connections per host; a hidden tab gives its streams
