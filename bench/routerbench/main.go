@@ -8,7 +8,11 @@
 // The backend and the router run as separate processes (this program
 // re-executed with the "backend" and "proxy" subcommands), as nginx does.
 //
-//	routerbench [-duration 6s] [-connections 32] [-rounds 3] [-out router.md] [-json router.json]
+//	routerbench [-duration 6s] [-connections 32] [-rounds 3] [-out router.md] [-json router.json] [-baseline old-routerbench]
+//
+// With -baseline, the router of another build of this program (say, one of
+// an earlier commit) is measured too, in the same interleaved rounds, for a
+// before/after comparison that shares one machine state.
 package main
 
 import (
@@ -94,6 +98,7 @@ func run() error {
 	rounds := flag.Int("rounds", 3, "interleaved rounds per configuration")
 	out := flag.String("out", "", "Markdown section to write (default: stdout)")
 	jsonOut := flag.String("json", "", "JSON results to write")
+	baseline := flag.String("baseline", "", "another routerbench binary whose router is measured alongside (GOMAXPROCS=NumCPU)")
 	flag.Parse()
 
 	for _, bin := range []string{"wrk", "nginx"} {
@@ -152,6 +157,17 @@ func run() error {
 		}
 		targets = append(targets, target{fmt.Sprintf("slipway router, GOMAXPROCS=%d", procsN),
 			"wrk → internal/router (router.Router, one Table route, TCP dial to the backend) → backend", a})
+	}
+	if *baseline != "" {
+		a, err := addr()
+		if err != nil {
+			return err
+		}
+		if err := start([]string{"GOMAXPROCS=" + strconv.Itoa(runtime.NumCPU())}, *baseline, "proxy", a, backendAddr); err != nil {
+			return err
+		}
+		targets = append(targets, target{fmt.Sprintf("baseline router (%s), GOMAXPROCS=%d", filepath.Base(*baseline), runtime.NumCPU()),
+			"wrk → the router of " + filepath.Base(*baseline) + " → backend", a})
 	}
 	for _, workers := range []int{1, runtime.NumCPU()} {
 		a, err := addr()

@@ -12,8 +12,10 @@
 //
 // Switching a host to another deployment is one Table write: requests that
 // start afterwards go to the new deployment, requests already in flight
-// finish on the old one. Connections are pooled per deployment in one
-// shared Transport, so a pool never mixes deployments.
+// finish on the old one. Connections are pooled per deployment, so a pool
+// never mixes deployments. GETs and HEADs without a body take a fast path
+// (fast.go) with the router's own per-deployment pools; all other requests
+// go through httputil.ReverseProxy and one shared Transport.
 //
 // Use:
 //
@@ -79,10 +81,13 @@ type Router struct {
 	// discarded: the router does no per-request logging.
 	ErrorLog *log.Logger
 
-	once      sync.Once
-	proxy     *httputil.ReverseProxy
-	transport *http.Transport
-	dialWait  time.Duration
+	once        sync.Once
+	proxy       *httputil.ReverseProxy
+	transport   *http.Transport
+	dialWait    time.Duration
+	maxIdle     int
+	idleTimeout time.Duration
+	pools       sync.Map // entry.addr → *connPool, for the fast path
 }
 
 // entryKey is the request-context key under which ServeHTTP stores the
@@ -104,6 +109,7 @@ func (rt *Router) init() {
 	if idleTimeout <= 0 {
 		idleTimeout = DefaultIdleConnTimeout
 	}
+	rt.maxIdle, rt.idleTimeout = idle, idleTimeout
 	logger := rt.ErrorLog
 	if logger == nil {
 		logger = log.New(io.Discard, "", 0)
@@ -160,6 +166,10 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f := rt.OnRequest; f != nil {
 		f(e.route.Deployment)
 	}
+	if fastEligible(r) {
+		rt.serveFast(w, r, e)
+		return
+	}
 	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), entryKey{}, e)))
 }
 
@@ -168,6 +178,10 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (rt *Router) CloseIdleConnections() {
 	rt.once.Do(rt.init)
 	rt.transport.CloseIdleConnections()
+	rt.pools.Range(func(_, p any) bool {
+		p.(*connPool).closeIdle()
+		return true
+	})
 }
 
 // rewrite points the outbound request at the pool of the deployment the
@@ -207,6 +221,12 @@ func (rt *Router) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 		// Transport dials with the context of a request whose URL it set.
 		return nil, &dialError{deployment: addr, err: errNoRoute}
 	}
+	return rt.dialEntry(ctx, e)
+}
+
+// dialEntry dials the Backend of e, bounded by DialTimeout even when the
+// Backend ignores its context.
+func (rt *Router) dialEntry(ctx context.Context, e *entry) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, rt.dialWait)
 	defer cancel()
 
