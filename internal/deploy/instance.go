@@ -357,35 +357,17 @@ func (c *Controller) attach(ctx context.Context, l *liveDeployment) bool {
 	if err != nil {
 		return false
 	}
-	attached := false
+	live := insts[:0]
 	for _, in := range insts {
-		if in.Status != "running" && in.Status != "starting" {
-			continue
+		if in.Status == "running" || in.Status == "starting" {
+			live = append(live, in)
 		}
-		var h runtime.Handle
-		if attached || json.Unmarshal(in.State, &h) != nil || h.Driver != c.cfg.Driver.Name() {
-			c.markStopped(in, nil)
-			continue
-		}
-		if err := c.cfg.Driver.Recover(ctx, &h); err != nil {
-			c.markStopped(in, &h)
-			continue
-		}
-		if st, err := c.cfg.Driver.Inspect(ctx, &h); err != nil || !st.Running {
-			c.tailOnce(in)
-			c.markStopped(in, &h)
-			continue
-		}
-		l.mu.Lock()
-		l.handle, l.inst = &h, in
-		l.ready = Status(l.d.Status) == Running
-		l.mu.Unlock()
-		l.tailFrom(in)
-		c.register(l)
-		c.event(l.d.ID, store.LogRuntime, "instance %s re-attached after a server restart", in.ID)
-		attached = true
 	}
-	return attached
+	line, ok := c.reattach(ctx, l, live)
+	if ok {
+		c.appendEvent(line)
+	}
+	return ok
 }
 
 // markStopped stops an instance (if h is nil, by its id alone: a server

@@ -41,13 +41,23 @@ func (h *hub) notify(id string) {
 	}
 }
 
+// eventLine is a line from Slipway itself for a deployment's log, to be
+// stored with other writes (see Controller.event).
+func eventLine(id, kind, format string, args ...any) store.LogLine {
+	return store.LogLine{DeploymentID: id, Kind: kind, Stream: "slipway", Time: time.Now().UTC(), Text: fmt.Sprintf(format, args...)}
+}
+
 // event records a line from Slipway itself in a deployment's log.
 func (c *Controller) event(id, kind, format string, args ...any) {
-	line := store.LogLine{DeploymentID: id, Kind: kind, Stream: "slipway", Time: time.Now().UTC(), Text: fmt.Sprintf(format, args...)}
+	c.appendEvent(eventLine(id, kind, format, args...))
+}
+
+// appendEvent stores one event line and wakes the deployment's followers.
+func (c *Controller) appendEvent(line store.LogLine) {
 	if err := c.store.AppendLogs(context.Background(), []store.LogLine{line}); err != nil {
-		c.log.Error("writing log", "deployment", id, "err", err)
+		c.log.Error("writing log", "deployment", line.DeploymentID, "err", err)
 	}
-	c.hub.notify(id)
+	c.hub.notify(line.DeploymentID)
 }
 
 // logWriter stores lines as they come: each line is persisted before the

@@ -21,19 +21,34 @@ func (c *Controller) Hostnames(ctx context.Context, d store.Deployment) []string
 	return hosts
 }
 
+// hostsOf is Hostnames with d's environment and the custom domains of
+// every environment (by environment id) at hand: it queries nothing.
+func (c *Controller) hostsOf(d store.Deployment, env store.Environment, domains map[string][]store.Domain) []string {
+	hosts := []string{c.PreviewHost(d.ID)}
+	if env.ID != "" && env.CurrentDeploymentID == d.ID {
+		hosts = append(hosts, c.envHostsWith(d.ProjectName, env, domains[env.ID])...)
+	}
+	return hosts
+}
+
 // envHosts lists the hostnames that follow an environment's current
 // deployment: the project's default hostname (production only), the
 // environment hostname and the environment's custom domains.
 func (c *Controller) envHosts(ctx context.Context, project string, env store.Environment) []string {
+	domains, err := c.store.ListDomains(ctx, env.ID)
+	if err != nil {
+		c.log.Error("listing domains", "environment", env.ID, "err", err)
+	}
+	return c.envHostsWith(project, env, domains)
+}
+
+// envHostsWith is envHosts given the environment's custom domains.
+func (c *Controller) envHostsWith(project string, env store.Environment, domains []store.Domain) []string {
 	var hosts []string
 	if env.Name == store.ProductionEnvironment {
 		hosts = append(hosts, c.ProjectHost(project))
 	}
 	hosts = append(hosts, c.EnvironmentHost(project, env.Name))
-	domains, err := c.store.ListDomains(ctx, env.ID)
-	if err != nil {
-		c.log.Error("listing domains", "environment", env.ID, "err", err)
-	}
 	for _, d := range domains {
 		hosts = append(hosts, d.Name)
 	}

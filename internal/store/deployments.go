@@ -180,6 +180,25 @@ func (s *Store) ListDeployments(ctx context.Context, f DeploymentFilter) ([]Depl
 	return out, rows.Err()
 }
 
+// ListAllDeployments returns every deployment, oldest first (ties broken
+// by id), in one query: what a starting server reconciles.
+func (s *Store) ListAllDeployments(ctx context.Context) ([]Deployment, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+deploymentCols+deploymentFrom+`ORDER BY d.created_at, d.id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Deployment
+	for rows.Next() {
+		d, err := scanDeployment(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
 // DeploymentPatch lists the fields of a deployment to change; nil fields
 // are left alone.
 type DeploymentPatch struct {

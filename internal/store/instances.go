@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -92,6 +93,30 @@ func (s *Store) ListInstances(ctx context.Context, deploymentID string) ([]Insta
 // reconciliation at start.
 func (s *Store) ListLiveInstances(ctx context.Context) ([]Instance, error) {
 	return s.queryInstances(ctx, `SELECT `+instanceCols+` FROM instances WHERE status IN ('starting', 'running') ORDER BY created_at`)
+}
+
+// LatestInstances returns the newest instance (by creation time) of every
+// deployment whose status is one of statuses, keyed by deployment id, in
+// one query. Deployments without instances are absent.
+func (s *Store) LatestInstances(ctx context.Context, statuses ...string) (map[string]Instance, error) {
+	if len(statuses) == 0 {
+		return map[string]Instance{}, nil
+	}
+	args := make([]any, len(statuses))
+	for i, st := range statuses {
+		args[i] = st
+	}
+	insts, err := s.queryInstances(ctx, `SELECT `+instanceCols+` FROM instances WHERE rowid IN (
+		SELECT (SELECT i.rowid FROM instances i WHERE i.deployment_id = d.id ORDER BY i.created_at DESC, i.rowid DESC LIMIT 1)
+		FROM deployments d WHERE d.status IN (?`+strings.Repeat(", ?", len(statuses)-1)+`))`, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Instance, len(insts))
+	for _, in := range insts {
+		out[in.DeploymentID] = in
+	}
+	return out, nil
 }
 
 func (s *Store) queryInstances(ctx context.Context, q string, args ...any) ([]Instance, error) {

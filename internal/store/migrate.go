@@ -130,6 +130,18 @@ ALTER TABLE projects ADD COLUMN repo_token BLOB;
 	`
 ALTER TABLE deployments ADD COLUMN plan TEXT NOT NULL DEFAULT '';
 `,
+	// 5: indexes for the queries a starting server and the retention policy
+	// run: every deployment by age, an environment's deployments by age, a
+	// deployment's instances by age (its newest one), the instances still
+	// live, an environment's domains.
+	`
+CREATE INDEX deployments_created ON deployments (created_at, id);
+CREATE INDEX deployments_environment ON deployments (environment_id, created_at DESC);
+DROP INDEX instances_deployment;
+CREATE INDEX instances_deployment ON instances (deployment_id, created_at);
+CREATE INDEX instances_live ON instances (status) WHERE status IN ('starting', 'running');
+CREATE INDEX domains_environment ON domains (environment_id);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -194,8 +194,18 @@ func (s *Store) GetEnvironmentByID(ctx context.Context, id string) (Environment,
 
 // ListEnvironments returns a project's environments, production first.
 func (s *Store) ListEnvironments(ctx context.Context, projectID string) ([]Environment, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+envCols+` FROM environments WHERE project_id = ?
+	return s.queryEnvironments(ctx, `SELECT `+envCols+` FROM environments WHERE project_id = ?
 		ORDER BY name <> 'production', name`, projectID)
+}
+
+// ListAllEnvironments returns the environments of every project, in one
+// query.
+func (s *Store) ListAllEnvironments(ctx context.Context) ([]Environment, error) {
+	return s.queryEnvironments(ctx, `SELECT `+envCols+` FROM environments ORDER BY project_id, name`)
+}
+
+func (s *Store) queryEnvironments(ctx context.Context, q string, args ...any) ([]Environment, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
