@@ -90,6 +90,7 @@ type Controller struct {
 
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc // per deployment in progress
+	inQueue map[string]bool               // in the build queue or building
 	live    map[string]*liveDeployment    // RUNNING or DEPLOYING deployments with an instance
 }
 
@@ -138,6 +139,7 @@ func New(cfg Config) (*Controller, error) {
 		ctx:     ctx,
 		stop:    stop,
 		cancels: map[string]context.CancelFunc{},
+		inQueue: map[string]bool{},
 		live:    map[string]*liveDeployment{},
 	}, nil
 }
@@ -369,9 +371,21 @@ func (c *Controller) sourcePath(id string) string {
 }
 
 func (c *Controller) enqueue(id string) {
+	// A deployment created while Start reconciles is both queued by Create
+	// and found PENDING by reconcile: it is built once.
+	c.mu.Lock()
+	if c.inQueue[id] {
+		c.mu.Unlock()
+		return
+	}
+	c.inQueue[id] = true
+	c.mu.Unlock()
 	select {
 	case c.queue <- id:
 	default:
+		c.mu.Lock()
+		delete(c.inQueue, id)
+		c.mu.Unlock()
 		// The queue is full: the deployment stays PENDING in the store and
 		// is picked up at the next start.
 		c.log.Warn("build queue full; deployment stays pending", "deployment", id)
@@ -386,6 +400,9 @@ func (c *Controller) worker() {
 			return
 		case id := <-c.queue:
 			c.build(id)
+			c.mu.Lock()
+			delete(c.inQueue, id)
+			c.mu.Unlock()
 		}
 	}
 }
