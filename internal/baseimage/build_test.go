@@ -262,9 +262,11 @@ COPY --from=py /pip.log /pip.log
 RUN node -e "console.log(process.version)" && npm --version && id node && docker-entrypoint.sh true
 `
 
-// checkStandIns checks the image configs and a few files of the python and
-// node stand-ins against what the official images have, and that they
-// carry the host's extra CA certificates.
+// checkStandIns checks the image configs and a few files of the golang,
+// python and node stand-ins against what the official images have, and
+// that they carry the host's extra CA certificates; and that the golang
+// stand-in carries the standard library precompiled and not what it was
+// slimmed of.
 func checkStandIns(t *testing.T, imgs []Image, cas caBundle) {
 	t.Helper()
 	want := map[string]struct {
@@ -272,6 +274,14 @@ func checkStandIns(t *testing.T, imgs []Image, cas caBundle) {
 		env             []string // prefixes
 		files, absent   []string
 	}{
+		"library/golang:1.23": {
+			cmd: []string{"bash"}, env: []string{"PATH=/go/bin:/usr/local/go/bin:", "GOPATH=/go", "GODEBUG=installgoroot=all", "GOLANG_VERSION=1.23."},
+			files: []string{"usr/local/go", "usr/lib/go-1.23/bin/go", "usr/lib/go-1.23/pkg/linux_amd64/runtime.a",
+				"usr/lib/go-1.23/pkg/linux_amd64/net/http.a", "usr/share/go-1.23/src/net/http/server.go",
+				"usr/bin/gcc", "usr/bin/git", "go/bin"},
+			absent: []string{"usr/share/go-1.23/src/net/http/server_test.go", "usr/share/go-1.23/src/net/http/testdata",
+				"usr/share/go-1.23/test", "usr/lib/gcc/x86_64-linux-gnu/12/lto1"},
+		},
 		"library/python:3.11-slim-bookworm": {
 			cmd: []string{"python3"}, env: []string{"PATH=/usr/local/bin:", "LANG=C.UTF-8", "PYTHON_VERSION=3.11."},
 			files: []string{"usr/bin/python", "usr/bin/pip", "usr/bin/gunicorn", "usr/bin/uvicorn",

@@ -2,7 +2,9 @@ package baseimage
 
 import (
 	"archive/tar"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -16,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/slipwayhq/slipway/internal/registry"
 )
@@ -132,11 +135,11 @@ func TestLayersImageAndSeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	created := time.Date(2025, 5, 20, 0, 0, 0, 0, time.UTC)
-	l1, err := writeLayer(filepath.Join(cache, "base.tar.gz"), base, "", created)
+	l1, err := writeLayer(filepath.Join(cache, "base.tar.zst"), base, "", created)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l2, err := writeLayer(filepath.Join(cache, "derived.tar.gz"), derived, base, created)
+	l2, err := writeLayer(filepath.Join(cache, "derived.tar.zst"), derived, base, created)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +170,7 @@ func TestLayersImageAndSeed(t *testing.T) {
 		t.Errorf("derived etc/conf = %q, want b", files["etc/conf"])
 	}
 	// A cached layer loads with the same digests.
-	again, err := loadLayer(filepath.Join(cache, "derived.tar.gz"))
+	again, err := loadLayer(filepath.Join(cache, "derived.tar.zst"))
 	if err != nil || again.meta != l2.meta {
 		t.Errorf("loadLayer = %+v, %v; want %+v", again, err, l2.meta)
 	}
@@ -210,6 +213,15 @@ func TestLayersImageAndSeed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pull: %v", err)
 	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range m.Layers {
+		if l.MediaType != types.OCILayerZStd {
+			t.Errorf("layer %s has media type %s, want %s", l.Digest, l.MediaType, types.OCILayerZStd)
+		}
+	}
 	cf, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -238,5 +250,48 @@ func TestLayersImageAndSeed(t *testing.T) {
 	// Seeding a missing layout is not an error.
 	if refs, err := Seed(context.Background(), filepath.Join(dir, "none"), reg.Import); err != nil || len(refs) != 0 {
 		t.Errorf("Seed(missing) = %v, %v", refs, err)
+	}
+}
+
+// TestLoadGzipLayer checks that a layer cached by a build from before zstd
+// (gzip, no media type in its metadata) still loads and reads as gzip.
+func TestLoadGzipLayer(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "old.tar.gz")
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"digest": "sha256:" + strings.Repeat("0", 64),
+		"diffID": "sha256:" + strings.Repeat("1", 64), "size": fi.Size()})
+	if err := os.WriteFile(file+".json", b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := loadLayer(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mt, _ := l.MediaType(); mt != types.OCILayer {
+		t.Errorf("media type = %s, want %s", mt, types.OCILayer)
+	}
+	if names, _ := tarEntries(t, l); !slices.Equal(names, []string{"etc/"}) {
+		t.Errorf("entries = %v, want [etc/]", names)
 	}
 }

@@ -155,10 +155,13 @@ func (p *prepared) image() (v1.Image, error) {
 	var created v1.Time
 	for i, fl := range p.layers {
 		created = v1.Time{Time: fl.meta.Created}
-		var err error
+		mt, err := fl.MediaType()
+		if err != nil {
+			return nil, err
+		}
 		img, err = mutate.Append(img, mutate.Addendum{
 			Layer:     fl,
-			MediaType: types.OCILayer,
+			MediaType: mt,
 			History:   v1.History{Created: created, CreatedBy: p.steps[i]},
 		})
 		if err != nil {

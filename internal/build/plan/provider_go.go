@@ -148,6 +148,9 @@ func (goProvider) plan(t *tree, p *Plan) error {
 	if pkg == "" {
 		return t.noEntryPoint(p, t.errorf("go.mod", 0, 0, "%s", why))
 	}
+	// CGO_ENABLED=0 and -trimpath are the flags the offline golang
+	// stand-in precompiles the standard library with (internal/baseimage):
+	// builds with other compile flags compile std again, 20 s on two cores.
 	p.Steps = append(p.Steps, Step{Name: "build", Inputs: []string{"."},
 		Commands: []string{fmt.Sprintf(`go build -trimpath -ldflags="-s -w" -o %s %s`, goBinary, pkg)},
 		Caches:   []Cache{cacheGoMod, cacheGoBuild}})
