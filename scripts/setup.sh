@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Slipway needs on a fresh Debian 12 machine (as root): runc,
-# git, iproute2 and debootstrap from Debian, buildkitd built from its Go
-# module, the slipway binary, and the offline base-image stand-ins.
+# git, iproute2, debootstrap and npm from Debian, buildkitd built from its Go
+# module, the slipway binary, and the offline base-image stand-ins (npm
+# names the registry the Node 22/24 stand-ins are fetched from).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -9,13 +10,13 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 need=()
-for cmd in runc git ip debootstrap curl chromium; do
+for cmd in runc git ip debootstrap curl chromium npm; do
   command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
 done
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update
-  apt-get install -y runc git iproute2 debootstrap curl ca-certificates chromium
+  apt-get install -y runc git iproute2 debootstrap curl ca-certificates chromium npm
 fi
 export PATH=/usr/local/go/bin:$PATH
 bash scripts/install-buildkit.sh

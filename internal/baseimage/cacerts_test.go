@@ -41,7 +41,7 @@ func TestCABundle(t *testing.T) {
 	o := Options{Mirrors: Mirrors{Debian: "http://mirror.invalid/debian"}}.withDefaults()
 	changed := caBundle{dir: dir, files: map[string][]byte{"proxy.crt": []byte("OTHER")}}
 	for _, s := range specs {
-		none, with, other := s.key(o, caBundle{}), s.key(o, b), s.key(o, changed)
+		none, with, other := s.key(o, caBundle{}, nil), s.key(o, b, nil), s.key(o, changed, nil)
 		if s.trustsExtraCAs() != (none != with) || (with == other) == s.trustsExtraCAs() {
 			t.Errorf("%s (trusts extra CAs: %v): keys without, with and with other CAs: %s %s %s",
 				s.name, s.trustsExtraCAs(), none, with, other)

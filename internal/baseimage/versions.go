@@ -103,3 +103,67 @@ func uniq(short, long string) []string {
 	}
 	return []string{short, long}
 }
+
+// officialNodeTags tags a Node image built from the official Node build
+// (see officialNodeSpec) like the official images of its version line: for
+// the major ("24"), the minor ("24.21"), the full version and each alias
+// ("lts", "krypton"), the tags v-bookworm-slim, v-slim, v-bookworm and v.
+// It sets NODE_VERSION and YARN_VERSION, and NODE_EXTRA_CA_CERTS when the
+// rootfs trusts extra CA certificates (see Options.CACerts): the official
+// Node build trusts only the root certificates compiled into it, not the
+// system's store, so without it npm could not get through an intercepting
+// proxy.
+func officialNodeTags(aliases ...string) func(rootfs, suite string) ([]string, []string, error) {
+	return func(rootfs, suite string) ([]string, []string, error) {
+		version, err := nodeHeaderVersion(rootfs)
+		if err != nil {
+			return nil, nil, err
+		}
+		parts := strings.Split(version, ".")
+		names := append([]string{parts[0], parts[0] + "." + parts[1], version}, aliases...)
+		var tags []string
+		for _, v := range names {
+			tags = append(tags, v+"-"+suite+"-slim", v+"-slim", v+"-"+suite, v)
+		}
+		env := []string{"NODE_VERSION=" + version}
+		yarn, _ := filepath.Glob(filepath.Join(rootfs, "opt/yarn-v*"))
+		if len(yarn) != 1 {
+			return nil, nil, fmt.Errorf("want one /opt/yarn-v*, found %d", len(yarn))
+		}
+		env = append(env, "YARN_VERSION="+strings.TrimPrefix(filepath.Base(yarn[0]), "yarn-v"))
+		extra, err := readCABundle(filepath.Join(rootfs, "usr/local/share/ca-certificates"))
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(extra.files) > 0 {
+			env = append(env, "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt")
+		}
+		return tags, env, nil
+	}
+}
+
+// nodeHeaderVersion reads the version of the Node build unpacked into
+// rootfs/usr/local from its node_version.h ("24.21.0").
+func nodeHeaderVersion(rootfs string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(rootfs, "usr/local/include/node/node_version.h"))
+	if err != nil {
+		return "", fmt.Errorf("reading the Node version: %w", err)
+	}
+	var nums [3]string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != "#define" {
+			continue
+		}
+		for i, name := range []string{"NODE_MAJOR_VERSION", "NODE_MINOR_VERSION", "NODE_PATCH_VERSION"} {
+			if f[1] == name && nums[i] == "" {
+				nums[i] = f[2]
+			}
+		}
+	}
+	version := strings.Join(nums[:], ".")
+	if _, ok := parseRelease(version); !ok {
+		return "", fmt.Errorf("unexpected Node version %q in node_version.h", version)
+	}
+	return version, nil
+}

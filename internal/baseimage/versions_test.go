@@ -75,7 +75,7 @@ func TestRecipeKeys(t *testing.T) {
 	o := Options{Mirrors: Mirrors{Debian: "http://mirror.invalid/debian"}}.withDefaults()
 	keys := map[string]string{}
 	for _, s := range specs {
-		k := s.key(o, caBundle{})
+		k := s.key(o, caBundle{}, nil)
 		if len(k) != 16 {
 			t.Errorf("%s: key %q", s.name, k)
 		}
@@ -86,7 +86,7 @@ func TestRecipeKeys(t *testing.T) {
 		}
 		keys[s.name] = k
 	}
-	if got := Names(); !slices.Equal(got, []string{"debian", "golang", "python", "node"}) {
+	if got := Names(); !slices.Equal(got, []string{"debian", "golang", "python", "node", "node22", "node24"}) {
 		t.Errorf("Names() = %v", got)
 	}
 }

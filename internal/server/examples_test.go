@@ -42,10 +42,10 @@ var offlineExamples = []exampleApp{
 	},
 	{
 		// A real `npm ci` of the example's dependency (ms) from the npm
-		// registry, on Debian's Node 18.
-		dir: "node", provider: "node", start: "npm start", image: "node:18-bookworm-slim",
+		// registry, on the stand-in of node:24 (the official Node build).
+		dir: "node", provider: "node", start: "npm start", image: "node:24-bookworm-slim",
 		body: func(id, body string) string {
-			re := regexp.MustCompile(`^hello from node v18\.\d+\.\d+, deployment ` + id + `, up \d+(ms|s|m)\n$`)
+			re := regexp.MustCompile(`^hello from node v24\.\d+\.\d+, deployment ` + id + `, up \d+(ms|s|m)\n$`)
 			if !re.MatchString(body) {
 				return fmt.Sprintf("want a match for %s", re)
 			}

@@ -214,7 +214,7 @@ func TestPickLine(t *testing.T) {
 		{">=3.9 <3.11", stylePython, "3.10"},
 		{"^3.9 || ^3.13", stylePython, "3.11"},
 		{"<3.0", stylePython, ""},
-		{">=18", styleNode, "20"},
+		{">=18", styleNode, "24"},
 		{"^22.11", styleNode, "22"},
 		{"18.x || 20.x", styleNode, "20"},
 		{">=18 <20", styleNode, "18"},
@@ -223,7 +223,7 @@ func TestPickLine(t *testing.T) {
 		{"21 - 23", styleNode, "22"},
 		{">20", styleNode, "24"},
 		{"<=20", styleNode, "20"},
-		{"*", styleNode, "20"},
+		{"*", styleNode, "24"},
 		{"^14", styleNode, ""},
 	} {
 		lines, def := pythonLines, pythonDefault

@@ -17,7 +17,7 @@ type nodeProvider struct{}
 // the default.
 var (
 	nodeLines   = [][]int{{18}, {20}, {22}, {24}}
-	nodeDefault = []int{20}
+	nodeDefault = []int{24}
 )
 
 // NodeImage is the official image plans use for Node major version v

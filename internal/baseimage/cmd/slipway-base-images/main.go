@@ -1,7 +1,8 @@
 // Command slipway-base-images builds the offline stand-ins for the official
 // base images into an OCI image layout (see package baseimage):
 //
-//	slipway-base-images [-cache DIR] [-images debian,golang,python,node] [-ca-certs DIR] [-force] [OUTDIR]
+//	slipway-base-images [-cache DIR] [-images debian,golang,python,node,node22,node24] [-ca-certs DIR]
+//		[-npm-registry URL] [-force] [OUTDIR]
 package main
 
 import (
@@ -23,6 +24,7 @@ func main() {
 	flag.StringVar(&opts.CacheDir, "cache", "", "rootfs and layer cache (default /var/cache/slipway/base-images)")
 	flag.StringVar(&images, "images", "", "comma-separated images to build (default: "+strings.Join(baseimage.Names(), ",")+")")
 	flag.StringVar(&opts.CACerts, "ca-certs", "", "extra CA certificates (*.crt) the images trust (default /usr/local/share/ca-certificates)")
+	flag.StringVar(&opts.NpmRegistry, "npm-registry", "", "npm registry of the node22 and node24 images' Node, npm, corepack and yarn (default: the host's npm configuration)")
 	flag.BoolVar(&opts.Force, "force", false, "rebuild the images even if the layout holds them")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [flags] [OUTDIR (default /var/lib/slipway/base-images)]\n", os.Args[0])
