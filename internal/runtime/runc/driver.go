@@ -89,6 +89,12 @@ type Driver struct {
 	imageLocks map[string]*sync.RWMutex
 
 	unpacks atomic.Int64 // images unpacked; for tests
+
+	// The background sync of unpacked images (see unpack).
+	syncMu      sync.Mutex
+	syncPending []pendingSync
+	syncing     bool
+	syncWG      sync.WaitGroup
 }
 
 // New returns a driver. It creates Root if needed and fails if runc cannot
@@ -134,6 +140,7 @@ func New(cfg Config) (*Driver, error) {
 		idLocks:    make(map[string]*idLock),
 		imageLocks: make(map[string]*sync.RWMutex),
 	}
+	markTopDir(d.imagesDir())
 	d.removeStaleTemps()
 	return d, nil
 }
@@ -707,9 +714,11 @@ func removeCgroups(path string) {
 
 // Close lets go of all attached instances (their pidfds and network
 // namespace handles) without stopping them, as a server does when it
-// exits. Waits in progress return an error. The driver stays usable and
-// attaches again on the next call.
+// exits. Waits in progress return an error. It waits for the background
+// sync of freshly unpacked images, if one runs. The driver stays usable
+// and attaches again on the next call.
 func (d *Driver) Close() error {
+	defer d.waitSync()
 	d.mu.Lock()
 	instances := d.instances
 	d.instances = make(map[string]*instance)
