@@ -60,19 +60,14 @@ func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	mt, _ := l.MediaType()
-	if mt == types.OCILayerZStd {
-		zr, err := zstd.NewReader(f)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		return struct {
-			io.Reader
-			io.Closer
-		}{zr, closerFunc(func() error { zr.Close(); return f.Close() })}, nil
+	var zr io.Reader
+	closeZ := func() {}
+	if mt, _ := l.MediaType(); mt == types.OCILayerZStd {
+		d, derr := zstd.NewReader(f)
+		zr, closeZ, err = d, d.Close, derr
+	} else {
+		zr, err = gzip.NewReader(f)
 	}
-	zr, err := gzip.NewReader(f)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -80,7 +75,7 @@ func (l *fileLayer) Uncompressed() (io.ReadCloser, error) {
 	return struct {
 		io.Reader
 		io.Closer
-	}{zr, f}, nil
+	}{zr, closerFunc(func() error { closeZ(); return f.Close() })}, nil
 }
 
 type closerFunc func() error

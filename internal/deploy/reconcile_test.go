@@ -335,13 +335,13 @@ func TestStartReconcilesFleet(t *testing.T) {
 	// Background work: the dead instance is replaced, the deploying
 	// deployment goes live.
 	for _, id := range f.gone {
-		eventually(t, "deployment "+id+" has a new instance serving", func() bool {
+		waitUntil(t, "deployment "+id+" has a new instance serving", func() bool {
 			insts, _ := f.store.ListInstances(ctx, id)
 			return len(insts) == 2 && insts[0].Status == "stopped" && insts[1].Status == "running" &&
 				fleetGet(table, ctl.PreviewHost(id)) == http.StatusOK
 		})
 	}
-	eventually(t, "the deploying deployment runs", func() bool {
+	waitUntil(t, "the deploying deployment runs", func() bool {
 		d, _ := f.store.GetDeployment(ctx, deploying.ID)
 		return d.Status == string(Running) && fleetGet(table, ctl.PreviewHost(deploying.ID)) == http.StatusOK
 	})
@@ -404,16 +404,4 @@ func fleetGet(table *router.Table, host string) int {
 	req := httptest.NewRequestWithContext(ctx, "GET", "http://"+host+"/", nil)
 	(&router.Router{Table: table}).ServeHTTP(rec, req)
 	return rec.Code
-}
-
-// eventually waits, boundedly, until ok.
-func eventually(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -164,26 +164,17 @@ func (s *Store) ListDeployments(ctx context.Context, f DeploymentFilter) ([]Depl
 		limit = 50
 	}
 	q += fmt.Sprintf(" ORDER BY d.created_at DESC, d.id DESC LIMIT %d", limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return s.queryDeployments(ctx, q, args...)
 }
 
 // ListAllDeployments returns every deployment, oldest first (ties broken
 // by id), in one query: what a starting server reconciles.
 func (s *Store) ListAllDeployments(ctx context.Context) ([]Deployment, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deploymentCols+deploymentFrom+`ORDER BY d.created_at, d.id`)
+	return s.queryDeployments(ctx, `SELECT `+deploymentCols+deploymentFrom+`ORDER BY d.created_at, d.id`)
+}
+
+func (s *Store) queryDeployments(ctx context.Context, q string, args ...any) ([]Deployment, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
