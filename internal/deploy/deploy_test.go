@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -534,4 +535,54 @@ func TestEnqueueOnce(t *testing.T) {
 	if n := len(e.ctl.queue); n != 2 {
 		t.Errorf("queue holds %d ids after enqueueing a, a, b; want 2", n)
 	}
+}
+
+// TestRequestInFlightKeepsAwake: a request that outlives the idle timeout
+// (a stream, a WebSocket) keeps its deployment awake; idleness counts from
+// its end.
+func TestRequestInFlightKeepsAwake(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p, _ := e.store.GetProject(ctx, "web")
+	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "300ms"})
+	d := e.waitFor(e.deploy().ID, settled)
+	asleep := func() bool {
+		insts, _ := e.store.ListInstances(ctx, d.ID)
+		return len(insts) > 0 && insts[len(insts)-1].Status == "idle"
+	}
+	rt := &router.Router{Table: e.table, OnRequest: e.ctl.Touch, OnRequestDone: e.ctl.RequestDone}
+	type answer struct {
+		code int
+		body string
+	}
+	done := make(chan answer, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil { // the router aborts a broken answer
+				done <- answer{-1, fmt.Sprint(r)}
+			}
+		}()
+		rec := httptest.NewRecorder()
+		rt.ServeHTTP(rec, httptest.NewRequest("GET", "http://web.slipway.localhost/hold?ms=2000", nil))
+		done <- answer{rec.Code, rec.Body.String()}
+	}()
+	// Checked until the answer is complete: asleep at any point would
+	// mean the instance was stopped under the request.
+	timeout := time.After(15 * time.Second)
+	for held := true; held; {
+		select {
+		case a := <-done:
+			if a.code != http.StatusOK || a.body != "holding\ndone\n" {
+				t.Fatalf("held request: %d %q", a.code, a.body)
+			}
+			held = false
+		case <-time.After(50 * time.Millisecond):
+			if asleep() {
+				t.Fatal("scaled to zero with a request in flight")
+			}
+		case <-timeout:
+			t.Fatal("the held request never ended")
+		}
+	}
+	waitUntil(t, "scaled to zero once the request ended", asleep)
 }

@@ -78,10 +78,12 @@ type liveDeployment struct {
 	ready  bool               // passed its first health check
 	cancel context.CancelFunc // ends supervision
 
-	// Scale to zero: lastUsed is the time of the last request (Unix ns);
+	// Scale to zero: lastUsed is the time of the last request's start or
+	// end (Unix ns), inflight how many are under way;
 	// asleep means the instance was stopped for idleness and the next
 	// request wakes it; waking is closed when a wake in progress ends.
 	lastUsed atomic.Int64
+	inflight atomic.Int64 // requests the router has not finished
 	asleep   bool
 	waking   chan struct{}
 	wakeErr  error

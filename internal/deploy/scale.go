@@ -20,14 +20,36 @@ import (
 
 func (l *liveDeployment) touch() { l.lastUsed.Store(time.Now().UnixNano()) }
 
-// Touch records a request for a deployment (the router's OnRequest hook).
+// Touch records the start of a request for a deployment (the router's
+// OnRequest hook).
 func (c *Controller) Touch(deployment string) {
-	c.mu.Lock()
-	l := c.live[deployment]
-	c.mu.Unlock()
-	if l != nil {
+	if l := c.liveByID(deployment); l != nil {
+		l.inflight.Add(1)
 		l.touch()
 	}
+}
+
+// RequestDone records the end of a request Touch recorded (the router's
+// OnRequestDone hook): a deployment with a request in flight, such as an
+// open WebSocket or a long stream, is not idle, and its idle time counts
+// from the end of its last request.
+func (c *Controller) RequestDone(deployment string) {
+	if l := c.liveByID(deployment); l != nil {
+		l.touch()
+		l.inflight.Add(-1)
+	}
+}
+
+func (c *Controller) liveByID(deployment string) *liveDeployment {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live[deployment]
+}
+
+// idle reports whether l has had no request in flight for its idle
+// timeout.
+func (l *liveDeployment) idle() bool {
+	return l.health.idle > 0 && l.inflight.Load() <= 0 && time.Since(time.Unix(0, l.lastUsed.Load())) >= l.health.idle
 }
 
 // reaper puts idle deployments to sleep.
@@ -44,7 +66,7 @@ func (c *Controller) reaper() {
 		c.mu.Lock()
 		var idle []*liveDeployment
 		for _, l := range c.live {
-			if l.health.idle > 0 && time.Since(time.Unix(0, l.lastUsed.Load())) >= l.health.idle {
+			if l.idle() {
 				idle = append(idle, l)
 			}
 		}
@@ -58,7 +80,7 @@ func (c *Controller) reaper() {
 // sleep stops an idle deployment's instance.
 func (c *Controller) sleep(l *liveDeployment) {
 	l.mu.Lock()
-	if l.asleep || l.waking != nil || l.handle == nil || !l.ready || Status(l.d.Status) != Running {
+	if l.asleep || l.waking != nil || l.handle == nil || !l.ready || Status(l.d.Status) != Running || !l.idle() {
 		l.mu.Unlock()
 		return
 	}

@@ -76,6 +76,13 @@ type Router struct {
 	// must be fast and safe for concurrent use.
 	OnRequest func(deployment string)
 
+	// OnRequestDone, if set, is called once for each request OnRequest was
+	// called for, with the same id, when the router is done with it: the
+	// response is written, or an upgraded connection (a WebSocket) is
+	// closed. Together they tell how many requests a deployment has in
+	// flight, so that a long-lived one keeps it from being idle.
+	OnRequestDone func(deployment string)
+
 	// ErrorLog receives the few errors the proxy itself logs (such as a
 	// backend failing in the middle of a response body). If nil, they are
 	// discarded: the router does no per-request logging.
@@ -165,6 +172,9 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if f := rt.OnRequest; f != nil {
 		f(e.route.Deployment)
+	}
+	if f := rt.OnRequestDone; f != nil {
+		defer f(e.route.Deployment)
 	}
 	if fastEligible(r) {
 		rt.serveFast(w, r, e)

@@ -674,9 +674,14 @@ func TestOnRequest(t *testing.T) {
 	tab.Set("a.test", router.Route{Deployment: "da", Backend: startApp(t, named("a"))})
 	tab.Set("b.test", router.Route{Deployment: "db", Backend: startApp(t, named("b"))})
 	tab.Set("s.test", router.Route{Deployment: "ds", State: router.Stopped})
+	dones := map[string]int{}
 	url, client := startRouter(t, &router.Router{Table: &tab, OnRequest: func(d string) {
 		mu.Lock()
 		calls[d]++
+		mu.Unlock()
+	}, OnRequestDone: func(d string) {
+		mu.Lock()
+		dones[d]++
 		mu.Unlock()
 	}})
 	for host, n := range map[string]int{"a.test": 5, "b.test": 3, "s.test": 2, "unknown.test": 1} {
@@ -684,10 +689,22 @@ func TestOnRequest(t *testing.T) {
 			mustGet(t, client, url, host, "")
 		}
 	}
+	// OnRequestDone may run just after the client has read the answer.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := dones["da"] + dones["db"]
+		mu.Unlock()
+		if n >= 8 {
+			break
+		}
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(calls) != 2 || calls["da"] != 5 || calls["db"] != 3 {
 		t.Errorf("OnRequest calls = %v; want map[da:5 db:3]", calls)
+	}
+	if len(dones) != 2 || dones["da"] != 5 || dones["db"] != 3 {
+		t.Errorf("OnRequestDone calls = %v; want map[da:5 db:3]", dones)
 	}
 }
 

@@ -227,7 +227,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	trig.ctl = ctl
-	rt := &router.Router{Table: table, OnRequest: ctl.Touch}
+	rt := &router.Router{Table: table, OnRequest: ctl.Touch, OnRequestDone: ctl.RequestDone}
 	git, err := gitserver.New(gitserver.Config{
 		Root: filepath.Join(cfg.DataDir, "git"), Authorize: authorize, Pusher: trig, Log: log,
 		Exists: func(ctx context.Context, project string) (bool, error) {

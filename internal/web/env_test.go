@@ -103,7 +103,7 @@ func newTestEnv(t *testing.T, opt envOptions) *testEnv {
 		}
 	})
 
-	e.apps = httptest.NewServer(&router.Router{Table: e.table, OnRequest: ctl.Touch})
+	e.apps = httptest.NewServer(&router.Router{Table: e.table, OnRequest: ctl.Touch, OnRequestDone: ctl.RequestDone})
 	t.Cleanup(e.apps.Close)
 	e.appPort = e.apps.Listener.Addr().(*net.TCPAddr).Port
 

@@ -10,6 +10,7 @@
 //	/read?path=P           200 and the content of P
 //	/write?path=P&data=D   creates P (and its directories) holding D
 //	/log?msg=M[&stream=stderr]  writes M and a newline to stdout (or stderr)
+//	/hold?ms=N             200 "holding" at once, "done" N ms later
 //	/id                    200 "uid=U gid=G groups=A,B"
 //	/exit?code=N           answers 200, then the process exits with code N
 //
@@ -27,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // StartLine is the line the app writes to stdout and stderr when it starts.
@@ -117,6 +119,22 @@ func Handler(cfg Config) http.Handler {
 		}
 		fmt.Fprintln(out, r.URL.Query().Get("msg"))
 		io.WriteString(w, "logged\n")
+	})
+	mux.HandleFunc("GET /hold", func(w http.ResponseWriter, r *http.Request) {
+		// A long-lived answer: a first line at once, the rest after ms
+		// milliseconds (at most a minute) unless the client goes first.
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 || ms > 60000 {
+			http.Error(w, "bad ms", http.StatusBadRequest)
+			return
+		}
+		io.WriteString(w, "holding\n")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			io.WriteString(w, "done\n")
+		case <-r.Context().Done():
+		}
 	})
 	mux.HandleFunc("GET /id", func(w http.ResponseWriter, r *http.Request) {
 		groups, _ := os.Getgroups()
