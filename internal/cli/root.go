@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -123,7 +124,11 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.BaseDomain, "base-domain", envOr("SLIPWAY_BASE_DOMAIN", "slipway.localhost"), "base domain of app hostnames (SLIPWAY_BASE_DOMAIN)")
 	f.DurationVar(&cfg.DeployWindow, "deploy-window", envDuration("SLIPWAY_DEPLOY_WINDOW", 5*time.Minute), "how long a deployment may take to become healthy (SLIPWAY_DEPLOY_WINDOW)")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", envDuration("SLIPWAY_IDLE_TIMEOUT", 5*time.Minute), "scale an app to zero after this long without requests; 0 = never (SLIPWAY_IDLE_TIMEOUT)")
-	f.StringVar(&cfg.TLSListen, "tls-listen", os.Getenv("SLIPWAY_TLS_LISTEN"), "serve custom domains over HTTPS here with ACME certificates, e.g. :443; empty = off (SLIPWAY_TLS_LISTEN)")
+	f.StringVar(&cfg.TLSListen, "tls-listen", os.Getenv("SLIPWAY_TLS_LISTEN"), "serve apps over HTTPS here, e.g. :443: custom domains with ACME certificates, base-domain names per --tls-cert and --tls-base-hosts; empty = off (SLIPWAY_TLS_LISTEN)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", os.Getenv("SLIPWAY_TLS_CERT"), "PEM certificate you obtained (e.g. *.<base-domain> and <base-domain>), served over HTTPS for every name it covers; re-read when it changes (SLIPWAY_TLS_CERT)")
+	f.StringVar(&cfg.TLSKey, "tls-key", os.Getenv("SLIPWAY_TLS_KEY"), "PEM private key of --tls-cert (SLIPWAY_TLS_KEY)")
+	baseHosts, _ := strconv.ParseBool(os.Getenv("SLIPWAY_TLS_BASE_HOSTS"))
+	f.BoolVar(&cfg.TLSBaseHosts, "tls-base-hosts", baseHosts, "order ACME certificates for project and environment hostnames under the base domain that --tls-cert does not cover (never for preview hostnames) (SLIPWAY_TLS_BASE_HOSTS)")
 	f.StringVar(&cfg.ACMEDirectory, "acme-directory", envOr("SLIPWAY_ACME_DIRECTORY", ""), "ACME directory URL; empty = Let's Encrypt (SLIPWAY_ACME_DIRECTORY)")
 	f.StringVar(&cfg.ACMEEmail, "acme-email", os.Getenv("SLIPWAY_ACME_EMAIL"), "contact e-mail of the ACME account (SLIPWAY_ACME_EMAIL)")
 	f.StringVar(&cfg.ACMECACert, "acme-ca-cert", os.Getenv("SLIPWAY_ACME_CA_CERT"), "PEM roots for the ACME server's HTTPS, for test CAs (SLIPWAY_ACME_CA_CERT)")

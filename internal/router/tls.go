@@ -1,7 +1,8 @@
 package router
 
 // TLS for custom domains with certificates from an ACME CA (Let's Encrypt by
-// default). The ACME protocol is golang.org/x/crypto/acme/autocert's: it is
+// default), and optionally for Slipway's own hostnames under the base domain
+// (see wildcard.go). The ACME protocol is golang.org/x/crypto/acme/autocert's: it is
 // maintained by the Go team beside crypto/tls, implements RFC 8555 with the
 // tls-alpn-01 and http-01 challenges, renews ahead of expiry, and keeps its
 // state in a pluggable cache. This file only decides which names may have a
@@ -26,8 +27,8 @@ import (
 )
 
 // ErrHostNotAllowed is returned (wrapped) for a host that may not have a
-// certificate: not a custom domain, a name under the base domain, an IP
-// address or a malformed name. A TLS handshake for such a host fails.
+// certificate: not a custom domain, a name under the base domain that
+// BaseHostPolicy does not allow, an IP address or a malformed name. A TLS handshake for such a host fails.
 var ErrHostNotAllowed = errors.New("host is not allowed a certificate")
 
 // Defaults for ACMEConfig.
@@ -71,11 +72,29 @@ type ACMEConfig struct {
 	HostPolicy func(ctx context.Context, host string) error
 
 	// BaseDomain is the base of Slipway's own hostnames (preview URLs,
-	// project and environment hostnames). Neither it nor any name under it
-	// ever gets a certificate, whatever HostPolicy says: those names would
-	// need a wildcard certificate, which takes a dns-01 challenge. If empty,
-	// no name is excluded on that ground.
+	// project and environment hostnames). HostPolicy is never asked about
+	// it or any name under it: the base domain itself and names more than
+	// one label below it never get an ACME certificate, and names one label
+	// below it get one only if BaseHostPolicy allows. If empty, no name is
+	// excluded on that ground.
 	BaseDomain string
+
+	// BaseHostPolicy reports whether a name one label below BaseDomain
+	// (myapp.<base>) may have an ACME certificate of its own, like
+	// HostPolicy (same canonical host, same context bound, same every-
+	// handshake calls). Meant for project and environment hostnames, which
+	// are few and long-lived; not for preview hostnames: every deployment
+	// has one, and ordering a certificate per deployment would soon hit the
+	// CA's rate limits (Let's Encrypt: 50 certificates per registered
+	// domain per week). RoutedBaseHosts is such a policy. If nil, no name
+	// under BaseDomain gets an ACME certificate.
+	BaseHostPolicy func(ctx context.Context, host string) error
+
+	// Certificate is a certificate the operator obtained, typically for
+	// *.<base> and <base> by a dns-01 challenge. It is served for every
+	// server name its leaf covers, before and instead of ACME, whatever
+	// the policies say; other names go to ACME. If nil, none.
+	Certificate *CertFile
 
 	// CACertFile is a PEM file with the root certificates trusted for the
 	// ACME server's own HTTPS (a private CA, or Pebble in tests). If empty,
@@ -94,9 +113,11 @@ type ACMEConfig struct {
 // falling back to http-01 on the plain-HTTP listener; public CAs connect to
 // ports 443 and 80 respectively, so at least one of them must reach Slipway.
 type ACME struct {
-	mgr    *autocert.Manager
-	base   string // canonical BaseDomain, or ""
-	policy func(ctx context.Context, host string) error
+	mgr        *autocert.Manager
+	base       string // canonical BaseDomain, or ""
+	policy     func(ctx context.Context, host string) error
+	basePolicy func(ctx context.Context, host string) error
+	cert       *CertFile // or nil
 }
 
 // NewACME checks cfg and returns an ACME. It creates the cache directory but
@@ -110,7 +131,7 @@ func NewACME(cfg ACMEConfig) (*ACME, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("acme: invalid directory URL %q", dir)
 	}
-	a := &ACME{policy: cfg.HostPolicy}
+	a := &ACME{policy: cfg.HostPolicy, basePolicy: cfg.BaseHostPolicy, cert: cfg.Certificate}
 	if cfg.BaseDomain != "" {
 		b, ok := CanonicalHost(cfg.BaseDomain)
 		if !ok {
@@ -181,10 +202,15 @@ func (a *ACME) allow(ctx context.Context, host string) error {
 	if h[0] == '[' || net.ParseIP(h) != nil {
 		return fmt.Errorf("acme: %w: %s is an IP address", ErrHostNotAllowed, h)
 	}
+	policy := a.policy
 	if a.base != "" && (h == a.base || strings.HasSuffix(h, "."+a.base)) {
-		return fmt.Errorf("acme: %w: %s is under the base domain %s", ErrHostNotAllowed, h, a.base)
+		label := strings.TrimSuffix(h, "."+a.base)
+		if a.basePolicy == nil || h == a.base || strings.Contains(label, ".") {
+			return fmt.Errorf("acme: %w: %s is under the base domain %s", ErrHostNotAllowed, h, a.base)
+		}
+		policy = a.basePolicy
 	}
-	if a.policy == nil {
+	if policy == nil {
 		return fmt.Errorf("acme: %w: %s (no host policy)", ErrHostNotAllowed, h)
 	}
 	if ctx == nil { // a ClientHelloInfo not from a handshake has none
@@ -192,7 +218,7 @@ func (a *ACME) allow(ctx context.Context, host string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, hostPolicyTimeout)
 	defer cancel()
-	if err := a.policy(ctx, h); err != nil {
+	if err := policy(ctx, h); err != nil {
 		return fmt.Errorf("acme: %w: %s: %w", ErrHostNotAllowed, h, err)
 	}
 	return nil
@@ -200,11 +226,17 @@ func (a *ACME) allow(ctx context.Context, host string) error {
 
 // getCertificate is the tls.Config hook. Challenge handshakes (tls-alpn-01)
 // go straight to autocert, which answers them only for orders in flight;
-// every other handshake must pass the host policy first, so a domain that is
-// no longer custom loses its cached certificate too.
+// a name the operator's certificate covers gets it; every other handshake
+// must pass the host policy first, so a domain that is no longer custom
+// loses its cached certificate too.
 func (a *ACME) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acme.ALPNProto {
 		return a.mgr.GetCertificate(hello)
+	}
+	if a.cert != nil && hello.ServerName != "" {
+		if c := a.cert.Certificate(hello.ServerName); c != nil {
+			return c, nil
+		}
 	}
 	if err := a.allow(hello.Context(), hello.ServerName); err != nil {
 		return nil, err
@@ -213,9 +245,10 @@ func (a *ACME) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 }
 
 // TLSConfig returns a TLS configuration for the router's TLS listener: it
-// serves certificates for allowed hosts (ordering them when needed),
-// answers tls-alpn-01 challenges, and offers HTTP/2 and HTTP/1.1. A
-// handshake for any other name fails. Each call returns a new value the
+// serves the operator's certificate (ACMEConfig.Certificate) for the names
+// it covers and ACME certificates for allowed hosts (ordering them when
+// needed), answers tls-alpn-01 challenges, and offers HTTP/2 and HTTP/1.1.
+// A handshake for any other name fails. Each call returns a new value the
 // caller may change.
 func (a *ACME) TLSConfig() *tls.Config {
 	cfg := a.mgr.TLSConfig()

@@ -63,9 +63,19 @@ type Config struct {
 	// server starts and supervises its own.
 	BuildkitHost string
 	// TLSListen, if set, serves apps over HTTPS on this address with
-	// certificates from an ACME CA for custom domains (previews and
-	// base-domain names have none). If empty, TLS is off.
+	// certificates from an ACME CA for custom domains, and for names under
+	// the base domain as TLSCert and TLSBaseHosts say (by default none).
+	// If empty, TLS is off and the other TLS fields must be empty.
 	TLSListen string
+	// TLSCert and TLSKey are PEM files of a certificate the operator
+	// obtained, typically for *.<BaseDomain> and BaseDomain. It is served
+	// for every name it covers and re-read when the files change (checked
+	// at most every 30 s). Both or neither; if empty, none.
+	TLSCert, TLSKey string
+	// TLSBaseHosts orders ACME certificates for project and environment
+	// hostnames under BaseDomain that exist (are routed) and TLSCert does
+	// not cover; never for preview hostnames. If false, none.
+	TLSBaseHosts bool
 	// ACMEDirectory is the ACME CA's directory URL. If empty, Let's
 	// Encrypt's production directory.
 	ACMEDirectory string
@@ -262,8 +272,23 @@ func Run(ctx context.Context, cfg Config) error {
 	routerHTTP := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 3)
 	var routerTLS *http.Server
+	serveTLS := func() {}
+	if cfg.TLSListen == "" && (cfg.TLSCert != "" || cfg.TLSKey != "" || cfg.TLSBaseHosts) {
+		return errors.New("a TLS certificate or --tls-base-hosts needs --tls-listen")
+	}
 	if cfg.TLSListen != "" {
+		var cert *router.CertFile
+		if cfg.TLSCert != "" || cfg.TLSKey != "" {
+			if cert, err = router.NewCertFile(router.CertFileConfig{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, Log: log}); err != nil {
+				return err
+			}
+		}
+		var basePolicy func(context.Context, string) error
+		if cfg.TLSBaseHosts {
+			basePolicy = router.RoutedBaseHosts(table, cfg.BaseDomain)
+		}
 		acm, err := router.NewACME(router.ACMEConfig{
+			Certificate: cert, BaseHostPolicy: basePolicy,
 			DirectoryURL: cfg.ACMEDirectory, Email: cfg.ACMEEmail, CACertFile: cfg.ACMECACert,
 			CacheDir: filepath.Join(cfg.DataDir, "acme"), BaseDomain: cfg.BaseDomain,
 			HostPolicy: func(ctx context.Context, host string) error {
@@ -286,8 +311,12 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		routerHTTP.Handler = acm.HTTPHandler(rt) // http-01 challenges
 		routerTLS = &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
-		go func() { errc <- acm.ServeTLS(routerTLS, tlsLn) }()
-		log.Info("serving apps over HTTPS for custom domains", "listen", tlsLn.Addr().String(), "acme", cfg.ACMEDirectory)
+		serveTLS = func() { go func() { errc <- acm.ServeTLS(routerTLS, tlsLn) }() }
+		attrs := []any{"listen", tlsLn.Addr().String(), "acme", cfg.ACMEDirectory, "base_hosts_acme", cfg.TLSBaseHosts}
+		if cert != nil {
+			attrs = append(attrs, "cert", cfg.TLSCert, "cert_names", cert.Leaf().DNSNames, "cert_not_after", cert.Leaf().NotAfter)
+		}
+		log.Info("serving apps over HTTPS", attrs...)
 	}
 	go func() { errc <- serve(apiHTTP, apiLn) }()
 	// Apps are served only once reconciliation has routed them: until then
@@ -296,6 +325,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	go func() { errc <- serve(routerHTTP, routerLn) }()
+	serveTLS()
 	log.Info("slipway is up", "api", "http://"+apiLn.Addr().String(), "router", routerLn.Addr().String(),
 		"base_domain", cfg.BaseDomain, "data", cfg.DataDir, "buildkit", bkAddr)
 	if cfg.Started != nil {
