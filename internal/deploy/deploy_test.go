@@ -321,17 +321,23 @@ func TestCrashedInstanceIsRestarted(t *testing.T) {
 	}
 }
 
-func TestScaleToZeroAndWake(t *testing.T) {
-	e := newEnv(t)
+// deployIdling deploys the web project with the idle timeout given, and
+// returns the deployment and a check that it is scaled to zero.
+func (e *env) deployIdling(timeout string) (store.Deployment, func() bool) {
 	ctx := context.Background()
 	p, _ := e.store.GetProject(ctx, "web")
-	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "1s"})
+	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: timeout})
 	d := e.waitFor(e.deploy().ID, settled)
-
-	asleep := func() bool {
+	return d, func() bool {
 		insts, _ := e.store.ListInstances(ctx, d.ID)
 		return len(insts) > 0 && insts[len(insts)-1].Status == "idle"
 	}
+}
+
+func TestScaleToZeroAndWake(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	d, asleep := e.deployIdling("1s")
 	waitUntil(t, "scaled to zero", asleep)
 
 	// Many concurrent requests wake it once.
@@ -542,14 +548,7 @@ func TestEnqueueOnce(t *testing.T) {
 // its end.
 func TestRequestInFlightKeepsAwake(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
-	p, _ := e.store.GetProject(ctx, "web")
-	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "300ms"})
-	d := e.waitFor(e.deploy().ID, settled)
-	asleep := func() bool {
-		insts, _ := e.store.ListInstances(ctx, d.ID)
-		return len(insts) > 0 && insts[len(insts)-1].Status == "idle"
-	}
+	_, asleep := e.deployIdling("300ms")
 	rt := &router.Router{Table: e.table, OnRequest: e.ctl.Touch, OnRequestDone: e.ctl.RequestDone}
 	type answer struct {
 		code int
