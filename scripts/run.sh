@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 data=${SLIPWAY_DATA:-/var/lib/slipway}
 export SLIPWAY_DATA=$data
+# The server reads the base images where setup.sh wrote them, whatever the
+# data directory.
+export SLIPWAY_BASE_IMAGES=${SLIPWAY_BASE_IMAGES:-/var/lib/slipway/base-images}
 export SLIPWAY_URL=${SLIPWAY_URL:-http://127.0.0.1:7300}
 mkdir -p "$data"
 if ! curl -fsS "$SLIPWAY_URL/api/v1/health" >/dev/null 2>&1; then
