@@ -47,6 +47,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/topdir"
 )
 
 // Name is the driver's name, as stored in Handle.Driver.
@@ -140,7 +141,7 @@ func New(cfg Config) (*Driver, error) {
 		idLocks:    make(map[string]*idLock),
 		imageLocks: make(map[string]*sync.RWMutex),
 	}
-	markTopDir(d.imagesDir())
+	topdir.Mark(d.imagesDir())
 	d.removeStaleTemps()
 	return d, nil
 }

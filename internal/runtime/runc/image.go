@@ -310,29 +310,6 @@ func syncfs(dir string) error {
 	return unix.Syncfs(int(f.Fd()))
 }
 
-// fsTopDir is FS_TOPDIR_FL (chattr +T), which x/sys/unix does not define.
-const fsTopDir = 0x00020000
-
-// markTopDir flags dir as the top of a directory hierarchy (chattr +T).
-// ext4 then spreads the directories made in it over block groups with
-// free inodes instead of packing them next to dir: a group where many
-// inodes were freed in the last half minute (a build's temporary files)
-// makes every inode allocation in it slow on ext4 without a journal
-// (hundreds of microseconds a file, seconds for an image). Other
-// filesystems ignore or refuse the flag; that is fine.
-func markTopDir(dir string) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return
-	}
-	defer unix.Close(fd)
-	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
-	if err != nil || flags&fsTopDir != 0 {
-		return
-	}
-	unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsTopDir))
-}
-
 // removeStaleTemps removes unpack directories left by a crash. Only old
 // ones: another driver on the same root may be unpacking right now.
 func (d *Driver) removeStaleTemps() {
