@@ -19,21 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// extract writes the flattened image filesystem read from r (the output
-// of mutate.Extract: whiteouts already applied, upper layers first) into
-// the directory dir. See extractLayers.
-func extract(ctx context.Context, r io.Reader, dir string) error {
-	x, err := newExtractor(dir)
-	if err != nil {
-		return err
-	}
-	defer x.close()
-	if err := x.apply(ctx, tar.NewReader(r), nil); err != nil {
-		return err
-	}
-	return x.finish()
-}
-
 // extractLayers writes the filesystem of an image made of layers (bottom
 // first, as v1.Image.Layers returns them) into the directory dir, keeping
 // ownership, modes, times, device nodes and file capabilities. Each layer

@@ -4,13 +4,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/slipwayhq/slipway/internal/runtime/drivertest"
 )
@@ -34,9 +34,25 @@ func extractImage(t *testing.T, layers ...v1.Layer) (string, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	return dir, extract(context.Background(), rc, dir)
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, extractLayers(context.Background(), ls, dir)
+}
+
+// extract writes one tar stream into dir with the extractor alone, no
+// layer filtering in front: what a hostile entry meets last.
+func extract(ctx context.Context, r io.Reader, dir string) error {
+	x, err := newExtractor(dir)
+	if err != nil {
+		return err
+	}
+	defer x.close()
+	if err := x.apply(ctx, tar.NewReader(r), nil); err != nil {
+		return err
+	}
+	return x.finish()
 }
 
 func TestExtractMetadata(t *testing.T) {
