@@ -309,7 +309,7 @@ func writeRequest(bw *bufio.Writer, r *http.Request) error {
 	bw.WriteString("\r\n")
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
-		if skipRequestHeader(k) || len(conn) > 0 && listedIn(conn, k) {
+		if skipRequestHeader(k) || len(conn) > 0 && containsToken(conn, k) {
 			continue
 		}
 		for _, v := range vv {
@@ -376,11 +376,6 @@ func removeHopByHop(h http.Header) {
 	for _, k := range hopHeaders {
 		delete(h, k)
 	}
-}
-
-// listedIn reports whether the Connection header values name the header k.
-func listedIn(connection []string, k string) bool {
-	return containsToken(connection, k)
 }
 
 // containsToken reports whether the comma-separated values contain token,

@@ -19,25 +19,34 @@ const fsTopDir = 0x00020000
 // Mark flags dir as a top directory. It is best effort: other filesystems
 // ignore or refuse the flag, which is fine, so errors are not reported.
 func Mark(dir string) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	fd, flags, ok := open(dir)
+	if !ok {
 		return
 	}
 	defer unix.Close(fd)
-	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
-	if err != nil || flags&fsTopDir != 0 {
-		return
+	if flags&fsTopDir == 0 {
+		unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsTopDir))
 	}
-	unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsTopDir))
 }
 
 // Marked reports whether dir carries the flag.
 func Marked(dir string) bool {
+	fd, flags, ok := open(dir)
+	if ok {
+		unix.Close(fd)
+	}
+	return ok && flags&fsTopDir != 0
+}
+
+// open opens directory dir and reads its inode flags.
+func open(dir string) (fd int, flags uint32, ok bool) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false
+		return -1, 0, false
 	}
-	defer unix.Close(fd)
-	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
-	return err == nil && flags&fsTopDir != 0
+	if flags, err = unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS); err != nil {
+		unix.Close(fd)
+		return -1, 0, false
+	}
+	return fd, flags, true
 }
