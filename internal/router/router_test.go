@@ -588,20 +588,7 @@ func TestInFlightCompletes(t *testing.T) {
 
 func TestBackendErrors(t *testing.T) {
 	// A listener that accepts and closes at once.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	closesAtOnce := rawApp(t, func(net.Conn) {})
 	// An address nothing listens on.
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -620,7 +607,7 @@ func TestBackendErrors(t *testing.T) {
 		wantText   string
 	}{
 		{"refused", tcpBackend(refusedAddr), 502, "did not answer"},
-		{"closes at once", tcpBackend(ln.Addr().String()), 502, "did not answer"},
+		{"closes at once", tcpBackend(closesAtOnce), 502, "did not answer"},
 		{"no connection", router.BackendFunc(func(context.Context) (net.Conn, error) { return nil, nil }), 502, "did not answer"},
 		{"error", router.BackendFunc(func(context.Context) (net.Conn, error) {
 			return nil, errors.New("runc: netns /var/run/netns/x: no such file")
