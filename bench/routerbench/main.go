@@ -76,8 +76,15 @@ func proxy(addr, backendAddr string) {
 	var d net.Dialer
 	t.Set(host, router.Route{Deployment: "benchbackend0", Project: "bench", Backend: router.BackendFunc(
 		func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", backendAddr) })})
-	srv := &http.Server{Addr: addr, Handler: &router.Router{Table: &t}, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintln(os.Stderr, srv.ListenAndServe())
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// As the server serves it: a Front, with net/http for what it hands over.
+	rt := &router.Router{Table: &t}
+	front := &router.Front{Router: rt, Fallback: &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}}
+	fmt.Fprintln(os.Stderr, front.Serve(ln))
 	os.Exit(1)
 }
 

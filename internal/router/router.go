@@ -17,11 +17,17 @@
 // (fast.go) with the router's own per-deployment pools; all other requests
 // go through httputil.ReverseProxy and one shared Transport.
 //
+// The Router is an http.Handler. A Front (front.go) serves it on a plain
+// HTTP listener faster than net/http's server can: it answers the plain
+// requests itself and hands every other connection to an http.Server.
+//
 // Use:
 //
 //	var t router.Table
 //	t.Set("d0123456789a.slipway.localhost", router.Route{Deployment: "d0123456789a", Backend: b})
-//	srv := &http.Server{Addr: ":80", Handler: &router.Router{Table: &t}}
+//	rt := &router.Router{Table: &t}
+//	front := &router.Front{Router: rt, Fallback: &http.Server{Handler: rt}}
+//	go front.Serve(ln)
 package router
 
 import (

@@ -45,17 +45,31 @@ func named(name string) http.Handler {
 	})
 }
 
-// startRouter serves rt on loopback and returns its URL and a client.
+// startRouter serves rt on loopback as the server does, through a
+// router.Front, and returns its URL and a client.
 func startRouter(t testing.TB, rt *router.Router) (string, *http.Client) {
 	t.Helper()
-	front := httptest.NewServer(rt)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := &router.Front{Router: rt, Fallback: &http.Server{Handler: rt, ReadHeaderTimeout: wait}}
+	served := make(chan error, 1)
+	go func() { served <- front.Serve(ln) }()
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()
-		front.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		if err := front.Shutdown(ctx); err != nil {
+			t.Errorf("shutting the front down: %v", err)
+		}
+		if err := <-served; err != http.ErrServerClosed {
+			t.Errorf("Front.Serve returned %v; want http.ErrServerClosed", err)
+		}
 		rt.CloseIdleConnections()
 	})
-	return front.URL, &http.Client{Transport: tr, Timeout: wait}
+	return "http://" + ln.Addr().String(), &http.Client{Transport: tr, Timeout: wait}
 }
 
 type response struct {

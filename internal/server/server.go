@@ -269,7 +269,10 @@ func Run(ctx context.Context, cfg Config) error {
 	defer endStreams()
 	apiHTTP := &http.Server{Handler: apiServer.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return serveCtx }}
-	routerHTTP := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
+	// The router's listener is served by a router.Front: plain GETs and
+	// HEADs by the front itself, every other connection by routerHTTP.
+	routerHTTP := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	routerFront := &router.Front{Router: rt, Fallback: routerHTTP}
 	errc := make(chan error, 3)
 	var routerTLS *http.Server
 	serveTLS := func() {}
@@ -310,7 +313,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("listening for HTTPS on %s: %w", cfg.TLSListen, err)
 		}
 		routerHTTP.Handler = acm.HTTPHandler(rt) // http-01 challenges
-		routerTLS = &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
+		routerTLS = &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 		serveTLS = func() { go func() { errc <- acm.ServeTLS(routerTLS, tlsLn) }() }
 		attrs := []any{"listen", tlsLn.Addr().String(), "acme", cfg.ACMEDirectory, "base_hosts_acme", cfg.TLSBaseHosts}
 		if cert != nil {
@@ -324,7 +327,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := ctl.Start(ctx); err != nil {
 		return err
 	}
-	go func() { errc <- serve(routerHTTP, routerLn) }()
+	go func() { errc <- serveFront(routerFront, routerLn) }()
 	serveTLS()
 	log.Info("slipway is up", "api", "http://"+apiLn.Addr().String(), "router", routerLn.Addr().String(),
 		"base_domain", cfg.BaseDomain, "data", cfg.DataDir, "buildkit", bkAddr)
@@ -342,7 +345,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	endStreams()
 	apiHTTP.Shutdown(sctx)
-	routerHTTP.Shutdown(sctx)
+	routerFront.Shutdown(sctx)
 	if routerTLS != nil {
 		routerTLS.Shutdown(sctx)
 	}
@@ -361,6 +364,13 @@ func appURL(host string, port int) string {
 
 func serve(s *http.Server, ln net.Listener) error {
 	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func serveFront(f *router.Front, ln net.Listener) error {
+	if err := f.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
