@@ -92,6 +92,9 @@ type Controller struct {
 	cancels map[string]context.CancelFunc // per deployment in progress
 	inQueue map[string]bool               // in the build queue or building
 	live    map[string]*liveDeployment    // RUNNING or DEPLOYING deployments with an instance
+	// liveIndex mirrors live (written under mu, with it) for the router's
+	// per-request hooks, which read it without taking mu.
+	liveIndex sync.Map // deployment id → *liveDeployment
 }
 
 // New validates cfg and returns a Controller. Call Start to reconcile and

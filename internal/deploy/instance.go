@@ -391,6 +391,7 @@ func (c *Controller) register(l *liveDeployment) {
 	l.touch()
 	c.mu.Lock()
 	c.live[l.d.ID] = l
+	c.liveIndex.Store(l.d.ID, l)
 	c.mu.Unlock()
 }
 
@@ -507,6 +508,7 @@ func (c *Controller) stopLive(ctx context.Context, l *liveDeployment) {
 	c.mu.Lock()
 	if c.live[l.d.ID] == l {
 		delete(c.live, l.d.ID)
+		c.liveIndex.Delete(l.d.ID)
 	}
 	c.mu.Unlock()
 }

@@ -40,10 +40,13 @@ func (c *Controller) RequestDone(deployment string) {
 	}
 }
 
+// liveByID returns the live deployment with the id, without taking c.mu:
+// it runs twice per proxied request.
 func (c *Controller) liveByID(deployment string) *liveDeployment {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.live[deployment]
+	if l, ok := c.liveIndex.Load(deployment); ok {
+		return l.(*liveDeployment)
+	}
+	return nil
 }
 
 // idle reports whether l has had no request in flight for its idle
