@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -182,11 +183,15 @@ func (f *Front) shuttingDown() bool {
 	return f.closing
 }
 
+// forget removes fc from the connections Shutdown waits for, once.
 func (f *Front) forget(fc *frontConn) {
 	f.mu.Lock()
+	_, ok := f.conns[fc]
 	delete(f.conns, fc)
 	f.mu.Unlock()
-	f.finished.Done()
+	if ok {
+		f.finished.Done()
+	}
 }
 
 // frontConn is one client connection while the front serves it.
@@ -223,10 +228,13 @@ func newFrontConn(f *Front, c net.Conn) *frontConn {
 func (fc *frontConn) serve() {
 	f := fc.f
 	defer func() {
+		// As net/http does: a panic ends this connection, not the server.
 		if err := recover(); err != nil {
+			if l := f.Router.ErrorLog; l != nil {
+				l.Printf("router: panic serving %v: %v\n%s", fc.c.RemoteAddr(), err, debug.Stack())
+			}
 			fc.c.Close()
 			f.forget(fc)
-			panic(err)
 		}
 	}()
 	srv := f.Fallback
