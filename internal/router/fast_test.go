@@ -164,6 +164,30 @@ func rawApp(t *testing.T, serve func(c net.Conn)) string {
 	return ln.Addr().String()
 }
 
+// answeringApp is an app that reads one request per connection and
+// writes answer, as it is.
+func answeringApp(t *testing.T, answer string) string {
+	t.Helper()
+	return rawApp(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			io.WriteString(c, answer)
+		}
+	})
+}
+
+// dialRaw connects to addr for a test that writes raw HTTP; the connection
+// is closed at the end of the test.
+func dialRaw(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(wait))
+	return c
+}
+
 func TestFastStaleConnection(t *testing.T) {
 	// An app that answers one request per connection as if keeping it
 	// alive, then closes it: the pooled connection is dead when reused.
@@ -196,13 +220,8 @@ func TestFastBadResponses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := rawApp(t, func(c net.Conn) {
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					io.WriteString(c, tt.answer)
-				}
-			})
 			var tab router.Table
-			tab.Set("app.test", router.Route{Deployment: "dbad", Backend: tcpBackend(addr)})
+			tab.Set("app.test", router.Route{Deployment: "dbad", Backend: tcpBackend(answeringApp(t, tt.answer))})
 			url, client := startRouter(t, &router.Router{Table: &tab})
 			if res := mustGet(t, client, url, "app.test", ""); res.status != http.StatusBadGateway || !strings.Contains(res.body, "dbad") {
 				t.Errorf("status %d, body %q; want 502 naming the deployment", res.status, res.body)

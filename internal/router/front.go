@@ -441,74 +441,25 @@ const (
 	kindForwarded                          // X-Forwarded-For, -Host, -Proto, Forwarded
 )
 
+// headerKinds names the headers that are not kindOther.
+var headerKinds = [...]struct {
+	name string
+	kind headerKind
+}{
+	{"host", kindHost}, {"date", kindDate}, {"accept", kindAccept},
+	{"content-length", kindContentLength}, {"connection", kindConnection},
+	{"transfer-encoding", kindTransferEncoding}, {"te", kindTE}, {"trailer", kindTrailer},
+	{"upgrade", kindUpgrade}, {"expect", kindExpect},
+	{"keep-alive", kindHop}, {"proxy-connection", kindHop},
+	{"proxy-authenticate", kindHop}, {"proxy-authorization", kindHop},
+	{"x-forwarded-for", kindForwarded}, {"x-forwarded-host", kindForwarded},
+	{"x-forwarded-proto", kindForwarded}, {"forwarded", kindForwarded},
+}
+
 func classifyHeader(name []byte) headerKind {
-	is := func(s string) bool { return bytes.EqualFold(name, []byte(s)) }
-	switch len(name) {
-	case 2:
-		if is("te") {
-			return kindTE
-		}
-	case 4:
-		if is("host") {
-			return kindHost
-		}
-		if is("date") {
-			return kindDate
-		}
-	case 6:
-		if is("accept") {
-			return kindAccept
-		}
-		if is("expect") {
-			return kindExpect
-		}
-	case 7:
-		if is("upgrade") {
-			return kindUpgrade
-		}
-		if is("trailer") {
-			return kindTrailer
-		}
-	case 9:
-		if is("forwarded") {
-			return kindForwarded
-		}
-	case 10:
-		if is("connection") {
-			return kindConnection
-		}
-		if is("keep-alive") {
-			return kindHop
-		}
-	case 14:
-		if is("content-length") {
-			return kindContentLength
-		}
-	case 15:
-		if is("x-forwarded-for") {
-			return kindForwarded
-		}
-	case 16:
-		if is("proxy-connection") {
-			return kindHop
-		}
-		if is("x-forwarded-host") {
-			return kindForwarded
-		}
-	case 17:
-		if is("transfer-encoding") {
-			return kindTransferEncoding
-		}
-		if is("x-forwarded-proto") {
-			return kindForwarded
-		}
-	case 18:
-		if is("proxy-authenticate") {
-			return kindHop
-		}
-	case 19:
-		if is("proxy-authorization") {
-			return kindHop
+	for _, h := range headerKinds {
+		if len(h.name) == len(name) && bytes.EqualFold(name, []byte(h.name)) {
+			return h.kind
 		}
 	}
 	return kindOther

@@ -39,12 +39,7 @@ func TestFrontPipelining(t *testing.T) {
 	tab.Set("app.test", router.Route{Deployment: "d1", Backend: startApp(t, echoApp())})
 	addr := frontAddr(t, &tab)
 
-	c, err := net.DialTimeout("tcp", addr, wait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(wait))
+	c := dialRaw(t, addr)
 	raw := "GET /a HTTP/1.1\r\nHost: app.test\r\n\r\n" +
 		"HEAD /b HTTP/1.1\r\nHost: app.test\r\n\r\n" +
 		"POST /c HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello" +
@@ -98,12 +93,7 @@ func TestFrontHandsOver(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := net.DialTimeout("tcp", addr, wait)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(wait))
+			c := dialRaw(t, addr)
 			if _, err := io.WriteString(c, tt.raw); err != nil {
 				t.Fatal(err)
 			}
@@ -136,14 +126,9 @@ func TestFrontForwarding(t *testing.T) {
 	}
 
 	// The body was discarded by rawRequest: ask again and read it.
-	c, err := net.DialTimeout("tcp", addr, wait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(wait))
+	c := dialRaw(t, addr)
 	io.WriteString(c, "GET /p?q=1 HTTP/1.1\r\nHost: App.Test:80\r\nX-Forwarded-For: 6.6.6.6\r\nKeep-Alive: timeout=5\r\nx-custom:  kept as sent \r\n\r\n")
-	res, err = http.ReadResponse(bufio.NewReader(c), nil)
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,20 +161,9 @@ func TestFrontResponses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := rawApp(t, func(c net.Conn) {
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					io.WriteString(c, tt.answer)
-				}
-			})
 			var tab router.Table
-			tab.Set("app.test", router.Route{Deployment: "dresp", Backend: tcpBackend(addr)})
-			front := frontAddr(t, &tab)
-			c, err := net.DialTimeout("tcp", front, wait)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(wait))
+			tab.Set("app.test", router.Route{Deployment: "dresp", Backend: tcpBackend(answeringApp(t, tt.answer))})
+			c := dialRaw(t, frontAddr(t, &tab))
 			fmt.Fprintf(c, "%s / HTTP/1.1\r\nHost: app.test\r\n\r\n", tt.method)
 			br := bufio.NewReader(c)
 			res, err := http.ReadResponse(br, &http.Request{Method: tt.method})
@@ -251,12 +225,7 @@ func TestFrontShutdown(t *testing.T) {
 	go func() { served <- front.Serve(ln) }()
 
 	dial := func() (net.Conn, *bufio.Reader) {
-		c, err := net.DialTimeout("tcp", ln.Addr().String(), wait)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(wait))
+		c := dialRaw(t, ln.Addr().String())
 		return c, bufio.NewReader(c)
 	}
 	idle, idleR := dial()

@@ -233,12 +233,7 @@ func TestPages(t *testing.T) {
 // rawRequest sends raw bytes to addr and parses one response.
 func rawRequest(t *testing.T, addr, raw string) *http.Response {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, wait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(wait))
+	c := dialRaw(t, addr)
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
