@@ -163,7 +163,7 @@ func run() error {
 			return err
 		}
 		targets = append(targets, target{fmt.Sprintf("slipway router, GOMAXPROCS=%d", procsN),
-			"wrk → internal/router (router.Router, one Table route, TCP dial to the backend) → backend", a})
+			"wrk → internal/router as the server serves it (router.Front over router.Router, one Table route, TCP dial to the backend) → backend", a})
 	}
 	if *baseline != "" {
 		a, err := addr()
