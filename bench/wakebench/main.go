@@ -1,11 +1,21 @@
 // Command wakebench measures waking from zero: the time from a request to
-// the first byte of the answer for a scaled-to-zero examples/hello
-// deployment (the server runs with --idle-timeout 2s), over many wakes,
-// next to two baselines measured in the same run: the same app built
-// natively with go build and started as a plain process (exec → first
-// 200), and the app's image started in a sandbox by Slipway's runc driver
-// alone (Driver.Start → first 200 through Driver.Dial), which is the floor
-// a wake cannot go below.
+// the first byte of the answer for a scaled-to-zero deployment (the server
+// runs with --idle-timeout 2s), over many wakes, for examples/hello (a
+// static Go binary) and optionally a Python app. Each app is set beside two
+// baselines of its own, measured in the same run with as many samples:
+//
+//   - plain process: the app started on the host without namespaces or
+//     cgroups, exec → first 200. For hello, the app built natively with go
+//     build; for the Python app, its deployment's start command chrooted
+//     into its image's filesystem unpacked into a plain directory, with the
+//     image config's Env, WorkingDir and User.
+//
+//   - runc driver alone: the deployed image started in a sandbox by
+//     Slipway's runc driver directly (Driver.Start → first 200 through
+//     Driver.Dial, with the deployment's start command), which is the floor
+//     a wake cannot go below.
+//
+// Usage:
 //
 //	wakebench -bin bin/slipway -data DIR [-hello examples/hello] [-python examples/fastapi-uv] [-wakes 25]
 package main
@@ -74,7 +84,7 @@ func run() error {
 	defer os.RemoveAll(work)
 	loadBefore := report.LoadAvg()
 
-	// Baseline 1: the plain process.
+	// hello's plain process: the app built natively.
 	native := filepath.Join(work, "hello-native")
 	build := exec.Command("go", "build", "-o", native, ".")
 	build.Dir = *hello
@@ -82,13 +92,14 @@ func run() error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("building %s natively: %v\n%s", *hello, err, out)
 	}
-	plain := &series{Name: "plain process: exec of the natively built binary → first 200"}
+	helloApp := &appResult{Name: filepath.Base(*hello), Dir: *hello, Kind: "static Go binary",
+		Plain: &series{Name: filepath.Base(*hello) + ": plain process: exec of the natively built binary → first 200"}}
 	for i := 0; i < *wakes; i++ {
-		d, err := plainStart(ctx, native)
+		d, err := plainStart(native)
 		if err != nil {
 			return err
 		}
-		plain.Samples = append(plain.Samples, d)
+		helloApp.Plain.Samples = append(helloApp.Plain.Samples, d)
 	}
 
 	srv, _, err := benchsrv.Start(ctx, serverproc.Config{Binary: *bin, DataDir: *data, IdleTimeout: *idle, DeployWindow: 5 * time.Minute})
@@ -98,54 +109,115 @@ func run() error {
 	defer benchsrv.Shutdown(srv)
 	c := srv.Client()
 
-	helloRes, helloDep, err := measureApp(ctx, c, srv, "hello", *hello, work, *wakes)
+	helloApp.Wakes, helloApp.Dep, err = measureApp(ctx, c, srv, "hello", *hello, work, *wakes)
 	if err != nil {
 		return err
 	}
-
-	// Baseline 2: the same image in a sandbox, started by the runc driver
-	// directly (no control plane, no router).
-	sandbox := &series{Name: "runc driver alone: Driver.Start → first 200 through Driver.Dial (image already unpacked)"}
-	if helloDep.Image != "" {
-		if err := driverStarts(ctx, sandbox, work, helloDep.Image, srv.Token(), *wakes); err != nil {
-			sandbox.Failed = err.Error()
+	// hello's runc driver alone: the same image in a sandbox, started by
+	// the runc driver directly (no control plane, no router).
+	helloApp.Driver = driverSeries(helloApp.Name)
+	if helloApp.Dep.Image != "" {
+		if err := driverStarts(ctx, helloApp.Driver, work, "go", helloApp.Dep.Image, srv.Token(), startCommandArgs(helloApp.Dep.StartCommand), *wakes); err != nil {
+			helloApp.Driver.Failed = err.Error()
 		}
 	}
+	apps := []*appResult{helloApp}
 
-	var pyRes []*series
 	if *python != "" {
-		pyRes, _, err = measureApp(ctx, c, srv, "python", *python, work, *wakes)
+		py := &appResult{Name: filepath.Base(*python), Dir: *python, Kind: "Python",
+			Plain:  &series{Name: filepath.Base(*python) + ": plain process: the start command chrooted into the unpacked image, no namespaces or cgroups, exec → first 200"},
+			Driver: driverSeries(filepath.Base(*python))}
+		py.Wakes, py.Dep, err = measureApp(ctx, c, srv, "python", *python, work, *wakes)
 		if err != nil {
-			pyRes = []*series{{Name: filepath.Base(*python), Failed: err.Error()}}
+			py.Wakes = []*series{{Name: py.Name + ": wake through Slipway", Failed: err.Error()}}
 		}
+		if py.Dep.Image == "" {
+			py.Driver.Failed = "no deployed image to start"
+			py.Plain.Failed = py.Driver.Failed
+		} else {
+			if err := driverStarts(ctx, py.Driver, work, "py", py.Dep.Image, srv.Token(), startCommandArgs(py.Dep.StartCommand), *wakes); err != nil {
+				py.Driver.Failed = err.Error()
+			}
+			if err := chrootStarts(ctx, py.Plain, work, "py", py.Dep.Image, srv.Token(), py.Dep.StartCommand, *wakes); err != nil {
+				py.Plain.Failed = err.Error()
+			}
+		}
+		apps = append(apps, py)
 	}
 
-	all := append([]*series{plain, sandbox}, helloRes...)
-	all = append(all, pyRes...)
+	var all []*series
+	for _, a := range apps {
+		all = append(all, a.series()...)
+	}
 	var s report.Section
 	s.Heading("2. Wake from zero")
-	s.P("examples/hello deployed on a server started with `--idle-timeout %s`; before each wake the test waits for the runtime log's \"scaled to zero\" event and for the app's process to be gone, then sends one GET through the router on a new connection and times the first byte of the answer. The server's own record of each wake (`GET /api/v1/deployments/{id}/wakes`: from the request that found no instance to the first passed health check) is shown beside it. Baselines from the same run: the app built natively and started as a plain process, and its image started by the runc driver alone. Load average before/after: %s / %s.",
+	s.P("Each app is deployed on a server started with `--idle-timeout %s`; before each wake the test waits for the runtime log's \"scaled to zero\" event and for the app's process to be gone, then sends one GET through the router on a new connection and times the first byte of the answer. The server's own record of each wake (`GET /api/v1/deployments/{id}/wakes`: from the request that found no instance to the first passed health check) is shown beside it. Load average before/after: %s / %s.",
 		*idle, loadBefore, report.LoadAvg())
-	base := stats.Summarize(plain.Samples)
-	sb := stats.Summarize(sandbox.Samples)
-	table := [][]string{{"what", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "p50 vs plain process", "p50 vs runc driver"}}
-	for _, se := range all {
+	s.P("Each app is compared with two baselines of its own, measured in the same run with as many samples as wakes; the ratio columns divide a row's p50 by the p50 of the baseline of the same app, never of another:")
+	s.P("- *plain process*: the app started on the host as an ordinary process — no namespaces, no cgroups, no overlay filesystem, no proxy — timed from exec to the first 200 on its port, the process group killed after each sample. For %s, the app built natively with `go build` (CGO_ENABLED=0) and exec'd with PORT set. For the Python app, the deployment's start command (run as the control plane runs it, `/bin/sh -c \"…\"`) chrooted into the app's deployed image unpacked into a plain directory, with the image config's Env, WorkingDir and User and PORT set to a free loopback port.\n"+
+		"- *runc driver alone*: the app's deployed image started in a sandbox by Slipway's runc driver directly, with the deployment's start command — no control plane, no router — timed from Driver.Start to the first 200 through Driver.Dial; the image is already unpacked (the first start, which pulls and unpacks it, is not counted). It is the floor a wake approaches; the series run one after another, not interleaved, so a change of load on the machine can put a wake's median on either side of it.",
+		helloApp.Dir)
+	for _, a := range apps {
+		s.Sub(fmt.Sprintf("%s (%s)", a.Dir, a.Kind))
+		if a.Dep.ID != "" {
+			cmd := "the image's own entrypoint and cmd"
+			if a.Dep.StartCommand != "" {
+				cmd = "`" + a.Dep.StartCommand + "`"
+			}
+			s.P("Start command: %s.", cmd)
+		}
+		s.Table(a.table())
+		for _, se := range a.series() {
+			if se.Note != "" {
+				s.P("*%s*: %s", a.label(se), se.Note)
+			}
+		}
+	}
+	s.P("With fewer than 100 samples p99 is the slowest sample (nearest rank).")
+	return s.Write(*out, *jsonOut, all)
+}
+
+// appResult is one app's wakes and its own two baselines.
+type appResult struct {
+	Name   string // the example's directory name, e.g. "hello"
+	Dir    string // the example's directory, as given
+	Kind   string // "static Go binary", "Python"
+	Dep    api.Deployment
+	Plain  *series   // exec → first 200 as a plain process
+	Driver *series   // the runc driver alone
+	Wakes  []*series // wakes through Slipway, and the server's record of them
+}
+
+func driverSeries(app string) *series {
+	return &series{Name: app + ": runc driver alone: Driver.Start → first 200 through Driver.Dial (image already unpacked)"}
+}
+
+// series lists the app's series, baselines first (the JSON results).
+func (a *appResult) series() []*series {
+	return append([]*series{a.Plain, a.Driver}, a.Wakes...)
+}
+
+// label is a series' name without the app's name in front of it.
+func (a *appResult) label(se *series) string {
+	return strings.TrimPrefix(se.Name, a.Name+": ")
+}
+
+// table is the app's table: every row's p50 compared with this app's own
+// baselines.
+func (a *appResult) table() [][]string {
+	plain := stats.Summarize(a.Plain.Samples)
+	driver := stats.Summarize(a.Driver.Samples)
+	rows := [][]string{{"what", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "p50 vs this app's plain process", "p50 vs this app's runc driver"}}
+	for _, se := range a.series() {
 		if se.Failed != "" {
-			table = append(table, []string{se.Name, "0", "failed: " + benchsrv.Trim(se.Failed, 200), "", "", "", "", ""})
+			rows = append(rows, []string{a.label(se), "0", "failed: " + benchsrv.Trim(se.Failed, 200), "", "", "", "", ""})
 			continue
 		}
 		m := stats.Summarize(se.Samples)
-		table = append(table, []string{se.Name, strconv.Itoa(m.N), stats.MS(m.P50), stats.MS(m.P90), stats.MS(m.P99), stats.MS(m.Max),
-			stats.Ratio(float64(m.P50), float64(base.P50)), stats.Ratio(float64(m.P50), float64(sb.P50))})
+		rows = append(rows, []string{a.label(se), strconv.Itoa(m.N), stats.MS(m.P50), stats.MS(m.P90), stats.MS(m.P99), stats.MS(m.Max),
+			stats.Ratio(float64(m.P50), float64(plain.P50)), stats.Ratio(float64(m.P50), float64(driver.P50))})
 	}
-	s.Table(table)
-	s.P("With fewer than 100 samples p99 is the slowest sample (nearest rank).")
-	for _, se := range all {
-		if se.Note != "" {
-			s.P("*%s*: %s", se.Name, se.Note)
-		}
-	}
-	return s.Write(*out, *jsonOut, all)
+	return rows
 }
 
 // measureApp deploys dir as project, then wakes it n times.
@@ -227,30 +299,53 @@ func waitAsleep(ctx context.Context, c *serverproc.Client, id string, n int) err
 
 // plainStart starts the binary as a plain process and times exec → first
 // 200 on its port.
-func plainStart(ctx context.Context, binary string) (time.Duration, error) {
+func plainStart(binary string) (time.Duration, error) {
 	port, err := serverproc.FreePort()
 	if err != nil {
 		return 0, err
 	}
 	cmd := exec.Command(binary)
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	d, err := timeStart(cmd, "127.0.0.1:"+strconv.Itoa(port), 200*time.Microsecond, 10*time.Second)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", binary, err)
+	}
+	return d, nil
+}
+
+// timeStart starts cmd in a process group of its own and times exec → the
+// first 200 on addr, probing every interval for at most limit. It kills
+// the process group before it returns.
+func timeStart(cmd *exec.Cmd, addr string, interval, limit time.Duration) (time.Duration, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, err
 	}
-	defer func() {
-		cmd.Process.Kill()
+	exited := make(chan struct{})
+	go func() {
 		cmd.Wait()
+		close(exited)
 	}()
-	for time.Since(t0) < 10*time.Second {
-		if ok := get200(func() (net.Conn, error) { return net.Dial("tcp", addr) }); ok {
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}()
+	for time.Since(t0) < limit {
+		if get200(func() (net.Conn, error) { return net.Dial("tcp", addr) }) {
 			return time.Since(t0), nil
 		}
-		time.Sleep(200 * time.Microsecond)
+		select {
+		case <-exited:
+			return 0, fmt.Errorf("exited (%s) before answering", cmd.ProcessState)
+		case <-time.After(interval):
+		}
 	}
-	return 0, fmt.Errorf("%s did not answer within 10 s", binary)
+	return 0, fmt.Errorf("no 200 on %s within %s", addr, limit)
 }
 
 // get200 sends GET / on a new connection and reports whether it got 200.
@@ -270,21 +365,24 @@ func get200(dial func() (net.Conn, error)) bool {
 	return resp.StatusCode == 200
 }
 
-// driverStarts starts the image n times with the runc driver alone.
-func driverStarts(ctx context.Context, se *series, work, image, token string, n int) error {
+// driverStarts starts the image n times with the runc driver alone, with
+// command (nil: the image's own), as the control plane would. tag keeps
+// the driver's root and instance IDs apart from another app's.
+func driverStarts(ctx context.Context, se *series, work, tag, image, token string, command []string, n int) error {
 	d, err := runc.New(runc.Config{
-		Root:          filepath.Join(work, "runc"),
+		Root:          filepath.Join(work, "runc-"+tag),
 		RemoteOptions: []remote.Option{remote.WithAuth(&authn.Basic{Username: "slipway", Password: token})},
 		StopGrace:     time.Second,
 	})
 	if err != nil {
 		return err
 	}
+	defer d.Close()
 	logs := filepath.Join(work, "runc-logs")
 	os.MkdirAll(logs, 0o755)
 	start := func(i int) (time.Duration, error) {
-		id := fmt.Sprintf("wakebench%d-%d", os.Getpid()%100000, i)
-		spec := runtime.Spec{ID: id, Image: image, StdoutPath: filepath.Join(logs, id+".out"), StderrPath: filepath.Join(logs, id+".err"),
+		id := fmt.Sprintf("wakebench%d-%s%d", os.Getpid()%100000, tag, i)
+		spec := runtime.Spec{ID: id, Image: image, Command: command, StdoutPath: filepath.Join(logs, id+".out"), StderrPath: filepath.Join(logs, id+".err"),
 			Env: []string{"SLIPWAY_DEPLOYMENT_ID=wakebench"}}
 		t0 := time.Now()
 		h, err := d.Start(ctx, spec)

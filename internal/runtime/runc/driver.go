@@ -368,7 +368,7 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *image) (*ru
 		netns:        netns,
 		cgroupsPath:  d.cgroupsPath(id),
 		args:         args,
-		env:          processEnv(cfg.Env, spec.Env, spec.Port, id, usr.home),
+		env:          ProcessEnv(cfg.Env, spec.Env, spec.Port, id, usr.home),
 		cwd:          cwd,
 		user:         usr,
 		limits:       spec.Limits,

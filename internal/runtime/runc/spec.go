@@ -57,10 +57,12 @@ func processArgs(command []string, cfg v1.Config) ([]string, error) {
 	return args, nil
 }
 
-// processEnv merges the image's environment, the spec's (which overrides
-// it) and PORT (which overrides both), keeping the order in which keys first
-// appear. PATH, HOSTNAME and HOME get defaults when nobody sets them.
-func processEnv(image, spec []string, port int, hostname, home string) []string {
+// ProcessEnv is the environment the driver gives an app's process: the
+// image's environment, the spec's (which overrides it) and PORT (which
+// overrides both), in the order in which keys first appear. PATH, HOSTNAME
+// and HOME get defaults when nobody sets them. Exported for benchmarks that
+// start an image's command outside the sandbox the same way.
+func ProcessEnv(image, spec []string, port int, hostname, home string) []string {
 	var keys []string
 	vals := make(map[string]string)
 	set := func(kv string) {

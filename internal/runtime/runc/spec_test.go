@@ -36,7 +36,7 @@ func TestProcessEnv(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := processEnv(tc.image, tc.spec, 3000, "host", "/home/u")
+			got := ProcessEnv(tc.image, tc.spec, 3000, "host", "/home/u")
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("processEnv = %q, want %q", got, tc.want)
 			}

@@ -1,0 +1,366 @@
+package main
+
+// The plain-process baseline of an app that has no native build here (the
+// Python app): its deployed image's filesystem unpacked into a plain
+// directory, and its start command run as an ordinary host process
+// chrooted into it — no namespaces, no cgroups, no overlay, no mounts.
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/slipwayhq/slipway/bench/internal/stats"
+	"github.com/slipwayhq/slipway/internal/runtime/runc"
+	"github.com/slipwayhq/slipway/test/fault/serverproc"
+)
+
+// chrootStarts pulls image from the server's registry, unpacks it into
+// work/<tag>-rootfs and starts the app there n times as a plain process:
+// the deployment's start command (startCommand, run as the control plane
+// runs it: /bin/sh -c) or else the image's entrypoint and cmd, with the
+// image config's Env, WorkingDir and User, PORT set to a free loopback
+// port, chrooted into the unpacked tree. Each sample is exec → first 200 on
+// that port; the process group is killed after each one.
+func chrootStarts(ctx context.Context, se *series, work, tag, image, token, startCommand string, n int) error {
+	rootfs := filepath.Join(work, tag+"-rootfs")
+	t0 := time.Now()
+	cfg, err := unpackImage(ctx, image, token, rootfs)
+	if err != nil {
+		return err
+	}
+	unpacked := time.Since(t0)
+	argv := startCommandArgs(startCommand)
+	if len(argv) == 0 {
+		argv = append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
+	}
+	if len(argv) == 0 || argv[0] == "" {
+		return errors.New("no command: the deployment has no start command and the image neither entrypoint nor cmd")
+	}
+	cred, home, err := imageUser(rootfs, cfg.User)
+	if err != nil {
+		return err
+	}
+	// The environment the runc driver would give the app, PORT aside.
+	extra := []string{"SLIPWAY_DEPLOYMENT_ID=wakebench"}
+	env := runc.ProcessEnv(cfg.Env, extra, 0, "wakebench", home)
+	if !strings.Contains(argv[0], "/") {
+		p, err := lookPathIn(rootfs, envValue(env, "PATH"), argv[0])
+		if err != nil {
+			return err
+		}
+		argv[0] = p
+	}
+	dir := cfg.WorkingDir
+	if dir == "" {
+		dir = "/"
+	}
+	logs := filepath.Join(work, tag+"-plain-logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return err
+	}
+	se.Note = fmt.Sprintf("the image was pulled and unpacked into a plain directory in %s ms before the first sample (not counted); command %q, working directory %s",
+		stats.MS(unpacked), argv, dir)
+	for i := 1; i <= n; i++ {
+		port, err := serverproc.FreePort()
+		if err != nil {
+			return err
+		}
+		errPath := filepath.Join(logs, fmt.Sprintf("%d.err", i))
+		out, err := os.Create(filepath.Join(logs, fmt.Sprintf("%d.out", i)))
+		if err != nil {
+			return err
+		}
+		errf, err := os.Create(errPath)
+		if err != nil {
+			out.Close()
+			return err
+		}
+		cmd := &exec.Cmd{
+			Path:   argv[0],
+			Args:   argv,
+			Env:    runc.ProcessEnv(cfg.Env, extra, port, "wakebench", home),
+			Dir:    dir,
+			Stdout: out,
+			Stderr: errf,
+			SysProcAttr: &syscall.SysProcAttr{
+				Chroot:     rootfs,
+				Credential: cred,
+			},
+		}
+		d, err := timeStart(cmd, "127.0.0.1:"+strconv.Itoa(port), time.Millisecond, 30*time.Second)
+		out.Close()
+		errf.Close()
+		if err != nil {
+			return fmt.Errorf("sample %d: %w; stderr: %s", i, err, tail(errPath, 300))
+		}
+		se.Samples = append(se.Samples, d)
+	}
+	return nil
+}
+
+// startCommandArgs is the command line the control plane gives the driver
+// for a deployment's start command (nil: the image's own).
+func startCommandArgs(cmd string) []string {
+	if strings.TrimSpace(cmd) == "" {
+		return nil
+	}
+	return []string{"/bin/sh", "-c", cmd}
+}
+
+// envValue returns key's value in env.
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// lookPathIn finds an executable named file in the directories of pathList
+// as seen from inside rootfs.
+func lookPathIn(rootfs, pathList, file string) (string, error) {
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		return "", err
+	}
+	defer root.Close()
+	for _, dir := range filepath.SplitList(pathList) {
+		if !path.IsAbs(dir) {
+			continue
+		}
+		p := path.Join(dir, file)
+		if fi, err := root.Stat(strings.TrimPrefix(p, "/")); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in the image's PATH (%s)", file, pathList)
+}
+
+// imageUser resolves the image config's User ("", "uid", "uid:gid", "name"
+// or "name:group") against the unpacked tree's /etc/passwd and /etc/group.
+// It returns nil credentials for root, and the user's home directory ("/"
+// when unknown).
+func imageUser(rootfs, spec string) (*syscall.Credential, string, error) {
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		return nil, "", err
+	}
+	defer root.Close()
+	uspec, gspec, _ := strings.Cut(spec, ":")
+	if uspec == "" {
+		uspec = "0"
+	}
+	home, uid, gid := "/", -1, 0
+	for _, e := range readDB(root, "etc/passwd") {
+		if len(e) >= 6 && (e[0] == uspec || e[2] == uspec) {
+			uid, _ = strconv.Atoi(e[2])
+			gid, _ = strconv.Atoi(e[3])
+			if e[5] != "" {
+				home = e[5]
+			}
+			break
+		}
+	}
+	if uid < 0 {
+		n, err := strconv.Atoi(uspec)
+		if err != nil {
+			return nil, "", fmt.Errorf("resolving the image's user %q: no such user in its /etc/passwd", uspec)
+		}
+		uid = n
+	}
+	if gspec != "" {
+		g, err := strconv.Atoi(gspec)
+		if err != nil {
+			g = -1
+			for _, e := range readDB(root, "etc/group") {
+				if len(e) >= 3 && e[0] == gspec {
+					g, _ = strconv.Atoi(e[2])
+					break
+				}
+			}
+			if g < 0 {
+				return nil, "", fmt.Errorf("resolving the image's group %q: no such group in its /etc/group", gspec)
+			}
+		}
+		gid = g
+	}
+	if uid == 0 && gid == 0 {
+		return nil, home, nil
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, home, nil
+}
+
+// readDB reads a colon-separated database (passwd, group) inside root.
+func readDB(root *os.Root, name string) [][]string {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out [][]string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if line := sc.Text(); line != "" && !strings.HasPrefix(line, "#") {
+			out = append(out, strings.Split(line, ":"))
+		}
+	}
+	return out
+}
+
+// unpackImage pulls ref (authenticating as the server's registry expects)
+// and writes its flattened filesystem into dir, keeping ownership, modes
+// and modification times (Python checks its bytecode caches against
+// them). Every path is resolved inside dir (os.Root), so no entry or link
+// can write outside it. Device nodes and FIFOs are skipped.
+func unpackImage(ctx context.Context, ref, token, dir string) (v1.Config, error) {
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		return v1.Config{}, fmt.Errorf("parsing image reference %q: %w", ref, err)
+	}
+	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: "slipway", Password: token}))
+	if err != nil {
+		return v1.Config{}, fmt.Errorf("pulling image %s: %w", ref, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return v1.Config{}, fmt.Errorf("reading the config of image %s: %w", ref, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return v1.Config{}, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return v1.Config{}, err
+	}
+	defer root.Close()
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	if err := extract(root, tar.NewReader(rc)); err != nil {
+		return v1.Config{}, fmt.Errorf("unpacking image %s: %w", ref, err)
+	}
+	return cf.Config, nil
+}
+
+// extract writes a flattened image filesystem (as mutate.Extract streams
+// it: upper layers first, so entries can come before their parent
+// directory's own entry) into root.
+func extract(root *os.Root, tr *tar.Reader) error {
+	type link struct{ target, name string }
+	var links []link
+	var dirs []*tar.Header
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		name := path.Clean(strings.TrimPrefix(hdr.Name, "/"))
+		if name == "." || name == ".." || strings.HasPrefix(name, "../") {
+			continue
+		}
+		if parent := path.Dir(name); parent != "." {
+			if err := root.MkdirAll(parent, 0o755); err != nil {
+				return err
+			}
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := root.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return err
+			}
+			dirs = append(dirs, hdr)
+		case tar.TypeReg:
+			f, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			if err := setMeta(root, name, hdr); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := root.Symlink(hdr.Linkname, name); err != nil {
+				return err
+			}
+			if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
+				return err
+			}
+		case tar.TypeLink:
+			links = append(links, link{path.Clean(strings.TrimPrefix(hdr.Linkname, "/")), name})
+		}
+	}
+	// Hard links last: their target may come later in the stream.
+	for _, l := range links {
+		if err := root.Link(l.target, l.name); err != nil {
+			return err
+		}
+	}
+	// Directories' metadata last, deepest first, once their contents are written.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		name := path.Clean(strings.TrimPrefix(dirs[i].Name, "/"))
+		if err := setMeta(root, name, dirs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setMeta applies an entry's owner, mode (with setuid, setgid and sticky
+// bits, after the chown that clears them) and times.
+func setMeta(root *os.Root, name string, hdr *tar.Header) error {
+	if err := root.Chown(name, hdr.Uid, hdr.Gid); err != nil {
+		return err
+	}
+	if err := root.Chmod(name, hdr.FileInfo().Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+		return err
+	}
+	atime := hdr.AccessTime
+	if atime.IsZero() {
+		atime = hdr.ModTime
+	}
+	return root.Chtimes(name, atime, hdr.ModTime)
+}
+
+// tail returns the last n bytes of a file, on one line.
+func tail(p string, n int) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	s := strings.Join(strings.Fields(string(b)), " ")
+	if s == "" {
+		return "(empty)"
+	}
+	return s
+}
