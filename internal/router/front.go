@@ -75,10 +75,15 @@ type Front struct {
 	handoff  *handoffListener
 	served   chan error // Fallback.Serve's result
 
+	// closing is set once Shutdown begins. Connections read it, and
+	// their own idle flag, without mu: a connection stores idle then loads
+	// closing, Shutdown stores closing then loads each idle, so one of the
+	// two always sees the other (atomics are sequentially consistent).
+	closing atomic.Bool
+
 	mu       sync.Mutex
 	ln       net.Listener
-	conns    map[*frontConn]bool // value: idle (waiting for a request)
-	closing  bool
+	conns    map[*frontConn]struct{}
 	finished sync.WaitGroup // one per connection in conns
 }
 
@@ -86,7 +91,7 @@ func (f *Front) init() {
 	f.Router.once.Do(f.Router.init)
 	f.handoff = &handoffListener{conns: make(chan net.Conn), done: make(chan struct{})}
 	f.served = make(chan error, 1)
-	f.conns = make(map[*frontConn]bool)
+	f.conns = make(map[*frontConn]struct{})
 	go func() { f.served <- f.Fallback.Serve(f.handoff) }()
 }
 
@@ -97,7 +102,7 @@ func (f *Front) Serve(ln net.Listener) error {
 	f.initOnce.Do(f.init)
 	f.handoff.setAddr(ln.Addr())
 	f.mu.Lock()
-	if f.closing {
+	if f.closing.Load() {
 		f.mu.Unlock()
 		ln.Close()
 		return http.ErrServerClosed
@@ -108,10 +113,7 @@ func (f *Front) Serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			f.mu.Lock()
-			closing := f.closing
-			f.mu.Unlock()
-			if closing {
+			if f.closing.Load() {
 				return http.ErrServerClosed
 			}
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
@@ -126,12 +128,12 @@ func (f *Front) Serve(ln net.Listener) error {
 		delay = 0
 		fc := newFrontConn(f, c)
 		f.mu.Lock()
-		if f.closing {
+		if f.closing.Load() {
 			f.mu.Unlock()
 			c.Close()
 			continue
 		}
-		f.conns[fc] = false
+		f.conns[fc] = struct{}{}
 		f.finished.Add(1)
 		f.mu.Unlock()
 		go fc.serve()
@@ -145,12 +147,12 @@ func (f *Front) Serve(ln net.Listener) error {
 func (f *Front) Shutdown(ctx context.Context) error {
 	f.initOnce.Do(f.init)
 	f.mu.Lock()
-	f.closing = true
+	f.closing.Store(true)
 	if f.ln != nil {
 		f.ln.Close()
 	}
-	for fc, idle := range f.conns {
-		if idle {
+	for fc := range f.conns {
+		if fc.idle.Load() {
 			fc.c.Close()
 		}
 	}
@@ -161,6 +163,9 @@ func (f *Front) Shutdown(ctx context.Context) error {
 	select {
 	case <-waited:
 	case <-ctx.Done():
+		// Out of time: still stop Fallback's listening and idle
+		// connections, as http.Server.Shutdown does for its own.
+		f.Fallback.Shutdown(ctx)
 		return ctx.Err()
 	}
 	err := f.Fallback.Shutdown(ctx)
@@ -168,19 +173,11 @@ func (f *Front) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// setIdle records whether fc waits for a request. It reports false if the
-// front is shutting down and an idle fc should close.
-func (f *Front) setIdle(fc *frontConn, idle bool) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.conns[fc] = idle
-	return !(idle && f.closing)
-}
-
-func (f *Front) shuttingDown() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.closing
+// setIdle records that fc waits for a request. It reports false if the
+// front is shutting down, and fc should close instead.
+func (fc *frontConn) setIdle() bool {
+	fc.idle.Store(true)
+	return !fc.f.closing.Load()
 }
 
 // forget removes fc from the connections Shutdown waits for, once.
@@ -200,6 +197,8 @@ type frontConn struct {
 	c  net.Conn
 	br *bufio.Reader
 	bw *bufio.Writer
+
+	idle atomic.Bool // waiting for a request (see Front.closing)
 
 	remoteIP string // for X-Forwarded-For
 
@@ -248,12 +247,16 @@ func (fc *frontConn) serve() {
 	}
 	for {
 		if fc.br.Buffered() == 0 {
-			if !f.setIdle(fc, true) {
+			if !fc.setIdle() {
 				break
 			}
 			fc.c.SetReadDeadline(deadline(idleTimeout))
 			_, err := fc.br.Peek(1)
-			if !f.setIdle(fc, false) || err != nil {
+			// A request that arrived is served, even during a shutdown
+			// (with Connection: close), unless Shutdown closed the
+			// connection first.
+			fc.idle.Store(false)
+			if err != nil {
 				break
 			}
 		}
@@ -280,7 +283,7 @@ func (fc *frontConn) serve() {
 			fc.handOver()
 			return
 		}
-		if !fc.proxy(&req, head, e, req.close || f.shuttingDown()) {
+		if !fc.proxy(&req, head, e, req.close || f.closing.Load()) {
 			break
 		}
 	}
@@ -650,7 +653,7 @@ func (fc *frontConn) proxy(req *plainRequest, head []byte, e *entry, closeAfter 
 
 	// A shutdown that began while the app worked closes the connection
 	// after this answer, and says so in it.
-	closeAfter = closeAfter || fc.f.shuttingDown()
+	closeAfter = closeAfter || fc.f.closing.Load()
 	res, err := fc.copyResponse(bc, req.head, closeAfter)
 	gone := fc.watch.stop()
 	if res.reuse && !gone && err == nil {
