@@ -33,19 +33,19 @@ import (
 	"github.com/slipwayhq/slipway/test/fault/serverproc"
 )
 
-// chrootStarts pulls image from the server's registry, unpacks it into
-// work/<tag>-rootfs and starts the app there n times as a plain process:
-// the deployment's start command (startCommand, run as the control plane
-// runs it: /bin/sh -c) or else the image's entrypoint and cmd, with the
+// chrootSampler pulls image from the server's registry and unpacks it into
+// work/<tag>-rootfs. Each of its samples starts the app there as a plain
+// process: the deployment's start command (startCommand, run as the control
+// plane runs it: /bin/sh -c) or else the image's entrypoint and cmd, with the
 // image config's Env, WorkingDir and User, PORT set to a free loopback
-// port, chrooted into the unpacked tree. Each sample is exec → first 200 on
-// that port; the process group is killed after each one.
-func chrootStarts(ctx context.Context, se *series, work, tag, image, token, startCommand string, n int) error {
+// port, chrooted into the unpacked tree, and times exec → first 200 on that
+// port; the process group is killed after each one.
+func chrootSampler(ctx context.Context, se *series, work, tag, image, token, startCommand string) (*sampler, error) {
 	rootfs := filepath.Join(work, tag+"-rootfs")
 	t0 := time.Now()
 	cfg, err := unpackImage(ctx, image, token, rootfs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	unpacked := time.Since(t0)
 	argv := startCommandArgs(startCommand)
@@ -53,11 +53,11 @@ func chrootStarts(ctx context.Context, se *series, work, tag, image, token, star
 		argv = append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
 	}
 	if len(argv) == 0 || argv[0] == "" {
-		return errors.New("no command: the deployment has no start command and the image neither entrypoint nor cmd")
+		return nil, errors.New("no command: the deployment has no start command and the image neither entrypoint nor cmd")
 	}
 	cred, home, err := imageUser(rootfs, cfg.User)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// The environment the runc driver would give the app, PORT aside.
 	extra := []string{"SLIPWAY_DEPLOYMENT_ID=wakebench"}
@@ -65,7 +65,7 @@ func chrootStarts(ctx context.Context, se *series, work, tag, image, token, star
 	if !strings.Contains(argv[0], "/") {
 		p, err := lookPathIn(rootfs, envValue(env, "PATH"), argv[0])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		argv[0] = p
 	}
@@ -75,24 +75,24 @@ func chrootStarts(ctx context.Context, se *series, work, tag, image, token, star
 	}
 	logs := filepath.Join(work, tag+"-plain-logs")
 	if err := os.MkdirAll(logs, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	se.Note = fmt.Sprintf("the image was pulled and unpacked into a plain directory in %s ms before the first sample (not counted); command %q, working directory %s",
 		stats.MS(unpacked), argv, dir)
-	for i := 1; i <= n; i++ {
+	return &sampler{se: se, sample: func(i int) (time.Duration, error) {
 		port, err := serverproc.FreePort()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		errPath := filepath.Join(logs, fmt.Sprintf("%d.err", i))
 		out, err := os.Create(filepath.Join(logs, fmt.Sprintf("%d.out", i)))
 		if err != nil {
-			return err
+			return 0, err
 		}
 		errf, err := os.Create(errPath)
 		if err != nil {
 			out.Close()
-			return err
+			return 0, err
 		}
 		cmd := &exec.Cmd{
 			Path:   argv[0],
@@ -110,11 +110,10 @@ func chrootStarts(ctx context.Context, se *series, work, tag, image, token, star
 		out.Close()
 		errf.Close()
 		if err != nil {
-			return fmt.Errorf("sample %d: %w; stderr: %s", i, err, tail(errPath, 300))
+			return 0, fmt.Errorf("sample %d: %w; stderr: %s", i, err, tail(errPath, 300))
 		}
-		se.Samples = append(se.Samples, d)
-	}
-	return nil
+		return d, nil
+	}}, nil
 }
 
 // startCommandArgs is the command line the control plane gives the driver

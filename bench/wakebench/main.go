@@ -12,8 +12,11 @@
 //
 //   - runc driver alone: the deployed image started in a sandbox by
 //     Slipway's runc driver directly (Driver.Start → first 200 through
-//     Driver.Dial, with the deployment's start command), which is the floor
-//     a wake cannot go below.
+//     Driver.Dial, with the deployment's start command), the floor a wake
+//     approaches.
+//
+// The baselines are interleaved with the wakes: one sample of each after
+// every wake.
 //
 // Usage:
 //
@@ -92,15 +95,6 @@ func run() error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("building %s natively: %v\n%s", *hello, err, out)
 	}
-	helloApp := &appResult{Name: filepath.Base(*hello), Dir: *hello, Kind: "static Go binary",
-		Plain: &series{Name: filepath.Base(*hello) + ": plain process: exec of the natively built binary → first 200"}}
-	for i := 0; i < *wakes; i++ {
-		d, err := plainStart(native)
-		if err != nil {
-			return err
-		}
-		helloApp.Plain.Samples = append(helloApp.Plain.Samples, d)
-	}
 
 	srv, _, err := benchsrv.Start(ctx, serverproc.Config{Binary: *bin, DataDir: *data, IdleTimeout: *idle, DeployWindow: 5 * time.Minute})
 	if err != nil {
@@ -109,17 +103,23 @@ func run() error {
 	defer benchsrv.Shutdown(srv)
 	c := srv.Client()
 
-	helloApp.Wakes, helloApp.Dep, err = measureApp(ctx, c, srv, "hello", *hello, work, *wakes)
-	if err != nil {
+	helloApp := &appResult{Name: filepath.Base(*hello), Dir: *hello, Kind: "static Go binary",
+		Plain:  &series{Name: filepath.Base(*hello) + ": plain process: exec of the natively built binary → first 200"},
+		Driver: driverSeries(filepath.Base(*hello))}
+	if helloApp.Dep, err = deployApp(ctx, c, "hello", *hello, work); err != nil {
 		return err
 	}
+	baselines := []*sampler{{se: helloApp.Plain, sample: func(int) (time.Duration, error) { return plainStart(native) }}}
 	// hello's runc driver alone: the same image in a sandbox, started by
 	// the runc driver directly (no control plane, no router).
-	helloApp.Driver = driverSeries(helloApp.Name)
-	if helloApp.Dep.Image != "" {
-		if err := driverStarts(ctx, helloApp.Driver, work, "go", helloApp.Dep.Image, srv.Token(), startCommandArgs(helloApp.Dep.StartCommand), *wakes); err != nil {
-			helloApp.Driver.Failed = err.Error()
-		}
+	if ds, err := driverSampler(ctx, helloApp.Driver, work, "go", helloApp.Dep.Image, srv.Token(), startCommandArgs(helloApp.Dep.StartCommand)); err != nil {
+		helloApp.Driver.Failed = err.Error()
+	} else {
+		defer ds.close()
+		baselines = append(baselines, ds)
+	}
+	if helloApp.Wakes, err = measureWakes(ctx, c, srv, "hello", helloApp.Name, helloApp.Dep, *wakes, baselines); err != nil {
+		return err
 	}
 	apps := []*appResult{helloApp}
 
@@ -127,19 +127,26 @@ func run() error {
 		py := &appResult{Name: filepath.Base(*python), Dir: *python, Kind: "Python",
 			Plain:  &series{Name: filepath.Base(*python) + ": plain process: the start command chrooted into the unpacked image, no namespaces or cgroups, exec → first 200"},
 			Driver: driverSeries(filepath.Base(*python))}
-		py.Wakes, py.Dep, err = measureApp(ctx, c, srv, "python", *python, work, *wakes)
+		py.Dep, err = deployApp(ctx, c, "python", *python, work)
 		if err != nil {
 			py.Wakes = []*series{{Name: py.Name + ": wake through Slipway", Failed: err.Error()}}
-		}
-		if py.Dep.Image == "" {
 			py.Driver.Failed = "no deployed image to start"
 			py.Plain.Failed = py.Driver.Failed
 		} else {
-			if err := driverStarts(ctx, py.Driver, work, "py", py.Dep.Image, srv.Token(), startCommandArgs(py.Dep.StartCommand), *wakes); err != nil {
-				py.Driver.Failed = err.Error()
-			}
-			if err := chrootStarts(ctx, py.Plain, work, "py", py.Dep.Image, srv.Token(), py.Dep.StartCommand, *wakes); err != nil {
+			var baselines []*sampler
+			if cs, err := chrootSampler(ctx, py.Plain, work, "py", py.Dep.Image, srv.Token(), py.Dep.StartCommand); err != nil {
 				py.Plain.Failed = err.Error()
+			} else {
+				baselines = append(baselines, cs)
+			}
+			if ds, err := driverSampler(ctx, py.Driver, work, "py", py.Dep.Image, srv.Token(), startCommandArgs(py.Dep.StartCommand)); err != nil {
+				py.Driver.Failed = err.Error()
+			} else {
+				defer ds.close()
+				baselines = append(baselines, ds)
+			}
+			if py.Wakes, err = measureWakes(ctx, c, srv, "python", py.Name, py.Dep, *wakes, baselines); err != nil {
+				py.Wakes = []*series{{Name: py.Name + ": wake through Slipway", Failed: err.Error()}}
 			}
 		}
 		apps = append(apps, py)
@@ -155,7 +162,8 @@ func run() error {
 		*idle, loadBefore, report.LoadAvg())
 	s.P("Each app is compared with two baselines of its own, measured in the same run with as many samples as wakes; the ratio columns divide a row's p50 by the p50 of the baseline of the same app, never of another:")
 	s.P("- *plain process*: the app started on the host as an ordinary process — no namespaces, no cgroups, no overlay filesystem, no proxy — timed from exec to the first 200 on its port, the process group killed after each sample. For %s, the app built natively with `go build` (CGO_ENABLED=0) and exec'd with PORT set. For the Python app, the deployment's start command (run as the control plane runs it, `/bin/sh -c \"…\"`) chrooted into the app's deployed image unpacked into a plain directory, with the image config's Env, WorkingDir and User and PORT set to a free loopback port.\n"+
-		"- *runc driver alone*: the app's deployed image started in a sandbox by Slipway's runc driver directly, with the deployment's start command — no control plane, no router — timed from Driver.Start to the first 200 through Driver.Dial; the image is already unpacked (the first start, which pulls and unpacks it, is not counted). It is the floor a wake approaches; the series run one after another, not interleaved, so a change of load on the machine can put a wake's median on either side of it.",
+		"- *runc driver alone*: the app's deployed image started in a sandbox by Slipway's runc driver directly, with the deployment's start command — no control plane, no router — timed from Driver.Start to the first 200 through Driver.Dial; the image is already unpacked (the first start, which pulls and unpacks it, is not counted). It is the floor a wake approaches.\n\n"+
+		"The baselines are interleaved with the wakes, so that the three see the same machine: after each wake, while the woken app idles, one sample of each of its baselines is taken; then the app is left to fall asleep again before the next wake.",
 		helloApp.Dir)
 	for _, a := range apps {
 		s.Sub(fmt.Sprintf("%s (%s)", a.Dir, a.Kind))
@@ -220,44 +228,68 @@ func (a *appResult) table() [][]string {
 	return rows
 }
 
-// measureApp deploys dir as project, then wakes it n times.
-func measureApp(ctx context.Context, c *serverproc.Client, srv *serverproc.Server, project, dir, work string, n int) ([]*series, api.Deployment, error) {
+// sampler takes one sample of a baseline at a time, so that baselines can
+// be interleaved with the wakes.
+type sampler struct {
+	se     *series
+	sample func(i int) (time.Duration, error)
+	close  func()
+}
+
+// deployApp deploys dir as project and waits for it to run.
+func deployApp(ctx context.Context, c *serverproc.Client, project, dir, work string) (api.Deployment, error) {
 	if _, err := c.Project(ctx, project); err != nil {
 		if err := c.CreateProject(ctx, project); err != nil {
-			return nil, api.Deployment{}, err
+			return api.Deployment{}, err
 		}
 	}
 	app := filepath.Join(work, project)
 	if err := benchsrv.CopyDir(dir, app); err != nil {
-		return nil, api.Deployment{}, err
+		return api.Deployment{}, err
 	}
 	p, err := benchsrv.Deploy(ctx, c, project, app, c.Host(project))
 	if err != nil {
-		return nil, api.Deployment{}, err
+		return api.Deployment{}, err
 	}
 	if p.Status != "RUNNING" {
-		return nil, api.Deployment{}, fmt.Errorf("%s is %s: %s", p.ID, p.Status, p.Reason)
+		return api.Deployment{}, fmt.Errorf("%s is %s: %s", p.ID, p.Status, p.Reason)
 	}
-	d, err := c.Deployment(ctx, p.ID)
-	if err != nil {
-		return nil, d, err
-	}
-	name := filepath.Base(dir)
+	return c.Deployment(ctx, p.ID)
+}
+
+// measureWakes wakes the deployment d of project n times. After each wake
+// (the app now idle), one sample of each baseline is taken; a baseline that
+// fails is marked so and not sampled again. Sampling after the wake rather
+// than before keeps the baselines' own teardown (a sandbox's network
+// namespace, a killed process) out of the wake that follows. name names the
+// series (the example's directory name).
+func measureWakes(ctx context.Context, c *serverproc.Client, srv *serverproc.Server, project, name string, d api.Deployment, n int, baselines []*sampler) ([]*series, error) {
 	ttfb := &series{Name: name + ": wake through Slipway, request → first byte (client)"}
 	for i := 0; i < n; i++ {
 		if err := waitAsleep(ctx, c, d.ID, i+1); err != nil {
-			return nil, d, err
+			return nil, err
 		}
 		t, code, body, err := benchsrv.TTFB(ctx, srv.Router(), c.Host(project), "/")
 		if err != nil || code != 200 {
-			return nil, d, fmt.Errorf("wake %d of %s: %d %q %v", i+1, project, code, body, err)
+			return nil, fmt.Errorf("wake %d of %s: %d %q %v", i+1, project, code, body, err)
 		}
 		ttfb.Samples = append(ttfb.Samples, t)
 		fmt.Fprintf(os.Stderr, "%s wake %2d: %s ms\n", project, i+1, stats.MS(t))
+		for _, b := range baselines {
+			if b.se.Failed != "" {
+				continue
+			}
+			t, err := b.sample(i + 1)
+			if err != nil {
+				b.se.Failed = err.Error()
+				continue
+			}
+			b.se.Samples = append(b.se.Samples, t)
+		}
 	}
 	var ws []api.Wake
 	if err := c.JSON(ctx, "GET", "/api/v1/deployments/"+d.ID+"/wakes", nil, &ws); err != nil {
-		return nil, d, err
+		return nil, err
 	}
 	server := &series{Name: name + ": the server's record of the same wakes (request → first passed health check)"}
 	failed := 0
@@ -271,7 +303,7 @@ func measureApp(ctx context.Context, c *serverproc.Client, srv *serverproc.Serve
 	if failed > 0 {
 		server.Note = fmt.Sprintf("%d wakes failed", failed)
 	}
-	return []*series{ttfb, server}, d, nil
+	return []*series{ttfb, server}, nil
 }
 
 // waitAsleep waits until the deployment's runtime log holds its n-th
@@ -365,19 +397,22 @@ func get200(dial func() (net.Conn, error)) bool {
 	return resp.StatusCode == 200
 }
 
-// driverStarts starts the image n times with the runc driver alone, with
-// command (nil: the image's own), as the control plane would. tag keeps
-// the driver's root and instance IDs apart from another app's.
-func driverStarts(ctx context.Context, se *series, work, tag, image, token string, command []string, n int) error {
+// driverSampler starts image with the runc driver alone, with command
+// (nil: the image's own), as the control plane would: once to pull and
+// unpack it (not counted), then once per sample. tag keeps the driver's
+// root and instance IDs apart from another app's.
+func driverSampler(ctx context.Context, se *series, work, tag, image, token string, command []string) (*sampler, error) {
+	if image == "" {
+		return nil, errors.New("no deployed image to start")
+	}
 	d, err := runc.New(runc.Config{
 		Root:          filepath.Join(work, "runc-"+tag),
 		RemoteOptions: []remote.Option{remote.WithAuth(&authn.Basic{Username: "slipway", Password: token})},
 		StopGrace:     time.Second,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer d.Close()
 	logs := filepath.Join(work, "runc-logs")
 	os.MkdirAll(logs, 0o755)
 	start := func(i int) (time.Duration, error) {
@@ -398,18 +433,11 @@ func driverStarts(ctx context.Context, se *series, work, tag, image, token strin
 		}
 		return 0, errors.New("the sandboxed app did not answer within 30 s")
 	}
-	// The first start pulls and unpacks the image; it is not counted.
 	first, err := start(0)
 	if err != nil {
-		return err
+		d.Close()
+		return nil, err
 	}
 	se.Note = fmt.Sprintf("the first start, which also pulled and unpacked the image, took %s ms and is not counted", stats.MS(first))
-	for i := 1; i <= n; i++ {
-		t, err := start(i)
-		if err != nil {
-			return err
-		}
-		se.Samples = append(se.Samples, t)
-	}
-	return nil
+	return &sampler{se: se, sample: start, close: func() { d.Close() }}, nil
 }
