@@ -112,9 +112,7 @@ func run() error {
 	baselines := []*sampler{{se: helloApp.Plain, sample: func(int) (time.Duration, error) { return plainStart(native) }}}
 	// hello's runc driver alone: the same image in a sandbox, started by
 	// the runc driver directly (no control plane, no router).
-	if ds, err := driverSampler(ctx, helloApp.Driver, work, "go", helloApp.Dep.Image, srv.Token(), startCommandArgs(helloApp.Dep.StartCommand)); err != nil {
-		helloApp.Driver.Failed = err.Error()
-	} else {
+	if ds := helloApp.driverBaseline(ctx, work, "go", srv.Token()); ds != nil {
 		defer ds.close()
 		baselines = append(baselines, ds)
 	}
@@ -139,9 +137,7 @@ func run() error {
 			} else {
 				baselines = append(baselines, cs)
 			}
-			if ds, err := driverSampler(ctx, py.Driver, work, "py", py.Dep.Image, srv.Token(), startCommandArgs(py.Dep.StartCommand)); err != nil {
-				py.Driver.Failed = err.Error()
-			} else {
+			if ds := py.driverBaseline(ctx, work, "py", srv.Token()); ds != nil {
 				defer ds.close()
 				baselines = append(baselines, ds)
 			}
@@ -194,6 +190,17 @@ type appResult struct {
 	Plain  *series   // exec → first 200 as a plain process
 	Driver *series   // the runc driver alone
 	Wakes  []*series // wakes through Slipway, and the server's record of them
+}
+
+// driverBaseline returns the sampler of the app's runc-driver-alone
+// baseline, or nil with its series marked failed.
+func (a *appResult) driverBaseline(ctx context.Context, work, tag, token string) *sampler {
+	ds, err := driverSampler(ctx, a.Driver, work, tag, a.Dep.Image, token, startCommandArgs(a.Dep.StartCommand))
+	if err != nil {
+		a.Driver.Failed = err.Error()
+		return nil
+	}
+	return ds
 }
 
 func driverSeries(app string) *series {
