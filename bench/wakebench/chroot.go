@@ -6,13 +6,9 @@ package main
 // chrooted into it — no namespaces, no cgroups, no overlay, no mounts.
 
 import (
-	"archive/tar"
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -25,7 +21,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/slipwayhq/slipway/bench/internal/stats"
@@ -155,75 +150,17 @@ func lookPathIn(rootfs, pathList, file string) (string, error) {
 	return "", fmt.Errorf("%s not found in the image's PATH (%s)", file, pathList)
 }
 
-// imageUser resolves the image config's User ("", "uid", "uid:gid", "name"
-// or "name:group") against the unpacked tree's /etc/passwd and /etc/group.
-// It returns nil credentials for root, and the user's home directory ("/"
-// when unknown).
+// imageUser is the credential to run the image's command with (nil for
+// root) and its home directory, resolved by the runc driver's own code.
 func imageUser(rootfs, spec string) (*syscall.Credential, string, error) {
-	root, err := os.OpenRoot(rootfs)
+	uid, gid, groups, home, err := runc.ImageUser(rootfs, spec)
 	if err != nil {
 		return nil, "", err
 	}
-	defer root.Close()
-	uspec, gspec, _ := strings.Cut(spec, ":")
-	if uspec == "" {
-		uspec = "0"
-	}
-	home, uid, gid := "/", -1, 0
-	for _, e := range readDB(root, "etc/passwd") {
-		if len(e) >= 6 && (e[0] == uspec || e[2] == uspec) {
-			uid, _ = strconv.Atoi(e[2])
-			gid, _ = strconv.Atoi(e[3])
-			if e[5] != "" {
-				home = e[5]
-			}
-			break
-		}
-	}
-	if uid < 0 {
-		n, err := strconv.Atoi(uspec)
-		if err != nil {
-			return nil, "", fmt.Errorf("resolving the image's user %q: no such user in its /etc/passwd", uspec)
-		}
-		uid = n
-	}
-	if gspec != "" {
-		g, err := strconv.Atoi(gspec)
-		if err != nil {
-			g = -1
-			for _, e := range readDB(root, "etc/group") {
-				if len(e) >= 3 && e[0] == gspec {
-					g, _ = strconv.Atoi(e[2])
-					break
-				}
-			}
-			if g < 0 {
-				return nil, "", fmt.Errorf("resolving the image's group %q: no such group in its /etc/group", gspec)
-			}
-		}
-		gid = g
-	}
-	if uid == 0 && gid == 0 {
+	if uid == 0 && gid == 0 && len(groups) == 0 {
 		return nil, home, nil
 	}
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, home, nil
-}
-
-// readDB reads a colon-separated database (passwd, group) inside root.
-func readDB(root *os.Root, name string) [][]string {
-	f, err := root.Open(name)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out [][]string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if line := sc.Text(); line != "" && !strings.HasPrefix(line, "#") {
-			out = append(out, strings.Split(line, ":"))
-		}
-	}
-	return out
+	return &syscall.Credential{Uid: uid, Gid: gid, Groups: append([]uint32{}, groups...)}, home, nil
 }
 
 // unpackImage pulls ref (authenticating as the server's registry expects)
@@ -247,105 +184,10 @@ func unpackImage(ctx context.Context, ref, token, dir string) (v1.Config, error)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return v1.Config{}, err
 	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return v1.Config{}, err
-	}
-	defer root.Close()
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	if err := extract(root, tar.NewReader(rc)); err != nil {
+	if err := runc.Unpack(ctx, img, dir); err != nil {
 		return v1.Config{}, fmt.Errorf("unpacking image %s: %w", ref, err)
 	}
 	return cf.Config, nil
-}
-
-// extract writes a flattened image filesystem (as mutate.Extract streams
-// it: upper layers first, so entries can come before their parent
-// directory's own entry) into root.
-func extract(root *os.Root, tr *tar.Reader) error {
-	type link struct{ target, name string }
-	var links []link
-	var dirs []*tar.Header
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		name := path.Clean(strings.TrimPrefix(hdr.Name, "/"))
-		if name == "." || name == ".." || strings.HasPrefix(name, "../") {
-			continue
-		}
-		if parent := path.Dir(name); parent != "." {
-			if err := root.MkdirAll(parent, 0o755); err != nil {
-				return err
-			}
-		}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := root.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-				return err
-			}
-			dirs = append(dirs, hdr)
-		case tar.TypeReg:
-			f, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-			if err := setMeta(root, name, hdr); err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			if err := root.Symlink(hdr.Linkname, name); err != nil {
-				return err
-			}
-			if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
-				return err
-			}
-		case tar.TypeLink:
-			links = append(links, link{path.Clean(strings.TrimPrefix(hdr.Linkname, "/")), name})
-		}
-	}
-	// Hard links last: their target may come later in the stream.
-	for _, l := range links {
-		if err := root.Link(l.target, l.name); err != nil {
-			return err
-		}
-	}
-	// Directories' metadata last, deepest first, once their contents are written.
-	for i := len(dirs) - 1; i >= 0; i-- {
-		name := path.Clean(strings.TrimPrefix(dirs[i].Name, "/"))
-		if err := setMeta(root, name, dirs[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// setMeta applies an entry's owner, mode (with setuid, setgid and sticky
-// bits, after the chown that clears them) and times.
-func setMeta(root *os.Root, name string, hdr *tar.Header) error {
-	if err := root.Chown(name, hdr.Uid, hdr.Gid); err != nil {
-		return err
-	}
-	if err := root.Chmod(name, hdr.FileInfo().Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-		return err
-	}
-	atime := hdr.AccessTime
-	if atime.IsZero() {
-		atime = hdr.ModTime
-	}
-	return root.Chtimes(name, atime, hdr.ModTime)
 }
 
 // tail returns the last n bytes of a file, on one line.

@@ -525,3 +525,14 @@ func futimens(fd int, ts *[2]unix.Timespec) error {
 	}
 	return nil
 }
+
+// Unpack writes the filesystem of img into dir, which must exist, as the
+// driver unpacks images (extractLayers), without the driver's bookkeeping.
+// It is for benchmarks that run an image's command outside a sandbox.
+func Unpack(ctx context.Context, img v1.Image, dir string) error {
+	layers, err := img.Layers()
+	if err != nil {
+		return fmt.Errorf("listing the image's layers: %w", err)
+	}
+	return extractLayers(ctx, layers, dir)
+}

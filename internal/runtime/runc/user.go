@@ -118,3 +118,11 @@ func findEntry(db [][]string, field int, value string) []string {
 	}
 	return nil
 }
+
+// ImageUser resolves an image's User against the image's files under rootfs,
+// as the driver does for the instance's process (see resolveUser). It is for
+// benchmarks that run an image's command outside a sandbox.
+func ImageUser(rootfs, spec string) (uid, gid uint32, groups []uint32, home string, err error) {
+	u, err := resolveUser(rootfs, spec)
+	return u.uid, u.gid, u.groups, u.home, err
+}
