@@ -225,33 +225,19 @@ func (rt *Router) serveFast(w http.ResponseWriter, r *http.Request, e *entry) {
 		bc.conn.Close()
 	}()
 
-	bc.lr.limit = maxResponseHeaderBytes
-	for n1xx := 0; ; n1xx++ {
-		res, err = http.ReadResponse(bc.br, r)
-		if err != nil {
-			rt.fastError(w, r, e, err)
-			return
-		}
-		code := res.StatusCode
-		if code >= 200 || code < 100 {
-			break
-		}
-		if code == http.StatusSwitchingProtocols {
-			rt.fastError(w, r, e, errUnexpected1x)
-			return
-		}
-		if n1xx == max1xxResponses {
-			rt.fastError(w, r, e, errTooMany1xx)
-			return
-		}
-		// Forward informational responses (103 Early Hints) as
-		// ReverseProxy does.
+	// Forward informational responses (103 Early Hints) as ReverseProxy
+	// does.
+	res, err = bc.readFinal(r, func(info *http.Response) error {
 		h := w.Header()
-		copyHeader(h, res.Header)
-		w.WriteHeader(code)
+		copyHeader(h, info.Header)
+		w.WriteHeader(info.StatusCode)
 		clear(h)
+		return nil
+	})
+	if err != nil {
+		rt.fastError(w, r, e, err)
+		return
 	}
-	bc.lr.limit = -1
 
 	removeHopByHop(res.Header)
 	moveHeader(w.Header(), res.Header)
@@ -285,6 +271,34 @@ func (rt *Router) serveFast(w http.ResponseWriter, r *http.Request, e *entry) {
 		}
 	}
 	reusable = !res.Close && bc.br.Buffered() == 0
+}
+
+// readFinal reads the app's answer to req: it hands each informational
+// (1xx) response to informational, refuses a 101 and more than
+// max1xxResponses of them, and returns the final response with its body
+// still to read. Response heads are bounded by maxResponseHeaderBytes.
+func (bc *backendConn) readFinal(req *http.Request, informational func(*http.Response) error) (*http.Response, error) {
+	bc.lr.limit = maxResponseHeaderBytes
+	defer func() { bc.lr.limit = -1 }()
+	for n1xx := 0; ; n1xx++ {
+		res, err := http.ReadResponse(bc.br, req)
+		if err != nil {
+			return nil, err
+		}
+		code := res.StatusCode
+		if code >= 200 || code < 100 {
+			return res, nil
+		}
+		if code == http.StatusSwitchingProtocols {
+			return nil, errUnexpected1x
+		}
+		if n1xx == max1xxResponses {
+			return nil, errTooMany1xx
+		}
+		if err := informational(res); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // fastError answers a request whose app could not be reached or answered

@@ -803,37 +803,23 @@ func (fc *frontConn) copyResponseSlow(bc *backendConn, headReq, closeAfter bool)
 	}
 	stub := &http.Request{Method: method}
 	bw := fc.bw
-	bc.lr.limit = maxResponseHeaderBytes
-	var (
-		res *http.Response
-		err error
-	)
-	for n1xx := 0; ; n1xx++ {
-		res, err = http.ReadResponse(bc.br, stub)
-		if err != nil {
-			return responseResult{clientOK: true}, err
-		}
-		code := res.StatusCode
-		if code >= 200 || code < 100 {
-			break
-		}
-		if code == http.StatusSwitchingProtocols {
-			return responseResult{clientOK: true}, errUnexpected1x
-		}
-		if n1xx == max1xxResponses {
-			return responseResult{clientOK: true}, errTooMany1xx
-		}
-		removeHopByHop(res.Header)
-		writeStatusLine(bw, code)
-		res.Header.Write(bw)
+	// Informational heads go out as they come; they do not count as the
+	// head: a final one, or an error page, can still follow.
+	var clientErr error
+	res, err := bc.readFinal(stub, func(info *http.Response) error {
+		removeHopByHop(info.Header)
+		writeStatusLine(bw, info.StatusCode)
+		info.Header.Write(bw)
 		bw.WriteString("\r\n")
-		if err := bw.Flush(); err != nil {
-			return responseResult{wroteHead: true}, err
-		}
-		// Informational heads do not count: a final one, or an error
-		// page, can still follow.
+		clientErr = bw.Flush()
+		return clientErr
+	})
+	if clientErr != nil {
+		return responseResult{wroteHead: true}, clientErr
 	}
-	bc.lr.limit = -1
+	if err != nil {
+		return responseResult{clientOK: true}, err
+	}
 	defer res.Body.Close()
 
 	removeHopByHop(res.Header)
