@@ -372,7 +372,7 @@ func headEnd(buf []byte) (end int, ok bool) {
 	}
 }
 
-// lines iterates over the header lines of head (after its first line),
+// headerLines iterates over the header lines of head (after its first line),
 // without their CRLF.
 func headerLines(head []byte, yield func(line []byte) bool) {
 	i := bytes.IndexByte(head, '\n')
