@@ -321,13 +321,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		log.Info("serving apps over HTTPS", attrs...)
 	}
-	go func() { errc <- serve(apiHTTP, apiLn) }()
+	go func() { errc <- serve(apiHTTP.Serve, apiLn) }()
 	// Apps are served only once reconciliation has routed them: until then
 	// the bound listener holds new connections instead of answering 404.
 	if err := ctl.Start(ctx); err != nil {
 		return err
 	}
-	go func() { errc <- serveFront(routerFront, routerLn) }()
+	go func() { errc <- serve(routerFront.Serve, routerLn) }()
 	serveTLS()
 	log.Info("slipway is up", "api", "http://"+apiLn.Addr().String(), "router", routerLn.Addr().String(),
 		"base_domain", cfg.BaseDomain, "data", cfg.DataDir, "buildkit", bkAddr)
@@ -362,15 +362,10 @@ func appURL(host string, port int) string {
 	return fmt.Sprintf("http://%s:%d", host, port)
 }
 
-func serve(s *http.Server, ln net.Listener) error {
-	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-func serveFront(f *router.Front, ln net.Listener) error {
-	if err := f.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+// serve runs an http.Server's or a router.Front's Serve on ln; a shutdown
+// is not an error.
+func serve(fn func(net.Listener) error, ln net.Listener) error {
+	if err := fn(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
