@@ -91,10 +91,11 @@ type Controller struct {
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc // per deployment in progress
 	inQueue map[string]bool               // in the build queue or building
-	live    map[string]*liveDeployment    // RUNNING or DEPLOYING deployments with an instance
-	// liveIndex mirrors live (written under mu, with it) for the router's
-	// per-request hooks, which read it without taking mu.
-	liveIndex sync.Map // deployment id → *liveDeployment
+	// live holds the RUNNING or DEPLOYING deployments with an instance, by
+	// id (*liveDeployment). It is written under mu, so that changes to it
+	// stay consistent with the rest of the controller's state, and read
+	// without mu by the router's per-request hooks (liveByID).
+	live sync.Map
 }
 
 // New validates cfg and returns a Controller. Call Start to reconcile and
@@ -143,7 +144,6 @@ func New(cfg Config) (*Controller, error) {
 		stop:    stop,
 		cancels: map[string]context.CancelFunc{},
 		inQueue: map[string]bool{},
-		live:    map[string]*liveDeployment{},
 	}, nil
 }
 
@@ -176,12 +176,7 @@ func (c *Controller) Close() error {
 	c.wg.Wait()
 	// Copy what the apps wrote so far; the files keep filling while the
 	// server is down and the next start continues from the stored offsets.
-	c.mu.Lock()
-	live := make([]*liveDeployment, 0, len(c.live))
-	for _, l := range c.live {
-		live = append(live, l)
-	}
-	c.mu.Unlock()
+	live := c.liveDeployments(func(*liveDeployment) bool { return true })
 	for _, l := range live {
 		l.stopTail()
 	}

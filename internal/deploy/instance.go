@@ -390,8 +390,7 @@ func (c *Controller) markStopped(in store.Instance, h *runtime.Handle) {
 func (c *Controller) register(l *liveDeployment) {
 	l.touch()
 	c.mu.Lock()
-	c.live[l.d.ID] = l
-	c.liveIndex.Store(l.d.ID, l)
+	c.live.Store(l.d.ID, l)
 	c.mu.Unlock()
 }
 
@@ -506,19 +505,13 @@ func (c *Controller) stopLive(ctx context.Context, l *liveDeployment) {
 	}
 	c.stopInstanceOf(l)
 	c.mu.Lock()
-	if c.live[l.d.ID] == l {
-		delete(c.live, l.d.ID)
-		c.liveIndex.Delete(l.d.ID)
-	}
+	c.live.CompareAndDelete(l.d.ID, l)
 	c.mu.Unlock()
 }
 
 // stopInstances stops whatever runs for deployment id.
 func (c *Controller) stopInstances(ctx context.Context, id string) {
-	c.mu.Lock()
-	l := c.live[id]
-	c.mu.Unlock()
-	if l != nil {
+	if l := c.liveByID(id); l != nil {
 		c.stopLive(ctx, l)
 	}
 	insts, _ := c.store.ListInstances(ctx, id)

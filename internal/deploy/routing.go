@@ -72,9 +72,7 @@ func (c *Controller) routeFor(d store.Deployment) router.Route {
 	r := router.Route{Deployment: d.ID, Project: d.ProjectName}
 	switch Status(d.Status) {
 	case Running, Deploying:
-		c.mu.Lock()
-		l := c.live[d.ID]
-		c.mu.Unlock()
+		l := c.liveByID(d.ID)
 		ready := false
 		if l != nil {
 			l.mu.Lock()

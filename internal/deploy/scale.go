@@ -43,10 +43,22 @@ func (c *Controller) RequestDone(deployment string) {
 // liveByID returns the live deployment with the id, without taking c.mu:
 // it runs twice per proxied request.
 func (c *Controller) liveByID(deployment string) *liveDeployment {
-	if l, ok := c.liveIndex.Load(deployment); ok {
+	if l, ok := c.live.Load(deployment); ok {
 		return l.(*liveDeployment)
 	}
 	return nil
+}
+
+// liveDeployments returns the live deployments that keep reports true of.
+func (c *Controller) liveDeployments(keep func(*liveDeployment) bool) []*liveDeployment {
+	var out []*liveDeployment
+	c.live.Range(func(_, v any) bool {
+		if l := v.(*liveDeployment); keep(l) {
+			out = append(out, l)
+		}
+		return true
+	})
+	return out
 }
 
 // idle reports whether l has had no request in flight for its idle
@@ -66,15 +78,7 @@ func (c *Controller) reaper() {
 			return
 		case <-tick.C:
 		}
-		c.mu.Lock()
-		var idle []*liveDeployment
-		for _, l := range c.live {
-			if l.idle() {
-				idle = append(idle, l)
-			}
-		}
-		c.mu.Unlock()
-		for _, l := range idle {
+		for _, l := range c.liveDeployments((*liveDeployment).idle) {
 			c.sleep(l)
 		}
 	}
