@@ -9,14 +9,19 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh: run as root (sudo)" >&2
   exit 1
 fi
+# Install only what is missing, checked by command: a host whose Node.js
+# comes from another repository than Debian's already has an npm that
+# Debian's npm package would conflict with ("held broken packages").
 need=()
-for cmd in runc git ip debootstrap curl chromium npm; do
-  command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
+for pair in runc:runc git:git ip:iproute2 debootstrap:debootstrap curl:curl \
+            chromium:chromium update-ca-certificates:ca-certificates npm:npm; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
+  echo "setup.sh: installing ${need[*]}"
   apt-get update
-  apt-get install -y runc git iproute2 debootstrap curl ca-certificates chromium npm
+  apt-get install -y "${need[@]}"
 fi
 export PATH=/usr/local/go/bin:$PATH
 bash scripts/install-buildkit.sh
