@@ -46,9 +46,9 @@ const frontBufferSize = 8 << 10
 // background read does. Quick answers never pay for the watch.
 const clientWatchDelay = 50 * time.Millisecond
 
-// acmeChallengePrefix is the path of ACME http-01 challenges. Requests for
-// it always go to the Fallback server, whose Handler answers them when
-// certificates are managed.
+// acmeChallengePrefix is the path of ACME http-01 challenges (RFC 8555,
+// 8.3). Requests for it always go to the Fallback server, whose Handler
+// answers them when certificates are managed (certs.ACME.HTTPHandler).
 const acmeChallengePrefix = "/.well-known/acme-challenge/"
 
 var errNotPlain = errors.New("not a plain request")

@@ -1,4 +1,4 @@
-package router
+package certs
 
 // Certificates for Slipway's own hostnames under the base domain: a
 // certificate the operator obtained (typically *.<base> plus <base>, by a
@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/slipwayhq/slipway/internal/router"
 )
 
 // DefaultCertCheckInterval is how often, at most, a CertFile looks at its
@@ -129,7 +131,7 @@ func (c *CertFile) Certificate(host string) *tls.Certificate {
 		c.reload()
 		c.mu.Unlock()
 	}
-	h, ok := CanonicalHost(host)
+	h, ok := router.CanonicalHost(host)
 	if !ok || h[0] == '[' {
 		return nil
 	}
@@ -168,10 +170,10 @@ func (c *CertFile) reload() {
 // hostname (<deployment>.<baseDomain>). In Slipway that leaves the project
 // default hostnames and the environment hostnames, which follow an
 // environment's current deployment.
-func RoutedBaseHosts(t *Table, baseDomain string) func(ctx context.Context, host string) error {
-	base, _ := CanonicalHost(baseDomain)
+func RoutedBaseHosts(t *router.Table, baseDomain string) func(ctx context.Context, host string) error {
+	base, _ := router.CanonicalHost(baseDomain)
 	return func(_ context.Context, host string) error {
-		h, ok := CanonicalHost(host)
+		h, ok := router.CanonicalHost(host)
 		if !ok {
 			return fmt.Errorf("malformed name %q", host)
 		}

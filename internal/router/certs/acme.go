@@ -1,12 +1,18 @@
-package router
-
-// TLS for custom domains with certificates from an ACME CA (Let's Encrypt by
-// default), and optionally for Slipway's own hostnames under the base domain
-// (see wildcard.go). The ACME protocol is golang.org/x/crypto/acme/autocert's: it is
-// maintained by the Go team beside crypto/tls, implements RFC 8555 with the
-// tls-alpn-01 and http-01 challenges, renews ahead of expiry, and keeps its
-// state in a pluggable cache. This file only decides which names may have a
+// Package certs gives the router's TLS listener its certificates: from an
+// ACME CA (Let's Encrypt by default) for custom domains and, optionally, for
+// Slipway's own hostnames under the base domain (ACME), and from files the
+// operator keeps fresh, typically a wildcard for the base domain (CertFile).
+//
+// It is apart from package router so that what only needs routes (the
+// control plane writes a router.Table) does not pull in an ACME client. It
+// uses router.Table and router.CanonicalHost; router knows nothing of it.
+//
+// The ACME protocol is golang.org/x/crypto/acme/autocert's: it is maintained
+// by the Go team beside crypto/tls, implements RFC 8555 with the tls-alpn-01
+// and http-01 challenges, renews ahead of expiry, and keeps its state in a
+// pluggable cache. This package only decides which names may have a
 // certificate and wires autocert to the router's listeners.
+package certs
 
 import (
 	"context"
@@ -24,6 +30,8 @@ import (
 
 	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/slipwayhq/slipway/internal/router"
 )
 
 // ErrHostNotAllowed is returned (wrapped) for a host that may not have a
@@ -63,7 +71,7 @@ type ACMEConfig struct {
 	CacheDir string
 
 	// HostPolicy reports whether host may have a certificate: nil means
-	// yes. host is canonical (see CanonicalHost: lowercase, no port, no
+	// yes. host is canonical (see router.CanonicalHost: lowercase, no port, no
 	// trailing dot) and is never an IP address or a name under BaseDomain.
 	// It is called on every full TLS handshake (not on resumed sessions) and
 	// for every http-01 challenge request, with a context bounded to 10 s,
@@ -133,7 +141,7 @@ func NewACME(cfg ACMEConfig) (*ACME, error) {
 	}
 	a := &ACME{policy: cfg.HostPolicy, basePolicy: cfg.BaseHostPolicy, cert: cfg.Certificate}
 	if cfg.BaseDomain != "" {
-		b, ok := CanonicalHost(cfg.BaseDomain)
+		b, ok := router.CanonicalHost(cfg.BaseDomain)
 		if !ok {
 			return nil, fmt.Errorf("acme: invalid base domain %q", cfg.BaseDomain)
 		}
@@ -195,7 +203,7 @@ func cacheSubdir(u *url.URL) string {
 // every handshake and challenge request. host may carry a port (a Host
 // header does).
 func (a *ACME) allow(ctx context.Context, host string) error {
-	h, ok := CanonicalHost(host)
+	h, ok := router.CanonicalHost(host)
 	if !ok {
 		return fmt.Errorf("acme: %w: malformed name %q", ErrHostNotAllowed, host)
 	}
@@ -290,7 +298,7 @@ func (a *ACME) Obtain(ctx context.Context, host string) error {
 	if err := a.allow(ctx, host); err != nil {
 		return err
 	}
-	h, _ := CanonicalHost(host)
+	h, _ := router.CanonicalHost(host)
 	// A ClientHello of a modern client, so the ECDSA certificate (the one
 	// browsers get) is the one obtained.
 	hello := &tls.ClientHelloInfo{

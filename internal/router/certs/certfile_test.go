@@ -1,4 +1,4 @@
-package router_test
+package certs_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/router"
+	"github.com/slipwayhq/slipway/internal/router/certs"
 )
 
 // previewHost is the preview hostname of the deployment acmeEnv routes.
@@ -65,13 +66,13 @@ func TestNewCertFileErrors(t *testing.T) {
 		{"key as certificate", keyFile, keyFile, keyFile},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := router.NewCertFile(router.CertFileConfig{CertFile: tc.cert, KeyFile: tc.key})
+			_, err := certs.NewCertFile(certs.CertFileConfig{CertFile: tc.cert, KeyFile: tc.key})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("NewCertFile: err = %v, want it to name %q", err, tc.want)
 			}
 		})
 	}
-	c, err := router.NewCertFile(router.CertFileConfig{CertFile: certFile, KeyFile: keyFile})
+	c, err := certs.NewCertFile(certs.CertFileConfig{CertFile: certFile, KeyFile: keyFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestCertFileServesWildcard(t *testing.T) {
 	mod := time.Now().Add(-time.Hour).Truncate(time.Second)
 	pool1 := writeWildcard(t, certFile, keyFile, 1, mod)
 	logs := &syncBuffer{}
-	cert, err := router.NewCertFile(router.CertFileConfig{
+	cert, err := certs.NewCertFile(certs.CertFileConfig{
 		CertFile: certFile, KeyFile: keyFile,
 		CheckInterval: time.Nanosecond, // look at the files on every handshake
 		Log:           slog.New(slog.NewTextHandler(logs, nil)),
@@ -103,7 +104,7 @@ func TestCertFileServesWildcard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := router.NewACME(router.ACMEConfig{
+	a, err := certs.NewACME(certs.ACMEConfig{
 		DirectoryURL: "https://127.0.0.1:1/unreachable", // never contacted
 		BaseDomain:   testBase,
 		HostPolicy:   allowSet(otherDomain),
@@ -167,11 +168,11 @@ func TestRoutedBaseHosts(t *testing.T) {
 	table.Set(previewHost, router.Route{Deployment: "d0123456789a"})
 	table.Set("deep."+baseHost, router.Route{Deployment: "d0123456789a"})
 	table.Set(testBase, router.Route{Deployment: "d0123456789a"})
-	a, err := router.NewACME(router.ACMEConfig{
+	a, err := certs.NewACME(certs.ACMEConfig{
 		DirectoryURL:   "https://127.0.0.1:1/unreachable", // never contacted
 		BaseDomain:     testBase,
 		HostPolicy:     allowSet(customDomain),
-		BaseHostPolicy: router.RoutedBaseHosts(&table, testBase),
+		BaseHostPolicy: certs.RoutedBaseHosts(&table, testBase),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +198,7 @@ func TestRoutedBaseHosts(t *testing.T) {
 			t.Errorf("%s: allowed = %v, want %v (body %q)", host, gotAllowed, allowed, rec.Body)
 		}
 		if !allowed {
-			if err := a.Obtain(context.Background(), host); !errors.Is(err, router.ErrHostNotAllowed) {
+			if err := a.Obtain(context.Background(), host); !errors.Is(err, certs.ErrHostNotAllowed) {
 				t.Errorf("Obtain(%s): err = %v, want ErrHostNotAllowed", host, err)
 			}
 		}
@@ -212,12 +213,12 @@ func TestACMEPebbleBaseHosts(t *testing.T) {
 	env := newACMEEnv(t)
 	env.rt.Table.Set(previewHost, router.Route{Deployment: "d0123456789a"})
 	pb := startPebble(t, bin, env.httpPort(), env.tlsPort())
-	a, err := router.NewACME(router.ACMEConfig{
+	a, err := certs.NewACME(certs.ACMEConfig{
 		DirectoryURL:   pb.directory,
 		CacheDir:       filepath.Join(t.TempDir(), "acme"),
 		BaseDomain:     testBase,
 		HostPolicy:     allowSet(customDomain),
-		BaseHostPolicy: router.RoutedBaseHosts(env.rt.Table, testBase),
+		BaseHostPolicy: certs.RoutedBaseHosts(env.rt.Table, testBase),
 		CACertFile:     pb.certFile,
 	})
 	if err != nil {
@@ -238,7 +239,7 @@ func TestACMEPebbleBaseHosts(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), acmeWait)
 	defer cancel()
-	if err := a.Obtain(ctx, previewHost); !errors.Is(err, router.ErrHostNotAllowed) {
+	if err := a.Obtain(ctx, previewHost); !errors.Is(err, certs.ErrHostNotAllowed) {
 		t.Errorf("Obtain(%s): err = %v, want ErrHostNotAllowed", previewHost, err)
 	}
 }

@@ -1,4 +1,4 @@
-package router_test
+package certs_test
 
 import (
 	"bytes"
@@ -33,6 +33,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/slipwayhq/slipway/internal/router"
+	"github.com/slipwayhq/slipway/internal/router/certs"
 )
 
 // acmeWait bounds every wait in the ACME tests (Pebble starting, a
@@ -68,20 +69,20 @@ func TestNewACMEConfig(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		cfg  router.ACMEConfig
+		cfg  certs.ACMEConfig
 		ok   bool
 	}{
-		{"zero value", router.ACMEConfig{}, true},
-		{"full", router.ACMEConfig{DirectoryURL: "https://127.0.0.1:14000/dir", Email: "ops@example.com",
+		{"zero value", certs.ACMEConfig{}, true},
+		{"full", certs.ACMEConfig{DirectoryURL: "https://127.0.0.1:14000/dir", Email: "ops@example.com",
 			CacheDir: filepath.Join(dir, "acme"), BaseDomain: "Slipway.Localhost."}, true},
-		{"relative directory URL", router.ACMEConfig{DirectoryURL: "/dir"}, false},
-		{"directory URL scheme", router.ACMEConfig{DirectoryURL: "ftp://ca.example/dir"}, false},
-		{"base domain", router.ACMEConfig{BaseDomain: "bad domain"}, false},
-		{"missing CA file", router.ACMEConfig{CACertFile: filepath.Join(dir, "missing.pem")}, false},
-		{"CA file without PEM", router.ACMEConfig{CACertFile: notPEM}, false},
+		{"relative directory URL", certs.ACMEConfig{DirectoryURL: "/dir"}, false},
+		{"directory URL scheme", certs.ACMEConfig{DirectoryURL: "ftp://ca.example/dir"}, false},
+		{"base domain", certs.ACMEConfig{BaseDomain: "bad domain"}, false},
+		{"missing CA file", certs.ACMEConfig{CACertFile: filepath.Join(dir, "missing.pem")}, false},
+		{"CA file without PEM", certs.ACMEConfig{CACertFile: notPEM}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := router.NewACME(tc.cfg)
+			_, err := certs.NewACME(tc.cfg)
 			if (err == nil) != tc.ok {
 				t.Fatalf("NewACME: err = %v, want ok = %v", err, tc.ok)
 			}
@@ -99,7 +100,7 @@ func TestNewACMEConfig(t *testing.T) {
 // handler sends only allowed hosts' challenge requests to autocert.
 func TestACMEHostPolicy(t *testing.T) {
 	policyErr := errors.New("not a custom domain")
-	a, err := router.NewACME(router.ACMEConfig{
+	a, err := certs.NewACME(certs.ACMEConfig{
 		DirectoryURL: "https://127.0.0.1:1/unreachable", // never contacted
 		BaseDomain:   testBase,
 		HostPolicy: func(_ context.Context, host string) error {
@@ -159,7 +160,7 @@ func TestACMEHostPolicy(t *testing.T) {
 				return
 			}
 			err := a.Obtain(context.Background(), tc.host)
-			if !errors.Is(err, router.ErrHostNotAllowed) {
+			if !errors.Is(err, certs.ErrHostNotAllowed) {
 				t.Errorf("Obtain: err = %v, want ErrHostNotAllowed", err)
 			}
 		})
@@ -171,7 +172,7 @@ func TestACMEHostPolicy(t *testing.T) {
 
 // TestACMEZeroValueRefusesAll: with no HostPolicy every handshake fails.
 func TestACMEZeroValueRefusesAll(t *testing.T) {
-	a, err := router.NewACME(router.ACMEConfig{})
+	a, err := certs.NewACME(certs.ACMEConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestACMEPebbleTLSALPN(t *testing.T) {
 	pb := startPebble(t, bin, env.httpPort(), env.tlsPort())
 
 	cacheDir := filepath.Join(t.TempDir(), "acme")
-	cfg := router.ACMEConfig{
+	cfg := certs.ACMEConfig{
 		DirectoryURL: pb.directory,
 		Email:        "ops@example.com",
 		CacheDir:     cacheDir,
@@ -212,7 +213,7 @@ func TestACMEPebbleTLSALPN(t *testing.T) {
 		HostPolicy: allowSet(customDomain, baseHost),
 		CACertFile: pb.certFile,
 	}
-	a, err := router.NewACME(cfg)
+	a, err := certs.NewACME(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +260,7 @@ func TestACMEPebbleTLSALPN(t *testing.T) {
 	// same certificate, so no order was placed.
 	env.stopTLS(t)
 	pb.stop()
-	a2, err := router.NewACME(cfg)
+	a2, err := certs.NewACME(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +282,7 @@ func TestACMEPebbleHTTP01(t *testing.T) {
 	bin := pebbleBinary(t)
 	env := newACMEEnv(t)
 	pb := startPebble(t, bin, env.httpPort(), closedPort(t))
-	a, err := router.NewACME(router.ACMEConfig{
+	a, err := certs.NewACME(certs.ACMEConfig{
 		DirectoryURL: pb.directory,
 		CacheDir:     filepath.Join(t.TempDir(), "acme"),
 		BaseDomain:   testBase,
@@ -317,7 +318,7 @@ func ExampleNewACME() {
 	rt := &router.Router{Table: &table}
 	customDomains := map[string]bool{"www.example.com": true} // the store, in Slipway
 
-	a, err := router.NewACME(router.ACMEConfig{
+	a, err := certs.NewACME(certs.ACMEConfig{
 		Email:      "ops@example.com",
 		CacheDir:   "/var/lib/slipway/acme",
 		BaseDomain: "slipway.example.com",
@@ -391,7 +392,7 @@ func (e *acmeEnv) httpPort() int { return e.httpLn.Addr().(*net.TCPAddr).Port }
 // serve starts both servers as a server wires them: the Router over TLS
 // with a's certificates, and a.HTTPHandler(Router) on plain HTTP. Both
 // count the challenges they answer.
-func (e *acmeEnv) serve(t *testing.T, a *router.ACME) {
+func (e *acmeEnv) serve(t *testing.T, a *certs.ACME) {
 	t.Helper()
 	challenge := a.HTTPHandler(e.rt)
 	plain := &http.Server{ErrorLog: testLogger(t), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
