@@ -12,20 +12,23 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
-// Config wires a Server. Store and Deploy are required.
+// Config wires a Server. Store, Deploy and Projects are required.
 type Config struct {
-	Store  *store.Store
-	Deploy *deploy.Controller
+	// Store is read only: every write goes through Projects (the project
+	// rules) or Deploy (the lifecycle).
+	Store    store.Reader
+	Deploy   *deploy.Controller
+	Projects *project.Service
 	// Registry, if set, serves the OCI distribution API under /v2/. It does
 	// its own authentication.
 	Registry http.Handler
@@ -52,8 +55,10 @@ type Config struct {
 // Server serves the API.
 type Server struct {
 	cfg   Config
-	store *store.Store
+	store store.Reader
 	dep   *deploy.Controller
+	proj  *project.Service
+	hosts project.Hosts
 	log   *slog.Logger
 }
 
@@ -68,7 +73,7 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Server{cfg: cfg, store: cfg.Store, dep: cfg.Deploy, log: cfg.Log}
+	return &Server{cfg: cfg, store: cfg.Store, dep: cfg.Deploy, proj: cfg.Projects, hosts: cfg.Projects.Hosts(), log: cfg.Log}
 }
 
 // Handler returns the HTTP handler of the API (and of the registry, when
@@ -109,7 +114,11 @@ func (s *Server) Handler() http.Handler {
 // Authorized reports whether r carries a valid API token, as a bearer
 // token or as the password of HTTP basic auth (for git and registry
 // clients).
-func (s *Server) Authorized(r *http.Request) bool {
+func (s *Server) Authorized(r *http.Request) bool { return Authorized(s.store, r) }
+
+// Authorized reports whether r carries an API token that st holds, as a
+// bearer token or as the password of HTTP basic auth.
+func Authorized(st store.Reader, r *http.Request) bool {
 	token := ""
 	if h := r.Header.Get("Authorization"); strings.HasPrefix(h, "Bearer ") {
 		token = strings.TrimSpace(strings.TrimPrefix(h, "Bearer "))
@@ -119,7 +128,7 @@ func (s *Server) Authorized(r *http.Request) bool {
 	if token == "" {
 		return false
 	}
-	_, err := s.store.CheckToken(r.Context(), token)
+	_, err := st.CheckToken(r.Context(), token)
 	return err == nil
 }
 
@@ -149,7 +158,7 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/projects/{project}", s.getProject},
 		{"GET /api/v1/projects/{project}/deployments", s.listDeployments},
 		{"POST /api/v1/projects/{project}/deployments", s.createDeployment},
-		{"GET /api/v1/deployments/{id}", s.deployment(s.store.GetDeployment)},
+		{"GET /api/v1/deployments/{id}", s.deployment(s.getDeployment)},
 		{"POST /api/v1/deployments/{id}/stop", s.deployment(s.dep.Stop)},
 		{"GET /api/v1/deployments/{id}/build-logs", s.buildLogs},
 		{"GET /api/v1/deployments/{id}/logs", s.runtimeLogs},
@@ -174,21 +183,6 @@ func (s *Server) routes() []route {
 	}
 }
 
-var labelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-var deploymentIDRE = regexp.MustCompile(`^[a-z2-7]{12}$`)
-
-// ValidateName checks a project or environment name: a DNS label that
-// cannot be mistaken for a deployment id.
-func ValidateName(kind, name string) error {
-	if !labelRE.MatchString(name) {
-		return errBadRequest(fmt.Sprintf("invalid %s name %q: use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit", kind, name))
-	}
-	if deploymentIDRE.MatchString(name) {
-		return errBadRequest(fmt.Sprintf("invalid %s name %q: 12 characters of a-z and 2-7 are reserved for deployment ids", kind, name))
-	}
-	return nil
-}
-
 func (s *Server) url(host string) string {
 	if s.cfg.RouterPort == 80 {
 		return "http://" + host
@@ -201,10 +195,10 @@ func (s *Server) projectJSON(ctx context.Context, p store.Project) (Project, err
 	if err != nil {
 		return Project{}, err
 	}
-	out := Project{Name: p.Name, CreatedAt: p.CreatedAt, URL: s.url(s.dep.ProjectHost(p.Name)), Environments: []Environment{}}
+	out := Project{Name: p.Name, CreatedAt: p.CreatedAt, URL: s.url(s.hosts.Project(p.Name)), Environments: []Environment{}}
 	for _, e := range envs {
 		out.Environments = append(out.Environments, Environment{
-			Name: e.Name, URL: s.url(s.dep.EnvironmentHost(p.Name, e.Name)),
+			Name: e.Name, URL: s.url(s.hosts.Environment(p.Name, e.Name)),
 			CurrentDeployment: e.CurrentDeploymentID,
 		})
 		if e.Name == store.ProductionEnvironment {
@@ -222,13 +216,13 @@ func (s *Server) deploymentJSON(ctx context.Context, d store.Deployment) Deploym
 	out := Deployment{
 		ID: d.ID, Project: d.ProjectName, Environment: d.EnvironmentName, Status: d.Status,
 		Trigger: d.Trigger, Promote: d.Promote, Current: current,
-		URL:          s.url(s.dep.PreviewHost(d.ID)),
+		URL:          s.url(s.hosts.Preview(d.ID)),
 		Commit:       Commit{Branch: d.Branch, SHA: d.CommitSHA, Message: d.CommitMessage, Author: d.CommitAuthor},
 		StartCommand: d.StartCommand, DetectedStartCommand: d.DetectedStartCommand, Builder: d.Builder,
 		Image: d.Image, ImageDigest: d.ImageDigest, FailureReason: d.FailureReason,
 		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Phases: phases(d),
 	}
-	for _, h := range s.dep.Hostnames(ctx, d) {
+	for _, h := range s.proj.Hostnames(ctx, d) {
 		out.URLs = append(out.URLs, s.url(h))
 	}
 	if !d.FinishedAt.IsZero() {
@@ -266,10 +260,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if err := ValidateName("project", req.Name); err != nil {
-		return err
-	}
-	p, err := s.store.CreateProject(r.Context(), store.Project{Name: req.Name})
+	p, err := s.proj.Create(r.Context(), req.Name)
 	if err != nil {
 		return err
 	}
@@ -385,6 +376,10 @@ func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) error 
 	}
 	writeJSON(w, http.StatusCreated, s.deploymentJSON(ctx, d))
 	return nil
+}
+
+func (s *Server) getDeployment(ctx context.Context, id string) (store.Deployment, error) {
+	return s.store.GetDeployment(ctx, id)
 }
 
 // deployment returns a handler that answers with the deployment act

@@ -17,6 +17,7 @@ import (
 
 	"github.com/slipwayhq/slipway/internal/build/buildtest"
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime/fake"
 	"github.com/slipwayhq/slipway/internal/secrets"
@@ -55,7 +56,11 @@ func newTestServer(t *testing.T, maxUpload int64) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ctl.Close() })
-	srv := httptest.NewServer(New(Config{Store: st, Deploy: ctl, RouterPort: 8080, MaxUploadBytes: maxUpload, Log: quiet}).Handler())
+	rules, err := project.New(project.Config{Store: st, Lifecycle: ctl, Secrets: box})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Config{Store: st, Deploy: ctl, Projects: rules, RouterPort: 8080, MaxUploadBytes: maxUpload, Log: quiet}).Handler())
 	t.Cleanup(srv.Close)
 	return &testServer{t: t, url: srv.URL, st: st}
 }
@@ -253,6 +258,11 @@ func TestEnvironmentsVariablesDomainsSettings(t *testing.T) {
 		{"POST", "/api/v1/projects/web/environments", `{"name":"staging","branches":["develop"]}`, 201, `"url": "http://web-staging.slipway.localhost:8080"`},
 		{"POST", "/api/v1/projects/web/environments", `{"name":"staging"}`, 409, CodeConflict},
 		{"PATCH", "/api/v1/projects/web/environments/staging", `{"branches":["develop","next"]}`, 200, `"next"`},
+		// A branch deploys to one environment: through the API as through the dashboard.
+		{"POST", "/api/v1/projects/web/environments", `{"name":"preview","branches":["next"]}`, 409, CodeConflict},
+		{"PATCH", "/api/v1/projects/web/environments/staging", `{"branches":["develop","main"]}`, 409, CodeConflict},
+		{"GET", "/api/v1/projects/web/environments", ``, 200, `"develop",
+      "next"`},
 		{"GET", "/api/v1/projects/web/environments", ``, 200, `"main"`},
 		{"PUT", "/api/v1/projects/web/environments/staging/variables/API_KEY", `{"value":"sk_live_abcdefghijkl","secret":true}`, 200, `"value": "••••••jkl"`},
 		{"PUT", "/api/v1/projects/web/environments/staging/variables/LOG_LEVEL", `{"value":"debug"}`, 200, `"value": "debug"`},
@@ -269,6 +279,12 @@ func TestEnvironmentsVariablesDomainsSettings(t *testing.T) {
 		{"PATCH", "/api/v1/projects/web/settings", `{"idleTimeout":"0","healthPath":"/healthz"}`, 200, `"healthPath": "/healthz"`},
 		{"GET", "/api/v1/projects/web/settings", ``, 200, `"startCommand": "./server --port $PORT"`},
 		{"PATCH", "/api/v1/projects/web/settings", `{"deployWindow":"soon"}`, 400, CodeBadRequest},
+		// The API refuses what the dashboard refuses (one project.ValidateSettings).
+		{"PATCH", "/api/v1/projects/web/settings", `{"healthFailures":101}`, 400, `failure threshold`},
+		{"PATCH", "/api/v1/projects/web/settings", `{"healthPath":"/a b"}`, 400, `health check path`},
+		{"PATCH", "/api/v1/projects/web/settings", `{"startCommand":"` + strings.Repeat("x", 4097) + `"}`, 400, `longer than 4096`},
+		{"PUT", "/api/v1/projects/web/start-command", `{"command":"` + strings.Repeat("x", 4097) + `"}`, 400, `longer than 4096`},
+		{"GET", "/api/v1/projects/web/settings", ``, 200, `"healthPath": "/healthz"`},
 		{"DELETE", "/api/v1/projects/web/start-command", ``, 200, `"idleTimeout": "0"`},
 		{"DELETE", "/api/v1/projects/web/environments/production", ``, 400, CodeBadRequest},
 		{"DELETE", "/api/v1/projects/web/environments/staging", ``, 204, ``},

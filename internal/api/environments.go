@@ -76,7 +76,7 @@ func (s *Server) environmentJSON(ctx context.Context, p store.Project, e store.E
 		return EnvironmentDetail{}, err
 	}
 	out := EnvironmentDetail{
-		Environment: Environment{Name: e.Name, URL: s.url(s.dep.EnvironmentHost(p.Name, e.Name)), CurrentDeployment: e.CurrentDeploymentID},
+		Environment: Environment{Name: e.Name, URL: s.url(s.hosts.Environment(p.Name, e.Name)), CurrentDeployment: e.CurrentDeploymentID},
 		Branches:    e.Branches, Domains: []string{},
 	}
 	if out.Branches == nil {
@@ -128,10 +128,7 @@ func (s *Server) createEnvironment(w http.ResponseWriter, r *http.Request) error
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if err := ValidateName("environment", req.Name); err != nil {
-		return err
-	}
-	e, err := s.store.CreateEnvironment(r.Context(), p.ID, req.Name, req.Branches)
+	e, err := s.proj.CreateEnvironment(r.Context(), p, req.Name, req.Branches)
 	if err != nil {
 		return err
 	}
@@ -147,10 +144,9 @@ func (s *Server) updateEnvironment(w http.ResponseWriter, r *http.Request) error
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if err := s.store.SetEnvironmentBranches(r.Context(), e.ID, req.Branches); err != nil {
+	if e, err = s.proj.SetBranches(r.Context(), e, req.Branches); err != nil {
 		return err
 	}
-	e.Branches = req.Branches
 	return s.writeEnvironment(w, r, http.StatusOK, p, e)
 }
 
@@ -159,7 +155,7 @@ func (s *Server) deleteEnvironment(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if err := s.dep.DeleteEnvironment(r.Context(), e, p.Name); err != nil {
+	if err := s.proj.DeleteEnvironment(r.Context(), p, e); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -171,7 +167,7 @@ func (s *Server) listVariables(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	vars, err := s.dep.Vars(r.Context(), e)
+	vars, err := s.proj.Vars(r.Context(), e)
 	if err != nil {
 		return err
 	}
@@ -192,7 +188,7 @@ func (s *Server) setVariable(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if err := s.dep.SetVar(r.Context(), e, r.PathValue("name"), req.Value, req.Secret); err != nil {
+	if err := s.proj.SetVar(r.Context(), e, r.PathValue("name"), req.Value, req.Secret); err != nil {
 		return err
 	}
 	return s.listVariables(w, r)
@@ -203,7 +199,7 @@ func (s *Server) deleteVariable(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.DeleteEnvVar(r.Context(), e.ID, r.PathValue("name")); err != nil {
+	if err := s.proj.DeleteVar(r.Context(), e, r.PathValue("name")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -219,7 +215,7 @@ func (s *Server) addDomain(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if _, err := s.dep.AddDomain(r.Context(), e, req.Name); err != nil {
+	if _, err := s.proj.AddDomain(r.Context(), e, req.Name); err != nil {
 		return err
 	}
 	return s.writeEnvironment(w, r, http.StatusCreated, p, e)
@@ -230,20 +226,11 @@ func (s *Server) removeDomain(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	doms, err := s.store.ListDomains(r.Context(), e.ID)
-	if err != nil {
+	if err := s.proj.RemoveDomain(r.Context(), e, r.PathValue("domain")); err != nil {
 		return err
 	}
-	for _, d := range doms {
-		if d.Name == r.PathValue("domain") {
-			if err := s.dep.RemoveDomain(r.Context(), d.Name); err != nil {
-				return err
-			}
-			w.WriteHeader(http.StatusNoContent)
-			return nil
-		}
-	}
-	return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "domain " + r.PathValue("domain") + " is not assigned to environment " + e.Name}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func (s *Server) getSettings(w http.ResponseWriter, r *http.Request) error {
@@ -266,36 +253,10 @@ func (s *Server) patchSettings(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &st); err != nil {
 		return err
 	}
-	if err := validateSettings(st); err != nil {
-		return err
-	}
-	if err := s.store.UpdateProjectSettings(r.Context(), p.ID, st); err != nil {
+	if err := s.proj.UpdateSettings(r.Context(), p, st); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, st)
-	return nil
-}
-
-func validateSettings(st store.ProjectSettings) error {
-	for name, v := range map[string]string{"deployWindow": st.DeployWindow, "healthInterval": st.HealthInterval, "healthTimeout": st.HealthTimeout} {
-		if v == "" {
-			continue
-		}
-		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
-			return errBadRequest(name + " must be a positive duration such as 30s or 5m")
-		}
-	}
-	if st.IdleTimeout != "" && st.IdleTimeout != "0" {
-		if d, err := time.ParseDuration(st.IdleTimeout); err != nil || d < 0 {
-			return errBadRequest("idleTimeout must be a duration such as 5m, or 0 for never")
-		}
-	}
-	if st.HealthPort < 0 || st.HealthPort > 65535 || st.HealthFailures < 0 || st.MemoryBytes < 0 || st.CPUMillis < 0 || st.Pids < 0 || st.DiskBytes < 0 {
-		return errBadRequest("ports, counts and limits must not be negative (port at most 65535)")
-	}
-	if st.HealthPath != "" && st.HealthPath[0] != '/' {
-		return errBadRequest("healthPath must start with /")
-	}
 	return nil
 }
 
@@ -315,11 +276,11 @@ func (s *Server) setStartCommand(w http.ResponseWriter, r *http.Request) error {
 		}
 		cmd = req.Command
 	}
-	p.Settings.StartCommand = cmd
-	if err := s.store.UpdateProjectSettings(r.Context(), p.ID, p.Settings); err != nil {
+	st, err := s.proj.SetStartCommand(r.Context(), p, cmd)
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, p.Settings)
+	writeJSON(w, http.StatusOK, st)
 	return nil
 }
 

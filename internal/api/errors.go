@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -48,7 +49,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	switch {
 	case errors.As(err, &e):
-	case errors.Is(err, deploy.ErrInvalid):
+	case errors.Is(err, project.ErrInvalid):
 		e = &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error()}
 	case errors.Is(err, store.ErrNotFound):
 		e = &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}

@@ -146,7 +146,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, id, kind string,
 //
 // It returns when the client goes away (or the stream ends), or an error
 // before writing anything when the connection cannot stream.
-func StreamLogs(w http.ResponseWriter, r *http.Request, st *store.Store, dep *deploy.Controller, id, kind string, after int64, end func(store.Deployment) any) error {
+func StreamLogs(w http.ResponseWriter, r *http.Request, st store.Reader, dep *deploy.Controller, id, kind string, after int64, end func(store.Deployment) any) error {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		return fmt.Errorf("streaming unsupported by the connection")

@@ -3,7 +3,7 @@ package api
 import (
 	"net/http"
 
-	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -64,7 +64,7 @@ func (s *Server) linkRepository(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	linked, err := s.dep.LinkRepository(r.Context(), p, deploy.RepoLink{URL: req.URL, Token: req.Token, RotateSecret: req.RotateSecret})
+	linked, err := s.proj.LinkRepository(r.Context(), p, project.RepoLink{URL: req.URL, Token: req.Token, RotateSecret: req.RotateSecret})
 	if err != nil {
 		return err
 	}

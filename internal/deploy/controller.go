@@ -10,7 +10,7 @@
 // sandboxes, never restarted.
 //
 // The Controller depends only on the contracts of the parts it drives —
-// build.Builder, runtime.Driver and the router's Table — so builders and
+// build.Builder, runtime.Driver and Routes (the router's table) — so builders and
 // runtimes can be swapped without touching it.
 package deploy
 
@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/build"
-	"github.com/slipwayhq/slipway/internal/router"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/store"
@@ -38,7 +38,7 @@ type Config struct {
 	Store   *store.Store
 	Builder build.Builder
 	Driver  runtime.Driver
-	Routes  *router.Table
+	Routes  Routes
 	// Registry is the host:port of the embedded registry that builds push
 	// to and runtimes pull from.
 	Registry string
@@ -56,8 +56,8 @@ type Config struct {
 	// MaxRetries is how many times a deployment interrupted by a server
 	// restart is retried before it is failed. If zero, 3.
 	MaxRetries int
-	// Secrets encrypts environment variables at rest. If nil, environment
-	// variables cannot be set.
+	// Secrets decrypts environment variables (sealed by package project).
+	// If nil, a deployment whose environment has variables fails to start.
 	Secrets *secrets.Box
 	// IdleTimeout is how long a RUNNING deployment's instance may go
 	// without a request before it is stopped (scaled to zero); it starts
@@ -82,6 +82,7 @@ type Controller struct {
 	store *store.Store
 	log   *slog.Logger
 	hub   *hub
+	hosts project.Hosts
 
 	queue chan string
 	ctx   context.Context // lives as long as the controller
@@ -139,6 +140,7 @@ func New(cfg Config) (*Controller, error) {
 		store:   cfg.Store,
 		log:     cfg.Log,
 		hub:     newHub(),
+		hosts:   project.Hosts{Base: cfg.BaseDomain},
 		queue:   make(chan string, 10000),
 		ctx:     ctx,
 		stop:    stop,
@@ -351,18 +353,6 @@ func (c *Controller) Deployment(ctx context.Context, id string) (store.Deploymen
 // Changed returns a channel closed at the next change of the deployment:
 // a status change or a new log line.
 func (c *Controller) Changed(id string) <-chan struct{} { return c.hub.wait(id) }
-
-// PreviewHost is the hostname that always reaches deployment id.
-func (c *Controller) PreviewHost(id string) string { return id + "." + c.cfg.BaseDomain }
-
-// EnvironmentHost is the hostname that follows the environment's current
-// deployment.
-func (c *Controller) EnvironmentHost(project, env string) string {
-	return project + "-" + env + "." + c.cfg.BaseDomain
-}
-
-// ProjectHost is the project's default hostname.
-func (c *Controller) ProjectHost(project string) string { return project + "." + c.cfg.BaseDomain }
 
 func (c *Controller) sourcePath(id string) string {
 	return filepath.Join(c.cfg.DataDir, "sources", id+".tar.gz")

@@ -15,53 +15,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
-// health holds a project's health-check settings with defaults applied.
-type health struct {
-	path     string
-	port     int
-	interval time.Duration
-	timeout  time.Duration
-	failures int
-	window   time.Duration
-	idle     time.Duration // 0: never scale to zero
-}
-
-func (c *Controller) healthOf(p store.Project) health {
-	s := p.Settings
-	h := health{path: "/", port: 3000, interval: 15 * time.Second, timeout: 5 * time.Second, failures: 3, window: c.cfg.DeployWindow}
-	if s.HealthPath != "" {
-		h.path = s.HealthPath
-	}
-	if s.HealthPort > 0 {
-		h.port = s.HealthPort
-	}
-	if v, err := time.ParseDuration(s.HealthInterval); err == nil && v > 0 {
-		h.interval = v
-	}
-	if v, err := time.ParseDuration(s.HealthTimeout); err == nil && v > 0 {
-		h.timeout = v
-	}
-	if s.HealthFailures > 0 {
-		h.failures = s.HealthFailures
-	}
-	if v, err := time.ParseDuration(s.DeployWindow); err == nil && v > 0 {
-		h.window = v
-	}
-	h.idle = c.cfg.IdleTimeout
-	if s.IdleTimeout == "0" {
-		h.idle = 0
-	} else if v, err := time.ParseDuration(s.IdleTimeout); err == nil {
-		h.idle = v
-	}
-	if h.idle < 0 {
-		h.idle = 0
-	}
-	return h
+func (c *Controller) healthOf(p store.Project) project.Health {
+	return project.HealthOf(p.Settings, c.cfg.DeployWindow, c.cfg.IdleTimeout)
 }
 
 // liveDeployment is a deployment with an instance that the controller
@@ -69,7 +30,7 @@ func (c *Controller) healthOf(p store.Project) health {
 type liveDeployment struct {
 	c      *Controller
 	d      store.Deployment
-	health health
+	health project.Health
 
 	mu     sync.Mutex
 	handle *runtime.Handle
@@ -113,18 +74,18 @@ func (l *liveDeployment) dialInstance(ctx context.Context) (net.Conn, error) {
 	if h == nil {
 		return nil, errors.New("no instance running")
 	}
-	return l.c.cfg.Driver.Dial(ctx, h, l.health.port)
+	return l.c.cfg.Driver.Dial(ctx, h, l.health.Port)
 }
 
 // probe sends one health check.
 func (l *liveDeployment) probe(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, l.health.timeout)
+	ctx, cancel := context.WithTimeout(ctx, l.health.Timeout)
 	defer cancel()
 	client := &http.Client{Transport: &http.Transport{
 		DialContext:       func(ctx context.Context, _, _ string) (net.Conn, error) { return l.dialInstance(ctx) },
 		DisableKeepAlives: true,
 	}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://instance"+l.health.path, nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://instance"+l.health.Path, nil)
 	req.Header.Set("User-Agent", "slipway-health-check")
 	resp, err := client.Do(req)
 	if err != nil {
@@ -133,7 +94,7 @@ func (l *liveDeployment) probe(ctx context.Context) error {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode >= 500 {
-		return fmt.Errorf("GET %s answered %d", l.health.path, resp.StatusCode)
+		return fmt.Errorf("GET %s answered %d", l.health.Path, resp.StatusCode)
 	}
 	return nil
 }
@@ -160,7 +121,7 @@ func (c *Controller) deploy(d store.Deployment) {
 	}
 	// The window opens once the sandbox runs: pulling and unpacking a large
 	// image does not count against the app.
-	deadline := time.Now().Add(l.health.window)
+	deadline := time.Now().Add(l.health.Window)
 	if err := c.waitHealthy(ctx, l, deadline); err != nil {
 		if ctx.Err() != nil {
 			return
@@ -220,7 +181,7 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 				kind = store.LogBuild
 			}
 			c.event(l.d.ID, kind, "health check passed: GET %s on port %d answered after %s (%d probes)",
-				l.health.path, l.health.port, time.Since(start).Round(time.Millisecond), attempt)
+				l.health.Path, l.health.Port, time.Since(start).Round(time.Millisecond), attempt)
 			return nil
 		}
 		last = err
@@ -232,7 +193,7 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			return fmt.Errorf("the app did not answer GET %s on port %d within the deployment window (%s)%s; last error: %v",
-				l.health.path, l.health.port, l.health.window, c.portHint(l), last)
+				l.health.Path, l.health.Port, l.health.Window, c.portHint(l), last)
 		}
 		if wait > delay {
 			wait = delay
@@ -276,12 +237,12 @@ func (c *Controller) portHint(l *liveDeployment) string {
 	for _, p := range ports {
 		s = append(s, strconv.Itoa(p))
 	}
-	return fmt.Sprintf(": it listens on port %s instead — make it listen on $PORT (%d) on 0.0.0.0", strings.Join(s, ", "), l.health.port)
+	return fmt.Sprintf(": it listens on port %s instead — make it listen on $PORT (%d) on 0.0.0.0", strings.Join(s, ", "), l.health.Port)
 }
 
 func exitedEarly(l *liveDeployment, st runtime.Status) error {
 	time.Sleep(300 * time.Millisecond) // let the log tailer catch the app's last words
-	return fmt.Errorf("the app exited (%s) before answering GET %s on port %d; see its runtime logs", exitText(st), l.health.path, l.health.port)
+	return fmt.Errorf("the app exited (%s) before answering GET %s on port %d; see its runtime logs", exitText(st), l.health.Path, l.health.Port)
 }
 
 func exitText(st runtime.Status) string {
@@ -291,10 +252,19 @@ func exitText(st runtime.Status) string {
 	return "exit code unknown"
 }
 
+// envVars decrypts the variables of an environment for an instance.
+func (c *Controller) envVars(ctx context.Context, envID string) ([]project.Var, error) {
+	stored, err := c.store.ListEnvVars(ctx, envID)
+	if err != nil {
+		return nil, err
+	}
+	return project.Unseal(c.cfg.Secrets, stored)
+}
+
 // startInstance starts a new instance of l's deployment, persisting it
 // before and after the driver acts.
 func (c *Controller) startInstance(ctx context.Context, l *liveDeployment, p store.Project) error {
-	vars, err := c.vars(ctx, l.d.EnvironmentID)
+	vars, err := c.envVars(ctx, l.d.EnvironmentID)
 	if err != nil {
 		return err
 	}
@@ -325,7 +295,7 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment, p sto
 			"SLIPWAY_GIT_COMMIT_SHA="+l.d.CommitSHA,
 			"SLIPWAY_GIT_BRANCH="+l.d.Branch,
 		),
-		Port: l.health.port,
+		Port: l.health.Port,
 		Limits: runtime.Limits{MemoryBytes: p.Settings.MemoryBytes, CPUMillis: p.Settings.CPUMillis, Pids: p.Settings.Pids,
 			DiskBytes: p.Settings.DiskBytes},
 		StdoutPath: inst.StdoutPath,
@@ -429,7 +399,7 @@ func (c *Controller) supervise(l *liveDeployment) {
 				c.event(l.d.ID, store.LogRuntime, "restart failed: %v", err)
 				continue
 			}
-			if err := c.waitHealthy(ctx, l, time.Now().Add(l.health.window)); err != nil {
+			if err := c.waitHealthy(ctx, l, time.Now().Add(l.health.Window)); err != nil {
 				c.event(l.d.ID, store.LogRuntime, "restarted instance not healthy: %v", err)
 				continue
 			}
@@ -457,7 +427,7 @@ func (c *Controller) watch(ctx context.Context, l *liveDeployment) string {
 		}
 	}()
 	failures := 0
-	tick := time.NewTicker(l.health.interval)
+	tick := time.NewTicker(l.health.Interval)
 	defer tick.Stop()
 	for {
 		select {
@@ -468,8 +438,8 @@ func (c *Controller) watch(ctx context.Context, l *liveDeployment) string {
 		case <-tick.C:
 			if err := l.probe(ctx); err != nil {
 				failures++
-				c.event(l.d.ID, store.LogRuntime, "health check failed (%d/%d): %v", failures, l.health.failures, err)
-				if failures >= l.health.failures {
+				c.event(l.d.ID, store.LogRuntime, "health check failed (%d/%d): %v", failures, l.health.Failures, err)
+				if failures >= l.health.Failures {
 					return fmt.Sprintf("%d consecutive health checks failed", failures)
 				}
 			} else {

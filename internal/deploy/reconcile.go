@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/store"
@@ -42,13 +43,13 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		attached []*liveDeployment  // … and re-attached to it
 		lines    []store.LogLine
 	)
-	healths := map[string]health{}
-	healthFor := func(projectID string) (health, bool) {
+	healths := map[string]project.Health{}
+	healthFor := func(projectID string) (project.Health, bool) {
 		h, ok := healths[projectID]
 		if !ok {
 			p, found := s.projects[projectID]
 			if !found {
-				return health{}, false
+				return project.Health{}, false
 			}
 			h = c.healthOf(p)
 			healths[projectID] = h
@@ -274,7 +275,7 @@ func (c *Controller) restart(l *liveDeployment, p store.Project) {
 		c.event(l.d.ID, store.LogRuntime, "instance gone after a server restart; starting a new one")
 		if err := c.startInstance(c.ctx, l, p); err != nil {
 			c.event(l.d.ID, store.LogRuntime, "restart failed: %v", err)
-		} else if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.window)); err != nil {
+		} else if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.Window)); err != nil {
 			c.event(l.d.ID, store.LogRuntime, "restarted instance not healthy: %v", err)
 		}
 		l.mu.Lock()

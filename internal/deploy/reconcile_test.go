@@ -193,7 +193,7 @@ func BenchmarkStart(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				if _, ok := table.Lookup(ctl.PreviewHost(f.running[len(f.running)-1].ID)); !ok {
+				if _, ok := table.Lookup(ctl.hosts.Preview(f.running[len(f.running)-1].ID)); !ok {
 					b.Fatal("newest deployment not routed")
 				}
 				ctl.Close()
@@ -264,39 +264,39 @@ func TestStartReconcilesFleet(t *testing.T) {
 
 	// Right after Start, before any background work could matter.
 	for _, id := range f.idle {
-		r, ok := table.Lookup(ctl.PreviewHost(id))
+		r, ok := table.Lookup(ctl.hosts.Preview(id))
 		if !ok || r.State != router.Serving || r.Backend == nil {
 			t.Errorf("idle deployment %s: route %+v, %v; want serving (it wakes on a request)", id, r, ok)
 		}
 	}
 	for _, d := range f.stopped {
-		if r, _ := table.Lookup(ctl.PreviewHost(d.ID)); r.State != router.Stopped {
+		if r, _ := table.Lookup(ctl.hosts.Preview(d.ID)); r.State != router.Stopped {
 			t.Errorf("stopped deployment %s: route state %s", d.ID, r.State)
 		}
 	}
 	for _, d := range f.failed {
-		if r, _ := table.Lookup(ctl.PreviewHost(d.ID)); r.State != router.Failed {
+		if r, _ := table.Lookup(ctl.hosts.Preview(d.ID)); r.State != router.Failed {
 			t.Errorf("failed deployment %s: route state %s", d.ID, r.State)
 		}
 	}
-	if r, ok := table.Lookup(ctl.PreviewHost(deploying.ID)); !ok || (r.State != router.Deploying && r.State != router.Serving) {
+	if r, ok := table.Lookup(ctl.hosts.Preview(deploying.ID)); !ok || (r.State != router.Deploying && r.State != router.Serving) {
 		t.Errorf("deploying deployment: route %+v, %v", r, ok)
 	}
 	if d, _ := f.store.GetDeployment(ctx, givenUp.ID); d.Status != string(Failed) || !strings.Contains(d.FailureReason, "restarted") {
 		t.Errorf("deployment interrupted too often: %s %q", d.Status, d.FailureReason)
 	}
-	if r, _ := table.Lookup(ctl.PreviewHost(givenUp.ID)); r.State != router.Failed {
+	if r, _ := table.Lookup(ctl.hosts.Preview(givenUp.ID)); r.State != router.Failed {
 		t.Errorf("deployment interrupted too often: route state %s", r.State)
 	}
 	for project, id := range f.current {
-		for _, host := range []string{ctl.ProjectHost(project), ctl.EnvironmentHost(project, store.ProductionEnvironment), "www." + project + ".test"} {
+		for _, host := range []string{ctl.hosts.Project(project), ctl.hosts.Environment(project, store.ProductionEnvironment), "www." + project + ".test"} {
 			if r, ok := table.Lookup(host); !ok || r.Deployment != id || r.State != router.Serving {
 				t.Errorf("%s: route %+v, %v; want deployment %s serving", host, r, ok, id)
 			}
 		}
 	}
 	for _, id := range f.live {
-		if code := fleetGet(table, ctl.PreviewHost(id)); code != http.StatusOK {
+		if code := fleetGet(table, ctl.hosts.Preview(id)); code != http.StatusOK {
 			t.Errorf("live deployment %s: GET answered %d", id, code)
 		}
 	}
@@ -338,12 +338,12 @@ func TestStartReconcilesFleet(t *testing.T) {
 		waitUntil(t, "deployment "+id+" has a new instance serving", func() bool {
 			insts, _ := f.store.ListInstances(ctx, id)
 			return len(insts) == 2 && insts[0].Status == "stopped" && insts[1].Status == "running" &&
-				fleetGet(table, ctl.PreviewHost(id)) == http.StatusOK
+				fleetGet(table, ctl.hosts.Preview(id)) == http.StatusOK
 		})
 	}
 	waitUntil(t, "the deploying deployment runs", func() bool {
 		d, _ := f.store.GetDeployment(ctx, deploying.ID)
-		return d.Status == string(Running) && fleetGet(table, ctl.PreviewHost(deploying.ID)) == http.StatusOK
+		return d.Status == string(Running) && fleetGet(table, ctl.hosts.Preview(deploying.ID)) == http.StatusOK
 	})
 
 	// A second restart re-attaches the same instances and wakes nothing.
@@ -358,7 +358,7 @@ func TestStartReconcilesFleet(t *testing.T) {
 	}
 	// And a sleeping deployment still wakes on its first request.
 	id := f.idle[0]
-	if code := fleetGet(table, ctl.PreviewHost(id)); code != http.StatusOK {
+	if code := fleetGet(table, ctl.hosts.Preview(id)); code != http.StatusOK {
 		t.Errorf("waking deployment %s: GET answered %d", id, code)
 	}
 	if insts, _ := f.store.ListInstances(ctx, id); len(insts) != 2 || insts[1].Status != "running" {

@@ -64,7 +64,7 @@ func (c *Controller) liveDeployments(keep func(*liveDeployment) bool) []*liveDep
 // idle reports whether l has had no request in flight for its idle
 // timeout.
 func (l *liveDeployment) idle() bool {
-	return l.health.idle > 0 && l.inflight.Load() <= 0 && time.Since(time.Unix(0, l.lastUsed.Load())) >= l.health.idle
+	return l.health.Idle > 0 && l.inflight.Load() <= 0 && time.Since(time.Unix(0, l.lastUsed.Load())) >= l.health.Idle
 }
 
 // reaper puts idle deployments to sleep.
@@ -105,7 +105,7 @@ func (c *Controller) sleep(l *liveDeployment) {
 	}
 	l.stopTail()
 	c.store.UpdateInstance(context.Background(), inst.ID, inst.State, "idle")
-	c.event(l.d.ID, store.LogRuntime, "scaled to zero after %s without requests", l.health.idle)
+	c.event(l.d.ID, store.LogRuntime, "scaled to zero after %s without requests", l.health.Idle)
 }
 
 // wake starts an instance for a sleeping deployment, or joins the wake in
@@ -161,7 +161,7 @@ func (c *Controller) wakeInstance(l *liveDeployment) error {
 	if err := c.startInstance(c.ctx, l, p); err != nil {
 		return err
 	}
-	if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.window)); err != nil {
+	if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.Window)); err != nil {
 		c.stopInstanceOf(l)
 		return err
 	}

@@ -6,7 +6,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -20,20 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/slipwayhq/slipway/internal/api"
-	"github.com/slipwayhq/slipway/internal/build/buildkit"
-	"github.com/slipwayhq/slipway/internal/deploy"
-	"github.com/slipwayhq/slipway/internal/registry"
-	"github.com/slipwayhq/slipway/internal/router"
-	"github.com/slipwayhq/slipway/internal/runtime/runc"
-	"github.com/slipwayhq/slipway/internal/secrets"
-	"github.com/slipwayhq/slipway/internal/source/github"
-	"github.com/slipwayhq/slipway/internal/source/gitserver"
 	"github.com/slipwayhq/slipway/internal/store"
-	"github.com/slipwayhq/slipway/internal/web"
 )
 
 // Config configures a server. The zero value of each field has the
@@ -141,217 +127,50 @@ func DefaultDataDir() string {
 
 // Run starts the server and blocks until ctx ends, then shuts down. App
 // instances keep running across a shutdown; the next start re-attaches.
+//
+// The parts start in the order below, each once the parts it needs are
+// up, and stop in the reverse order (see parts.go).
 func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
-	log := cfg.Log
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("creating data directory: %w", err)
-	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, "slipway.db"))
-	if err != nil {
+	if err := cfg.validate(); err != nil {
 		return err
 	}
-	defer st.Close()
-	if err := bootstrapToken(ctx, st, cfg); err != nil {
-		return err
-	}
-
-	// Listen first: the registry's address is where builds push.
-	apiLn, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listening for the API on %s: %w", cfg.Listen, err)
-	}
-	defer apiLn.Close()
-	routerLn, err := net.Listen("tcp", cfg.RouterListen)
-	if err != nil {
-		return fmt.Errorf("listening for apps on %s: %w", cfg.RouterListen, err)
-	}
-	defer routerLn.Close()
-	registryHost := loopbackHost(apiLn.Addr().(*net.TCPAddr))
-
-	// An internal token, never stored, lets BuildKit and the runtime talk
-	// to the registry.
-	internal := randomToken()
-	var apiServer *api.Server
-	authorize := func(r *http.Request) bool {
-		if _, pw, ok := r.BasicAuth(); ok && subtle.ConstantTimeCompare([]byte(pw), []byte(internal)) == 1 {
-			return true
-		}
-		return apiServer.Authorized(r)
-	}
-	reg, err := registry.New(registry.Config{Dir: filepath.Join(cfg.DataDir, "registry"), Authorize: authorize})
-	if err != nil {
-		return err
-	}
-	if err := seedBaseImages(ctx, reg, cfg.BaseImagesDir, log); err != nil {
-		log.Warn("seeding base images", "err", err)
-	}
-
-	bkAddr := cfg.BuildkitHost
-	if bkAddr == "" {
-		if _, err := buildkit.LookPath(buildkit.DefaultBinary); err != nil {
+	s := &server{cfg: cfg, log: cfg.Log, errc: make(chan error, 3)}
+	defer s.stop()
+	for _, start := range []func(context.Context) error{
+		s.openStore,     // SQLite, the secret key, the admin token
+		s.listen,        // the API's and the router's addresses
+		s.startRegistry, // at the API's address: builds push there
+		s.startBuilder,  // buildkitd (ours, or BuildkitHost) and its client
+		s.startRuntime,  // the runc driver
+		s.newController, // the lifecycle (started by serveApps)
+		s.serveAPI,      // project rules, git, webhooks, dashboard, API
+		s.serveApps,     // reconcile, then the router (and HTTPS)
+	} {
+		if err := start(ctx); err != nil {
 			return err
 		}
-		d, err := buildkit.StartDaemon(ctx, buildkit.DaemonConfig{
-			Root:                filepath.Join(cfg.DataDir, "buildkit"),
-			PlainHTTPRegistries: []string{registryHost},
-			DockerHubMirrors:    []string{registryHost},
-			Logger:              log,
-		})
-		if err != nil {
-			return fmt.Errorf("starting buildkitd: %w", err)
-		}
-		defer d.Close()
-		bkAddr = d.Addr()
 	}
-	builder, err := buildkit.New(bkAddr, buildkit.Config{Credentials: map[string]buildkit.Credential{
-		registryHost: {Username: "slipway", Secret: internal},
-	}})
-	if err != nil {
-		return err
-	}
-	defer builder.Close()
-
-	driver, err := runc.New(runc.Config{
-		Root:          filepath.Join(cfg.DataDir, "runtime"),
-		RemoteOptions: []remote.Option{remote.WithAuth(&authn.Basic{Username: "slipway", Password: internal})},
-	})
-	if err != nil {
-		return err
-	}
-
-	box, err := secrets.Open(filepath.Join(cfg.DataDir, "secret.key"))
-	if err != nil {
-		return err
-	}
-	table := &router.Table{}
-	routerPort := routerLn.Addr().(*net.TCPAddr).Port
-	trig := &triggers{store: st, box: box, url: func(host string) string { return appURL(host, routerPort) }}
-	ctl, err := deploy.New(deploy.Config{
-		Store: st, Builder: builder, Driver: driver, Routes: table,
-		Registry: registryHost, DataDir: cfg.DataDir, BaseDomain: cfg.BaseDomain,
-		DeployWindow: cfg.DeployWindow, IdleTimeout: cfg.IdleTimeout, Secrets: box,
-		Fetch: trig.fetch, Log: log,
-	})
-	if err != nil {
-		return err
-	}
-	trig.ctl = ctl
-	rt := &router.Router{Table: table, OnRequest: ctl.Touch, OnRequestDone: ctl.RequestDone}
-	git, err := gitserver.New(gitserver.Config{
-		Root: filepath.Join(cfg.DataDir, "git"), Authorize: authorize, Pusher: trig, Log: log,
-		Exists: func(ctx context.Context, project string) (bool, error) {
-			_, err := st.GetProject(ctx, project)
-			if errors.Is(err, store.ErrNotFound) {
-				return false, nil
-			}
-			return err == nil, err
-		},
-	})
-	if err != nil {
-		return err
-	}
-	hook, err := github.New(github.Config{
-		Lookup: trig.link, Enqueue: trig.enqueue, Log: log,
-		Seen:   func(ctx context.Context, id string) (bool, error) { return st.RecordDelivery(ctx, id, "") },
-		Forget: st.ForgetDelivery,
-	})
-	if err != nil {
-		return err
-	}
-	dashboard := web.New(web.Config{Store: st, Deploy: ctl, RouterPort: routerPort, AdminPassword: cfg.AdminPassword,
-		SessionKey: box.Derive("web-session"), Log: log})
-	apiServer = api.New(api.Config{Store: st, Deploy: ctl, Registry: reg, Git: git, GitHubHook: hook, Web: dashboard,
-		Secrets: box, RouterPort: routerPort, Log: log})
-
-	// Streams (logs, live pages) end when the server shuts down.
-	serveCtx, endStreams := context.WithCancel(context.Background())
-	defer endStreams()
-	apiHTTP := &http.Server{Handler: apiServer.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return serveCtx }}
-	// The router's listener is served by a router.Front: plain GETs and
-	// HEADs by the front itself, every other connection by routerHTTP.
-	routerHTTP := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	routerFront := &router.Front{Router: rt, Fallback: routerHTTP}
-	errc := make(chan error, 3)
-	var routerTLS *http.Server
-	serveTLS := func() {}
-	if cfg.TLSListen == "" && (cfg.TLSCert != "" || cfg.TLSKey != "" || cfg.TLSBaseHosts) {
-		return errors.New("a TLS certificate or --tls-base-hosts needs --tls-listen")
-	}
-	if cfg.TLSListen != "" {
-		var cert *router.CertFile
-		if cfg.TLSCert != "" || cfg.TLSKey != "" {
-			if cert, err = router.NewCertFile(router.CertFileConfig{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, Log: log}); err != nil {
-				return err
-			}
-		}
-		var basePolicy func(context.Context, string) error
-		if cfg.TLSBaseHosts {
-			basePolicy = router.RoutedBaseHosts(table, cfg.BaseDomain)
-		}
-		acm, err := router.NewACME(router.ACMEConfig{
-			Certificate: cert, BaseHostPolicy: basePolicy,
-			DirectoryURL: cfg.ACMEDirectory, Email: cfg.ACMEEmail, CACertFile: cfg.ACMECACert,
-			CacheDir: filepath.Join(cfg.DataDir, "acme"), BaseDomain: cfg.BaseDomain,
-			HostPolicy: func(ctx context.Context, host string) error {
-				ok, err := st.HasDomain(ctx, host)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					return fmt.Errorf("%s is not a custom domain of any environment", host)
-				}
-				return nil
-			},
-		})
-		if err != nil {
-			return err
-		}
-		tlsLn, err := net.Listen("tcp", cfg.TLSListen)
-		if err != nil {
-			return fmt.Errorf("listening for HTTPS on %s: %w", cfg.TLSListen, err)
-		}
-		routerHTTP.Handler = acm.HTTPHandler(rt) // http-01 challenges
-		routerTLS = &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-		serveTLS = func() { go func() { errc <- acm.ServeTLS(routerTLS, tlsLn) }() }
-		attrs := []any{"listen", tlsLn.Addr().String(), "acme", cfg.ACMEDirectory, "base_hosts_acme", cfg.TLSBaseHosts}
-		if cert != nil {
-			attrs = append(attrs, "cert", cfg.TLSCert, "cert_names", cert.Leaf().DNSNames, "cert_not_after", cert.Leaf().NotAfter)
-		}
-		log.Info("serving apps over HTTPS", attrs...)
-	}
-	go func() { errc <- serve(apiHTTP.Serve, apiLn) }()
-	// Apps are served only once reconciliation has routed them: until then
-	// the bound listener holds new connections instead of answering 404.
-	if err := ctl.Start(ctx); err != nil {
-		return err
-	}
-	go func() { errc <- serve(routerFront.Serve, routerLn) }()
-	serveTLS()
-	log.Info("slipway is up", "api", "http://"+apiLn.Addr().String(), "router", routerLn.Addr().String(),
-		"base_domain", cfg.BaseDomain, "data", cfg.DataDir, "buildkit", bkAddr)
+	s.log.Info("slipway is up", "api", "http://"+s.apiLn.Addr().String(), "router", s.routerLn.Addr().String(),
+		"base_domain", cfg.BaseDomain, "data", cfg.DataDir, "buildkit", s.buildkitAddr)
 	if cfg.Started != nil {
-		cfg.Started(apiLn.Addr(), routerLn.Addr())
+		cfg.Started(s.apiLn.Addr(), s.routerLn.Addr())
 	}
-
+	var err error
 	select {
 	case <-ctx.Done():
-	case err = <-errc:
+	case err = <-s.errc:
 	}
-	log.Info("shutting down; app instances keep running")
-	began := time.Now()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	endStreams()
-	apiHTTP.Shutdown(sctx)
-	routerFront.Shutdown(sctx)
-	if routerTLS != nil {
-		routerTLS.Shutdown(sctx)
-	}
-	ctl.Close()
-	log.Info("stopped serving", "took", time.Since(began).Round(time.Millisecond))
+	s.log.Info("shutting down; app instances keep running")
 	return err
+}
+
+// validate checks what defaults cannot fix.
+func (c *Config) validate() error {
+	if c.TLSListen == "" && (c.TLSCert != "" || c.TLSKey != "" || c.TLSBaseHosts) {
+		return errors.New("a TLS certificate or --tls-base-hosts needs --tls-listen")
+	}
+	return nil
 }
 
 // appURL renders an app hostname as a URL on the router's port.

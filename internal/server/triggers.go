@@ -7,19 +7,31 @@ import (
 	"io"
 
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/source/github"
 	"github.com/slipwayhq/slipway/internal/source/gitserver"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
-// triggers turns git pushes and GitHub push events into deployments.
+// triggers turns git pushes and GitHub push events into deployments: the
+// project rules say where a branch deploys, the lifecycle deploys it.
 type triggers struct {
-	store *store.Store
+	rules *project.Service
 	ctl   *deploy.Controller
-	box   *secrets.Box
+	links linkReader
 	// url renders a hostname as the URL users open.
 	url func(host string) string
+}
+
+// linkReader reads projects' repository links with their secrets.
+type linkReader struct {
+	store store.Reader
+	box   *secrets.Box
+}
+
+func (l linkReader) of(ctx context.Context, id, name string) (project.Link, error) {
+	return project.LinkOf(ctx, l.store, l.box, id, name)
 }
 
 // Push implements gitserver.Pusher: it deploys a pushed branch that is
@@ -34,12 +46,8 @@ func (t *triggers) Push(ctx context.Context, ev gitserver.PushEvent, out io.Writ
 		fmt.Fprintf(out, "branch %s deleted; its deployments keep running until stopped (slipway stop)\n", ev.Branch)
 		return nil
 	}
-	p, err := t.store.GetProject(ctx, ev.Project)
-	if err != nil {
-		return err
-	}
-	env, err := t.store.EnvironmentForBranch(ctx, p.ID, ev.Branch)
-	if errors.Is(err, store.ErrNotFound) {
+	p, env, err := t.rules.Target(ctx, ev.Project, ev.Branch)
+	if errors.Is(err, store.ErrNotFound) && p.ID != "" {
 		fmt.Fprintf(out, "branch %s pushed, not deployed: it is not mapped to an environment of %s\n", ev.Branch, p.Name)
 		fmt.Fprintf(out, "map it with: slipway env branches -p %s ENVIRONMENT %s\n", p.Name, ev.Branch)
 		return nil
@@ -75,41 +83,31 @@ func (t *triggers) Push(ctx context.Context, ev gitserver.PushEvent, out io.Writ
 		return fmt.Errorf("deployment %s %s: %s", final.ID, final.Status, final.FailureReason)
 	}
 	fmt.Fprintf(out, "\ndeployment %s is RUNNING\n", final.ID)
-	for _, h := range t.ctl.Hostnames(bg, final) {
+	for _, h := range t.rules.Hostnames(bg, final) {
 		fmt.Fprintf(out, "  %s\n", t.url(h))
 	}
 	return nil
 }
 
 // link returns a project's webhook link for the GitHub handler.
-func (t *triggers) link(ctx context.Context, project string) (github.Link, bool, error) {
-	p, err := t.store.GetProject(ctx, project)
+func (t *triggers) link(ctx context.Context, name string) (github.Link, bool, error) {
+	l, err := t.links.of(ctx, "", name)
 	if errors.Is(err, store.ErrNotFound) {
 		return github.Link{}, false, nil
 	}
 	if err != nil {
 		return github.Link{}, false, err
 	}
-	if p.WebhookSecret == nil {
-		return github.Link{Repository: p.RepoURL}, true, nil // no secret: every delivery is refused
-	}
-	secret, err := t.box.Unseal(p.WebhookSecret)
-	if err != nil {
-		return github.Link{}, false, err
-	}
-	return github.Link{Secret: secret, Repository: p.RepoURL}, true, nil
+	// No secret: every delivery is refused.
+	return github.Link{Secret: l.WebhookSecret, Repository: l.URL}, true, nil
 }
 
 // enqueue records a verified push event as a PENDING deployment whose
 // source is fetched from the project's linked repository while it
 // initializes. The deployment row is the durable queue.
 func (t *triggers) enqueue(ctx context.Context, ev github.PushEvent) error {
-	p, err := t.store.GetProject(ctx, ev.Project)
-	if err != nil {
-		return err
-	}
-	env, err := t.store.EnvironmentForBranch(ctx, p.ID, ev.Branch)
-	if errors.Is(err, store.ErrNotFound) {
+	p, env, err := t.rules.Target(ctx, ev.Project, ev.Branch)
+	if errors.Is(err, store.ErrNotFound) && p.ID != "" {
 		return fmt.Errorf("%w: branch %s is not mapped to an environment of %s", github.ErrIgnored, ev.Branch, p.Name)
 	}
 	if err != nil {
@@ -123,19 +121,15 @@ func (t *triggers) enqueue(ctx context.Context, ev github.PushEvent) error {
 }
 
 // fetch clones a deployment's repository at its commit, with the project's
-// clone token when one is set.
-func (t *triggers) fetch(ctx context.Context, d store.Deployment, dir string) error {
-	p, err := t.store.GetProjectByID(ctx, d.ProjectID)
+// clone token when one is set. It is the lifecycle's Config.Fetch.
+func (l linkReader) fetch(ctx context.Context, d store.Deployment, dir string) error {
+	link, err := l.of(ctx, d.ProjectID, "")
 	if err != nil {
 		return err
 	}
 	var creds *github.Credentials
-	if p.RepoToken != nil {
-		tok, err := t.box.Unseal(p.RepoToken)
-		if err != nil {
-			return err
-		}
-		creds = &github.Credentials{Password: string(tok)}
+	if link.CloneToken != "" {
+		creds = &github.Credentials{Password: link.CloneToken}
 	}
 	return github.Fetch(ctx, d.SourceURL, d.CommitSHA, creds, dir)
 }

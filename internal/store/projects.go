@@ -256,35 +256,87 @@ func (s *Store) SetProjectRepo(ctx context.Context, id, repoURL string, secret, 
 	return oneRow(res)
 }
 
-// CreateEnvironment adds an environment to a project.
+// CreateEnvironment adds an environment to a project. A branch deploys to
+// one environment only: ErrConflict if another environment of the project
+// already has one of branches (checked in the same transaction).
 func (s *Store) CreateEnvironment(ctx context.Context, projectID, name string, branches []string) (Environment, error) {
 	if branches == nil {
 		branches = []string{}
 	}
 	b, _ := json.Marshal(branches)
 	e := Environment{ID: NewID(), ProjectID: projectID, Name: name, Branches: branches, CreatedAt: now()}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO environments (id, project_id, name, branches, created_at) VALUES (?, ?, ?, ?, ?)`,
-		e.ID, projectID, name, string(b), e.CreatedAt.UnixNano())
-	if isUnique(err) {
-		return Environment{}, fmt.Errorf("environment %q: %w", name, ErrExists)
-	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := branchesFree(ctx, tx, projectID, "", branches); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO environments (id, project_id, name, branches, created_at) VALUES (?, ?, ?, ?, ?)`,
+			e.ID, projectID, name, string(b), e.CreatedAt.UnixNano())
+		if isUnique(err) {
+			return fmt.Errorf("environment %q: %w", name, ErrExists)
+		}
+		return err
+	})
 	if err != nil {
 		return Environment{}, err
 	}
 	return e, nil
 }
 
-// SetEnvironmentBranches replaces the branches mapped to an environment.
+// SetEnvironmentBranches replaces the branches mapped to an environment:
+// ErrConflict if another environment of its project has one of them.
 func (s *Store) SetEnvironmentBranches(ctx context.Context, envID string, branches []string) error {
 	if branches == nil {
 		branches = []string{}
 	}
 	b, _ := json.Marshal(branches)
-	res, err := s.db.ExecContext(ctx, `UPDATE environments SET branches = ? WHERE id = ?`, string(b), envID)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var projectID string
+		if err := tx.QueryRowContext(ctx, `SELECT project_id FROM environments WHERE id = ?`, envID).Scan(&projectID); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
+		if err := branchesFree(ctx, tx, projectID, envID, branches); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE environments SET branches = ? WHERE id = ?`, string(b), envID)
+		if err != nil {
+			return err
+		}
+		return oneRow(res)
+	})
+}
+
+// branchesFree refuses, with ErrConflict, branches that an environment of
+// the project other than except already deploys.
+func branchesFree(ctx context.Context, tx *sql.Tx, projectID, except string, branches []string) error {
+	if len(branches) == 0 {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT name, branches FROM environments WHERE project_id = ? AND id <> ?`, projectID, except)
 	if err != nil {
 		return err
 	}
-	return oneRow(res)
+	defer rows.Close()
+	for rows.Next() {
+		var name, taken string
+		if err := rows.Scan(&name, &taken); err != nil {
+			return err
+		}
+		var list []string
+		if err := json.Unmarshal([]byte(taken), &list); err != nil {
+			return fmt.Errorf("environment %s branches: %w", name, err)
+		}
+		for _, t := range list {
+			for _, b := range branches {
+				if t == b {
+					return fmt.Errorf("branch %s already deploys to environment %s: %w", b, name, ErrConflict)
+				}
+			}
+		}
+	}
+	return rows.Err()
 }
 
 // DeleteEnvironment deletes an environment with its deployments, domains

@@ -1,13 +1,13 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/slipwayhq/slipway/internal/api"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -76,13 +76,11 @@ func settingsURL(p store.Project, env store.Environment) string {
 }
 
 func (h *handler) createProject(w http.ResponseWriter, r *http.Request) error {
-	name := strings.TrimSpace(r.PostFormValue("name"))
-	if err := api.ValidateName("project", name); err != nil {
+	p, err := h.proj.Create(r.Context(), r.PostFormValue("name"))
+	if err != nil {
 		return err
 	}
-	if _, err := h.store.CreateProject(r.Context(), store.Project{Name: name}); err != nil {
-		return err
-	}
+	name := p.Name
 	return done(w, r, "Project "+name+" created. Deploy to it with the CLI or a git push.", "/projects/"+name)
 }
 
@@ -119,84 +117,46 @@ func (h *handler) saveSettings(_ http.ResponseWriter, r *http.Request, p store.P
 	s := p.Settings // fields the form does not show are kept
 	f := func(name string) string { return strings.TrimSpace(r.PostFormValue(name)) }
 	s.StartCommand = f("startCommand")
-	if len(s.StartCommand) > 4096 {
-		return "", "", badRequest("The start command is longer than 4096 characters.")
-	}
 	s.HealthPath = f("healthPath")
-	if s.HealthPath != "" && (!strings.HasPrefix(s.HealthPath, "/") || strings.ContainsAny(s.HealthPath, " \t\r\n")) {
-		return "", "", badRequest("The health check path must start with / and hold no spaces.")
-	}
+	s.HealthInterval, s.HealthTimeout = f("healthInterval"), f("healthTimeout")
+	s.DeployWindow, s.IdleTimeout = f("deployWindow"), f("idleTimeout")
+	// The form's numbers are parsed here; their ranges, like every other
+	// rule, are project.ValidateSettings'.
 	for _, n := range []struct {
 		field, label string
 		dst          *int
 		max          int
 	}{
-		{"healthPort", "The health check port", &s.HealthPort, 65535},
-		{"healthFailures", "The failure threshold", &s.HealthFailures, 100},
+		{"healthPort", "The health check port", &s.HealthPort, project.MaxPort},
+		{"healthFailures", "The failure threshold", &s.HealthFailures, project.MaxHealthFailure},
 	} {
 		*n.dst = 0
-		v := f(n.field)
-		if v == "" {
-			continue
-		}
-		i, err := strconv.Atoi(v)
-		if err != nil || i < 1 || i > n.max {
-			return "", "", badRequest("%s must be a number from 1 to %d.", n.label, n.max)
-		}
-		*n.dst = i
-	}
-	for _, d := range []struct {
-		field, label string
-		dst          *string
-		zeroOK       bool
-	}{
-		{"healthInterval", "The health check interval", &s.HealthInterval, false},
-		{"healthTimeout", "The health check timeout", &s.HealthTimeout, false},
-		{"deployWindow", "The deployment window", &s.DeployWindow, false},
-		{"idleTimeout", "The idle timeout", &s.IdleTimeout, true},
-	} {
-		v := f(d.field)
-		*d.dst = v
-		if v == "" || (d.zeroOK && v == "0") {
-			continue
-		}
-		t, err := time.ParseDuration(v)
-		if err != nil || t <= 0 {
-			return "", "", badRequest("%s must be a duration such as 30s, 5m or 1h, not %q.", d.label, v)
+		if v := f(n.field); v != "" {
+			i, err := strconv.Atoi(v)
+			if err != nil || i < 1 {
+				return "", "", badRequest("%s must be a number from 1 to %d.", n.label, n.max)
+			}
+			*n.dst = i
 		}
 	}
-	if err := h.store.UpdateProjectSettings(r.Context(), p.ID, s); err != nil {
+	if err := h.proj.UpdateSettings(r.Context(), p, s); err != nil {
 		return "", "", err
 	}
 	return "Settings saved. They apply to deployments started from now on.", backTo(r, "/projects/"+p.Name+"/settings"), nil
 }
 
 func (h *handler) createEnvironment(_ http.ResponseWriter, r *http.Request, p store.Project) (string, string, error) {
-	ctx := r.Context()
-	name := strings.TrimSpace(r.PostFormValue("name"))
-	if err := api.ValidateName("environment", name); err != nil {
+	env, err := h.proj.CreateEnvironment(r.Context(), p, r.PostFormValue("name"), project.ParseBranches(r.PostFormValue("branches")))
+	if err != nil {
 		return "", "", err
 	}
-	var branches []string
-	for _, b := range strings.FieldsFunc(r.PostFormValue("branches"), func(c rune) bool { return c == ',' || c == ' ' }) {
-		if b != "" {
-			branches = append(branches, b)
-		}
-	}
-	for _, b := range branches {
-		if _, err := h.store.EnvironmentForBranch(ctx, p.ID, b); err == nil {
-			return "", "", badRequest("Branch %s already deploys to another environment.", b)
-		}
-	}
-	if _, err := h.store.CreateEnvironment(ctx, p.ID, name, branches); err != nil {
-		return "", "", err
-	}
+	name := env.Name
 	return "Environment " + name + " created.", "/projects/" + p.Name + "/settings?env=" + name, nil
 }
 
 func (h *handler) setVar(r *http.Request, env store.Environment) (string, error) {
 	name := strings.TrimSpace(r.PostFormValue("name"))
-	if err := h.dep.SetVar(r.Context(), env, name, r.PostFormValue("value"), r.PostFormValue("secret") != ""); err != nil {
+	if err := h.proj.SetVar(r.Context(), env, name, r.PostFormValue("value"), r.PostFormValue("secret") != ""); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("%s saved for %s. It applies to deployments started from now on.", name, env.Name), nil
@@ -204,34 +164,27 @@ func (h *handler) setVar(r *http.Request, env store.Environment) (string, error)
 
 func (h *handler) deleteVar(r *http.Request, env store.Environment) (string, error) {
 	name := r.PostFormValue("name")
-	if err := h.store.DeleteEnvVar(r.Context(), env.ID, name); err != nil {
+	if err := h.proj.DeleteVar(r.Context(), env, name); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("%s removed from %s.", name, env.Name), nil
 }
 
 func (h *handler) addDomain(r *http.Request, env store.Environment) (string, error) {
-	name := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(r.PostFormValue("domain"))), ".")
-	if _, err := h.dep.AddDomain(r.Context(), env, name); err != nil {
+	dom, err := h.proj.AddDomain(r.Context(), env, r.PostFormValue("domain"))
+	if err != nil {
 		return "", err
 	}
+	name := dom.Name
 	return fmt.Sprintf("%s now follows %s. Point its DNS at this server.", name, env.Name), nil
 }
 
 func (h *handler) removeDomain(r *http.Request, env store.Environment) (string, error) {
 	name := r.PostFormValue("domain")
-	doms, err := h.store.ListDomains(r.Context(), env.ID)
-	if err != nil {
-		return "", err
-	}
-	found := false
-	for _, d := range doms {
-		found = found || d.Name == name
-	}
-	if !found {
-		return "", &httpError{Status: http.StatusNotFound, Message: fmt.Sprintf("%s is not a domain of %s.", name, env.Name)}
-	}
-	if err := h.dep.RemoveDomain(r.Context(), name); err != nil {
+	if err := h.proj.RemoveDomain(r.Context(), env, name); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return "", &httpError{Status: http.StatusNotFound, Message: fmt.Sprintf("%s is not a domain of %s.", name, env.Name)}
+		}
 		return "", err
 	}
 	return name + " removed.", nil

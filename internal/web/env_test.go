@@ -20,6 +20,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/api"
 	"github.com/slipwayhq/slipway/internal/build/buildtest"
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime/fake"
 	"github.com/slipwayhq/slipway/internal/secrets"
@@ -107,9 +108,13 @@ func newTestEnv(t *testing.T, opt envOptions) *testEnv {
 	t.Cleanup(e.apps.Close)
 	e.appPort = e.apps.Listener.Addr().(*net.TCPAddr).Port
 
-	e.handler = New(Config{Store: st, Deploy: ctl, RouterPort: e.appPort, AdminPassword: opt.adminPassword,
+	rules, err := project.New(project.Config{Store: st, Lifecycle: ctl, Secrets: ctlBox})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.handler = New(Config{Store: st, Deploy: ctl, Projects: rules, RouterPort: e.appPort, AdminPassword: opt.adminPassword,
 		LivePoll: 200 * time.Millisecond, Log: testLog(t)})
-	apiServer := api.New(api.Config{Store: st, Deploy: ctl, RouterPort: e.appPort, Secrets: box, Log: quiet})
+	apiServer := api.New(api.Config{Store: st, Deploy: ctl, Projects: rules, RouterPort: e.appPort, Secrets: box, Log: quiet})
 	mux := http.NewServeMux()
 	mux.Handle("/api/", apiServer.Handler())
 	mux.Handle("/", e.handler)

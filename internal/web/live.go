@@ -88,7 +88,7 @@ func (h *handler) fingerprint(ctx context.Context, scope string) (string, []stri
 		}
 		add(d)
 		fmt.Fprintf(&b, "u=%d;", d.UpdatedAt.UnixNano())
-		b.WriteString(strings.Join(h.dep.Hostnames(ctx, d), ","))
+		b.WriteString(strings.Join(h.proj.Hostnames(ctx, d), ","))
 	default:
 		return "", nil, &httpError{Status: http.StatusBadRequest, Message: "unknown live scope"}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -49,7 +50,7 @@ func (h *handler) deplView(ctx context.Context, d store.Deployment, currents map
 		ID: d.ID, Project: d.ProjectName, Environment: d.EnvironmentName, Status: d.Status, Trigger: d.Trigger,
 		Branch: d.Branch, SHA: d.CommitSHA, Message: d.CommitMessage, Author: d.CommitAuthor,
 		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Current: cur == d.ID,
-		PreviewURL: h.url(h.dep.PreviewHost(d.ID)), Failure: d.FailureReason,
+		PreviewURL: h.url(h.hosts.Preview(d.ID)), Failure: d.FailureReason,
 	}
 	switch {
 	case !d.DeployEndedAt.IsZero():
@@ -105,7 +106,7 @@ func (h *handler) projectsPage(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) projectRow(ctx context.Context, p store.Project) (projectRow, error) {
-	host := h.dep.ProjectHost(p.Name)
+	host := h.hosts.Project(p.Name)
 	row := projectRow{Name: p.Name, Host: host, URL: h.url(host), LastActivity: p.CreatedAt}
 	prod, err := h.store.GetEnvironment(ctx, p.ID, store.ProductionEnvironment)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -190,7 +191,7 @@ func (h *handler) envViews(ctx context.Context, p store.Project, currents map[st
 	var out []envView
 	for _, e := range envs {
 		currents[e.ID] = e.CurrentDeploymentID
-		host := h.dep.EnvironmentHost(p.Name, e.Name)
+		host := h.hosts.Environment(p.Name, e.Name)
 		ev := envView{Name: e.Name, Host: host, URL: h.url(host), Branches: e.Branches}
 		doms, err := h.store.ListDomains(ctx, e.ID)
 		if err != nil {
@@ -227,7 +228,7 @@ func (h *handler) projectPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	host := h.dep.ProjectHost(p.Name)
+	host := h.hosts.Project(p.Name)
 	view := projectView{Name: p.Name, Host: host, URL: h.url(host), Envs: envs, Statuses: allStatuses,
 		GitURL: baseURL(r) + "/git/" + p.Name + ".git", Back: r.URL.RequestURI()}
 	q := r.URL.Query()
@@ -343,7 +344,7 @@ func (h *handler) deploymentPage(w http.ResponseWriter, r *http.Request) error {
 			view.Rollback = d.CreatedAt.Before(cur.CreatedAt)
 		}
 	}
-	for _, host := range h.dep.Hostnames(ctx, d) {
+	for _, host := range h.proj.Hostnames(ctx, d) {
 		view.URLs = append(view.URLs, domainView{Name: host, URL: h.url(host)})
 	}
 	if wakes, err := h.dep.Wakes(ctx, d.ID, 5); err == nil {
@@ -442,7 +443,7 @@ type settingsView struct {
 	DetectedStart string
 	Envs          []store.Environment
 	Env           store.Environment
-	Vars          []deploy.Var
+	Vars          []project.Var
 	VarsError     string
 	Domains       []domainView
 	EnvHost       string
@@ -473,7 +474,7 @@ func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	view := settingsView{Project: p.Name, S: p.Settings, Envs: envs, Back: r.URL.RequestURI(),
 		WebhookURL: baseURL(r) + "/hooks/github/" + p.Name, RepoURL: p.RepoURL, SecretSet: len(p.WebhookSecret) > 0,
-		TokenSet: len(p.RepoToken) > 0, NewSecret: h.takeReveal(w, r, p), CanLink: h.dep.CanLinkRepositories(),
+		TokenSet: len(p.RepoToken) > 0, NewSecret: h.takeReveal(w, r, p), CanLink: h.proj.CanLinkRepositories(),
 		GitURL: baseURL(r) + "/git/" + p.Name + ".git"}
 	if hooks, err := h.webhookDeployments(r, p, 5); err != nil {
 		view.HooksNote = "The recent deliveries could not be read."
@@ -494,9 +495,9 @@ func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) error {
 	if !found {
 		return &httpError{Status: http.StatusNotFound, Message: fmt.Sprintf("Project %s has no environment %q.", p.Name, want)}
 	}
-	view.EnvHost = h.dep.EnvironmentHost(p.Name, view.Env.Name)
-	view.BaseDomain = strings.TrimPrefix(h.dep.ProjectHost(p.Name), p.Name+".")
-	if vars, err := h.dep.Vars(ctx, view.Env); err != nil {
+	view.EnvHost = h.hosts.Environment(p.Name, view.Env.Name)
+	view.BaseDomain = strings.TrimPrefix(h.hosts.Project(p.Name), p.Name+".")
+	if vars, err := h.proj.Vars(ctx, view.Env); err != nil {
 		view.VarsError = capitalize(err.Error()) + "."
 	} else {
 		view.Vars = vars

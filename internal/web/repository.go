@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -26,7 +26,7 @@ const revealCookie = "slipway_reveal"
 func repoForm(p store.Project) string { return "/projects/" + p.Name + "/settings#git" }
 
 func (h *handler) linkRepository(w http.ResponseWriter, r *http.Request, p store.Project) (string, string, error) {
-	linked, err := h.cfg.Deploy.LinkRepository(r.Context(), p, deploy.RepoLink{URL: r.PostFormValue("url"), Token: r.PostFormValue("token")})
+	linked, err := h.proj.LinkRepository(r.Context(), p, project.RepoLink{URL: r.PostFormValue("url"), Token: r.PostFormValue("token")})
 	if err != nil {
 		return "", "", err
 	}
@@ -42,7 +42,7 @@ func (h *handler) linkRepository(w http.ResponseWriter, r *http.Request, p store
 }
 
 func (h *handler) unlinkRepository(_ http.ResponseWriter, r *http.Request, p store.Project) (string, string, error) {
-	if err := h.cfg.Deploy.UnlinkRepository(r.Context(), p); err != nil {
+	if err := h.proj.UnlinkRepository(r.Context(), p); err != nil {
 		return "", "", err
 	}
 	return "Repository unlinked; its webhook secret and clone token are deleted, so webhook deliveries are refused. " +
@@ -56,7 +56,7 @@ func (h *handler) setCloneToken(_ http.ResponseWriter, r *http.Request, p store.
 	} else if strings.TrimSpace(token) == "" {
 		return "", "", badRequest("Enter the clone token (a GitHub personal access token with read access to the repository).")
 	}
-	if err := h.cfg.Deploy.SetCloneToken(r.Context(), p, token); err != nil {
+	if err := h.proj.SetCloneToken(r.Context(), p, token); err != nil {
 		return "", "", err
 	}
 	if token == "" {
@@ -66,7 +66,7 @@ func (h *handler) setCloneToken(_ http.ResponseWriter, r *http.Request, p store.
 }
 
 func (h *handler) rotateSecret(w http.ResponseWriter, r *http.Request, p store.Project) (string, string, error) {
-	secret, err := h.cfg.Deploy.RotateWebhookSecret(r.Context(), p)
+	secret, err := h.proj.RotateWebhookSecret(r.Context(), p)
 	if err != nil {
 		return "", "", err
 	}

@@ -42,14 +42,18 @@ import (
 
 	"github.com/slipwayhq/slipway/internal/api"
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
-// Config wires the dashboard. Store and Deploy are required.
+// Config wires the dashboard. Store, Deploy and Projects are required.
 type Config struct {
-	Store  *store.Store
-	Deploy *deploy.Controller
+	// Store is read only: every write goes through Projects (the project
+	// rules) or Deploy (the lifecycle), as the API's do.
+	Store    store.Reader
+	Deploy   *deploy.Controller
+	Projects *project.Service
 	// RouterPort is the port apps are served on, used to build their URLs.
 	// If zero, 80.
 	RouterPort int
@@ -78,8 +82,10 @@ var staticFS embed.FS
 // handler is the dashboard.
 type handler struct {
 	cfg    Config
-	store  *store.Store
+	store  store.Reader
 	dep    *deploy.Controller
+	proj   *project.Service
+	hosts  project.Hosts
 	log    *slog.Logger
 	pages  map[string]*template.Template
 	assets *assets
@@ -91,11 +97,11 @@ type handler struct {
 	reveal *secrets.Box
 }
 
-// New returns the dashboard's handler. It panics if cfg.Store or
-// cfg.Deploy is nil.
+// New returns the dashboard's handler. It panics if cfg.Store,
+// cfg.Deploy or cfg.Projects is nil.
 func New(cfg Config) http.Handler {
-	if cfg.Store == nil || cfg.Deploy == nil {
-		panic("web: Config.Store and Config.Deploy are required")
+	if cfg.Store == nil || cfg.Deploy == nil || cfg.Projects == nil {
+		panic("web: Config.Store, Config.Deploy and Config.Projects are required")
 	}
 	if cfg.RouterPort == 0 {
 		cfg.RouterPort = 80
@@ -124,7 +130,7 @@ func New(cfg Config) http.Handler {
 		panic(err)
 	}
 	h := &handler{
-		cfg: cfg, store: cfg.Store, dep: cfg.Deploy, log: cfg.Log, reveal: reveal,
+		cfg: cfg, store: cfg.Store, dep: cfg.Deploy, proj: cfg.Projects, hosts: cfg.Projects.Hosts(), log: cfg.Log, reveal: reveal,
 		assets: newAssets(static),
 		logins: newLoginLimiter(),
 		mux:    http.NewServeMux(),
@@ -219,8 +225,8 @@ func (h *handler) classify(r *http.Request, err error) (int, string) {
 		return http.StatusNotFound, capitalize(err.Error()) + "."
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, capitalize(err.Error()) + "."
-	case errors.Is(err, deploy.ErrInvalid):
-		return http.StatusBadRequest, capitalize(strings.TrimSuffix(err.Error(), ": "+deploy.ErrInvalid.Error())) + "."
+	case errors.Is(err, project.ErrInvalid):
+		return http.StatusBadRequest, capitalize(strings.TrimSuffix(err.Error(), ": "+project.ErrInvalid.Error())) + "."
 	case errors.Is(err, context.Canceled):
 		return 499, "The request was cancelled."
 	}

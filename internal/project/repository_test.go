@@ -1,4 +1,4 @@
-package deploy
+package project
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func TestRepositoryURL(t *testing.T) {
 }
 
 func TestLinkRepository(t *testing.T) {
-	e := newEnv(t)
+	e := newRules(t)
 	ctx := context.Background()
 	project := func() store.Project {
 		p, err := e.store.GetProject(ctx, "web")
@@ -47,17 +47,17 @@ func TestLinkRepository(t *testing.T) {
 		}
 		return p
 	}
-	if err := e.ctl.SetCloneToken(ctx, project(), "t0ken"); !errors.Is(err, ErrInvalid) {
+	if err := e.svc.SetCloneToken(ctx, project(), "t0ken"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("clone token without a link: %v", err)
 	}
-	if _, err := e.ctl.LinkRepository(ctx, project(), RepoLink{URL: "ftp://x/y"}); !errors.Is(err, ErrInvalid) {
+	if _, err := e.svc.LinkRepository(ctx, project(), RepoLink{URL: "ftp://x/y"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad URL: %v", err)
 	}
 	if p := project(); p.RepoURL != "" || p.WebhookSecret != nil {
 		t.Fatalf("a refused link was stored: %+v", p)
 	}
 
-	linked, err := e.ctl.LinkRepository(ctx, project(), RepoLink{URL: "git@github.com:acme/web.git", Token: "t0ken"})
+	linked, err := e.svc.LinkRepository(ctx, project(), RepoLink{URL: "git@github.com:acme/web.git", Token: "t0ken"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,35 +68,35 @@ func TestLinkRepository(t *testing.T) {
 	if len(linked.Secret) != 48 || p.WebhookSecret == nil || p.RepoToken == nil {
 		t.Fatalf("secret %q, stored secret %v, token %v", linked.Secret, p.WebhookSecret != nil, p.RepoToken != nil)
 	}
-	if plain, err := e.ctl.cfg.Secrets.Unseal(p.WebhookSecret); err != nil || string(plain) != linked.Secret {
+	if plain, err := e.box.Unseal(p.WebhookSecret); err != nil || string(plain) != linked.Secret {
 		t.Errorf("stored secret unseals to %q, %v", plain, err)
 	}
-	if plain, err := e.ctl.cfg.Secrets.Unseal(p.RepoToken); err != nil || string(plain) != "t0ken" {
+	if plain, err := e.box.Unseal(p.RepoToken); err != nil || string(plain) != "t0ken" {
 		t.Errorf("stored token unseals to %q, %v", plain, err)
 	}
 
 	// Linking again keeps the secret and the token, and hands back nothing.
-	again, err := e.ctl.LinkRepository(ctx, p, RepoLink{URL: "https://github.com/acme/web2"})
+	again, err := e.svc.LinkRepository(ctx, p, RepoLink{URL: "https://github.com/acme/web2"})
 	if err != nil || again.Secret != "" {
 		t.Fatalf("relink: %+v, %v", again, err)
 	}
 	if q := project(); string(q.WebhookSecret) != string(p.WebhookSecret) || string(q.RepoToken) != string(p.RepoToken) {
 		t.Error("relinking replaced the secret or the token")
 	}
-	rotated, err := e.ctl.RotateWebhookSecret(ctx, project())
+	rotated, err := e.svc.RotateWebhookSecret(ctx, project())
 	if err != nil || rotated == "" || rotated == linked.Secret {
 		t.Errorf("rotate: %q, %v", rotated, err)
 	}
-	if err := e.ctl.SetCloneToken(ctx, project(), ""); err != nil || project().RepoToken != nil {
+	if err := e.svc.SetCloneToken(ctx, project(), ""); err != nil || project().RepoToken != nil {
 		t.Errorf("clearing the token: %v", err)
 	}
-	if err := e.ctl.UnlinkRepository(ctx, project()); err != nil {
+	if err := e.svc.UnlinkRepository(ctx, project()); err != nil {
 		t.Fatal(err)
 	}
 	if p := project(); p.RepoURL != "" || p.WebhookSecret != nil || p.RepoToken != nil {
 		t.Errorf("after unlink: %+v", p)
 	}
-	if err := e.ctl.UnlinkRepository(ctx, project()); !errors.Is(err, ErrInvalid) {
+	if err := e.svc.UnlinkRepository(ctx, project()); !errors.Is(err, ErrInvalid) {
 		t.Errorf("unlinking twice: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package deploy
+package project
 
 import (
 	"context"
@@ -7,11 +7,12 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
-// Var is an environment variable as shown to users: secret values are
-// masked (Value holds only a hint), others are shown in full.
+// Var is an environment variable. As Vars returns it, a secret value is
+// masked (Value holds only a hint); as Unseal returns it, it is in full.
 type Var struct {
 	Name   string
 	Value  string
@@ -20,27 +21,41 @@ type Var struct {
 
 var varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// MaxVarValue bounds a variable's value.
+const MaxVarValue = 64 << 10
+
 // SetVar sets an environment variable of env, encrypted at rest. It takes
 // effect for deployments started from then on.
-func (c *Controller) SetVar(ctx context.Context, env store.Environment, name, value string, secret bool) error {
+func (s *Service) SetVar(ctx context.Context, env store.Environment, name, value string, secret bool) error {
+	name = strings.TrimSpace(name)
 	if !varNameRE.MatchString(name) || len(name) > 256 {
 		return fmt.Errorf("invalid variable name %q: use letters, digits and '_', not starting with a digit: %w", name, ErrInvalid)
 	}
 	if name == "PORT" || strings.HasPrefix(name, "SLIPWAY_") {
 		return fmt.Errorf("variable %s is set by Slipway and cannot be overridden: %w", name, ErrInvalid)
 	}
-	if len(value) > 64<<10 {
+	if len(value) > MaxVarValue {
 		return fmt.Errorf("the value of %s is over 64 KiB: %w", name, ErrInvalid)
 	}
-	if c.cfg.Secrets == nil {
+	if s.box == nil {
 		return errors.New("environment variables need a secret key (Config.Secrets)")
 	}
-	return c.store.SetEnvVar(ctx, env.ID, store.EnvVar{Name: name, Value: c.cfg.Secrets.Seal([]byte(value)), Secret: secret})
+	return s.store.SetEnvVar(ctx, env.ID, store.EnvVar{Name: name, Value: s.box.Seal([]byte(value)), Secret: secret})
+}
+
+// DeleteVar removes a variable of env (store.ErrNotFound if it has none
+// of that name).
+func (s *Service) DeleteVar(ctx context.Context, env store.Environment, name string) error {
+	return s.store.DeleteEnvVar(ctx, env.ID, name)
 }
 
 // Vars lists env's variables with secret values masked.
-func (c *Controller) Vars(ctx context.Context, env store.Environment) ([]Var, error) {
-	plain, err := c.vars(ctx, env.ID)
+func (s *Service) Vars(ctx context.Context, env store.Environment) ([]Var, error) {
+	stored, err := s.store.ListEnvVars(ctx, env.ID)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := Unseal(s.box, stored)
 	if err != nil {
 		return nil, err
 	}
@@ -63,18 +78,18 @@ func mask(s string) string {
 	return "••••••"
 }
 
-// vars decrypts env's variables.
-func (c *Controller) vars(ctx context.Context, envID string) ([]Var, error) {
-	stored, err := c.store.ListEnvVars(ctx, envID)
-	if err != nil || len(stored) == 0 {
-		return nil, err
+// Unseal decrypts stored variables with box, for the process environment
+// of an instance.
+func Unseal(box *secrets.Box, stored []store.EnvVar) ([]Var, error) {
+	if len(stored) == 0 {
+		return nil, nil
 	}
-	if c.cfg.Secrets == nil {
+	if box == nil {
 		return nil, errors.New("environment variables are stored but no secret key is configured")
 	}
 	var out []Var
 	for _, v := range stored {
-		plain, err := c.cfg.Secrets.Unseal(v.Value)
+		plain, err := box.Unseal(v.Value)
 		if err != nil {
 			return nil, fmt.Errorf("variable %s: %w", v.Name, err)
 		}

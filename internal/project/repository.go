@@ -1,4 +1,4 @@
-package deploy
+package project
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -44,8 +45,8 @@ type Linked struct {
 // LinkRepository links p to a repository, or changes its link. The first
 // link (or RotateSecret) generates the webhook secret; the clone token is
 // kept unless l.Token replaces it.
-func (c *Controller) LinkRepository(ctx context.Context, p store.Project, l RepoLink) (Linked, error) {
-	if err := c.canSeal(); err != nil {
+func (s *Service) LinkRepository(ctx context.Context, p store.Project, l RepoLink) (Linked, error) {
+	if err := s.canSeal(); err != nil {
 		return Linked{}, err
 	}
 	u, converted, err := RepositoryURL(l.URL)
@@ -58,15 +59,15 @@ func (c *Controller) LinkRepository(ctx context.Context, p store.Project, l Repo
 	}
 	sealedToken := p.RepoToken
 	if token != "" {
-		sealedToken = c.cfg.Secrets.Seal([]byte(token))
+		sealedToken = s.box.Seal([]byte(token))
 	}
 	out := Linked{URL: u, Converted: converted}
 	secret := p.WebhookSecret
 	if secret == nil || l.RotateSecret {
 		out.Secret = newWebhookSecret()
-		secret = c.cfg.Secrets.Seal([]byte(out.Secret))
+		secret = s.box.Seal([]byte(out.Secret))
 	}
-	if err := c.store.SetProjectRepo(ctx, p.ID, u, secret, sealedToken); err != nil {
+	if err := s.store.SetProjectRepo(ctx, p.ID, u, secret, sealedToken); err != nil {
 		return Linked{}, err
 	}
 	return out, nil
@@ -74,17 +75,17 @@ func (c *Controller) LinkRepository(ctx context.Context, p store.Project, l Repo
 
 // UnlinkRepository removes p's link with its webhook secret and clone
 // token: webhook deliveries for p are refused from then on.
-func (c *Controller) UnlinkRepository(ctx context.Context, p store.Project) error {
+func (s *Service) UnlinkRepository(ctx context.Context, p store.Project) error {
 	if p.RepoURL == "" && p.WebhookSecret == nil && p.RepoToken == nil {
 		return fmt.Errorf("project %s is not linked to a repository: %w", p.Name, ErrInvalid)
 	}
-	return c.store.SetProjectRepo(ctx, p.ID, "", nil, nil)
+	return s.store.SetProjectRepo(ctx, p.ID, "", nil, nil)
 }
 
 // SetCloneToken replaces the clone token of p's linked repository, or
 // removes it when token is empty.
-func (c *Controller) SetCloneToken(ctx context.Context, p store.Project, token string) error {
-	if err := c.needLink(p, "the clone token is used to clone it"); err != nil {
+func (s *Service) SetCloneToken(ctx context.Context, p store.Project, token string) error {
+	if err := s.needLink(p, "the clone token is used to clone it"); err != nil {
 		return err
 	}
 	token, err := cloneToken(token)
@@ -93,30 +94,30 @@ func (c *Controller) SetCloneToken(ctx context.Context, p store.Project, token s
 	}
 	var sealed []byte
 	if token != "" {
-		sealed = c.cfg.Secrets.Seal([]byte(token))
+		sealed = s.box.Seal([]byte(token))
 	}
-	return c.store.SetProjectRepo(ctx, p.ID, p.RepoURL, p.WebhookSecret, sealed)
+	return s.store.SetProjectRepo(ctx, p.ID, p.RepoURL, p.WebhookSecret, sealed)
 }
 
 // RotateWebhookSecret gives p's link a new webhook secret and returns it;
 // deliveries signed with the old one are refused from then on.
-func (c *Controller) RotateWebhookSecret(ctx context.Context, p store.Project) (string, error) {
-	if err := c.needLink(p, "the webhook secret belongs to the link"); err != nil {
+func (s *Service) RotateWebhookSecret(ctx context.Context, p store.Project) (string, error) {
+	if err := s.needLink(p, "the webhook secret belongs to the link"); err != nil {
 		return "", err
 	}
 	secret := newWebhookSecret()
-	if err := c.store.SetProjectRepo(ctx, p.ID, p.RepoURL, c.cfg.Secrets.Seal([]byte(secret)), p.RepoToken); err != nil {
+	if err := s.store.SetProjectRepo(ctx, p.ID, p.RepoURL, s.box.Seal([]byte(secret)), p.RepoToken); err != nil {
 		return "", err
 	}
 	return secret, nil
 }
 
-// CanLinkRepositories reports whether the controller can store the
+// CanLinkRepositories reports whether the service can store the
 // secrets of a repository link (it has Config.Secrets).
-func (c *Controller) CanLinkRepositories() bool { return c.cfg.Secrets != nil }
+func (s *Service) CanLinkRepositories() bool { return s.box != nil }
 
-func (c *Controller) canSeal() error {
-	if c.cfg.Secrets == nil {
+func (s *Service) canSeal() error {
+	if s.box == nil {
 		return fmt.Errorf("this server has no key to encrypt secrets with, so it cannot link repositories: %w", ErrInvalid)
 	}
 	return nil
@@ -124,8 +125,8 @@ func (c *Controller) canSeal() error {
 
 // needLink refuses to change a part of p's link (saying why it needs one)
 // when p is not linked.
-func (c *Controller) needLink(p store.Project, why string) error {
-	if err := c.canSeal(); err != nil {
+func (s *Service) needLink(p store.Project, why string) error {
+	if err := s.canSeal(); err != nil {
 		return err
 	}
 	if p.RepoURL == "" {
@@ -192,4 +193,53 @@ func cloneToken(s string) (string, error) {
 		return "", fmt.Errorf("a clone token has no spaces; paste the token alone: %w", ErrInvalid)
 	}
 	return s, nil
+}
+
+// Link is a project's repository link with its secrets in the clear, for
+// the webhook receiver and the fetcher.
+type Link struct {
+	Project store.Project
+	// URL is the linked repository ("" when none).
+	URL string
+	// WebhookSecret is nil when none is set: every delivery is refused.
+	WebhookSecret []byte
+	// CloneToken is "" for a public repository.
+	CloneToken string
+}
+
+// LinkOf returns the repository link of the project with the given id, or
+// name when id is empty, its secrets unsealed with box. It needs no
+// Service, so that the lifecycle's fetcher, built before the Service, can
+// use it too.
+func LinkOf(ctx context.Context, st store.Reader, box *secrets.Box, id, name string) (Link, error) {
+	var p store.Project
+	var err error
+	if id != "" {
+		p, err = st.GetProjectByID(ctx, id)
+	} else {
+		p, err = st.GetProject(ctx, name)
+	}
+	if err != nil {
+		return Link{}, err
+	}
+	l := Link{Project: p, URL: p.RepoURL}
+	if p.WebhookSecret == nil && p.RepoToken == nil {
+		return l, nil
+	}
+	if box == nil {
+		return Link{}, fmt.Errorf("project %s has repository secrets but this server has no key to decrypt them", p.Name)
+	}
+	if p.WebhookSecret != nil {
+		if l.WebhookSecret, err = box.Unseal(p.WebhookSecret); err != nil {
+			return Link{}, fmt.Errorf("project %s webhook secret: %w", p.Name, err)
+		}
+	}
+	if p.RepoToken != nil {
+		tok, err := box.Unseal(p.RepoToken)
+		if err != nil {
+			return Link{}, fmt.Errorf("project %s clone token: %w", p.Name, err)
+		}
+		l.CloneToken = string(tok)
+	}
+	return l, nil
 }

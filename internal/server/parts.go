@@ -1,0 +1,316 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/slipwayhq/slipway/internal/api"
+	"github.com/slipwayhq/slipway/internal/build/buildkit"
+	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
+	"github.com/slipwayhq/slipway/internal/registry"
+	"github.com/slipwayhq/slipway/internal/router"
+	"github.com/slipwayhq/slipway/internal/router/certs"
+	"github.com/slipwayhq/slipway/internal/runtime/runc"
+	"github.com/slipwayhq/slipway/internal/secrets"
+	"github.com/slipwayhq/slipway/internal/source/github"
+	"github.com/slipwayhq/slipway/internal/source/gitserver"
+	"github.com/slipwayhq/slipway/internal/store"
+	"github.com/slipwayhq/slipway/internal/web"
+)
+
+// server is a running server's parts. Each start method sets up one part
+// from the parts started before it and registers how to stop it; stop
+// undoes them in reverse order. A field is set by the method named in its
+// comment and only read after it.
+type server struct {
+	cfg   Config
+	log   *slog.Logger
+	errc  chan error // a listener's serve loop failed
+	stops []func(context.Context)
+
+	store *store.Store // openStore
+	box   *secrets.Box // openStore
+	// internal is a token, never stored, with which BuildKit and the
+	// runtime reach the registry (openStore).
+	internal string
+
+	apiLn, routerLn net.Listener // listen
+	registryHost    string       // listen: host:port builds push to and runtimes pull from
+	routerPort      int          // listen
+
+	registry     *registry.Registry // startRegistry
+	builder      *buildkit.Builder  // startBuilder
+	buildkitAddr string             // startBuilder
+	driver       *runc.Driver       // startRuntime
+	table        *router.Table      // newController: written by ctl, read by app
+	ctl          *deploy.Controller // newController
+	links        linkReader         // newController
+	app          *router.Router     // serveApps
+}
+
+// onStop registers fn to run at shutdown, before every part started
+// earlier is stopped.
+func (s *server) onStop(fn func(context.Context)) { s.stops = append(s.stops, fn) }
+
+// stop stops the parts in reverse order, within 5 seconds for those that
+// drain connections.
+func (s *server) stop() {
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i](ctx)
+	}
+	s.log.Info("stopped", "took", time.Since(began).Round(time.Millisecond))
+}
+
+// serveOn serves ln with fn (an http.Server's or a router.Front's Serve)
+// until shutdown; a failure ends Run.
+func (s *server) serveOn(fn func(net.Listener) error, ln net.Listener) {
+	go func() { s.errc <- serve(fn, ln) }()
+}
+
+func (s *server) openStore(ctx context.Context) error {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data directory: %w", err)
+	}
+	st, err := store.Open(filepath.Join(s.cfg.DataDir, "slipway.db"))
+	if err != nil {
+		return err
+	}
+	s.store = st
+	s.onStop(func(context.Context) { st.Close() })
+	if s.box, err = secrets.Open(filepath.Join(s.cfg.DataDir, "secret.key")); err != nil {
+		return err
+	}
+	s.internal = randomToken()
+	return bootstrapToken(ctx, st, s.cfg)
+}
+
+// listen binds both listeners first: the registry's address is the API's,
+// and apps' connections wait in the router's backlog until reconciliation
+// has routed them.
+func (s *server) listen(context.Context) error {
+	var err error
+	if s.apiLn, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+		return fmt.Errorf("listening for the API on %s: %w", s.cfg.Listen, err)
+	}
+	s.onStop(func(context.Context) { s.apiLn.Close() })
+	if s.routerLn, err = net.Listen("tcp", s.cfg.RouterListen); err != nil {
+		return fmt.Errorf("listening for apps on %s: %w", s.cfg.RouterListen, err)
+	}
+	s.onStop(func(context.Context) { s.routerLn.Close() })
+	s.registryHost = loopbackHost(s.apiLn.Addr().(*net.TCPAddr))
+	s.routerPort = s.routerLn.Addr().(*net.TCPAddr).Port
+	return nil
+}
+
+// authorize lets in the internal token (BuildKit, the runtime) and API
+// tokens (users' git and registry clients).
+func (s *server) authorize(r *http.Request) bool {
+	if _, pw, ok := r.BasicAuth(); ok && subtle.ConstantTimeCompare([]byte(pw), []byte(s.internal)) == 1 {
+		return true
+	}
+	return api.Authorized(s.store, r)
+}
+
+func (s *server) startRegistry(ctx context.Context) error {
+	reg, err := registry.New(registry.Config{Dir: filepath.Join(s.cfg.DataDir, "registry"), Authorize: s.authorize})
+	if err != nil {
+		return err
+	}
+	s.registry = reg
+	if err := seedBaseImages(ctx, reg, s.cfg.BaseImagesDir, s.log); err != nil {
+		s.log.Warn("seeding base images", "err", err)
+	}
+	return nil
+}
+
+func (s *server) startBuilder(ctx context.Context) error {
+	s.buildkitAddr = s.cfg.BuildkitHost
+	if s.buildkitAddr == "" {
+		if _, err := buildkit.LookPath(buildkit.DefaultBinary); err != nil {
+			return err
+		}
+		d, err := buildkit.StartDaemon(ctx, buildkit.DaemonConfig{
+			Root:                filepath.Join(s.cfg.DataDir, "buildkit"),
+			PlainHTTPRegistries: []string{s.registryHost},
+			DockerHubMirrors:    []string{s.registryHost},
+			Logger:              s.log,
+		})
+		if err != nil {
+			return fmt.Errorf("starting buildkitd: %w", err)
+		}
+		s.onStop(func(context.Context) { d.Close() })
+		s.buildkitAddr = d.Addr()
+	}
+	b, err := buildkit.New(s.buildkitAddr, buildkit.Config{Credentials: map[string]buildkit.Credential{
+		s.registryHost: {Username: "slipway", Secret: s.internal},
+	}})
+	if err != nil {
+		return err
+	}
+	s.builder = b
+	s.onStop(func(context.Context) { b.Close() })
+	return nil
+}
+
+func (s *server) startRuntime(context.Context) error {
+	d, err := runc.New(runc.Config{
+		Root:          filepath.Join(s.cfg.DataDir, "runtime"),
+		RemoteOptions: []remote.Option{remote.WithAuth(&authn.Basic{Username: "slipway", Password: s.internal})},
+	})
+	s.driver = d
+	return err
+}
+
+// newController creates the lifecycle; serveApps starts it. It writes the
+// routing table that the router made in serveApps reads.
+func (s *server) newController(context.Context) error {
+	s.links = linkReader{store: s.store, box: s.box}
+	s.table = &router.Table{}
+	ctl, err := deploy.New(deploy.Config{
+		Store: s.store, Builder: s.builder, Driver: s.driver, Routes: s.table,
+		Registry: s.registryHost, DataDir: s.cfg.DataDir, BaseDomain: s.cfg.BaseDomain,
+		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,
+		Fetch: s.links.fetch, Log: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.ctl = ctl
+	// Instances keep running: a restarted server re-attaches to them.
+	s.onStop(func(context.Context) { ctl.Close() })
+	return nil
+}
+
+// serveAPI serves the API listener: the REST API, the registry, git
+// pushes, GitHub webhooks and the dashboard, all over the project rules
+// and the lifecycle. It answers while serveApps reconciles.
+func (s *server) serveAPI(context.Context) error {
+	rules, err := project.New(project.Config{Store: s.store, Lifecycle: s.ctl, Secrets: s.box,
+		Hosts: project.Hosts{Base: s.cfg.BaseDomain}})
+	if err != nil {
+		return err
+	}
+	trig := &triggers{rules: rules, ctl: s.ctl, links: s.links, url: func(host string) string { return appURL(host, s.routerPort) }}
+	git, err := gitserver.New(gitserver.Config{
+		Root: filepath.Join(s.cfg.DataDir, "git"), Authorize: s.authorize, Pusher: trig, Log: s.log,
+		Exists: func(ctx context.Context, name string) (bool, error) {
+			_, err := s.store.GetProject(ctx, name)
+			if errors.Is(err, store.ErrNotFound) {
+				return false, nil
+			}
+			return err == nil, err
+		},
+	})
+	if err != nil {
+		return err
+	}
+	hook, err := github.New(github.Config{
+		Lookup: trig.link, Enqueue: trig.enqueue, Log: s.log,
+		Seen:   func(ctx context.Context, id string) (bool, error) { return s.store.RecordDelivery(ctx, id, "") },
+		Forget: s.store.ForgetDelivery,
+	})
+	if err != nil {
+		return err
+	}
+	dashboard := web.New(web.Config{Store: s.store, Deploy: s.ctl, Projects: rules, RouterPort: s.routerPort,
+		AdminPassword: s.cfg.AdminPassword, SessionKey: s.box.Derive("web-session"), Log: s.log})
+	handler := api.New(api.Config{Store: s.store, Deploy: s.ctl, Projects: rules, Registry: s.registry, Git: git,
+		GitHubHook: hook, Web: dashboard, Secrets: s.box, RouterPort: s.routerPort, Log: s.log}).Handler()
+
+	// Streams (logs, live pages) end when the server shuts down.
+	streams, endStreams := context.WithCancel(context.Background())
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return streams }}
+	s.serveOn(srv.Serve, s.apiLn)
+	s.onStop(func(ctx context.Context) {
+		endStreams()
+		srv.Shutdown(ctx)
+	})
+	return nil
+}
+
+// serveApps reconciles the deployments found (routing the running ones)
+// and only then serves the router: plain GETs and HEADs by its Front,
+// every other connection by net/http; and HTTPS when configured.
+func (s *server) serveApps(ctx context.Context) error {
+	if err := s.ctl.Start(ctx); err != nil {
+		return err
+	}
+	s.app = &router.Router{Table: s.table, OnRequest: s.ctl.Touch, OnRequestDone: s.ctl.RequestDone}
+	plain := &http.Server{Handler: s.app, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if s.cfg.TLSListen != "" {
+		acm, err := s.serveTLS()
+		if err != nil {
+			return err
+		}
+		plain.Handler = acm.HTTPHandler(s.app) // http-01 challenges
+	}
+	front := &router.Front{Router: s.app, Fallback: plain}
+	s.serveOn(front.Serve, s.routerLn)
+	s.onStop(func(ctx context.Context) { front.Shutdown(ctx) })
+	return nil
+}
+
+// serveTLS serves apps over HTTPS: the operator's certificate for the
+// names it covers, ACME for custom domains and, if asked, for project and
+// environment hostnames.
+func (s *server) serveTLS() (*certs.ACME, error) {
+	cfg := s.cfg
+	var cert *certs.CertFile
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		var err error
+		if cert, err = certs.NewCertFile(certs.CertFileConfig{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey, Log: s.log}); err != nil {
+			return nil, err
+		}
+	}
+	var basePolicy func(context.Context, string) error
+	if cfg.TLSBaseHosts {
+		basePolicy = certs.RoutedBaseHosts(s.table, cfg.BaseDomain)
+	}
+	acm, err := certs.NewACME(certs.ACMEConfig{
+		Certificate: cert, BaseHostPolicy: basePolicy,
+		DirectoryURL: cfg.ACMEDirectory, Email: cfg.ACMEEmail, CACertFile: cfg.ACMECACert,
+		CacheDir: filepath.Join(cfg.DataDir, "acme"), BaseDomain: cfg.BaseDomain,
+		HostPolicy: func(ctx context.Context, host string) error {
+			ok, err := s.store.HasDomain(ctx, host)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("%s is not a custom domain of any environment", host)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.TLSListen)
+	if err != nil {
+		return nil, fmt.Errorf("listening for HTTPS on %s: %w", cfg.TLSListen, err)
+	}
+	srv := &http.Server{Handler: s.app, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	s.serveOn(func(ln net.Listener) error { return acm.ServeTLS(srv, ln) }, ln)
+	s.onStop(func(ctx context.Context) { srv.Shutdown(ctx) })
+	attrs := []any{"listen", ln.Addr().String(), "acme", cfg.ACMEDirectory, "base_hosts_acme", cfg.TLSBaseHosts}
+	if cert != nil {
+		attrs = append(attrs, "cert", cfg.TLSCert, "cert_names", cert.Leaf().DNSNames, "cert_not_after", cert.Leaf().NotAfter)
+	}
+	s.log.Info("serving apps over HTTPS", attrs...)
+	return acm, nil
+}
