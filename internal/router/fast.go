@@ -323,7 +323,7 @@ func writeRequest(bw *bufio.Writer, r *http.Request) error {
 	bw.WriteString("\r\n")
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
-		if skipRequestHeader(k) || len(conn) > 0 && containsToken(conn, k) {
+		if !classifyHeader(k).inRequest() || len(conn) > 0 && containsToken(conn, k) {
 			continue
 		}
 		for _, v := range vv {
@@ -345,18 +345,6 @@ func writeRequest(bw *bufio.Writer, r *http.Request) error {
 	return bw.Flush()
 }
 
-// skipRequestHeader reports whether the request header k (canonical) is not
-// forwarded as it is.
-func skipRequestHeader(k string) bool {
-	switch k {
-	case "Host", "Content-Length", "Transfer-Encoding", "Trailer",
-		"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Upgrade",
-		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded":
-		return true
-	}
-	return false
-}
-
 // writeHeaderLine writes "k: v\r\n", with any CR or LF in v turned into a
 // space and surrounding blanks trimmed, as net/http does.
 func writeHeaderLine(bw *bufio.Writer, k, v string) {
@@ -368,41 +356,6 @@ func writeHeaderLine(bw *bufio.Writer, k, v string) {
 	bw.WriteString(": ")
 	bw.WriteString(v)
 	bw.WriteString("\r\n")
-}
-
-// hopHeaders are the hop-by-hop headers (RFC 9110, 7.6.1) that a proxy
-// drops, as httputil.ReverseProxy does.
-var hopHeaders = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-// removeHopByHop deletes the hop-by-hop headers of h, including those
-// named in its Connection header.
-func removeHopByHop(h http.Header) {
-	for _, f := range h["Connection"] {
-		for sf := range strings.SplitSeq(f, ",") {
-			if sf = strings.TrimSpace(sf); sf != "" {
-				h.Del(sf)
-			}
-		}
-	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
-}
-
-// containsToken reports whether the comma-separated values contain token,
-// compared case-insensitively.
-func containsToken(values []string, token string) bool {
-	for _, v := range values {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // moveHeader adds the headers of src, which is not used afterwards, to dst,

@@ -425,49 +425,6 @@ func isTokenChar(c byte) bool {
 	return false
 }
 
-// headerKind is what the front does with a header, by name.
-type headerKind uint8
-
-const (
-	kindOther            headerKind = iota // forwarded as it is
-	kindHost                               // Host
-	kindDate                               // Date
-	kindAccept                             // Accept (read for error pages)
-	kindContentLength                      // Content-Length
-	kindConnection                         // Connection
-	kindTransferEncoding                   // Transfer-Encoding
-	kindHop                                // Keep-Alive, Proxy-Connection, Proxy-Authenticate, Proxy-Authorization
-	kindTE                                 // TE
-	kindTrailer                            // Trailer
-	kindUpgrade                            // Upgrade
-	kindExpect                             // Expect
-	kindForwarded                          // X-Forwarded-For, -Host, -Proto, Forwarded
-)
-
-// headerKinds names the headers that are not kindOther.
-var headerKinds = [...]struct {
-	name string
-	kind headerKind
-}{
-	{"host", kindHost}, {"date", kindDate}, {"accept", kindAccept},
-	{"content-length", kindContentLength}, {"connection", kindConnection},
-	{"transfer-encoding", kindTransferEncoding}, {"te", kindTE}, {"trailer", kindTrailer},
-	{"upgrade", kindUpgrade}, {"expect", kindExpect},
-	{"keep-alive", kindHop}, {"proxy-connection", kindHop},
-	{"proxy-authenticate", kindHop}, {"proxy-authorization", kindHop},
-	{"x-forwarded-for", kindForwarded}, {"x-forwarded-host", kindForwarded},
-	{"x-forwarded-proto", kindForwarded}, {"forwarded", kindForwarded},
-}
-
-func classifyHeader(name []byte) headerKind {
-	for _, h := range headerKinds {
-		if len(h.name) == len(name) && bytes.EqualFold(name, []byte(h.name)) {
-			return h.kind
-		}
-	}
-	return kindOther
-}
-
 // connectionClose parses a Connection value: close reports a "close" token;
 // ok is false if it names anything but close and keep-alive (the headers it
 // names would have to be dropped: net/http's path does that).
@@ -589,8 +546,7 @@ func (r *plainRequest) writeTo(bw *bufio.Writer, head []byte, remoteIP string) e
 	bw.WriteString("\r\n")
 	headerLines(head, func(line []byte) bool {
 		name, _, _ := splitHeader(line)
-		switch classifyHeader(name) {
-		case kindOther, kindDate, kindAccept:
+		if classifyHeader(name).inRequest() {
 			bw.Write(line)
 			bw.WriteString("\r\n")
 		}
@@ -742,9 +698,7 @@ func (fc *frontConn) copyResponse(bc *backendConn, headReq, closeAfter bool) (re
 	bw.WriteString("\r\n")
 	headerLines(rh, func(line []byte) bool {
 		name, _, _ := splitHeader(line)
-		switch classifyHeader(name) {
-		case kindConnection, kindHop:
-		default:
+		if !classifyHeader(name).hopByHop() {
 			bw.Write(line)
 			bw.WriteString("\r\n")
 		}
