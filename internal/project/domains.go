@@ -3,6 +3,7 @@ package project
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/slipwayhq/slipway/internal/router"
@@ -17,16 +18,24 @@ func CanonicalDomain(name string) (string, error) {
 	if h, ok := router.CanonicalHost(name); !ok || h != name || strings.ContainsAny(name, ":[]") {
 		return "", fmt.Errorf("invalid domain %q: %w", name, ErrInvalid)
 	}
+	if net.ParseIP(name) != nil {
+		return "", fmt.Errorf("%s is an IP address, not a domain: %w", name, ErrInvalid)
+	}
 	return name, nil
 }
 
 // AddDomain assigns a custom domain to env; it follows env's current
 // deployment from then on. A domain belongs to one environment only
-// (store.ErrExists otherwise).
+// (store.ErrExists otherwise), and the base domain and the names under it
+// are Slipway's own: they are refused, so that no project can take
+// another's preview, project or environment hostname.
 func (s *Service) AddDomain(ctx context.Context, env store.Environment, name string) (store.Domain, error) {
 	name, err := CanonicalDomain(name)
 	if err != nil {
 		return store.Domain{}, err
+	}
+	if s.hosts.Reserved(name) {
+		return store.Domain{}, fmt.Errorf("%s is under the base domain %s, whose names Slipway gives to deployments, projects and environments; use a domain of your own: %w", name, s.hosts.base(), ErrInvalid)
 	}
 	dom, err := s.store.AddDomain(ctx, env.ID, name)
 	if err != nil {

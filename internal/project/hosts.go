@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"strings"
 
 	"github.com/slipwayhq/slipway/internal/store"
 )
@@ -37,6 +38,12 @@ func (h Hosts) Environment(project, env string) string {
 // Project is the project's default hostname: its production environment's
 // current deployment.
 func (h Hosts) Project(project string) string { return project + "." + h.base() }
+
+// Reserved reports whether name is the base domain or a name under it:
+// the generated hostnames live there, so no custom domain may.
+func (h Hosts) Reserved(name string) bool {
+	return name == h.base() || strings.HasSuffix(name, "."+h.base())
+}
 
 // Following lists the hostnames that follow env's current deployment: the
 // project's default hostname (production only), the environment's hostname

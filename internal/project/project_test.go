@@ -171,7 +171,10 @@ func TestDomains(t *testing.T) {
 	if len(r.life.rerouted) != 1 || r.life.rerouted[0] != prod.ID {
 		t.Errorf("adding a domain rerouted %v", r.life.rerouted)
 	}
-	for _, bad := range []string{"", "exa mple.com", "example.com:8080", "[::1]", "a..b"} {
+	// Slipway's own names (another project's hostnames among them) and IP
+	// literals are nobody's custom domain.
+	for _, bad := range []string{"", "exa mple.com", "example.com:8080", "[::1]", "a..b", "10.0.0.1",
+		"apps.test", "web.apps.test", "other.apps.test", "other-production.apps.test", "a.b.apps.test"} {
 		if _, err := r.svc.AddDomain(ctx, prod, bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("AddDomain(%q) = %v", bad, err)
 		}
