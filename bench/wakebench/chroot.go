@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,12 +18,11 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/slipwayhq/slipway/bench/internal/stats"
-	"github.com/slipwayhq/slipway/internal/runtime/runc"
+	"github.com/slipwayhq/slipway/internal/runtime/oci"
 	"github.com/slipwayhq/slipway/test/fault/serverproc"
 )
 
@@ -43,12 +41,9 @@ func chrootSampler(ctx context.Context, se *series, work, tag, image, token, sta
 		return nil, err
 	}
 	unpacked := time.Since(t0)
-	argv := startCommandArgs(startCommand)
-	if len(argv) == 0 {
-		argv = append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
-	}
-	if len(argv) == 0 || argv[0] == "" {
-		return nil, errors.New("no command: the deployment has no start command and the image neither entrypoint nor cmd")
+	argv, err := oci.Args(startCommandArgs(startCommand), cfg)
+	if err != nil {
+		return nil, err
 	}
 	cred, home, err := imageUser(rootfs, cfg.User)
 	if err != nil {
@@ -56,7 +51,7 @@ func chrootSampler(ctx context.Context, se *series, work, tag, image, token, sta
 	}
 	// The environment the runc driver would give the app, PORT aside.
 	extra := []string{"SLIPWAY_DEPLOYMENT_ID=wakebench"}
-	env := runc.ProcessEnv(cfg.Env, extra, 0, "wakebench", home)
+	env := oci.Env(cfg.Env, extra, 0, "wakebench", home)
 	if !strings.Contains(argv[0], "/") {
 		p, err := lookPathIn(rootfs, envValue(env, "PATH"), argv[0])
 		if err != nil {
@@ -92,7 +87,7 @@ func chrootSampler(ctx context.Context, se *series, work, tag, image, token, sta
 		cmd := &exec.Cmd{
 			Path:   argv[0],
 			Args:   argv,
-			Env:    runc.ProcessEnv(cfg.Env, extra, port, "wakebench", home),
+			Env:    oci.Env(cfg.Env, extra, port, "wakebench", home),
 			Dir:    dir,
 			Stdout: out,
 			Stderr: errf,
@@ -151,31 +146,26 @@ func lookPathIn(rootfs, pathList, file string) (string, error) {
 }
 
 // imageUser is the credential to run the image's command with (nil for
-// root) and its home directory, resolved by the runc driver's own code.
+// root) and its home directory, resolved as the drivers resolve them.
 func imageUser(rootfs, spec string) (*syscall.Credential, string, error) {
-	uid, gid, groups, home, err := runc.ImageUser(rootfs, spec)
+	u, err := oci.ResolveUser(rootfs, spec)
 	if err != nil {
 		return nil, "", err
 	}
-	if uid == 0 && gid == 0 && len(groups) == 0 {
-		return nil, home, nil
+	if u.UID == 0 && u.GID == 0 && len(u.Groups) == 0 {
+		return nil, u.Home, nil
 	}
-	return &syscall.Credential{Uid: uid, Gid: gid, Groups: append([]uint32{}, groups...)}, home, nil
+	return &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: append([]uint32{}, u.Groups...)}, u.Home, nil
 }
 
 // unpackImage pulls ref (authenticating as the server's registry expects)
-// and writes its flattened filesystem into dir, keeping ownership, modes
-// and modification times (Python checks its bytecode caches against
-// them). Every path is resolved inside dir (os.Root), so no entry or link
-// can write outside it. Device nodes and FIFOs are skipped.
+// and writes its flattened filesystem into dir as the drivers unpack
+// images (oci.Unpack), keeping ownership, modes and modification times
+// (Python checks its bytecode caches against them).
 func unpackImage(ctx context.Context, ref, token, dir string) (v1.Config, error) {
-	r, err := name.ParseReference(ref, name.Insecure)
+	img, err := oci.Pull(ctx, ref, remote.WithAuth(&authn.Basic{Username: "slipway", Password: token}))
 	if err != nil {
-		return v1.Config{}, fmt.Errorf("parsing image reference %q: %w", ref, err)
-	}
-	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithAuth(&authn.Basic{Username: "slipway", Password: token}))
-	if err != nil {
-		return v1.Config{}, fmt.Errorf("pulling image %s: %w", ref, err)
+		return v1.Config{}, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -184,7 +174,7 @@ func unpackImage(ctx context.Context, ref, token, dir string) (v1.Config, error)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return v1.Config{}, err
 	}
-	if err := runc.Unpack(ctx, img, dir); err != nil {
+	if err := oci.Unpack(ctx, img, dir); err != nil {
 		return v1.Config{}, fmt.Errorf("unpacking image %s: %w", ref, err)
 	}
 	return cf.Config, nil

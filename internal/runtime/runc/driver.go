@@ -1,11 +1,11 @@
 // Package runc runs app instances as OCI containers with runc.
 //
 // Each image is pulled from its registry and unpacked once per digest into
-// Root/images/<digest>/rootfs. Each instance gets an OCI bundle in
-// Root/instances/<id>: an overlay filesystem whose lower layer is the
-// unpacked image (never written) and whose upper layer is the instance's
-// own, a config.json, and a state file. It runs in its own network
-// namespace (a named one, /run/netns/slipway-<id>, so that
+// Root/images/<digest>/rootfs, by an oci.Cache. Each instance gets an OCI
+// bundle in Root/instances/<id>: an overlay filesystem whose lower layer is
+// the unpacked image (never written) and whose upper layer is the
+// instance's own, a config.json, and a state file. It runs in its own
+// network namespace (a named one, /run/netns/slipway-<id>, so that
 // `ip netns exec slipway-<id> ...` works for debugging) that has only a
 // loopback interface, and the router reaches the app with Driver.Dial. Each
 // instance has its own PID, IPC, UTS and mount namespaces, a cgroup
@@ -39,7 +39,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,7 +46,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/runtime"
-	"github.com/slipwayhq/slipway/internal/topdir"
+	"github.com/slipwayhq/slipway/internal/runtime/oci"
 )
 
 // Name is the driver's name, as stored in Handle.Driver.
@@ -83,19 +82,11 @@ type Driver struct {
 	cfg       Config
 	runcPath  string
 	swapLimit bool
+	images    *oci.Cache // Root/images
 
-	mu         sync.Mutex
-	instances  map[string]*instance // attached instances
-	idLocks    map[string]*idLock
-	imageLocks map[string]*sync.RWMutex
-
-	unpacks atomic.Int64 // images unpacked; for tests
-
-	// The background sync of unpacked images (see unpack).
-	syncMu      sync.Mutex
-	syncPending []pendingSync
-	syncing     bool
-	syncWG      sync.WaitGroup
+	mu        sync.Mutex
+	instances map[string]*instance // attached instances
+	idLocks   map[string]*idLock
 }
 
 // New returns a driver. It creates Root if needed and fails if runc cannot
@@ -128,22 +119,23 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runc driver: finding runc: %w", err)
 	}
-	for _, dir := range []string{"images", "instances", "runc"} {
+	images, err := oci.NewCache(filepath.Join(root, "images"), cfg.RemoteOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("runc driver: %w", err)
+	}
+	for _, dir := range []string{"instances", "runc"} {
 		if err := os.MkdirAll(filepath.Join(root, dir), 0o711); err != nil {
 			return nil, fmt.Errorf("runc driver: %w", err)
 		}
 	}
-	d := &Driver{
-		cfg:        cfg,
-		runcPath:   runcPath,
-		swapLimit:  swapAccounting(),
-		instances:  make(map[string]*instance),
-		idLocks:    make(map[string]*idLock),
-		imageLocks: make(map[string]*sync.RWMutex),
-	}
-	topdir.Mark(d.imagesDir())
-	d.removeStaleTemps()
-	return d, nil
+	return &Driver{
+		cfg:       cfg,
+		runcPath:  runcPath,
+		swapLimit: swapAccounting(),
+		images:    images,
+		instances: make(map[string]*instance),
+		idLocks:   make(map[string]*idLock),
+	}, nil
 }
 
 // swapAccounting reports whether runc can cap memory+swap (cgroups v1
@@ -299,7 +291,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle,
 	if _, err := os.Lstat(d.bundleDir(spec.ID)); err == nil {
 		return nil, fmt.Errorf("starting instance %s: it already exists", spec.ID)
 	}
-	img, release, err := d.image(ctx, spec.Image)
+	img, release, err := d.images.Get(ctx, spec.Image)
 	if err != nil {
 		return nil, fmt.Errorf("starting instance %s: %w", spec.ID, err)
 	}
@@ -314,7 +306,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle,
 	return h, nil
 }
 
-func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *image) (*runtime.Handle, error) {
+func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacked) (*runtime.Handle, error) {
 	id, bundle := spec.ID, d.bundleDir(spec.ID)
 	if err := os.Mkdir(bundle, 0o700); err != nil {
 		return nil, err
@@ -340,7 +332,7 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *image) (*ru
 			return nil, err
 		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", img.rootfs, layer, layer)
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", img.Rootfs, layer, layer)
 	if err := unix.Mount("overlay", rootfs, "overlay", 0, opts); err != nil {
 		return nil, fmt.Errorf("mounting overlay filesystem: %w", err)
 	}
@@ -349,12 +341,12 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *image) (*ru
 		return nil, err
 	}
 
-	cfg := img.config.Config
-	args, err := processArgs(spec.Command, cfg)
+	cfg := img.Config.Config
+	args, err := oci.Args(spec.Command, cfg)
 	if err != nil {
 		return nil, err
 	}
-	usr, err := resolveUser(img.rootfs, cfg.User)
+	usr, err := oci.ResolveUser(img.Rootfs, cfg.User)
 	if err != nil {
 		return nil, err
 	}
@@ -368,14 +360,14 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *image) (*ru
 		netns:        netns,
 		cgroupsPath:  d.cgroupsPath(id),
 		args:         args,
-		env:          ProcessEnv(cfg.Env, spec.Env, spec.Port, id, usr.home),
+		env:          oci.Env(cfg.Env, spec.Env, spec.Port, id, usr.Home),
 		cwd:          cwd,
 		user:         usr,
 		limits:       spec.Limits,
 		swapLimit:    d.swapLimit,
 		maxOpenFiles: openFilesLimit(),
 	}
-	if fi, err := os.Lstat(filepath.Join(img.rootfs, "etc")); err == nil && fi.IsDir() {
+	if fi, err := os.Lstat(filepath.Join(img.Rootfs, "etc")); err == nil && fi.IsDir() {
 		p.etcDir = filepath.Join(bundle, "etc")
 		if err := os.Mkdir(p.etcDir, 0o755); err != nil {
 			return nil, err
@@ -418,7 +410,7 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *image) (*ru
 		return nil, fmt.Errorf("reading runc's pid file: %w", err)
 	}
 	st := state{
-		Bundle: bundle, Netns: netns, PID: pid, Image: spec.Image, Digest: img.digest,
+		Bundle: bundle, Netns: netns, PID: pid, Image: spec.Image, Digest: img.Digest,
 		Port: spec.Port, StartedAt: startedAt,
 	}
 	in := &instance{id: id, pid: pid, startedAt: startedAt, done: make(chan struct{}), detached: make(chan struct{})}
@@ -713,13 +705,20 @@ func removeCgroups(path string) {
 	}
 }
 
+// RemoveImage frees the unpacked copy of the image with digest
+// (sha256:...), for the control plane's retention of old deployments. It
+// fails with oci.ErrInUse while an instance's filesystem is mounted on it
+// (a stopped instance's is not). Removing an image that is not unpacked is
+// not an error. A later Start unpacks it again.
+func (d *Driver) RemoveImage(digest string) error { return d.images.Remove(digest) }
+
 // Close lets go of all attached instances (their pidfds and network
 // namespace handles) without stopping them, as a server does when it
 // exits. Waits in progress return an error. It waits for the background
 // sync of freshly unpacked images, if one runs. The driver stays usable
 // and attaches again on the next call.
 func (d *Driver) Close() error {
-	defer d.waitSync()
+	defer d.images.Wait()
 	d.mu.Lock()
 	instances := d.instances
 	d.instances = make(map[string]*instance)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/runtime/drivertest"
+	"github.com/slipwayhq/slipway/internal/runtime/oci"
 )
 
 // requireSandbox skips the test when it cannot run containers here (not
@@ -136,6 +137,12 @@ func newDriver(t *testing.T, cfg Config) *Driver {
 		d.Close()
 	})
 	return d
+}
+
+// imageDir is the directory d unpacks the image with digest into,
+// Root/images/sha256-<hex> (the layout of oci.Cache).
+func imageDir(d *Driver, digest string) string {
+	return filepath.Join(d.cfg.Root, "images", strings.Replace(digest, ":", "-", 1))
 }
 
 // kernelAtLeast reports whether the running kernel is major.minor or newer.
@@ -267,8 +274,7 @@ func TestWhiteouts(t *testing.T) {
 	if _, body := get(t, d, h, "/read?path=/data/kept.txt"); body != "changed" {
 		t.Errorf("read back %q, want %q", body, "changed")
 	}
-	key, _ := imageKey(ref[strings.Index(ref, "@")+1:])
-	b, err := os.ReadFile(filepath.Join(d.cfg.Root, "images", key, "rootfs", "data", "kept.txt"))
+	b, err := os.ReadFile(filepath.Join(imageDir(d, ref[strings.Index(ref, "@")+1:]), "rootfs", "data", "kept.txt"))
 	if err != nil || string(b) != "kept" {
 		t.Errorf("the unpacked image changed: %q, %v", b, err)
 	}
@@ -454,7 +460,7 @@ func TestConcurrentStartsUnpackOnce(t *testing.T) {
 			drivertest.WaitHTTP(t, d, h, 3000)
 		}
 	}
-	if n := d.unpacks.Load(); n != 1 {
+	if n := d.images.Unpacks(); n != 1 {
 		t.Errorf("image unpacked %d times, want once", n)
 	}
 }
@@ -465,8 +471,8 @@ func TestRemoveImage(t *testing.T) {
 	digest := ref[strings.Index(ref, "@")+1:]
 	d := newDriver(t, Config{})
 	h := startApp(t, d, runtime.Spec{Image: ref})
-	if err := d.RemoveImage(digest); !errors.Is(err, ErrImageInUse) {
-		t.Errorf("RemoveImage of an image in use = %v, want ErrImageInUse", err)
+	if err := d.RemoveImage(digest); !errors.Is(err, oci.ErrInUse) {
+		t.Errorf("RemoveImage of an image in use = %v, want oci.ErrInUse", err)
 	}
 	if err := d.Stop(context.Background(), h); err != nil {
 		t.Fatal(err)
@@ -474,15 +480,14 @@ func TestRemoveImage(t *testing.T) {
 	if err := d.RemoveImage(digest); err != nil {
 		t.Fatalf("RemoveImage: %v", err)
 	}
-	key, _ := imageKey(digest)
-	if _, err := os.Stat(filepath.Join(d.cfg.Root, "images", key)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(imageDir(d, digest)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("image directory left: %v", err)
 	}
 	if err := d.RemoveImage(digest); err != nil {
 		t.Errorf("RemoveImage of a removed image: %v", err)
 	}
 	startApp(t, d, runtime.Spec{Image: ref}) // unpacked again
-	if n := d.unpacks.Load(); n != 2 {
+	if n := d.images.Unpacks(); n != 2 {
 		t.Errorf("unpacks = %d, want 2", n)
 	}
 }

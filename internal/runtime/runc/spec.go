@@ -1,17 +1,15 @@
 package runc
 
 import (
-	"errors"
 	"fmt"
 	goruntime "runtime"
-	"strconv"
 	"strings"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/oci"
 )
 
 // Defaults for runtime.Limits fields left at zero.
@@ -23,7 +21,6 @@ const (
 )
 
 const (
-	defaultPath  = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	cpuPeriod    = 100000 // µs
 	maxOpenFiles = 65536
 )
@@ -37,61 +34,11 @@ type specParams struct {
 	args         []string
 	env          []string
 	cwd          string
-	user         user
+	user         oci.User
 	limits       runtime.Limits
 	swapLimit    bool // the host accounts swap: memory+swap is capped too
 	maxOpenFiles uint64
 	etcDir       string // if set, holds hosts, hostname and resolv.conf to mount on /etc
-}
-
-// processArgs returns the command line: the spec's Command if set, else
-// the image's Entrypoint followed by its Cmd.
-func processArgs(command []string, cfg v1.Config) ([]string, error) {
-	args := command
-	if len(args) == 0 {
-		args = append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
-	}
-	if len(args) == 0 || args[0] == "" {
-		return nil, errors.New("no command: the spec has none and the image has neither entrypoint nor cmd")
-	}
-	return args, nil
-}
-
-// ProcessEnv is the environment the driver gives an app's process: the
-// image's environment, the spec's (which overrides it) and PORT (which
-// overrides both), in the order in which keys first appear. PATH, HOSTNAME
-// and HOME get defaults when nobody sets them. Exported for benchmarks that
-// start an image's command outside the sandbox the same way.
-func ProcessEnv(image, spec []string, port int, hostname, home string) []string {
-	var keys []string
-	vals := make(map[string]string)
-	set := func(kv string) {
-		k, v, _ := strings.Cut(kv, "=")
-		if k == "" {
-			return
-		}
-		if _, ok := vals[k]; !ok {
-			keys = append(keys, k)
-		}
-		vals[k] = v
-	}
-	for _, kv := range image {
-		set(kv)
-	}
-	for _, kv := range spec {
-		set(kv)
-	}
-	set("PORT=" + strconv.Itoa(port))
-	for _, kv := range []string{"PATH=" + defaultPath, "HOSTNAME=" + hostname, "HOME=" + home} {
-		if k, _, _ := strings.Cut(kv, "="); vals[k] == "" {
-			set(kv)
-		}
-	}
-	env := make([]string, len(keys))
-	for i, k := range keys {
-		env[i] = k + "=" + vals[k]
-	}
-	return env
 }
 
 // defaultCaps is Docker's default capability set without NET_RAW (an app
@@ -126,7 +73,7 @@ func openFilesLimit() uint64 {
 // ociSpec builds the runtime spec (config.json) of an instance.
 func ociSpec(p specParams) *specs.Spec {
 	caps := &specs.LinuxCapabilities{Bounding: defaultCaps}
-	if p.user.uid == 0 {
+	if p.user.UID == 0 {
 		// Like an exec after setuid: a non-root process keeps no
 		// capabilities, only the bounding set.
 		caps.Effective, caps.Permitted = defaultCaps, defaultCaps
@@ -152,7 +99,7 @@ func ociSpec(p specParams) *specs.Spec {
 		Hostname: p.id,
 		Root:     &specs.Root{Path: p.rootfs},
 		Process: &specs.Process{
-			User: specs.User{UID: p.user.uid, GID: p.user.gid, AdditionalGids: p.user.groups},
+			User: specs.User{UID: p.user.UID, GID: p.user.GID, AdditionalGids: p.user.Groups},
 			Args: p.args,
 			Env:  p.env,
 			Cwd:  p.cwd,

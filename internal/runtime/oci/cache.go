@@ -1,4 +1,4 @@
-package runc
+package oci
 
 import (
 	"bufio"
@@ -11,24 +11,68 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sys/unix"
+
+	"github.com/slipwayhq/slipway/internal/topdir"
 )
 
-// ErrImageInUse reports that an unpacked image cannot be removed because an
+// ErrInUse reports that an unpacked image cannot be removed because an
 // instance's filesystem is built on it.
-var ErrImageInUse = errors.New("image in use")
+var ErrInUse = errors.New("image in use")
 
-// image is an image unpacked under Root/images/<key>.
-type image struct {
-	digest string // sha256:<hex>
-	dir    string
-	rootfs string // read-only lower layer of every instance of the image
-	config v1.ConfigFile
+// Cache holds images pulled from their registries and unpacked, once per
+// digest, each in a directory of its own under the cache's directory:
+// sha256-<hex>, with the image's filesystem in rootfs and its config in
+// config.json. A driver mounts an instance's filesystem on rootfs, as the
+// read-only lower layer of an overlay; nothing may write to it. An image
+// is in use while such a mount exists. A Cache is safe for concurrent use.
+type Cache struct {
+	dir  string
+	opts []remote.Option
+
+	mu    sync.Mutex
+	locks map[string]*sync.RWMutex
+
+	unpacks atomic.Int64
+
+	// The background sync of unpacked images (see unpack).
+	syncMu      sync.Mutex
+	syncPending []pendingSync
+	syncing     bool
+	syncWG      sync.WaitGroup
+}
+
+// NewCache returns the cache of the images unpacked under dir, creating dir
+// if needed and removing what a crash left of unfinished unpacks. opts are
+// passed to go-containerregistry's remote.Image when pulling an image
+// (authentication, transport); if there are none, images are pulled
+// anonymously. References are parsed with name.Insecure: plain HTTP is
+// allowed, as the embedded registry on loopback speaks it. dir must not
+// hold commas, colons or white space if instances mount overlays on it.
+func NewCache(dir string, opts ...remote.Option) (*Cache, error) {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, err
+	}
+	c := &Cache{dir: dir, opts: opts, locks: make(map[string]*sync.RWMutex)}
+	// Unpacking creates many directories at once (see package topdir).
+	topdir.Mark(dir)
+	c.removeStaleTemps()
+	return c, nil
+}
+
+// Unpacked is an image unpacked in a Cache.
+type Unpacked struct {
+	Digest string // sha256:<hex>
+	// Rootfs is the image's filesystem, the read-only lower layer of every
+	// instance of the image.
+	Rootfs string
+	Config v1.ConfigFile
 }
 
 var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
@@ -42,33 +86,31 @@ func imageKey(digest string) (string, error) {
 	return strings.Replace(digest, ":", "-", 1), nil
 }
 
-func (d *Driver) imagesDir() string { return filepath.Join(d.cfg.Root, "images") }
-
-// imageLock returns the lock of one unpacked image: Start holds it shared
-// from finding the image until the instance's filesystem is mounted on it;
-// unpacking and RemoveImage hold it exclusively.
-func (d *Driver) imageLock(key string) *sync.RWMutex {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	lk, ok := d.imageLocks[key]
+// lock returns the lock of one unpacked image: Get's caller holds it
+// shared from finding the image until the instance's filesystem is mounted
+// on it; unpacking and Remove hold it exclusively.
+func (c *Cache) lock(key string) *sync.RWMutex {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lk, ok := c.locks[key]
 	if !ok {
 		lk = new(sync.RWMutex)
-		d.imageLocks[key] = lk
+		c.locks[key] = lk
 	}
 	return lk
 }
 
-// image returns the unpacked image ref names, pulling and unpacking it
-// first if needed (once per digest, however many Starts ask at once). A
+// Get returns the unpacked image ref names, pulling and unpacking it
+// first if needed (once per digest, however many callers ask at once). A
 // reference by digest whose image is already unpacked needs no registry.
 // The returned release must be called once the image is in use (mounted)
-// or no longer needed.
-func (d *Driver) image(ctx context.Context, ref string) (*image, func(), error) {
-	r, err := name.ParseReference(ref, name.Insecure)
+// or no longer needed: until then Remove waits.
+func (c *Cache) Get(ctx context.Context, ref string) (*Unpacked, func(), error) {
+	r, err := parse(ref)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parsing image reference %q: %w", ref, err)
+		return nil, nil, err
 	}
-	opts := append(append([]remote.Option{}, d.cfg.RemoteOptions...), remote.WithContext(ctx))
+	opts := pullOptions(ctx, c.opts)
 	var (
 		digest string
 		pulled v1.Image
@@ -89,10 +131,10 @@ func (d *Driver) image(ctx context.Context, ref string) (*image, func(), error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	lk := d.imageLock(key)
+	lk := c.lock(key)
 	for {
 		lk.RLock()
-		img, err := d.loadImage(key)
+		img, err := c.load(key)
 		if err == nil {
 			return img, lk.RUnlock, nil
 		}
@@ -101,11 +143,11 @@ func (d *Driver) image(ctx context.Context, ref string) (*image, func(), error) 
 			return nil, nil, err
 		}
 		lk.Lock()
-		_, err = d.loadImage(key)
+		_, err = c.load(key)
 		if errors.Is(err, errTorn) {
 			// A crash of the machine may have lost part of it (it cannot
 			// be mounted: mounts do not outlive a boot).
-			err = d.discardImage(key)
+			err = c.discard(key)
 			if err == nil {
 				err = os.ErrNotExist
 			}
@@ -116,7 +158,7 @@ func (d *Driver) image(ctx context.Context, ref string) (*image, func(), error) 
 				pulled, err = remote.Image(r, opts...)
 			}
 			if err == nil {
-				err = d.unpack(ctx, key, pulled)
+				err = c.unpack(ctx, key, pulled)
 			}
 		}
 		lk.Unlock()
@@ -126,10 +168,10 @@ func (d *Driver) image(ctx context.Context, ref string) (*image, func(), error) 
 	}
 }
 
-// loadImage reads an unpacked image; os.ErrNotExist if it is not there,
+// load reads an unpacked image; os.ErrNotExist if it is not there,
 // errTorn if it may have been torn by a crash of the machine.
-func (d *Driver) loadImage(key string) (*image, error) {
-	dir := filepath.Join(d.imagesDir(), key)
+func (c *Cache) load(key string) (*Unpacked, error) {
+	dir := filepath.Join(c.dir, key)
 	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, err
@@ -139,21 +181,21 @@ func (d *Driver) loadImage(key string) (*image, error) {
 		boot, _, _ := strings.Cut(string(token), "\n")
 		if cur, err := bootID(); err != nil || boot != cur {
 			// An instance of this boot uses it, so it was whole when
-			// mounted (an image unpacked by an older driver, which synced
+			// mounted (an image unpacked by an older Slipway, which synced
 			// it but wrote no marks): never remove it from under the app.
 			if inUse, err := mountedOn(filepath.Join(dir, "rootfs")); err != nil || !inUse {
 				return nil, errTorn
 			}
 		}
 	}
-	img := &image{digest: strings.Replace(key, "-", ":", 1), dir: dir, rootfs: filepath.Join(dir, "rootfs")}
-	if err := json.Unmarshal(b, &img.config); err != nil {
+	img := &Unpacked{Digest: strings.Replace(key, "-", ":", 1), Rootfs: filepath.Join(dir, "rootfs")}
+	if err := json.Unmarshal(b, &img.Config); err != nil {
 		return nil, fmt.Errorf("reading unpacked image %s: %w", key, err)
 	}
 	return img, nil
 }
 
-// unpack flattens img into Root/images/<key>/rootfs. It works in a
+// unpack flattens img into <key>/rootfs of the cache. It works in a
 // temporary directory and renames it into place once complete, so an
 // image directory is whole or absent after the server is killed.
 //
@@ -164,10 +206,10 @@ func (d *Driver) loadImage(key string) (*image, error) {
 // that changes the kernel's boot ID. So the directory records the boot ID
 // it was unpacked in (file "unpacked"), and a background syncfs marks it
 // durable (file "durable", created only once the sync has succeeded).
-// loadImage takes an image that is neither durable nor from this boot for
+// load takes an image that is neither durable nor from this boot for
 // torn: it is unpacked again.
-func (d *Driver) unpack(ctx context.Context, key string, img v1.Image) error {
-	tmp, err := os.MkdirTemp(d.imagesDir(), ".tmp-"+key+"-")
+func (c *Cache) unpack(ctx context.Context, key string, img v1.Image) error {
+	tmp, err := os.MkdirTemp(c.dir, ".tmp-"+key+"-")
 	if err != nil {
 		return fmt.Errorf("unpacking image: %w", err)
 	}
@@ -201,7 +243,7 @@ func (d *Driver) unpack(ctx context.Context, key string, img v1.Image) error {
 		}
 	}
 	// A unique token, so that the background sync marks this tree and not
-	// another one unpacked at the same place after RemoveImage.
+	// another one unpacked at the same place after Remove.
 	token := boot + "\n" + filepath.Base(tmp) + "\n"
 	if err := os.WriteFile(filepath.Join(tmp, unpackedFile), []byte(token), 0o644); err != nil {
 		return fmt.Errorf("unpacking image: %w", err)
@@ -210,16 +252,16 @@ func (d *Driver) unpack(ctx context.Context, key string, img v1.Image) error {
 	if err := os.WriteFile(filepath.Join(tmp, "config.json"), config, 0o644); err != nil {
 		return fmt.Errorf("unpacking image: %w", err)
 	}
-	dir := filepath.Join(d.imagesDir(), key)
+	dir := filepath.Join(c.dir, key)
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, serr := os.Stat(filepath.Join(dir, "config.json")); serr == nil {
 			return nil // another process unpacked it first
 		}
 		return fmt.Errorf("unpacking image: %w", err)
 	}
-	d.unpacks.Add(1)
+	c.unpacks.Add(1)
 	if boot != "" {
-		d.scheduleSync(key, token)
+		c.scheduleSync(key, token)
 	}
 	return nil
 }
@@ -248,14 +290,14 @@ var bootID = sync.OnceValues(func() (string, error) {
 
 // scheduleSync has the background syncer mark the image key durable once
 // everything written so far is on disk.
-func (d *Driver) scheduleSync(key, token string) {
-	d.syncMu.Lock()
-	defer d.syncMu.Unlock()
-	d.syncPending = append(d.syncPending, pendingSync{key, token})
-	if !d.syncing {
-		d.syncing = true
-		d.syncWG.Add(1)
-		go d.syncLoop()
+func (c *Cache) scheduleSync(key, token string) {
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	c.syncPending = append(c.syncPending, pendingSync{key, token})
+	if !c.syncing {
+		c.syncing = true
+		c.syncWG.Add(1)
+		go c.syncLoop()
 	}
 }
 
@@ -263,23 +305,23 @@ type pendingSync struct{ key, token string }
 
 // syncLoop syncs the filesystem of the images, one syncfs for every batch
 // of unpacks, and marks them durable. It ends when nothing is pending.
-func (d *Driver) syncLoop() {
-	defer d.syncWG.Done()
+func (c *Cache) syncLoop() {
+	defer c.syncWG.Done()
 	for {
-		d.syncMu.Lock()
-		batch := d.syncPending
-		d.syncPending = nil
+		c.syncMu.Lock()
+		batch := c.syncPending
+		c.syncPending = nil
 		if len(batch) == 0 {
-			d.syncing = false
-			d.syncMu.Unlock()
+			c.syncing = false
+			c.syncMu.Unlock()
 			return
 		}
-		d.syncMu.Unlock()
-		if syncfs(d.imagesDir()) != nil {
+		c.syncMu.Unlock()
+		if syncfs(c.dir) != nil {
 			continue // not durable; unpacked again after a crash
 		}
 		for _, p := range batch {
-			d.markDurable(p)
+			c.markDurable(p)
 		}
 	}
 }
@@ -287,19 +329,23 @@ func (d *Driver) syncLoop() {
 // markDurable marks the image p names durable if it is still the tree
 // that was synced. The mark itself need not be synced: if it is lost the
 // image is unpacked again.
-func (d *Driver) markDurable(p pendingSync) {
-	lk := d.imageLock(p.key)
-	lk.RLock() // RemoveImage and unpack hold it exclusively
+func (c *Cache) markDurable(p pendingSync) {
+	lk := c.lock(p.key)
+	lk.RLock() // Remove and unpack hold it exclusively
 	defer lk.RUnlock()
-	dir := filepath.Join(d.imagesDir(), p.key)
+	dir := filepath.Join(c.dir, p.key)
 	if b, err := os.ReadFile(filepath.Join(dir, unpackedFile)); err != nil || string(b) != p.token {
 		return
 	}
 	os.WriteFile(filepath.Join(dir, durableFile), nil, 0o644)
 }
 
-// waitSync waits for the background sync, if one runs.
-func (d *Driver) waitSync() { d.syncWG.Wait() }
+// Wait waits for the background sync of freshly unpacked images, if one
+// runs. The cache stays usable.
+func (c *Cache) Wait() { c.syncWG.Wait() }
+
+// Unpacks returns how many images the cache has unpacked.
+func (c *Cache) Unpacks() int64 { return c.unpacks.Load() }
 
 func syncfs(dir string) error {
 	f, err := os.Open(dir)
@@ -312,32 +358,31 @@ func syncfs(dir string) error {
 
 // removeStaleTemps removes unpack directories left by a crash. Only old
 // ones: another driver on the same root may be unpacking right now.
-func (d *Driver) removeStaleTemps() {
-	entries, _ := os.ReadDir(d.imagesDir())
+func (c *Cache) removeStaleTemps() {
+	entries, _ := os.ReadDir(c.dir)
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), ".tmp-") && !strings.HasPrefix(e.Name(), ".trash-") {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > time.Hour {
-			os.RemoveAll(filepath.Join(d.imagesDir(), e.Name()))
+			os.RemoveAll(filepath.Join(c.dir, e.Name()))
 		}
 	}
 }
 
-// RemoveImage frees the unpacked copy of the image with digest
-// (sha256:...). It fails with ErrImageInUse while an instance's
-// filesystem is mounted on it (a stopped instance's is not). Removing an
-// image that is not unpacked is not an error. A later Start unpacks it
-// again.
-func (d *Driver) RemoveImage(digest string) error {
+// Remove frees the unpacked copy of the image with digest (sha256:...).
+// It fails with ErrInUse while an instance's filesystem is mounted on it
+// (a stopped instance's is not). Removing an image that is not unpacked is
+// not an error. A later Get unpacks it again.
+func (c *Cache) Remove(digest string) error {
 	key, err := imageKey(digest)
 	if err != nil {
 		return err
 	}
-	lk := d.imageLock(key)
+	lk := c.lock(key)
 	lk.Lock()
 	defer lk.Unlock()
-	dir := filepath.Join(d.imagesDir(), key)
+	dir := filepath.Join(c.dir, key)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -346,22 +391,22 @@ func (d *Driver) RemoveImage(digest string) error {
 		return fmt.Errorf("removing image %s: %w", digest, err)
 	}
 	if inUse {
-		return fmt.Errorf("removing image %s: %w", digest, ErrImageInUse)
+		return fmt.Errorf("removing image %s: %w", digest, ErrInUse)
 	}
-	if err := d.discardImage(key); err != nil {
+	if err := c.discard(key); err != nil {
 		return fmt.Errorf("removing image %s: %w", digest, err)
 	}
 	return nil
 }
 
-// discardImage removes the image directory of key. The caller holds the
+// discard removes the image directory of key. The caller holds the
 // image's lock exclusively and has checked that nothing is mounted on it.
-func (d *Driver) discardImage(key string) error {
-	trash, err := os.MkdirTemp(d.imagesDir(), ".trash-"+key+"-")
+func (c *Cache) discard(key string) error {
+	trash, err := os.MkdirTemp(c.dir, ".trash-"+key+"-")
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(filepath.Join(d.imagesDir(), key), filepath.Join(trash, "image")); err != nil {
+	if err := os.Rename(filepath.Join(c.dir, key), filepath.Join(trash, "image")); err != nil {
 		os.Remove(trash)
 		return err
 	}

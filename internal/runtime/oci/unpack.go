@@ -1,4 +1,4 @@
-package runc
+package oci
 
 import (
 	"archive/tar"
@@ -37,7 +37,7 @@ import (
 // The work is done on file descriptors: each entry costs a handful of
 // system calls relative to an open parent directory (kept open while
 // entries of the same directory follow each other), not a walk from dir
-// per operation. Nothing is synced: see Driver.unpack for durability.
+// per operation. Nothing is synced: see Cache.unpack for durability.
 func extractLayers(ctx context.Context, layers []v1.Layer, dir string) error {
 	x, err := newExtractor(dir)
 	if err != nil {
@@ -526,9 +526,11 @@ func futimens(fd int, ts *[2]unix.Timespec) error {
 	return nil
 }
 
-// Unpack writes the filesystem of img into dir, which must exist, as the
-// driver unpacks images (extractLayers), without the driver's bookkeeping.
-// It is for benchmarks that run an image's command outside a sandbox.
+// Unpack writes the filesystem of img into dir, which must exist, as every
+// driver unpacks images (see extractLayers): layers streamed and flattened
+// in one pass with their whiteouts applied, ownership, modes, times, device
+// nodes and file capabilities kept, and no entry or link reaching outside
+// dir. Nothing is synced.
 func Unpack(ctx context.Context, img v1.Image, dir string) error {
 	layers, err := img.Layers()
 	if err != nil {

@@ -1,0 +1,137 @@
+package oci
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/slipwayhq/slipway/internal/runtime/drivertest"
+)
+
+// pushMarked pushes an image whose one layer holds the file marker, with a
+// body of its own: a digest no other test unpacked. It returns the image's
+// reference by digest and the marker's body.
+func pushMarked(t *testing.T, repo string) (ref, marker string) {
+	t.Helper()
+	marker = drivertest.NewID(t)
+	img := drivertest.Image(t, v1.Config{}, drivertest.Layer(t, drivertest.File{Name: "marker", Body: []byte(marker)}))
+	return drivertest.Push(t, drivertest.Registry(t), repo, img), marker
+}
+
+// newCache returns a cache in a new temporary directory that waits for
+// its background sync at the end of the test.
+func newCache(t *testing.T) *Cache {
+	t.Helper()
+	c, err := NewCache(filepath.Join(t.TempDir(), "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Wait)
+	return c
+}
+
+// get gets ref from c, checks that its marker holds marker, and releases
+// it.
+func get(t *testing.T, c *Cache, ref, marker string) *Unpacked {
+	t.Helper()
+	img, release, err := c.Get(t.Context(), ref)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	defer release()
+	if b, err := os.ReadFile(filepath.Join(img.Rootfs, "marker")); err != nil || string(b) != marker {
+		t.Errorf("marker of the unpacked image = %q, %v; want %q", b, err, marker)
+	}
+	return img
+}
+
+// wantUnpacks checks that c has unpacked want images, as why says.
+func wantUnpacks(t *testing.T, c *Cache, want int64, why string) {
+	t.Helper()
+	if n := c.Unpacks(); n != want {
+		t.Errorf("unpacks = %d, want %d (%s)", n, want, why)
+	}
+}
+
+func TestImageKey(t *testing.T) {
+	d := "sha256:" + strings.Repeat("ab", 32)
+	if k, err := imageKey(d); err != nil || k != "sha256-"+strings.Repeat("ab", 32) {
+		t.Errorf("imageKey(%q) = %q, %v", d, k, err)
+	}
+	for _, bad := range []string{"", "sha256:abc", "sha512:" + strings.Repeat("ab", 64), "sha256:../" + strings.Repeat("a", 61)} {
+		if _, err := imageKey(bad); err == nil {
+			t.Errorf("imageKey(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestUnpackDurability checks the crash safety of unpacked images: an
+// image is marked durable by the background sync, and one that is neither
+// durable nor unpacked in this boot (a crash of the machine may have torn
+// it) is unpacked again.
+func TestUnpackDurability(t *testing.T) {
+	requireRoot(t)
+	ref, marker := pushMarked(t, "durable")
+	key, err := imageKey(ref[strings.Index(ref, "@")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCache(t)
+	dir := filepath.Join(c.dir, key)
+	get(t, c, ref, marker)
+	boot, err := bootID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := os.ReadFile(filepath.Join(dir, unpackedFile))
+	if err != nil || !strings.HasPrefix(string(token), boot+"\n") {
+		t.Fatalf("%s = %q, %v; want this boot's ID first", unpackedFile, token, err)
+	}
+	c.Wait()
+	if _, err := os.Stat(filepath.Join(dir, durableFile)); err != nil {
+		t.Fatalf("image not marked durable after the background sync: %v", err)
+	}
+
+	// As after a crash of the machine before the sync: another boot, no
+	// mark. The tree may be torn; it is unpacked again.
+	if err := os.Remove(filepath.Join(dir, durableFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, unpackedFile), []byte("another-boot\n.tmp-x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	torn := filepath.Join(dir, "rootfs", "marker")
+	if err := os.Truncate(torn, 0); err != nil {
+		t.Fatal(err)
+	}
+	get(t, c, ref, marker)
+	wantUnpacks(t, c, 2, "the torn image unpacked again")
+	if fi, err := os.Stat(torn); err != nil || fi.Size() == 0 {
+		t.Errorf("the torn file was not restored: %v", err)
+	}
+
+	// Marked durable, an image from another boot is used as it is.
+	c.Wait()
+	if err := os.WriteFile(filepath.Join(dir, unpackedFile), []byte("another-boot\n.tmp-x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	get(t, c, ref, marker)
+	wantUnpacks(t, c, 2, "a durable image reused")
+}
+
+// TestGetByTag checks that an image named by tag (not digest) is pulled
+// and unpacked, once.
+func TestGetByTag(t *testing.T) {
+	requireRoot(t)
+	ref, marker := pushMarked(t, "bytag")
+	tag := ref[:strings.Index(ref, "@")] + ":latest"
+	c := newCache(t)
+	if img := get(t, c, tag, marker); img.Digest != ref[strings.Index(ref, "@")+1:] {
+		t.Errorf("Digest = %s, want the pushed image's (%s)", img.Digest, ref)
+	}
+	get(t, c, tag, marker)
+	wantUnpacks(t, c, 1, "the tag resolved to an image already unpacked")
+}
