@@ -1,12 +1,17 @@
 package oci
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/runtime/drivertest"
 )
@@ -134,4 +139,88 @@ func TestGetByTag(t *testing.T) {
 	}
 	get(t, c, tag, marker)
 	wantUnpacks(t, c, 1, "the tag resolved to an image already unpacked")
+}
+
+// TestConcurrentGetsUnpackOnce checks that callers asking for the same
+// image at once share one unpack.
+func TestConcurrentGetsUnpackOnce(t *testing.T) {
+	requireRoot(t)
+	ref, marker := pushMarked(t, "concurrent")
+	c := newCache(t)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			_, release, err := c.Get(context.Background(), ref)
+			if err != nil {
+				t.Errorf("Get #%d: %v", i, err)
+				return
+			}
+			release()
+		})
+	}
+	wg.Wait()
+	get(t, c, ref, marker)
+	wantUnpacks(t, c, 1, "concurrent callers share one unpack")
+}
+
+// TestRemove checks that an image an overlay is mounted on (an instance's
+// filesystem) is not removed, and that one nothing uses is, to be unpacked
+// again by the next Get.
+func TestRemove(t *testing.T) {
+	requireRoot(t)
+	ref, marker := pushMarked(t, "remove")
+	digest := ref[strings.Index(ref, "@")+1:]
+	c := newCache(t)
+	img := get(t, c, ref, marker)
+
+	mnt := t.TempDir()
+	for _, d := range []string{"upper", "work", "merged"} {
+		if err := os.Mkdir(filepath.Join(mnt, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	merged := filepath.Join(mnt, "merged")
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", img.Rootfs, mnt, mnt)
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		t.Skipf("mounting an overlay: %v", err)
+	}
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			unix.Unmount(merged, unix.MNT_DETACH)
+		}
+	})
+	if err := c.Remove(digest); !errors.Is(err, ErrInUse) {
+		t.Errorf("Remove of an image in use = %v, want ErrInUse", err)
+	}
+	if err := unix.Unmount(merged, 0); err != nil {
+		t.Fatal(err)
+	}
+	mounted = false
+
+	if err := c.Remove(digest); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if _, err := os.Stat(filepath.Dir(img.Rootfs)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("image directory left: %v", err)
+	}
+	if err := c.Remove(digest); err != nil {
+		t.Errorf("Remove of a removed image: %v", err)
+	}
+	get(t, c, ref, marker)
+	wantUnpacks(t, c, 2, "a removed image unpacked again")
+}
+
+// TestGetUnreachable checks that an image that cannot be pulled is an
+// error that names it, and leaves nothing in the cache.
+func TestGetUnreachable(t *testing.T) {
+	c := newCache(t)
+	ref := "127.0.0.1:1/none@sha256:" + strings.Repeat("0", 64)
+	_, _, err := c.Get(context.Background(), ref)
+	if err == nil || !strings.Contains(err.Error(), ref) {
+		t.Errorf("Get of an image that cannot be pulled = %v, want an error naming it", err)
+	}
+	if entries, _ := os.ReadDir(c.dir); len(entries) != 0 {
+		t.Errorf("left in the cache: %v", entries)
+	}
 }
