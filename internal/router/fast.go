@@ -3,7 +3,6 @@ package router
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"mime"
 	"net"
@@ -23,20 +22,6 @@ import (
 // the reference for behaviour: the fast path forwards and answers the same
 // headers, pages, trailers and flushes.
 
-// maxResponseHeaderBytes bounds a response head from an app, as
-// http.Transport's default does.
-const maxResponseHeaderBytes = 10 << 20
-
-// max1xxResponses is how many informational responses the router forwards
-// before a final one, as http.Transport allows.
-const max1xxResponses = 5
-
-var (
-	errHeadTooLong  = errors.New("response head too long")
-	errTooMany1xx   = errors.New("too many 1xx informational responses")
-	errUnexpected1x = errors.New("101 Switching Protocols without an upgrade request")
-)
-
 // fastEligible reports whether r can take the fast path: a GET or HEAD
 // without a body and without an upgrade or expectation.
 func fastEligible(r *http.Request) bool {
@@ -48,130 +33,6 @@ func fastEligible(r *http.Request) bool {
 	}
 	h := r.Header
 	return len(h["Upgrade"]) == 0 && len(h["Expect"]) == 0 && len(h["Transfer-Encoding"]) == 0
-}
-
-// backendConn is a pooled connection to one deployment.
-type backendConn struct {
-	conn   net.Conn
-	lr     limitedConn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	idleAt time.Time // when it was last put into its pool
-}
-
-// limitedConn reads from conn, at most limit bytes while limit >= 0.
-type limitedConn struct {
-	conn  net.Conn
-	limit int64
-}
-
-func (l *limitedConn) Read(p []byte) (int, error) {
-	if l.limit == 0 {
-		return 0, errHeadTooLong
-	}
-	if l.limit > 0 && int64(len(p)) > l.limit {
-		p = p[:l.limit]
-	}
-	n, err := l.conn.Read(p)
-	if l.limit > 0 {
-		l.limit -= int64(n)
-	}
-	return n, err
-}
-
-func newBackendConn(c net.Conn) *backendConn {
-	bc := &backendConn{conn: c, lr: limitedConn{conn: c, limit: -1}}
-	bc.br = bufio.NewReader(&bc.lr)
-	bc.bw = bufio.NewWriter(c)
-	return bc
-}
-
-// connPool holds the idle connections to one deployment, most recently
-// used last. Connections idle longer than the timeout are closed by a
-// timer that runs only while the pool is not empty.
-type connPool struct {
-	mu      sync.Mutex
-	idle    []*backendConn
-	max     int
-	timeout time.Duration
-	timer   *time.Timer // armed while idle is not empty
-}
-
-// get returns the most recently used idle connection, or nil.
-func (p *connPool) get() *backendConn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for n := len(p.idle); n > 0; n = len(p.idle) {
-		bc := p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		if time.Since(bc.idleAt) < p.timeout {
-			return bc
-		}
-		bc.conn.Close()
-	}
-	return nil
-}
-
-// put returns bc to the pool, or closes it if the pool is full.
-func (p *connPool) put(bc *backendConn) {
-	bc.idleAt = time.Now()
-	p.mu.Lock()
-	if len(p.idle) >= p.max {
-		p.mu.Unlock()
-		bc.conn.Close()
-		return
-	}
-	p.idle = append(p.idle, bc)
-	if len(p.idle) == 1 {
-		if p.timer == nil {
-			p.timer = time.AfterFunc(p.timeout, p.expire)
-		} else {
-			p.timer.Reset(p.timeout)
-		}
-	}
-	p.mu.Unlock()
-}
-
-// expire closes the connections that have been idle for the timeout and
-// rearms the timer for the oldest of the others.
-func (p *connPool) expire() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	n := 0
-	for n < len(p.idle) && now.Sub(p.idle[n].idleAt) >= p.timeout {
-		p.idle[n].conn.Close()
-		n++
-	}
-	if n > 0 {
-		rest := copy(p.idle, p.idle[n:])
-		clear(p.idle[rest:])
-		p.idle = p.idle[:rest]
-	}
-	if len(p.idle) > 0 {
-		p.timer.Reset(p.timeout - now.Sub(p.idle[0].idleAt))
-	}
-}
-
-// closeIdle closes every idle connection.
-func (p *connPool) closeIdle() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, bc := range p.idle {
-		bc.conn.Close()
-	}
-	clear(p.idle)
-	p.idle = p.idle[:0]
-}
-
-// pool returns the connection pool of the deployment e belongs to.
-func (rt *Router) pool(e *entry) *connPool {
-	if p, ok := rt.pools.Load(e.addr); ok {
-		return p.(*connPool)
-	}
-	p, _ := rt.pools.LoadOrStore(e.addr, &connPool{max: rt.maxIdle, timeout: rt.idleTimeout})
-	return p.(*connPool)
 }
 
 // serveFast proxies a request that fastEligible accepted to e.
@@ -193,7 +54,7 @@ func (rt *Router) serveFast(w http.ResponseWriter, r *http.Request, e *entry) {
 			reused = false
 			c, err := rt.dialEntry(ctx, e)
 			if err != nil {
-				rt.fastError(w, r, e, err)
+				appErrorPage(e.route, err).write(w, r)
 				return
 			}
 			bc = newBackendConn(c)
@@ -212,7 +73,7 @@ func (rt *Router) serveFast(w http.ResponseWriter, r *http.Request, e *entry) {
 		stop()
 		c.Close()
 		if !reused || ctx.Err() != nil {
-			rt.fastError(w, r, e, err)
+			appErrorPage(e.route, err).write(w, r)
 			return
 		}
 	}
@@ -235,7 +96,7 @@ func (rt *Router) serveFast(w http.ResponseWriter, r *http.Request, e *entry) {
 		return nil
 	})
 	if err != nil {
-		rt.fastError(w, r, e, err)
+		appErrorPage(e.route, err).write(w, r)
 		return
 	}
 
@@ -271,44 +132,6 @@ func (rt *Router) serveFast(w http.ResponseWriter, r *http.Request, e *entry) {
 		}
 	}
 	reusable = !res.Close && bc.br.Buffered() == 0
-}
-
-// readFinal reads the app's answer to req: it hands each informational
-// (1xx) response to informational, refuses a 101 and more than
-// max1xxResponses of them, and returns the final response with its body
-// still to read. Response heads are bounded by maxResponseHeaderBytes.
-func (bc *backendConn) readFinal(req *http.Request, informational func(*http.Response) error) (*http.Response, error) {
-	bc.lr.limit = maxResponseHeaderBytes
-	defer func() { bc.lr.limit = -1 }()
-	for n1xx := 0; ; n1xx++ {
-		res, err := http.ReadResponse(bc.br, req)
-		if err != nil {
-			return nil, err
-		}
-		code := res.StatusCode
-		if code >= 200 || code < 100 {
-			return res, nil
-		}
-		if code == http.StatusSwitchingProtocols {
-			return nil, errUnexpected1x
-		}
-		if n1xx == max1xxResponses {
-			return nil, errTooMany1xx
-		}
-		if err := informational(res); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// fastError answers a request whose app could not be reached or answered
-// badly, with the page the ReverseProxy path would give.
-func (rt *Router) fastError(w http.ResponseWriter, r *http.Request, e *entry, err error) {
-	if de := (*dialError)(nil); errors.As(err, &de) && de.timedOut {
-		timeoutPage(e.route).write(w, r)
-		return
-	}
-	badGatewayPage(e.route).write(w, r)
 }
 
 // writeRequest writes the head of r, as the ReverseProxy path would send

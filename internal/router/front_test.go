@@ -93,17 +93,8 @@ func TestFrontHandsOver(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := dialRaw(t, addr)
-			if _, err := io.WriteString(c, tt.raw); err != nil {
-				t.Fatal(err)
-			}
-			res, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(res.Body)
-			res.Body.Close()
-			if res.StatusCode != tt.status || !strings.HasPrefix(string(b), tt.body) {
+			res, b := rawExchange(t, addr, tt.raw)
+			if res.StatusCode != tt.status || !strings.HasPrefix(b, tt.body) {
 				t.Errorf("%d %q; want %d starting %q", res.StatusCode, b, tt.status, tt.body)
 			}
 		})

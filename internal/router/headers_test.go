@@ -1,7 +1,6 @@
 package router_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/http"
@@ -67,20 +66,10 @@ func TestHeadersOnEveryPath(t *testing.T) {
 				}
 				raw += "\r\n"
 
-				c := dialRaw(t, addr)
-				if _, err := io.WriteString(c, raw); err != nil {
-					t.Fatal(err)
+				res, seen := rawExchange(t, addr, raw)
+				if res.StatusCode != 200 {
+					t.Fatalf("%d %q; want 200", res.StatusCode, seen)
 				}
-				res, err := http.ReadResponse(bufio.NewReader(c), nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, err := io.ReadAll(res.Body)
-				res.Body.Close()
-				if err != nil || res.StatusCode != 200 {
-					t.Fatalf("%d %q (%v); want 200", res.StatusCode, b, err)
-				}
-				seen := string(b)
 				if sendReq {
 					passed := strings.Contains(seen, rule.Name+": "+clientValue+"\n")
 					if passed != rule.InRequest || !passed && strings.Contains(seen, clientValue) {
@@ -100,19 +89,10 @@ func TestHeadersOnEveryPath(t *testing.T) {
 	// A header named in Connection is hop-by-hop too, in either direction.
 	for _, p := range paths {
 		t.Run(p.name+"/named in Connection", func(t *testing.T) {
-			c := dialRaw(t, addr)
-			raw := fmt.Sprintf(p.start, "&named") + "\r\nHost: app.test\r\n" + p.extra + "Connection: X-Named\r\nX-Named: client\r\n\r\n"
-			if _, err := io.WriteString(c, raw); err != nil {
-				t.Fatal(err)
-			}
-			res, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(res.Body)
-			res.Body.Close()
-			if strings.Contains(string(b), "X-Named") || strings.Contains(string(b), "Connection") {
-				t.Errorf("the app saw\n%swant neither Connection nor X-Named", b)
+			res, seen := rawExchange(t, addr, fmt.Sprintf(p.start, "&named")+"\r\nHost: app.test\r\n"+p.extra+
+				"Connection: X-Named\r\nX-Named: client\r\n\r\n")
+			if res.StatusCode != 200 || strings.Contains(seen, "X-Named") || strings.Contains(seen, "Connection") {
+				t.Errorf("%d; the app saw\n%swant 200 and neither Connection nor X-Named", res.StatusCode, seen)
 			}
 			if v := res.Header.Values("X-App-Named"); len(v) > 0 {
 				t.Errorf("the client got X-App-Named: %q, named in the app's Connection", v)

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bytes"
+	"errors"
 	"html/template"
 	"net/http"
 	"strconv"
@@ -186,6 +187,16 @@ func statePage(rt Route) page {
 		Message:    describe(rt) + " is not available right now.",
 		RetryAfter: 5,
 	}
+}
+
+// appErrorPage is the page for a request whose app could not be reached
+// (err from dialling its Backend) or did not answer properly, on every
+// proxy path: 503 when the dial timed out, else 502.
+func appErrorPage(rt Route, err error) page {
+	if de := (*dialError)(nil); errors.As(err, &de) && de.timedOut {
+		return timeoutPage(rt)
+	}
+	return badGatewayPage(rt)
 }
 
 func badGatewayPage(rt Route) page {

@@ -14,12 +14,17 @@
 // start afterwards go to the new deployment, requests already in flight
 // finish on the old one. Connections are pooled per deployment, so a pool
 // never mixes deployments. GETs and HEADs without a body take a fast path
-// (fast.go) with the router's own per-deployment pools; all other requests
-// go through httputil.ReverseProxy and one shared Transport.
+// (fast.go) with the router's own per-deployment pools (backend.go); all
+// other requests go through httputil.ReverseProxy and one shared Transport
+// (reverseproxy.go). Every path passes headers on by one classification
+// (headers.go) and answers with the same pages (pages.go).
 //
-// The Router is an http.Handler. A Front (front.go) serves it on a plain
+// The Router is an http.Handler. A Front (front*.go) serves it on a plain
 // HTTP listener faster than net/http's server can: it answers the plain
 // requests itself and hands every other connection to an http.Server.
+//
+// Certificates for a TLS listener are package certs's
+// (internal/router/certs); this package imports only the standard library.
 //
 // Use:
 //
@@ -32,11 +37,8 @@ package router
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"sync"
@@ -200,117 +202,7 @@ func (rt *Router) CloseIdleConnections() {
 	})
 }
 
-// rewrite points the outbound request at the pool of the deployment the
-// request was routed to. The Host header is kept as the client sent it.
-func rewrite(pr *httputil.ProxyRequest) {
-	e := pr.In.Context().Value(entryKey{}).(*entry)
-	pr.Out.URL.Scheme = "http"
-	pr.Out.URL.Host = e.addr
-	pr.SetXForwarded()
-}
-
-// dialError is a failure to get a connection from a Backend.
-type dialError struct {
-	deployment string
-	timedOut   bool // the Backend did not answer within DialTimeout
-	err        error
-}
-
-func (e *dialError) Error() string {
-	if e.timedOut {
-		return fmt.Sprintf("dialing deployment %s: timed out: %v", e.deployment, e.err)
-	}
-	return fmt.Sprintf("dialing deployment %s: %v", e.deployment, e.err)
-}
-
-func (e *dialError) Unwrap() error { return e.err }
-
-var errNoRoute = errors.New("no route for this connection")
-
-// dial is the shared Transport's DialContext. It dials the Backend of the
-// entry the request was routed to, bounded by DialTimeout even when the
-// Backend ignores its context.
-func (rt *Router) dial(ctx context.Context, _, addr string) (net.Conn, error) {
-	e, _ := ctx.Value(entryKey{}).(*entry)
-	if e == nil || e.addr != addr || e.route.Backend == nil {
-		// Cannot happen for requests that came through ServeHTTP: the
-		// Transport dials with the context of a request whose URL it set.
-		return nil, &dialError{deployment: addr, err: errNoRoute}
-	}
-	return rt.dialEntry(ctx, e)
-}
-
-// dialEntry dials the Backend of e, bounded by DialTimeout even when the
-// Backend ignores its context.
-func (rt *Router) dialEntry(ctx context.Context, e *entry) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, rt.dialWait)
-	defer cancel()
-
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	done := make(chan result, 1)
-	b := e.route.Backend
-	go func() {
-		c, err := b.DialContext(ctx)
-		done <- result{c, err}
-	}()
-	select {
-	case res := <-done:
-		switch {
-		case res.err != nil:
-			timedOut := ctx.Err() != nil || errors.Is(res.err, context.DeadlineExceeded)
-			return nil, &dialError{deployment: e.route.Deployment, timedOut: timedOut, err: res.err}
-		case res.c == nil:
-			return nil, &dialError{deployment: e.route.Deployment, err: errors.New("backend returned no connection")}
-		}
-		return res.c, nil
-	case <-ctx.Done():
-		// The Backend ignored ctx. Stop waiting; close whatever it returns.
-		go func() {
-			if res := <-done; res.c != nil {
-				res.c.Close()
-			}
-		}()
-		return nil, &dialError{deployment: e.route.Deployment, timedOut: true, err: ctx.Err()}
-	}
-}
-
-// proxyError is the ReverseProxy's ErrorHandler. It writes a page that
-// names the deployment and leaks nothing about the error.
-func (rt *Router) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	var route Route
-	if e, ok := r.Context().Value(entryKey{}).(*entry); ok {
-		route = e.route
-	}
-	if de := (*dialError)(nil); errors.As(err, &de) && de.timedOut {
-		timeoutPage(route).write(w, r)
-		return
-	}
-	badGatewayPage(route).write(w, r)
-}
-
-// copyBufferSize is the size of the buffers the proxy copies bodies with
-// (what ReverseProxy would otherwise allocate for every request).
-const copyBufferSize = 32 << 10
-
-var copyBufferPool = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
-
-// copyBuffers is an httputil.BufferPool over copyBufferPool. It pools array
-// pointers, so neither Get nor Put allocates.
-type copyBuffers struct{}
-
-func (copyBuffers) Get() []byte { return copyBufferPool.Get().(*[copyBufferSize]byte)[:] }
-
-func (copyBuffers) Put(b []byte) {
-	if cap(b) >= copyBufferSize {
-		copyBufferPool.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
-	}
-}
-
 var (
-	_ http.Handler        = (*Router)(nil)
-	_ httputil.BufferPool = copyBuffers{}
-	_ Backend             = BackendFunc(nil)
+	_ http.Handler = (*Router)(nil)
+	_ Backend      = BackendFunc(nil)
 )

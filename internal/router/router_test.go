@@ -233,6 +233,14 @@ func TestPages(t *testing.T) {
 // rawRequest sends raw bytes to addr and parses one response.
 func rawRequest(t *testing.T, addr, raw string) *http.Response {
 	t.Helper()
+	res, _ := rawExchange(t, addr, raw)
+	return res
+}
+
+// rawExchange sends raw bytes to addr and returns one response and as much
+// of its body as could be read.
+func rawExchange(t *testing.T, addr, raw string) (*http.Response, string) {
+	t.Helper()
 	c := dialRaw(t, addr)
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
@@ -241,9 +249,9 @@ func rawRequest(t *testing.T, addr, raw string) *http.Response {
 	if err != nil {
 		t.Fatalf("reading response to %q: %v", raw, err)
 	}
-	io.Copy(io.Discard, res.Body)
+	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	return res
+	return res, string(b)
 }
 
 // TestRawRequests sends requests a Go client would refuse to send.
