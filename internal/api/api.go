@@ -62,8 +62,12 @@ type Server struct {
 	log   *slog.Logger
 }
 
-// New returns a Server.
+// New returns a Server. It panics if cfg.Store, cfg.Deploy or
+// cfg.Projects is nil.
 func New(cfg Config) *Server {
+	if cfg.Store == nil || cfg.Deploy == nil || cfg.Projects == nil {
+		panic("api: Config.Store, Config.Deploy and Config.Projects are required")
+	}
 	if cfg.RouterPort == 0 {
 		cfg.RouterPort = 80
 	}
@@ -180,6 +184,10 @@ func (s *Server) routes() []route {
 		{"DELETE /api/v1/projects/{project}/environments/{env}/domains/{domain}", s.removeDomain},
 		{"GET /api/v1/projects/{project}/repository", s.getRepository},
 		{"PUT /api/v1/projects/{project}/repository", s.linkRepository},
+		{"GET /api/v1/projects/{project}/egress", s.getEgress},
+		{"PATCH /api/v1/projects/{project}/egress", s.setEgressNone},
+		{"POST /api/v1/projects/{project}/egress/allow", s.allowEgress},
+		{"POST /api/v1/projects/{project}/egress/deny", s.denyEgress},
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/api"
 	"github.com/slipwayhq/slipway/internal/build/buildtest"
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime/fake"
 	"github.com/slipwayhq/slipway/internal/secrets"
@@ -43,7 +44,11 @@ func startAPI(t *testing.T) {
 	}
 	ctl.Start(context.Background())
 	t.Cleanup(func() { ctl.Close() })
-	srv := httptest.NewServer(api.New(api.Config{Store: st, Deploy: ctl, RouterPort: 8080, Log: quiet}).Handler())
+	rules, err := project.New(project.Config{Store: st, Lifecycle: ctl, Secrets: box})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(api.Config{Store: st, Deploy: ctl, Projects: rules, RouterPort: 8080, Log: quiet}).Handler())
 	t.Cleanup(srv.Close)
 	t.Setenv("SLIPWAY_URL", srv.URL)
 	t.Setenv("SLIPWAY_TOKEN", "sw_cli_test")
@@ -137,5 +142,34 @@ func TestProjectName(t *testing.T) {
 		if got := projectName(in); got != want {
 			t.Errorf("projectName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestEgressCommands(t *testing.T) {
+	startAPI(t)
+	if _, _, err := run(t, "egress", "-p", "web"); err == nil {
+		t.Error("egress of a project that does not exist succeeded")
+	}
+	newClient().call(context.Background(), "POST", "/api/v1/projects", api.CreateProjectRequest{Name: "web"}, nil)
+	out, _, err := run(t, "egress", "allow", "10.77.0.5:5432", "-p", "web")
+	if err != nil || !strings.Contains(out, "allow 10.77.0.5/32:5432") {
+		t.Fatalf("egress allow: %q, %v", out, err)
+	}
+	if _, _, err := run(t, "egress", "allow", "db.example", "-p", "web"); err == nil {
+		t.Error("egress allow of a name succeeded")
+	}
+	out, _, err = run(t, "egress", "none", "-p", "web")
+	if err != nil || !strings.Contains(out, "egress: none") {
+		t.Fatalf("egress none: %q, %v", out, err)
+	}
+	out, _, err = run(t, "egress", "list", "-p", "web", "--json")
+	if err != nil || !strings.Contains(out, `"none": true`) || !strings.Contains(out, "10.77.0.5/32:5432") {
+		t.Fatalf("egress list --json: %q, %v", out, err)
+	}
+	if out, _, err = run(t, "egress", "deny", "10.77.0.5:5432", "-p", "web"); err != nil || strings.Contains(out, "allow ") {
+		t.Fatalf("egress deny: %q, %v", out, err)
+	}
+	if out, _, err = run(t, "egress", "open", "-p", "web"); err != nil || !strings.Contains(out, "public internet") {
+		t.Fatalf("egress open: %q, %v", out, err)
 	}
 }

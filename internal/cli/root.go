@@ -57,7 +57,7 @@ The CLI finds the server through SLIPWAY_URL and SLIPWAY_TOKEN, or what
 		Version:       Version,
 	}
 	root.AddCommand(newServerCmd(), newDeployCmd(), newProjectsCmd(), newDeploymentsCmd(),
-		newLogsCmd(), newStopCmd(), newPlanCmd(), newPromoteCmd(), newRedeployCmd(), newEnvCmd(), newStartCommandCmd(),
+		newLogsCmd(), newStopCmd(), newPlanCmd(), newPromoteCmd(), newRedeployCmd(), newEnvCmd(), newEgressCmd(), newStartCommandCmd(),
 		newLoginCmd())
 	return root
 }

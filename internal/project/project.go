@@ -1,7 +1,7 @@
 // Package project holds Slipway's project rules in one place: names and
 // hostnames, settings and their validation, environments and the branches
-// mapped to them, custom domains, environment variables and repository
-// links. The API, the dashboard and the git and webhook triggers all go
+// mapped to them, custom domains, environment variables, repository links
+// and egress policy. The API, the dashboard and the git and webhook triggers all go
 // through a Service, so a rule is written once and every door enforces it.
 //
 // What changes routing or running deployments (a domain added, an
@@ -44,14 +44,18 @@ type Config struct {
 	// tokens. If nil, variables cannot be set and repositories cannot be
 	// linked.
 	Secrets *secrets.Box
+	// Firewall applies egress policies at once. If nil, they are only
+	// stored (a server without instance networking).
+	Firewall Firewall
 }
 
 // Service applies the project rules and writes what they allow.
 type Service struct {
-	store *store.Store
-	life  Lifecycle
-	hosts Hosts
-	box   *secrets.Box
+	store    *store.Store
+	life     Lifecycle
+	hosts    Hosts
+	box      *secrets.Box
+	firewall Firewall
 }
 
 // New returns a Service.
@@ -59,7 +63,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Lifecycle == nil {
 		return nil, errors.New("project: Store and Lifecycle are required")
 	}
-	return &Service{store: cfg.Store, life: cfg.Lifecycle, hosts: cfg.Hosts, box: cfg.Secrets}, nil
+	return &Service{store: cfg.Store, life: cfg.Lifecycle, hosts: cfg.Hosts, box: cfg.Secrets, firewall: cfg.Firewall}, nil
 }
 
 // Hosts returns the hostname naming the service uses.

@@ -142,6 +142,9 @@ CREATE INDEX instances_deployment ON instances (deployment_id, created_at);
 CREATE INDEX instances_live ON instances (status) WHERE status IN ('starting', 'running');
 CREATE INDEX domains_environment ON domains (environment_id);
 `,
+	// 6: a project's egress policy (network policy applies at once, to
+	// running deployments too, so it is not a captured setting).
+	`ALTER TABLE projects ADD COLUMN egress TEXT NOT NULL DEFAULT '{}';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

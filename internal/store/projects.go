@@ -23,6 +23,16 @@ type Project struct {
 	// RepoToken is the encrypted token used to clone RepoURL; nil for
 	// public repositories.
 	RepoToken []byte
+	// Egress is the project's network policy beyond the default.
+	Egress Egress
+}
+
+// Egress is what a project's instances may reach beyond the public
+// internet (Allow: destinations the default policy denies, as CIDR or
+// CIDR:PORT), or None: nothing at all.
+type Egress struct {
+	None  bool     `json:"none,omitempty"`
+	Allow []string `json:"allow,omitempty"`
 }
 
 // ProjectSettings are per-project knobs. A zero field means "the server's
@@ -94,13 +104,13 @@ func (s *Store) CreateProject(ctx context.Context, p Project) (Project, error) {
 	return p, nil
 }
 
-const projectCols = `id, name, settings, created_at, repo_url, webhook_secret, repo_token`
+const projectCols = `id, name, settings, created_at, repo_url, webhook_secret, repo_token, egress`
 
 func scanProject(row interface{ Scan(...any) error }) (Project, error) {
 	var p Project
-	var settings string
+	var settings, egress string
 	var created int64
-	if err := row.Scan(&p.ID, &p.Name, &settings, &created, &p.RepoURL, &p.WebhookSecret, &p.RepoToken); err != nil {
+	if err := row.Scan(&p.ID, &p.Name, &settings, &created, &p.RepoURL, &p.WebhookSecret, &p.RepoToken, &egress); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Project{}, ErrNotFound
 		}
@@ -108,6 +118,9 @@ func scanProject(row interface{ Scan(...any) error }) (Project, error) {
 	}
 	if err := json.Unmarshal([]byte(settings), &p.Settings); err != nil {
 		return Project{}, fmt.Errorf("project %s settings: %w", p.Name, err)
+	}
+	if err := json.Unmarshal([]byte(egress), &p.Egress); err != nil {
+		return Project{}, fmt.Errorf("project %s egress: %w", p.Name, err)
 	}
 	p.CreatedAt = time.Unix(0, created).UTC()
 	return p, nil
@@ -244,6 +257,19 @@ func oneRow(res sql.Result) error {
 
 func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// SetProjectEgress replaces a project's egress policy.
+func (s *Store) SetProjectEgress(ctx context.Context, id string, e Egress) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE projects SET egress = ? WHERE id = ?`, string(b), id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res)
 }
 
 // SetProjectRepo links a project to a repository with an (encrypted)

@@ -21,6 +21,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/api"
 	"github.com/slipwayhq/slipway/internal/build/buildtest"
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/runtime/fake"
 	"github.com/slipwayhq/slipway/internal/secrets"
@@ -117,7 +118,12 @@ func newFuzzAPI(tb testing.TB) *fuzzAPI {
 			fuzzSetup.err = err
 			return
 		}
-		a := &fuzzAPI{h: api.New(api.Config{Store: st, Deploy: ctl, Secrets: box, RouterPort: 8080, MaxUploadBytes: 1 << 20, Log: quiet}).Handler()}
+		rules, err := project.New(project.Config{Store: st, Lifecycle: ctl, Secrets: box})
+		if err != nil {
+			fuzzSetup.err = err
+			return
+		}
+		a := &fuzzAPI{h: api.New(api.Config{Store: st, Deploy: ctl, Projects: rules, Secrets: box, RouterPort: 8080, MaxUploadBytes: 1 << 20, Log: quiet}).Handler()}
 		a.routes = documentedRoutes(tb)
 		// A project with a deployment, so that valid paths reach deep.
 		a.serve(ctx, "POST", "/api/v1/projects", "", []byte(`{"name":"web"}`), true)
