@@ -287,6 +287,7 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment, p sto
 	spec := runtime.Spec{
 		ID:      id,
 		Image:   l.d.Image,
+		Group:   l.d.ProjectID,
 		Command: startCommand(l.d.StartCommand),
 		Env: append(env,
 			"SLIPWAY_DEPLOYMENT_ID="+l.d.ID,

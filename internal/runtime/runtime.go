@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -58,12 +59,32 @@ type Spec struct {
 	Env []string
 	// Port is the port the app listens on inside its sandbox. If zero, 3000.
 	Port int
+	// Group is the tenant the instance belongs to (a project id): its
+	// Network applies that group's egress policy. May be empty.
+	Group string
 	// Limits bounds memory, CPU and processes.
 	Limits Limits
 	// StdoutPath and StderrPath are files (created or appended to) that
 	// receive the app's output. They outlive the server process.
 	StdoutPath string
 	StderrPath string
+}
+
+// Network gives an instance's network namespace its way out: an address
+// on a bridge, a default route, and the egress policy of its group. A
+// driver that runs instances in network namespaces of the host calls
+// Attach once the namespace exists, before the app starts, and Detach
+// when it removes the namespace. Both are idempotent for an id.
+type Network interface {
+	Attach(ctx context.Context, id, group, nsPath string) (Lease, error)
+	Detach(ctx context.Context, id string) error
+}
+
+// Lease is an instance's place on its Network.
+type Lease struct {
+	Addr    netip.Addr   // the instance's address
+	Gateway netip.Addr   // its default route
+	DNS     []netip.Addr // the resolvers its resolv.conf names
 }
 
 // Handle identifies a started instance. State is opaque to everything but

@@ -189,3 +189,34 @@ func (h *handler) removeDomain(r *http.Request, env store.Environment) (string, 
 	}
 	return name + " removed.", nil
 }
+
+// egressForm is where the egress forms send the browser back.
+func egressForm(p store.Project) string { return "/projects/" + p.Name + "/settings#egress" }
+
+func (h *handler) allowEgress(_ http.ResponseWriter, r *http.Request, p store.Project) (string, string, error) {
+	if _, err := h.proj.AllowEgress(r.Context(), p, r.PostFormValue("rule")); err != nil {
+		return "", "", err
+	}
+	rule, _ := project.ParseEgressRule(r.PostFormValue("rule"))
+	return fmt.Sprintf("%s apps may now reach %s.", p.Name, rule), egressForm(p), nil
+}
+
+func (h *handler) denyEgress(_ http.ResponseWriter, r *http.Request, p store.Project) (string, string, error) {
+	rule := r.PostFormValue("rule")
+	if _, err := h.proj.DenyEgress(r.Context(), p, rule); err != nil {
+		return "", "", err
+	}
+	return fmt.Sprintf("%s is no longer allowed.", rule), egressForm(p), nil
+}
+
+func (h *handler) egressNone(_ http.ResponseWriter, r *http.Request, p store.Project) (string, string, error) {
+	none := r.PostFormValue("none") == "1"
+	if _, err := h.proj.SetEgressNone(r.Context(), p, none); err != nil {
+		return "", "", err
+	}
+	msg := "Egress reopened: apps reach the public internet again."
+	if none {
+		msg = "Egress closed: apps reach nothing but Slipway's resolver and private network."
+	}
+	return msg, egressForm(p), nil
+}

@@ -460,6 +460,7 @@ type settingsView struct {
 	HooksNote string     // why Hooks could not be listed
 	GitURL    string
 	Back      string
+	Egress    store.Egress
 }
 
 func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) error {
@@ -475,7 +476,7 @@ func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) error {
 	view := settingsView{Project: p.Name, S: p.Settings, Envs: envs, Back: r.URL.RequestURI(),
 		WebhookURL: baseURL(r) + "/hooks/github/" + p.Name, RepoURL: p.RepoURL, SecretSet: len(p.WebhookSecret) > 0,
 		TokenSet: len(p.RepoToken) > 0, NewSecret: h.takeReveal(w, r, p), CanLink: h.proj.CanLinkRepositories(),
-		GitURL: baseURL(r) + "/git/" + p.Name + ".git"}
+		GitURL: baseURL(r) + "/git/" + p.Name + ".git", Egress: p.Egress}
 	if hooks, err := h.webhookDeployments(r, p, 5); err != nil {
 		view.HooksNote = "The recent deliveries could not be read."
 		h.log.Error("settings page", "project", p.Name, "err", err)

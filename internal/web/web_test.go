@@ -380,6 +380,29 @@ func TestSettings(t *testing.T) {
 	}
 	p = c.get("/projects/api")
 	mustContain(t, "project page", p.body, "staging", "develop")
+
+	// A branch deploys to one environment, in the dashboard as in the API.
+	c.post("/projects/api/environments", url.Values{"name": {"preview"}, "branches": {"release"}})
+	if _, err := e.st.GetEnvironment(ctx, proj.ID, "preview"); err == nil {
+		t.Error("an environment was created on a branch staging has")
+	}
+
+	// Egress: allow, close, deny, reopen.
+	c.post("/projects/api/egress/allow", url.Values{"rule": {"10.77.0.5:5432"}})
+	c.post("/projects/api/egress/none", url.Values{"none": {"1"}})
+	if got, _ := e.st.GetProject(ctx, "api"); !got.Egress.None || len(got.Egress.Allow) != 1 || got.Egress.Allow[0] != "10.77.0.5/32:5432" {
+		t.Errorf("egress after allow and close: %+v", got.Egress)
+	}
+	p = c.get("/projects/api/settings")
+	mustContain(t, "egress section", p.body, "10.77.0.5/32:5432", "Reopen egress")
+	if r := c.post("/projects/api/egress/allow", url.Values{"rule": {"db.example"}}); r.status != http.StatusSeeOther {
+		t.Errorf("a bad rule: %d", r.status)
+	}
+	c.post("/projects/api/egress/deny", url.Values{"rule": {"10.77.0.5/32:5432"}})
+	c.post("/projects/api/egress/none", url.Values{"none": {"0"}})
+	if got, _ := e.st.GetProject(ctx, "api"); got.Egress.None || len(got.Egress.Allow) != 0 {
+		t.Errorf("egress after deny and reopen: %+v", got.Egress)
+	}
 }
 
 func TestRuntimeLogsPaging(t *testing.T) {

@@ -75,6 +75,10 @@ type Config struct {
 	// CgroupParent is the cgroup under which each instance gets one named
 	// after its ID. If empty, /slipway.
 	CgroupParent string
+	// Network, if set, wires each instance's network namespace (an
+	// address, a default route, egress policy) and its resolv.conf names
+	// the lease's resolvers. If nil, instances have loopback only.
+	Network runtime.Network
 }
 
 // Driver runs instances with runc. It is safe for concurrent use.
@@ -340,6 +344,14 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 	if err := createNetns(netns); err != nil {
 		return nil, err
 	}
+	var lease *runtime.Lease
+	if d.cfg.Network != nil {
+		l, err := d.cfg.Network.Attach(ctx, id, spec.Group, netns)
+		if err != nil {
+			return nil, fmt.Errorf("attaching the instance's network: %w", err)
+		}
+		lease = &l
+	}
 
 	cfg := img.Config.Config
 	args, err := oci.Args(spec.Command, cfg)
@@ -373,7 +385,7 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 			return nil, err
 		}
 		resolv, _ := os.ReadFile("/etc/resolv.conf")
-		for name, b := range etcFiles(id, resolv) {
+		for name, b := range etcFiles(id, resolv, lease) {
 			if err := os.WriteFile(filepath.Join(p.etcDir, name), b, 0o644); err != nil {
 				return nil, err
 			}
@@ -670,6 +682,11 @@ func (d *Driver) teardown(ctx context.Context, id string) error {
 		if err := unmount(filepath.Join(bundle, dir)); err != nil {
 			errs = append(errs, err)
 			mounted = true
+		}
+	}
+	if d.cfg.Network != nil {
+		if err := d.cfg.Network.Detach(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("detaching the instance's network: %w", err))
 		}
 	}
 	if err := deleteNetns(d.netnsPath(id)); err != nil {

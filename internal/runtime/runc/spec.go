@@ -204,15 +204,26 @@ func seccompProfile() *specs.LinuxSeccomp {
 // etcFiles returns the content of /etc/hosts, /etc/hostname and
 // /etc/resolv.conf for an instance. The host's resolv.conf is copied
 // without loopback name servers, which would be the instance's own.
-func etcFiles(id string, hostResolv []byte) map[string][]byte {
+func etcFiles(id string, hostResolv []byte, lease *runtime.Lease) map[string][]byte {
 	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", id)
 	var resolv strings.Builder
-	for line := range strings.Lines(string(hostResolv)) {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
-			continue
+	if lease != nil {
+		// Slipway's resolver on the gateway: the only one the instance
+		// can reach, and the one that answers .internal names.
+		for _, a := range lease.DNS {
+			fmt.Fprintf(&resolv, "nameserver %s\n", a)
 		}
-		resolv.WriteString(line)
+		if lease.Addr.IsValid() {
+			hosts += fmt.Sprintf("%s\t%s\n", lease.Addr, id)
+		}
+	} else {
+		for line := range strings.Lines(string(hostResolv)) {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+				continue
+			}
+			resolv.WriteString(line)
+		}
 	}
 	return map[string][]byte{
 		"hosts":       []byte(hosts),

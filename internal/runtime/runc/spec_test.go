@@ -1,6 +1,7 @@
 package runc
 
 import (
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -67,7 +68,7 @@ func TestOCISpec(t *testing.T) {
 }
 
 func TestEtcFiles(t *testing.T) {
-	f := etcFiles("web-1", []byte("search example.org\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\noptions edns0\n"))
+	f := etcFiles("web-1", []byte("search example.org\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\noptions edns0\n"), nil)
 	if got, want := string(f["resolv.conf"]), "search example.org\nnameserver 10.0.0.2\noptions edns0\n"; got != want {
 		t.Errorf("resolv.conf = %q, want %q", got, want)
 	}
@@ -76,6 +77,16 @@ func TestEtcFiles(t *testing.T) {
 	}
 	if string(f["hostname"]) != "web-1\n" {
 		t.Errorf("hostname = %q", f["hostname"])
+	}
+	// On a network, the instance resolves through Slipway's resolver only.
+	lease := &runtime.Lease{Addr: netip.MustParseAddr("10.88.0.7"), Gateway: netip.MustParseAddr("10.88.0.1"),
+		DNS: []netip.Addr{netip.MustParseAddr("10.88.0.1")}}
+	f = etcFiles("web-1", []byte("nameserver 10.0.0.2\n"), lease)
+	if got, want := string(f["resolv.conf"]), "nameserver 10.88.0.1\n"; got != want {
+		t.Errorf("resolv.conf on a network = %q, want %q", got, want)
+	}
+	if !strings.Contains(string(f["hosts"]), "10.88.0.7\tweb-1") {
+		t.Errorf("hosts on a network = %q", f["hosts"])
 	}
 }
 
