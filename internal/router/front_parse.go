@@ -168,9 +168,9 @@ type plainRequest struct {
 }
 
 // parse parses head and reports whether the front can serve it: a GET or
-// HEAD of an origin-form target over HTTP/1.1, with one Host, no body, and
-// none of Transfer-Encoding, Upgrade, Expect, TE, Trailer or a Connection
-// naming other headers.
+// HEAD of an origin-form target (whose path net/http would accept) over
+// HTTP/1.1, with one Host, no body, and none of Transfer-Encoding, Upgrade,
+// Expect, TE, Trailer or a Connection naming other headers.
 func (r *plainRequest) parse(head []byte) bool {
 	eol := bytes.IndexByte(head, '\r')
 	line := head[:eol]
@@ -194,6 +194,9 @@ func (r *plainRequest) parse(head []byte) bool {
 		if c <= ' ' || c >= 0x7f || c == '#' {
 			return false
 		}
+	}
+	if !validEscapes(r.target) {
+		return false
 	}
 	ok, hosts := true, 0
 	headerLines(head, func(line []byte) bool {
@@ -224,6 +227,31 @@ func (r *plainRequest) parse(head []byte) bool {
 		return ok
 	})
 	return ok && hosts == 1 && len(r.host) > 0
+}
+
+// validEscapes reports whether every '%' in the path of target (before any
+// '?') starts an escape of two hex digits. net/http refuses other paths with
+// 400; the front leaves them to it.
+func validEscapes(target []byte) bool {
+	if bytes.IndexByte(target, '%') < 0 {
+		return true
+	}
+	if q := bytes.IndexByte(target, '?'); q >= 0 {
+		target = target[:q]
+	}
+	for i := 0; i < len(target); i++ {
+		if target[i] == '%' {
+			if i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2]) {
+				return false
+			}
+			i += 2
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // writeTo writes the request to an app: the request line, Host, every

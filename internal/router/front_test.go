@@ -87,6 +87,7 @@ func TestFrontHandsOver(t *testing.T) {
 		{"absolute form", "GET http://app.test/abs HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n", 200, "GET /abs"},
 		{"two hosts", "GET / HTTP/1.1\r\nHost: app.test\r\nHost: app.test\r\nConnection: close\r\n\r\n", 400, ""},
 		{"obsolete line folding", "GET /fold HTTP/1.1\r\nHost: app.test\r\nX-Custom: a\r\n b\r\nConnection: close\r\n\r\n", 200, "GET /fold"},
+		{"malformed escape", "GET /a%zz HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n", 400, ""},
 		{"unknown host", "GET / HTTP/1.1\r\nHost: nothing.test\r\nConnection: close\r\n\r\n", 404, ""},
 		{"acme challenge", "GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n", 200, "GET /.well-known/acme-challenge/x"},
 		{"chunked GET", "GET /te HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 200, `GET /te body="abc"`},
