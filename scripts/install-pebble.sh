@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Pebble, Let's Encrypt's small ACME test server, built from its Go
 # module, into ${PREFIX:-/usr/local}/bin. The router's TLS tests
-# (internal/router/tls_test.go) start it on loopback to issue certificates;
+# (internal/router/certs/acme_test.go) start it on loopback to issue certificates;
 # they find it on PATH or through $PEBBLE. About 5 s to build.
 set -euo pipefail
 VERSION=${PEBBLE_VERSION:-v2.10.1}
