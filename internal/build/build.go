@@ -4,9 +4,12 @@
 // A Builder receives a Request (the extracted source, which Dockerfile, the
 // reference to push to) and reports every line of build output, with its
 // timestamp, through Request.Log while it builds. Errors caused by the
-// user's input (a malformed Dockerfile, a failing RUN step) are returned as
-// *Error with a message safe to show; other errors are infrastructure
-// failures that may be retried.
+// user's input (a malformed Dockerfile, a failing RUN step, a missing
+// Dockerfile) are returned as *Error with a message safe to show; other
+// errors (the builder unreachable, the push refused, a missing ContextDir)
+// are infrastructure failures that may be retried.
+//
+// Package buildertest holds the conformance suite every Builder passes.
 package build
 
 import (
@@ -21,7 +24,8 @@ type Request struct {
 	// ContextDir is the directory holding the source tree (the build context).
 	ContextDir string
 	// Dockerfile is the Dockerfile's path relative to ContextDir.
-	// If empty, "Dockerfile".
+	// If empty, "Dockerfile". A path outside ContextDir, or one where there
+	// is no file, fails the build with an *Error.
 	Dockerfile string
 	// DockerfileContent, if set, is the Dockerfile to build (one generated
 	// from a build plan); Dockerfile is then ignored and the source tree is
@@ -30,8 +34,11 @@ type Request struct {
 	// Image is the reference to push the result to, e.g.
 	// "127.0.0.1:7300/myproject:d0123456789a".
 	Image string
-	// Log receives each line of build output as it is produced. It may be
-	// called from several goroutines, but never concurrently.
+	// Log receives each line of build output, without its newline, as it
+	// is produced, with the time it was produced; a step's lines come in
+	// the order the step printed them. It may be called from several
+	// goroutines, but never concurrently, and not after Build returns.
+	// If nil, the output is discarded.
 	Log func(t time.Time, line string)
 }
 
@@ -43,13 +50,22 @@ type Result struct {
 	Digest string
 }
 
-// Builder builds images.
+// Builder builds images. It is safe for concurrent use: builds running at
+// once each report only their own output to their own Request.Log.
+//
+// Build builds req, pushes the image to req.Image and returns it by
+// digest; images of different content have different digests. A build the
+// user's input fails returns an *Error. If ctx is done before the build
+// completes, Build stops it promptly and returns an error that wraps
+// context.Cause(ctx) (ctx.Err() unless a cause was given), never an *Error.
 type Builder interface {
 	Build(ctx context.Context, req Request) (Result, error)
 }
 
 // Error is a build failure caused by the user's input. Message is safe to
-// show to users; Step names the failing step when one is known.
+// show to users; Step names the failing step when one is known, as the
+// build log names it ("[2/3] RUN make"), or for a malformed Dockerfile the
+// line at fault ("Dockerfile:2").
 type Error struct {
 	Step    string
 	Message string
