@@ -1,0 +1,212 @@
+package depcheck
+
+import (
+	"bytes"
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/slipwayhq/slipway/"
+
+// allowed pins the internal packages each package may import (non-test
+// files), relative to the module. A package that is not listed fails the
+// test: add it with what it needs, and keep the rules below true.
+var allowed = map[string][]string{
+	"cmd/slipway":  {"internal/cli"},
+	"internal/cli": {"internal/api", "internal/build/plan", "internal/server", "internal/source"},
+	"internal/api": {"internal/deploy", "internal/project", "internal/secrets", "internal/store"},
+	"internal/web": {"internal/api", "internal/deploy", "internal/project", "internal/secrets", "internal/store"},
+	"internal/server": {"internal/api", "internal/baseimage", "internal/build/buildkit", "internal/deploy",
+		"internal/netns", "internal/netns/dns", "internal/project", "internal/registry", "internal/router",
+		"internal/router/certs", "internal/runtime", "internal/runtime/runc", "internal/secrets", "internal/source/github", "internal/source/gitserver",
+		"internal/store", "internal/web"},
+
+	// The lifecycle drives the contracts (build, runtime, the router's
+	// table) and reads the project rules' types; never a builder, a
+	// driver, certificates or an HTTP layer.
+	"internal/deploy": {"internal/build", "internal/build/plan", "internal/project", "internal/router",
+		"internal/runtime", "internal/secrets", "internal/source", "internal/store"},
+	// The project rules know the store, not the lifecycle (project.Lifecycle
+	// is their seam) nor the HTTP layers.
+	"internal/project": {"internal/router", "internal/secrets", "internal/store"},
+	"internal/store":   {},
+	"internal/secrets": {},
+
+	"internal/build":             {},
+	"internal/build/plan":        {},
+	"internal/build/buildkit":    {"internal/build", "internal/topdir"},
+	"internal/build/buildtest":   {"internal/build"},
+	"internal/build/buildertest": {"internal/build"},
+
+	"internal/runtime":                    {},
+	"internal/runtime/oci":                {"internal/topdir"},
+	"internal/runtime/runc":               {"internal/runtime", "internal/runtime/oci", "internal/topdir"},
+	"internal/runtime/fake":               {"internal/runtime", "internal/runtime/drivertest/testapp"},
+	"internal/runtime/drivertest":         {"internal/runtime", "internal/runtime/drivertest/testapp"},
+	"internal/runtime/drivertest/testapp": {},
+
+	// Instance networking knows the kernel, not Slipway: the server
+	// adapts it to runtime.Network and project.Firewall.
+	"internal/netns":     {},
+	"internal/netns/dns": {},
+
+	"internal/router":       {},
+	"internal/router/certs": {"internal/router"},
+
+	"internal/registry":                          {},
+	"internal/baseimage":                         {},
+	"internal/baseimage/cmd/slipway-base-images": {"internal/baseimage"},
+	"internal/source":                            {},
+	"internal/source/github":                     {"internal/source"},
+	"internal/source/gitserver":                  {"internal/source"},
+	"internal/topdir":                            {},
+	"internal/depcheck":                          {},
+}
+
+// drivers are the runtime's implementations: each imports the contract
+// and the shared image layer, never another driver.
+var drivers = []string{"internal/runtime/runc", "internal/runtime/fake"}
+
+// httpLayers may read the store (store.Reader) but not hold its writer.
+var httpLayers = []string{"internal/api", "internal/web"}
+
+type pkg struct {
+	ImportPath string
+	Dir        string
+	GoFiles    []string
+	Imports    []string
+	Deps       []string
+}
+
+// list runs go list on the module's packages.
+func list(t *testing.T, want int, args ...string) []pkg {
+	t.Helper()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	cmd := exec.Command(gobin, append([]string{"list", "-e", "-json=ImportPath,Dir,GoFiles,Imports,Deps"}, args...)...)
+	cmd.Dir = "../.."
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.Bytes())
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		p.ImportPath = strings.TrimPrefix(p.ImportPath, module)
+		pkgs = append(pkgs, p)
+	}
+	if len(pkgs) < want {
+		t.Fatalf("go list %s found only %d packages, want at least %d", args, len(pkgs), want)
+	}
+	return pkgs
+}
+
+func internalOnly(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if rel, ok := strings.CutPrefix(p, module); ok && (strings.HasPrefix(rel, "internal/") || strings.HasPrefix(rel, "cmd/")) {
+			out = append(out, rel)
+		}
+	}
+	return out
+}
+
+func TestImportsArePinned(t *testing.T) {
+	seen := map[string]bool{}
+	for _, p := range list(t, 30, "./cmd/...", "./internal/...") {
+		seen[p.ImportPath] = true
+		allow, ok := allowed[p.ImportPath]
+		if !ok {
+			t.Errorf("%s is not in depcheck's allowed table: add it with the internal packages it may import", p.ImportPath)
+			continue
+		}
+		for _, imp := range internalOnly(p.Imports) {
+			if !slices.Contains(allow, imp) {
+				t.Errorf("%s imports %s, which depcheck does not allow", p.ImportPath, imp)
+			}
+		}
+	}
+	for name := range allowed {
+		if !seen[name] {
+			t.Errorf("depcheck allows imports for %s, which no longer exists", name)
+		}
+	}
+}
+
+func TestDriversDontImportDrivers(t *testing.T) {
+	for _, p := range list(t, 5, "./internal/runtime/...") {
+		if !slices.Contains(drivers, p.ImportPath) && p.ImportPath != "internal/runtime/oci" {
+			continue
+		}
+		for _, dep := range internalOnly(p.Deps) {
+			if slices.Contains(drivers, dep) {
+				t.Errorf("%s depends on the driver %s: drivers share internal/runtime and internal/runtime/oci, never each other", p.ImportPath, dep)
+			}
+		}
+	}
+}
+
+// The lifecycle must not pull in ACME (certificates are the router's
+// business at the server's edge) nor any HTTP layer.
+func TestLifecycleStaysSmall(t *testing.T) {
+	for _, p := range list(t, 2, "./internal/deploy", "./internal/project") {
+		for _, dep := range p.Deps {
+			for _, banned := range []string{"golang.org/x/crypto/acme", module + "internal/router/certs",
+				module + "internal/api", module + "internal/web", module + "internal/runtime/runc", module + "internal/build/buildkit"} {
+				if dep == banned || strings.HasPrefix(dep, banned+"/") {
+					t.Errorf("%s depends on %s", p.ImportPath, dep)
+				}
+			}
+		}
+	}
+}
+
+// The HTTP layers are given a store.Reader: their non-test code names
+// neither the Store type nor store.Open, so every write goes through the
+// project rules or the lifecycle.
+func TestHTTPLayersOnlyRead(t *testing.T) {
+	for _, p := range list(t, 2, "./internal/api", "./internal/web") {
+		if !slices.Contains(httpLayers, p.ImportPath) {
+			continue
+		}
+		if len(p.GoFiles) == 0 {
+			t.Fatalf("%s has no Go files", p.ImportPath)
+		}
+		fset := token.NewFileSet()
+		for _, name := range p.GoFiles {
+			f, err := parser.ParseFile(fset, filepath.Join(p.Dir, name), nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ast.Inspect(f, func(n ast.Node) bool {
+				sel, ok := n.(*ast.SelectorExpr)
+				if !ok {
+					return true
+				}
+				if x, ok := sel.X.(*ast.Ident); ok && x.Name == "store" && (sel.Sel.Name == "Store" || sel.Sel.Name == "Open") {
+					t.Errorf("%s: %s uses store.%s; the HTTP layers get a store.Reader", fset.Position(sel.Pos()), p.ImportPath, sel.Sel.Name)
+				}
+				return true
+			})
+		}
+	}
+}
