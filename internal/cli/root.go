@@ -90,7 +90,11 @@ func newServerCmd() *cobra.Command {
 		Short: "Run the Slipway server (API, registry, builder, runtime and router)",
 		Long: `Run the Slipway server: the API and dashboard, the embedded OCI registry
 (under /v2/ on the API address), a supervised buildkitd (unless BUILDKIT_HOST is
-set), the runc runtime and the router that serves apps by hostname.
+set), the runc runtime and the router that serves apps by hostname. Apps get an
+address on Slipway's bridge: they reach the public internet (and what
+"slipway egress allow" opens), resolve names through Slipway's resolver, and
+reach each other as http://<project>.internal; never this host, cloud metadata,
+other apps' instances, private ranges or the LAN.
 
 On the first start an admin token is created (SLIPWAY_BOOTSTRAP_TOKEN, or
 generated), printed once and saved to <data>/admin-token. Base-image stand-ins
@@ -132,6 +136,8 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.ACMEDirectory, "acme-directory", envOr("SLIPWAY_ACME_DIRECTORY", ""), "ACME directory URL; empty = Let's Encrypt (SLIPWAY_ACME_DIRECTORY)")
 	f.StringVar(&cfg.ACMEEmail, "acme-email", os.Getenv("SLIPWAY_ACME_EMAIL"), "contact e-mail of the ACME account (SLIPWAY_ACME_EMAIL)")
 	f.StringVar(&cfg.ACMECACert, "acme-ca-cert", os.Getenv("SLIPWAY_ACME_CA_CERT"), "PEM roots for the ACME server's HTTPS, for test CAs (SLIPWAY_ACME_CA_CERT)")
+	f.StringVar(&cfg.AppNetwork, "app-network", os.Getenv("SLIPWAY_APP_NETWORK"), "IPv4 range (CIDR) of the apps' addresses on Slipway's bridge; empty = a /16 that no route of the host uses; \"none\" = apps get loopback only (SLIPWAY_APP_NETWORK)")
+	f.StringVar(&cfg.DNSUpstream, "dns-upstream", os.Getenv("SLIPWAY_DNS_UPSTREAM"), "HOST:PORT[,HOST:PORT] the apps' resolver forwards to; empty = the host's resolvers from /etc/resolv.conf (SLIPWAY_DNS_UPSTREAM)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug messages")
 	return cmd
 }

@@ -39,6 +39,21 @@ func (h Hosts) Environment(project, env string) string {
 // current deployment.
 func (h Hosts) Project(project string) string { return project + "." + h.base() }
 
+// InternalSuffix ends the private names apps use to reach each other:
+// <project>.internal, <project>-<env>.internal, <deployment-id>.internal.
+const InternalSuffix = ".internal"
+
+// FromInternal maps a private name to the hostname under the base domain
+// that it stands for (web.internal → web.<base>). It reports false for
+// anything else: private names are one label followed by InternalSuffix.
+func (h Hosts) FromInternal(host string) (string, bool) {
+	label, ok := strings.CutSuffix(strings.TrimSuffix(strings.ToLower(host), "."), InternalSuffix)
+	if !ok || label == "" || strings.Contains(label, ".") {
+		return "", false
+	}
+	return label + "." + h.base(), true
+}
+
 // Reserved reports whether name is the base domain or a name under it:
 // the generated hostnames live there, so no custom domain may.
 func (h Hosts) Reserved(name string) bool {

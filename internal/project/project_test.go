@@ -291,3 +291,22 @@ func TestHosts(t *testing.T) {
 		t.Errorf("zero Hosts: %s", got)
 	}
 }
+
+func TestFromInternal(t *testing.T) {
+	h := Hosts{Base: "apps.test"}
+	for in, want := range map[string]string{
+		"web.internal":             "web.apps.test",
+		"Web-Staging.internal.":    "web-staging.apps.test",
+		"abcdefghijk2.internal":    "abcdefghijk2.apps.test",
+		"db.web.internal":          "",
+		"internal":                 "",
+		".internal":                "",
+		"web.apps.test":            "",
+		"web.internal.example.com": "",
+	} {
+		got, ok := h.FromInternal(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("FromInternal(%q) = %q, %t; want %q", in, got, ok, want)
+		}
+	}
+}

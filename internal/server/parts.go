@@ -18,6 +18,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/api"
 	"github.com/slipwayhq/slipway/internal/build/buildkit"
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/netns"
 	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/registry"
 	"github.com/slipwayhq/slipway/internal/router"
@@ -53,6 +54,7 @@ type server struct {
 	registry     *registry.Registry // startRegistry
 	builder      *buildkit.Builder  // startBuilder
 	buildkitAddr string             // startBuilder
+	network      *netns.Network     // startNetwork; nil when instance networking is off
 	driver       *runc.Driver       // startRuntime
 	table        *router.Table      // newController: written by ctl, read by app
 	ctl          *deploy.Controller // newController
@@ -168,10 +170,14 @@ func (s *server) startBuilder(ctx context.Context) error {
 }
 
 func (s *server) startRuntime(context.Context) error {
-	d, err := runc.New(runc.Config{
+	cfg := runc.Config{
 		Root:          filepath.Join(s.cfg.DataDir, "runtime"),
 		RemoteOptions: []remote.Option{remote.WithAuth(&authn.Basic{Username: "slipway", Password: s.internal})},
-	})
+	}
+	if s.network != nil {
+		cfg.Network = attacher{s.network}
+	}
+	d, err := runc.New(cfg)
 	s.driver = d
 	return err
 }
@@ -200,8 +206,12 @@ func (s *server) newController(context.Context) error {
 // pushes, GitHub webhooks and the dashboard, all over the project rules
 // and the lifecycle. It answers while serveApps reconciles.
 func (s *server) serveAPI(context.Context) error {
+	var fw project.Firewall
+	if s.network != nil {
+		fw = firewall{s.network}
+	}
 	rules, err := project.New(project.Config{Store: s.store, Lifecycle: s.ctl, Secrets: s.box,
-		Hosts: project.Hosts{Base: s.cfg.BaseDomain}})
+		Hosts: project.Hosts{Base: s.cfg.BaseDomain}, Firewall: fw})
 	if err != nil {
 		return err
 	}
@@ -263,7 +273,7 @@ func (s *server) serveApps(ctx context.Context) error {
 	front := &router.Front{Router: s.app, Fallback: plain}
 	s.serveOn(front.Serve, s.routerLn)
 	s.onStop(func(ctx context.Context) { front.Shutdown(ctx) })
-	return nil
+	return s.servePrivate()
 }
 
 // serveTLS serves apps over HTTPS: the operator's certificate for the

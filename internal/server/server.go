@@ -76,6 +76,13 @@ type Config struct {
 	// BootstrapToken is the admin token created on the first start. If
 	// empty, one is generated.
 	BootstrapToken string
+	// AppNetwork is the IPv4 range (CIDR) of the apps' addresses on
+	// Slipway's bridge. If empty, a /16 that no route of the host uses;
+	// "none": apps get loopback only (no egress, no private networking).
+	AppNetwork string
+	// DNSUpstream is the comma-separated HOST:PORT list of resolvers the
+	// apps' resolver forwards to. If empty, the host's (/etc/resolv.conf).
+	DNSUpstream string
 	// BaseImagesDir holds base-image stand-ins (OCI layouts written by
 	// scripts/base-images.sh) pushed into the registry at start. If empty,
 	// <DataDir>/base-images.
@@ -135,17 +142,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	s := &server{cfg: cfg, log: cfg.Log, errc: make(chan error, 3)}
+	s := &server{cfg: cfg, log: cfg.Log, errc: make(chan error, 4)}
 	defer s.stop()
 	for _, start := range []func(context.Context) error{
 		s.openStore,     // SQLite, the secret key, the admin token
 		s.listen,        // the API's and the router's addresses
 		s.startRegistry, // at the API's address: builds push there
 		s.startBuilder,  // buildkitd (ours, or BuildkitHost) and its client
-		s.startRuntime,  // the runc driver
+		s.startNetwork,  // the instances' bridge, egress policy and resolver
+		s.startRuntime,  // the runc driver, attaching instances to the network
 		s.newController, // the lifecycle (started by serveApps)
 		s.serveAPI,      // project rules, git, webhooks, dashboard, API
-		s.serveApps,     // reconcile, then the router (and HTTPS)
+		s.serveApps,     // reconcile, then the router (HTTPS, private names)
 	} {
 		if err := start(ctx); err != nil {
 			return err

@@ -1,0 +1,192 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/slipwayhq/slipway/internal/netns"
+	"github.com/slipwayhq/slipway/internal/netns/dns"
+	"github.com/slipwayhq/slipway/internal/project"
+	"github.com/slipwayhq/slipway/internal/router"
+	"github.com/slipwayhq/slipway/internal/runtime"
+)
+
+// NetworkNames are the names of the kernel objects a server with data
+// directory dataDir owns: its bridge and its nftables table. They derive
+// from the data directory, so servers with their own data (tests, several
+// installs) never share one.
+func NetworkNames(dataDir string) (bridge, table string) {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	h := hex.EncodeToString(sum[:3])
+	return "slipway-" + h, "slipway_" + h
+}
+
+// networkOff reports whether the operator turned instance networking off.
+func (c *Config) networkOff() bool { return c.AppNetwork == "none" }
+
+// startNetwork opens the instances' network (bridge, nftables policy) and
+// the resolver on its gateway, applies every project's egress policy and
+// removes what belongs to instances that are gone. It runs before the
+// runtime, which attaches instances to it.
+func (s *server) startNetwork(ctx context.Context) error {
+	if s.cfg.networkOff() {
+		s.log.Info("instance networking is off (--app-network none): apps have loopback only")
+		return nil
+	}
+	var prefix netip.Prefix
+	if s.cfg.AppNetwork != "" {
+		p, err := netip.ParsePrefix(s.cfg.AppNetwork)
+		if err != nil || !p.Addr().Is4() || p.Bits() > 28 {
+			return fmt.Errorf("--app-network %q: want an IPv4 CIDR of /28 or larger, such as 10.88.0.0/16, or none", s.cfg.AppNetwork)
+		}
+		prefix = p.Masked()
+	}
+	bridge, table := NetworkNames(s.cfg.DataDir)
+	n, err := netns.Open(netns.Config{
+		Bridge: bridge, Table: table, Prefix: prefix,
+		StateDir:     filepath.Join(s.cfg.DataDir, "network"),
+		GatewayPorts: []uint16{internalPort},
+		Log:          s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("opening the instances' network: %w", err)
+	}
+	s.network = n
+	s.onStop(func(context.Context) { n.Close() }) // the kernel state stays for the next start
+	if err := s.applyEgress(ctx); err != nil {
+		return err
+	}
+	live, err := s.store.ListLiveInstances(ctx)
+	if err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(live))
+	for _, in := range live {
+		ids = append(ids, in.ID)
+	}
+	if err := n.Reconcile(ctx, ids); err != nil {
+		return fmt.Errorf("reconciling the instances' network: %w", err)
+	}
+
+	var upstreams []string
+	if s.cfg.DNSUpstream != "" {
+		upstreams = strings.Split(s.cfg.DNSUpstream, ",")
+	}
+	hosts := project.Hosts{Base: s.cfg.BaseDomain}
+	gw := n.Gateway()
+	resolver, err := dns.Serve(dns.Config{
+		Listen:    net.JoinHostPort(gw.String(), "53"),
+		Upstreams: upstreams,
+		Internal: func(name string) (netip.Addr, bool) {
+			_, ok := hosts.FromInternal(name)
+			return gw, ok
+		},
+		Log: s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("serving DNS to the instances: %w", err)
+	}
+	s.onStop(func(context.Context) { resolver.Close() })
+	s.log.Info("instance network", "bridge", bridge, "prefix", n.Prefix().String(), "gateway", gw.String(), "dns", resolver.Addr())
+	return nil
+}
+
+// applyEgress hands every project's egress policy to the network.
+func (s *server) applyEgress(ctx context.Context) error {
+	ps, err := s.store.ListProjects(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		e, err := project.EgressOf(p)
+		if err != nil {
+			s.log.Error("a project's egress policy is unreadable; it gets the default", "project", p.Name, "err", err)
+			continue
+		}
+		if err := (firewall{s.network}).SetEgress(p.ID, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// internalPort is where the router answers private names on the gateway.
+const internalPort = 80
+
+// servePrivate serves the router on the gateway for private names
+// (<project>.internal and the like): apps reach each other through it,
+// waking them as the public router does; any other name answers 404.
+func (s *server) servePrivate() error {
+	if s.network == nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.network.Gateway().String(), fmt.Sprint(internalPort)))
+	if err != nil {
+		return fmt.Errorf("listening for private names on the gateway: %w", err)
+	}
+	hosts := project.Hosts{Base: s.cfg.BaseDomain}
+	srv := &http.Server{Handler: privateNames(hosts, s.app), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	s.serveOn(srv.Serve, ln)
+	s.onStop(func(ctx context.Context) { srv.Shutdown(ctx) })
+	return nil
+}
+
+// privateNames routes a request for a private name as the request for
+// the public hostname it stands for.
+func privateNames(hosts project.Hosts, app *router.Router) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			host = r.Host
+		}
+		public, ok := hosts.FromInternal(host)
+		if !ok {
+			http.Error(w, "Only <project>.internal, <project>-<environment>.internal and <deployment>.internal names are served here.", http.StatusNotFound)
+			return
+		}
+		r.Host = public
+		app.ServeHTTP(w, r)
+	})
+}
+
+// firewall applies the project rules' egress policies to the network.
+type firewall struct{ n *netns.Network }
+
+func (f firewall) SetEgress(projectID string, e project.Egress) error {
+	var p netns.Egress
+	p.None = e.None
+	for _, r := range e.Allow {
+		p.Allow = append(p.Allow, netns.Allow{Prefix: r.Prefix, Port: r.Port})
+	}
+	return f.n.SetEgress(projectID, p)
+}
+
+// attacher is the network as the runtime sees it.
+type attacher struct{ n *netns.Network }
+
+func (a attacher) Attach(ctx context.Context, id, group, nsPath string) (runtime.Lease, error) {
+	l, err := a.n.Attach(ctx, id, group, nsPath)
+	if err != nil {
+		return runtime.Lease{}, err
+	}
+	return runtime.Lease{Addr: l.Addr, Gateway: l.Gateway, DNS: l.DNS}, nil
+}
+
+func (a attacher) Detach(ctx context.Context, id string) error { return a.n.Detach(ctx, id) }
+
+var (
+	_ project.Firewall = firewall{}
+	_ runtime.Network  = attacher{}
+)
