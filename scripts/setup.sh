@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Slipway needs on a fresh Debian 12 machine (as root): runc,
-# git, iproute2, debootstrap and npm from Debian, buildkitd built from its Go
+# git, iproute2, debootstrap, containernetworking-plugins and npm from Debian, buildkitd built from its Go
 # module, the slipway binary, and the offline base-image stand-ins (npm
 # names the registry the Node 22/24 stand-ins are fetched from).
 set -euo pipefail
@@ -17,6 +17,8 @@ for pair in runc:runc git:git ip:iproute2 debootstrap:debootstrap curl:curl \
             chromium:chromium update-ca-certificates:ca-certificates npm:npm; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
+# Build steps reach the network through CNI's bridge plugin.
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   echo "setup.sh: installing ${need[*]}"

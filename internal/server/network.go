@@ -4,14 +4,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/slipwayhq/slipway/internal/build/buildkit"
 	"github.com/slipwayhq/slipway/internal/netns"
 	"github.com/slipwayhq/slipway/internal/netns/dns"
 	"github.com/slipwayhq/slipway/internal/project"
@@ -19,18 +22,28 @@ import (
 	"github.com/slipwayhq/slipway/internal/runtime"
 )
 
-// NetworkNames are the names of the kernel objects a server with data
-// directory dataDir owns: its bridge and its nftables table. They derive
-// from the data directory, so servers with their own data (tests, several
-// installs) never share one.
+// NetworkNames are the names of the kernel objects of the instances'
+// network that a server with data directory dataDir owns: its bridge and
+// its nftables tables. They derive from the data directory, so servers
+// with their own data (tests, several installs) never share one.
 func NetworkNames(dataDir string) (bridge, table string) {
+	h := dataHash(dataDir)
+	return "slipway-" + h, "slipway_" + h
+}
+
+// BuildNetworkNames are NetworkNames for the builds' network.
+func BuildNetworkNames(dataDir string) (bridge, table string) {
+	h := dataHash(dataDir)
+	return "slipwayb-" + h, "slipwayb_" + h
+}
+
+func dataHash(dataDir string) string {
 	abs, err := filepath.Abs(dataDir)
 	if err != nil {
 		abs = dataDir
 	}
 	sum := sha256.Sum256([]byte(abs))
-	h := hex.EncodeToString(sum[:3])
-	return "slipway-" + h, "slipway_" + h
+	return hex.EncodeToString(sum[:3])
 }
 
 // networkOff reports whether the operator turned instance networking off.
@@ -80,15 +93,11 @@ func (s *server) startNetwork(ctx context.Context) error {
 		return fmt.Errorf("reconciling the instances' network: %w", err)
 	}
 
-	var upstreams []string
-	if s.cfg.DNSUpstream != "" {
-		upstreams = strings.Split(s.cfg.DNSUpstream, ",")
-	}
 	hosts := project.Hosts{Base: s.cfg.BaseDomain}
 	gw := n.Gateway()
 	resolver, err := dns.Serve(dns.Config{
 		Listen:    net.JoinHostPort(gw.String(), "53"),
-		Upstreams: upstreams,
+		Upstreams: s.dnsUpstreams(),
 		Internal: func(name string) (netip.Addr, bool) {
 			_, ok := hosts.FromInternal(name)
 			return gw, ok
@@ -101,6 +110,75 @@ func (s *server) startNetwork(ctx context.Context) error {
 	s.onStop(func(context.Context) { resolver.Close() })
 	s.log.Info("instance network", "bridge", bridge, "prefix", n.Prefix().String(), "gateway", gw.String(), "dns", resolver.Addr())
 	return nil
+}
+
+// CNIBinaryDir is where Debian's containernetworking-plugins are.
+const CNIBinaryDir = "/usr/lib/cni"
+
+// startBuildNetwork gives build steps a network of their own, on the same
+// mechanism as the instances': a bridge with the same default-deny policy
+// (the internet yes; the host, metadata, the LAN and instances no), and a
+// resolver on its gateway. buildkitd reaches it through CNI's bridge
+// plugin. Without it, BuildKit falls back to the host's network, where a
+// RUN step reaches the API, the registry and everything on loopback; so
+// a server that starts its own buildkitd refuses to go on without it,
+// unless networking is off (--app-network none).
+func (s *server) startBuildNetwork(ctx context.Context) error {
+	if s.cfg.networkOff() || s.cfg.BuildkitHost != "" {
+		return nil
+	}
+	for _, plugin := range []string{"bridge", "host-local", "loopback"} {
+		if _, err := os.Stat(filepath.Join(CNIBinaryDir, plugin)); err != nil {
+			return fmt.Errorf("builds need the CNI plugins in %s (apt-get install containernetworking-plugins), or --app-network none to run them on the host's network: %w", CNIBinaryDir, err)
+		}
+	}
+	bridge, table := BuildNetworkNames(s.cfg.DataDir)
+	n, err := netns.Open(netns.Config{
+		Bridge: bridge, Table: table,
+		StateDir: filepath.Join(s.cfg.DataDir, "network-builds"),
+		Log:      s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("opening the builds' network: %w", err)
+	}
+	s.onStop(func(context.Context) { n.Close() })
+	gw := n.Gateway()
+	resolver, err := dns.Serve(dns.Config{Listen: net.JoinHostPort(gw.String(), "53"), Upstreams: s.dnsUpstreams(), Log: s.log})
+	if err != nil {
+		return fmt.Errorf("serving DNS to builds: %w", err)
+	}
+	s.onStop(func(context.Context) { resolver.Close() })
+	conf, err := json.MarshalIndent(map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       bridge,
+		"plugins": []any{map[string]any{
+			"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false, // the table masquerades
+			"ipam": map[string]any{
+				"type":   "host-local",
+				"ranges": [][]map[string]string{{{"subnet": n.Prefix().String(), "gateway": gw.String()}}},
+				"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
+			},
+		}},
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.cfg.DataDir, "network-builds", "cni.conflist")
+	if err := os.WriteFile(path, conf, 0o600); err != nil {
+		return fmt.Errorf("writing the builds' CNI configuration: %w", err)
+	}
+	s.buildNet = &buildkit.Network{CNIConfig: path, CNIBinaryDir: CNIBinaryDir, Nameservers: []string{gw.String()}}
+	s.log.Info("build network", "bridge", bridge, "prefix", n.Prefix().String(), "dns", resolver.Addr())
+	return nil
+}
+
+// dnsUpstreams are the resolvers Slipway's resolvers forward to: the
+// operator's, or (nil) the host's.
+func (s *server) dnsUpstreams() []string {
+	if s.cfg.DNSUpstream == "" {
+		return nil
+	}
+	return strings.Split(s.cfg.DNSUpstream, ",")
 }
 
 // applyEgress hands every project's egress policy to the network.

@@ -52,6 +52,7 @@ type server struct {
 	routerPort      int          // listen
 
 	registry     *registry.Registry // startRegistry
+	buildNet     *buildkit.Network  // startBuildNetwork; nil: BuildKit's default
 	builder      *buildkit.Builder  // startBuilder
 	buildkitAddr string             // startBuilder
 	network      *netns.Network     // startNetwork; nil when instance networking is off
@@ -150,6 +151,7 @@ func (s *server) startBuilder(ctx context.Context) error {
 			Root:                filepath.Join(s.cfg.DataDir, "buildkit"),
 			PlainHTTPRegistries: []string{s.registryHost},
 			DockerHubMirrors:    []string{s.registryHost},
+			Network:             s.buildNet,
 			Logger:              s.log,
 		})
 		if err != nil {

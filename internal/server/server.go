@@ -145,15 +145,16 @@ func Run(ctx context.Context, cfg Config) error {
 	s := &server{cfg: cfg, log: cfg.Log, errc: make(chan error, 4)}
 	defer s.stop()
 	for _, start := range []func(context.Context) error{
-		s.openStore,     // SQLite, the secret key, the admin token
-		s.listen,        // the API's and the router's addresses
-		s.startRegistry, // at the API's address: builds push there
-		s.startBuilder,  // buildkitd (ours, or BuildkitHost) and its client
-		s.startNetwork,  // the instances' bridge, egress policy and resolver
-		s.startRuntime,  // the runc driver, attaching instances to the network
-		s.newController, // the lifecycle (started by serveApps)
-		s.serveAPI,      // project rules, git, webhooks, dashboard, API
-		s.serveApps,     // reconcile, then the router (HTTPS, private names)
+		s.openStore,         // SQLite, the secret key, the admin token
+		s.listen,            // the API's and the router's addresses
+		s.startRegistry,     // at the API's address: builds push there
+		s.startNetwork,      // the instances' bridge, egress policy and resolver
+		s.startBuildNetwork, // the builds' bridge and resolver, for buildkitd's CNI
+		s.startBuilder,      // buildkitd (ours, or BuildkitHost) and its client
+		s.startRuntime,      // the runc driver, attaching instances to the network
+		s.newController,     // the lifecycle (started by serveApps)
+		s.serveAPI,          // project rules, git, webhooks, dashboard, API
+		s.serveApps,         // reconcile, then the router (HTTPS, private names)
 	} {
 		if err := start(ctx); err != nil {
 			return err
