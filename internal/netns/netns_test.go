@@ -4,23 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,242 +22,21 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
+
+	"github.com/slipwayhq/slipway/internal/netns/nettest"
 )
 
 // These tests change the real kernel: they need root. They build their
-// own stand-in internet (a "world" namespace joined to the host by a
-// veth and reached through a routing table of their own, used only for
-// packets coming from the test's bridge) so that no packet leaves the
-// machine and the host's own routes are left alone. Every kernel object
-// is named with a random suffix and removed in t.Cleanup.
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	ci := os.Getenv("CI") == "true"
-	if os.Geteuid() != 0 {
-		if ci {
-			t.Fatal("these tests need root (CI=true: not skipping)")
-		}
-		t.Skip("needs root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		if ci {
-			t.Fatal("these tests need ip(8) from iproute2 (CI=true: not skipping)")
-		}
-		t.Skip("needs ip(8) from iproute2")
-	}
-}
-
-func suffix(t *testing.T) string {
-	b := make([]byte, 3)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-func randInt(n int64) int64 {
-	v, err := rand.Int(rand.Reader, big.NewInt(n))
-	if err != nil {
-		panic(err)
-	}
-	return v.Int64()
-}
-
-func ipCmd(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// ipCleanup runs ip at cleanup, logging (not failing) on error.
-func ipCleanup(t *testing.T, args ...string) {
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Logf("cleanup: ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	})
-}
-
-// world is the stand-in internet.
-type world struct {
-	name   string     // of its namespace
-	hostIP netip.Addr // the host's end of the link: what the world sees from NAT
-	port   string     // of the HTTP server on every world address
-
-	mu  sync.Mutex
-	udp []string // payloads received on 10.77.0.5:5432/udp
-}
-
-var (
-	testNet1 = netip.MustParseAddr("198.51.100.1")
-	testNet3 = netip.MustParseAddr("203.0.113.1")
-	metadata = netip.MustParseAddr("169.254.169.254")
-	lanDB    = netip.MustParseAddr("10.77.0.5")
-	// More of what the default denies, held by the world too, so a
-	// failure of the policy would still not leave the machine.
-	reservedProbes = []netip.Addr{
-		netip.MustParseAddr("100.64.0.1"), netip.MustParseAddr("198.18.0.1"),
-		netip.MustParseAddr("172.16.0.1"), netip.MustParseAddr("192.168.0.1"),
-		netip.MustParseAddr("240.0.0.1"), netip.MustParseAddr("254.255.255.254"),
-	}
-)
-
-// newWorld builds the world for packets arriving from n's bridge.
-func newWorld(t *testing.T, suf string, n *Network) *world {
-	t.Helper()
-	bridge := n.bridge
-	w := &world{name: "swt-world-" + suf, port: "80"}
-	ipCmd(t, "netns", "add", w.name)
-	ipCleanup(t, "netns", "del", w.name)
-	hostEnd, worldEnd := "wld"+suf, "wldp"+suf
-	ipCmd(t, "link", "add", hostEnd, "type", "veth", "peer", "name", worldEnd, "netns", w.name)
-	ipCleanup(t, "link", "del", hostEnd)
-	x := randInt(250) + 1
-	w.hostIP = netip.MustParseAddr(fmt.Sprintf("10.124.%d.1", x))
-	worldIP := fmt.Sprintf("10.124.%d.2", x)
-	ipCmd(t, "addr", "add", w.hostIP.String()+"/30", "dev", hostEnd)
-	ipCmd(t, "link", "set", hostEnd, "up")
-	ipCmd(t, "-n", w.name, "addr", "add", worldIP+"/30", "dev", worldEnd)
-	ipCmd(t, "-n", w.name, "link", "set", worldEnd, "up")
-	ipCmd(t, "-n", w.name, "link", "set", "lo", "up")
-
-	// The rule's preference must come before the main table's (32766),
-	// and the table ends in "unreachable": whatever the policy under test
-	// lets through, a packet from the bridge can only reach the world.
-	table := fmt.Sprint(10000 + randInt(20000))
-	ipCmd(t, "rule", "add", "iif", bridge, "lookup", table, "pref", table)
-	ipCleanup(t, "rule", "del", "iif", bridge, "lookup", table, "pref", table)
-	ipCleanup(t, "route", "flush", "table", table)
-	ipCmd(t, "route", "add", "unreachable", "default", "table", table)
-	for _, p := range []string{"198.51.100.0/24", "203.0.113.0/24"} {
-		ipCmd(t, "route", "add", p, "via", worldIP, "table", table)
-	}
-	ipCmd(t, "-n", w.name, "addr", "add", "198.51.100.1/24", "dev", "lo")
-	ipCmd(t, "-n", w.name, "addr", "add", "203.0.113.1/24", "dev", "lo")
-	for _, a := range append([]netip.Addr{metadata, lanDB}, reservedProbes...) {
-		ipCmd(t, "route", "add", a.String()+"/32", "via", worldIP, "table", table)
-		ipCmd(t, "-n", w.name, "addr", "add", a.String()+"/32", "dev", "lo")
-	}
-
-	// The safety net holds: from the bridge, the world and nothing else.
-	from := n.Prefix().Addr().Next().Next()
-	for _, to := range []string{"198.51.100.1", "10.77.0.5", "169.254.169.254", "240.0.0.1", "192.0.2.1", "8.8.8.8", "1.1.1.1"} {
-		rs, err := netlink.RouteGetWithOptions(net.ParseIP(to), &netlink.RouteGetOptions{Iif: bridge, SrcAddr: from.AsSlice()})
-		world := strings.HasPrefix(to, "198.") || strings.HasPrefix(to, "10.") || strings.HasPrefix(to, "169.") || strings.HasPrefix(to, "240.")
-		switch {
-		case world && (err != nil || len(rs) != 1 || !rs[0].Gw.Equal(net.ParseIP(worldIP))):
-			t.Fatalf("from the bridge, %s does not route to the world: %v %v", to, rs, err)
-		case !world && err == nil:
-			t.Fatalf("from the bridge, %s routes (%v): the test's world would leak", to, rs)
-		}
-	}
-
-	// Servers: HTTP on :80 and a TCP "database" on :5432 answering the
-	// peer's address, and UDP on :5432 recording what it receives.
-	mux := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(rw, "world %s sees %s", r.Host, r.RemoteAddr)
-	})
-	for _, port := range []string{"80", "5432"} {
-		ln := listenIn(t, "/run/netns/"+w.name, "tcp", ":"+port)
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		t.Cleanup(func() { srv.Close() })
-	}
-	var pc net.PacketConn
-	inNS(t, "/run/netns/"+w.name, func() {
-		var err error
-		if pc, err = net.ListenPacket("udp4", ":5432"); err != nil {
-			t.Errorf("world udp: %v", err)
-		}
-	})
-	if pc == nil {
-		t.FailNow()
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, _, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			w.mu.Lock()
-			w.udp = append(w.udp, string(buf[:n]))
-			w.mu.Unlock()
-		}
-	}()
-	return w
-}
-
-func (w *world) received(payload string) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Contains(w.udp, payload)
-}
-
-// inNS runs fn on an OS thread inside the namespace at path. Sockets fn
-// creates stay in that namespace when used from other threads.
-func inNS(t *testing.T, path string, fn func()) {
-	t.Helper()
-	done := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := vnetns.Get()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := vnetns.GetFromPath(path)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer ns.Close()
-		if err := vnetns.Set(ns); err != nil {
-			done <- err
-			return
-		}
-		fn()
-		if err := vnetns.Set(orig); err != nil {
-			done <- err // the thread stays locked and dies with the goroutine
-			return
-		}
-		runtime.UnlockOSThread()
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		t.Fatalf("in namespace %s: %v", path, err)
-	}
-}
-
-func listenIn(t *testing.T, path, network, addr string) net.Listener {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	inNS(t, path, func() { ln, err = net.Listen(network, addr) })
-	if err != nil {
-		t.Fatalf("listening on %s in %s: %v", addr, path, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
-// dialFrom dials TCP addr from the namespace at path.
-func dialFrom(t *testing.T, path string, addr netip.AddrPort, timeout time.Duration) (net.Conn, error) {
-	t.Helper()
-	var c net.Conn
-	var err error
-	inNS(t, path, func() { c, err = net.DialTimeout("tcp4", addr.String(), timeout) })
-	return c, err
-}
+// own stand-in internet (nettest.World: a "world" namespace joined to the
+// host by a veth and reached through a routing table of its own, used
+// only for packets coming from the test's bridge) so that no packet
+// leaves the machine and the host's own routes are left alone. Every
+// kernel object is named with a random suffix and removed in t.Cleanup.
 
 // get fetches http://addr/ from the namespace at path and returns the body.
 func get(t *testing.T, path string, addr netip.AddrPort) (string, error) {
 	t.Helper()
-	c, err := dialFrom(t, path, addr, 2*time.Second)
+	c, err := nettest.DialFrom(t, path, addr, 2*time.Second)
 	if err != nil {
 		return "", err
 	}
@@ -284,14 +57,14 @@ func get(t *testing.T, path string, addr netip.AddrPort) (string, error) {
 
 // mustReach asserts the world's HTTP server at a answers from path, and
 // that it sees the host's address (NAT), not the instance's.
-func mustReach(t *testing.T, w *world, path string, a netip.Addr) {
+func mustReach(t *testing.T, w *nettest.World, path string, a netip.Addr) {
 	t.Helper()
 	body, err := get(t, path, netip.AddrPortFrom(a, 80))
 	if err != nil {
 		t.Fatalf("from %s, %s unreachable: %v", filepath.Base(path), a, err)
 	}
-	if !strings.Contains(body, "sees "+w.hostIP.String()+":") {
-		t.Fatalf("from %s, %s answered %q: want it to see the host's address %s (masquerade)", filepath.Base(path), a, body, w.hostIP)
+	if !w.SeesHost(body) {
+		t.Fatalf("from %s, %s answered %q: want it to see the host's address %s (masquerade)", filepath.Base(path), a, body, w.HostIP)
 	}
 }
 
@@ -300,7 +73,7 @@ func mustReach(t *testing.T, w *world, path string, a netip.Addr) {
 func mustBeRefused(t *testing.T, path string, addr netip.AddrPort) {
 	t.Helper()
 	start := time.Now()
-	c, err := dialFrom(t, path, addr, 2*time.Second)
+	c, err := nettest.DialFrom(t, path, addr, 2*time.Second)
 	if err == nil {
 		c.Close()
 		t.Fatalf("from %s, %s connected: want it refused", filepath.Base(path), addr)
@@ -314,52 +87,11 @@ func mustBeRefused(t *testing.T, path string, addr netip.AddrPort) {
 // succeed (within timeout), however it fails.
 func mustFail(t *testing.T, path string, addr netip.AddrPort, timeout time.Duration) {
 	t.Helper()
-	c, err := dialFrom(t, path, addr, timeout)
+	c, err := nettest.DialFrom(t, path, addr, timeout)
 	if err == nil {
 		c.Close()
 		t.Fatalf("from %s, %s connected: want it to fail", filepath.Base(path), addr)
 	}
-}
-
-// newNS creates a named network namespace (in /run/netns) and returns
-// its path; it is deleted at cleanup.
-func newNS(t *testing.T, name string) string {
-	t.Helper()
-	path, err := makeNS(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { vnetns.DeleteNamed(name) })
-	return path
-}
-
-func makeNS(name string) (string, error) {
-	errc := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := vnetns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := vnetns.NewNamed(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		ns.Close()
-		if err := vnetns.Set(orig); err != nil {
-			errc <- err
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
-		return "", fmt.Errorf("creating namespace %s: %w", name, err)
-	}
-	return "/run/netns/" + name, nil
 }
 
 // testConfig names everything after suf and uses prefix.
@@ -415,30 +147,6 @@ func setEgress(t *testing.T, n *Network, group string, e Egress) {
 	}
 }
 
-// hostEthAddr is the IPv4 address of the host's default route's link.
-func hostEthAddr(t *testing.T) (netip.Addr, bool) {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range routes {
-		if r.Dst != nil && r.Dst.IP.To4() != nil && !r.Dst.IP.Equal(net.IPv4zero) {
-			continue
-		}
-		link, err := netlink.LinkByIndex(r.LinkIndex)
-		if err != nil {
-			continue
-		}
-		addrs, _ := netlink.AddrList(link, netlink.FAMILY_V4)
-		for _, a := range addrs {
-			if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
-				return ip, true
-			}
-		}
-	}
-	return netip.Addr{}, false
-}
-
 // counts are what the network leaves in the kernel and on disk.
 type counts struct{ veths, leases, groupElems, sourceElems, portElems int }
 
@@ -489,8 +197,8 @@ func count(t *testing.T, n *Network) counts {
 }
 
 func TestPolicy(t *testing.T) {
-	needRoot(t)
-	suf := suffix(t)
+	nettest.Require(t)
+	suf := nettest.Suffix(t)
 	const gwPort = 28080
 	cfg := testConfig(t, suf, "10.123.0.0/24", gwPort)
 	// A table of someone else's, which Open and Remove must leave alone.
@@ -505,13 +213,13 @@ func TestPolicy(t *testing.T) {
 	}
 
 	n := open(t, cfg)
-	w := newWorld(t, suf, n)
+	w := nettest.NewWorld(t, n.bridge)
 	if n.Gateway() != netip.MustParseAddr("10.123.0.1") || n.Prefix() != cfg.Prefix {
 		t.Fatalf("gateway %s prefix %s", n.Gateway(), n.Prefix())
 	}
-	a := newNS(t, "swt-"+suf+"-a")
-	b := newNS(t, "swt-"+suf+"-b")
-	c := newNS(t, "swt-"+suf+"-c")
+	a := nettest.NewNS(t, "swt-"+suf+"-a")
+	b := nettest.NewNS(t, "swt-"+suf+"-b")
+	c := nettest.NewNS(t, "swt-"+suf+"-c")
 	la := attach(t, n, "a"+suf, "g1"+suf, a)
 	lb := attach(t, n, "b"+suf, "g1"+suf, b)
 	lc := attach(t, n, "c"+suf, "g2"+suf, c)
@@ -524,7 +232,7 @@ func TestPolicy(t *testing.T) {
 		path string
 		l    Lease
 	}{{a, la}, {b, lb}, {c, lc}} {
-		ln := listenIn(t, p.path, "tcp", ":8080")
+		ln := nettest.ListenIn(t, p.path, "tcp", ":8080")
 		go func() {
 			for {
 				c, err := ln.Accept()
@@ -542,9 +250,9 @@ func TestPolicy(t *testing.T) {
 	}
 
 	t.Run("internet through NAT", func(t *testing.T) {
-		mustReach(t, w, a, testNet1)
-		mustReach(t, w, a, testNet3)
-		mustReach(t, w, c, testNet1)
+		mustReach(t, w, a, nettest.TestNet2)
+		mustReach(t, w, a, nettest.TestNet3)
+		mustReach(t, w, c, nettest.TestNet2)
 	})
 
 	t.Run("not the host", func(t *testing.T) {
@@ -565,9 +273,9 @@ func TestPolicy(t *testing.T) {
 			netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), loPort),
 			netip.AddrPortFrom(n.Gateway(), port),
 			netip.AddrPortFrom(n.Gateway(), loPort),
-			netip.AddrPortFrom(w.hostIP, port),
+			netip.AddrPortFrom(w.HostIP, port),
 		}
-		if eth, ok := hostEthAddr(t); ok {
+		if eth, _, ok := nettest.HostAddr(t); ok {
 			targets = append(targets, netip.AddrPortFrom(eth, port), netip.AddrPortFrom(eth, 22))
 		} else {
 			t.Log("the host has no address on its default route's link; skipping that target")
@@ -577,8 +285,8 @@ func TestPolicy(t *testing.T) {
 		}
 		// But the resolver's port and the gateway ports, on the gateway.
 		for _, port := range []uint16{53, gwPort} {
-			l := listenIn(t, "/proc/self/ns/net", "tcp4", netip.AddrPortFrom(n.Gateway(), port).String())
-			conn, err := dialFrom(t, a, netip.AddrPortFrom(n.Gateway(), port), 2*time.Second)
+			l := nettest.ListenIn(t, "/proc/self/ns/net", "tcp4", netip.AddrPortFrom(n.Gateway(), port).String())
+			conn, err := nettest.DialFrom(t, a, netip.AddrPortFrom(n.Gateway(), port), 2*time.Second)
 			if err != nil {
 				t.Fatalf("gateway port %d: %v", port, err)
 			}
@@ -588,40 +296,40 @@ func TestPolicy(t *testing.T) {
 	})
 
 	t.Run("not link-local, the LAN or reserved ranges, until allowed", func(t *testing.T) {
-		mustBeRefused(t, a, netip.AddrPortFrom(metadata, 80))
-		mustBeRefused(t, a, netip.AddrPortFrom(lanDB, 5432))
-		for _, p := range reservedProbes {
+		mustBeRefused(t, a, netip.AddrPortFrom(nettest.Metadata, 80))
+		mustBeRefused(t, a, netip.AddrPortFrom(nettest.LAN, 5432))
+		for _, p := range nettest.Reserved {
 			mustBeRefused(t, a, netip.AddrPortFrom(p, 80))
 		}
 		setEgress(t, n, "g1"+suf, Egress{Allow: []Allow{{Prefix: netip.MustParsePrefix("10.77.0.5/32"), Port: 5432}}})
-		if _, err := get(t, a, netip.AddrPortFrom(lanDB, 5432)); err != nil {
+		if _, err := get(t, a, netip.AddrPortFrom(nettest.LAN, 5432)); err != nil {
 			t.Fatalf("allowed, 10.77.0.5:5432 is still unreachable: %v", err)
 		}
-		mustBeRefused(t, a, netip.AddrPortFrom(lanDB, 80))    // another port
-		mustBeRefused(t, c, netip.AddrPortFrom(lanDB, 5432))  // another group
-		mustBeRefused(t, a, netip.AddrPortFrom(metadata, 80)) // another address
-		mustReach(t, w, a, testNet1)                          // the default still holds
+		mustBeRefused(t, a, netip.AddrPortFrom(nettest.LAN, 80))      // another port
+		mustBeRefused(t, c, netip.AddrPortFrom(nettest.LAN, 5432))    // another group
+		mustBeRefused(t, a, netip.AddrPortFrom(nettest.Metadata, 80)) // another address
+		mustReach(t, w, a, nettest.TestNet2)                          // the default still holds
 		setEgress(t, n, "g1"+suf, Egress{Allow: []Allow{{Prefix: netip.MustParsePrefix("10.0.0.0/8")}}})
-		if _, err := get(t, a, netip.AddrPortFrom(lanDB, 80)); err != nil {
+		if _, err := get(t, a, netip.AddrPortFrom(nettest.LAN, 80)); err != nil {
 			t.Fatalf("allowed 10/8, 10.77.0.5:80 is unreachable: %v", err)
 		}
 		setEgress(t, n, "g1"+suf, Egress{})
-		mustBeRefused(t, a, netip.AddrPortFrom(lanDB, 5432))
+		mustBeRefused(t, a, netip.AddrPortFrom(nettest.LAN, 5432))
 	})
 
 	t.Run("none closes egress", func(t *testing.T) {
 		setEgress(t, n, "g1"+suf, Egress{None: true, Allow: []Allow{{Prefix: netip.MustParsePrefix("10.77.0.5/32")}}})
-		mustBeRefused(t, a, netip.AddrPortFrom(testNet1, 80))
-		mustBeRefused(t, a, netip.AddrPortFrom(lanDB, 5432))
-		mustReach(t, w, c, testNet1) // another group is untouched
-		conn, err := dialFrom(t, a, netip.AddrPortFrom(n.Gateway(), 53), 2*time.Second)
+		mustBeRefused(t, a, netip.AddrPortFrom(nettest.TestNet2, 80))
+		mustBeRefused(t, a, netip.AddrPortFrom(nettest.LAN, 5432))
+		mustReach(t, w, c, nettest.TestNet2) // another group is untouched
+		conn, err := nettest.DialFrom(t, a, netip.AddrPortFrom(n.Gateway(), 53), 2*time.Second)
 		if err == nil {
 			conn.Close() // nothing listens: refused is fine, but not admin-prohibited
 		} else if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Fatalf("DNS on the gateway with egress none: %v", err)
 		}
 		setEgress(t, n, "g1"+suf, Egress{})
-		mustReach(t, w, a, testNet1)
+		mustReach(t, w, a, nettest.TestNet2)
 	})
 
 	t.Run("not other instances", func(t *testing.T) {
@@ -634,15 +342,15 @@ func TestPolicy(t *testing.T) {
 	})
 
 	t.Run("nothing from outside", func(t *testing.T) {
-		ipCmd(t, "-n", w.name, "route", "add", cfg.Prefix.String(), "via", w.hostIP.String())
-		mustFail(t, "/run/netns/"+w.name, netip.AddrPortFrom(la.Addr, 8080), time.Second)
+		nettest.IP(t, "-n", w.Name, "route", "add", cfg.Prefix.String(), "via", w.HostIP.String())
+		mustFail(t, w.Path, netip.AddrPortFrom(la.Addr, 8080), time.Second)
 	})
 
 	t.Run("no spoofing another group's address", func(t *testing.T) {
 		setEgress(t, n, "g2"+suf, Egress{Allow: []Allow{{Prefix: netip.MustParsePrefix("10.77.0.5/32"), Port: 5432}}})
 		send := func(path string, from netip.Addr, payload string) {
-			inNS(t, path, func() {
-				conn, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(lanDB, 5432)))
+			nettest.InNS(t, path, func() {
+				conn, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(nettest.LAN, 5432)))
 				if err != nil {
 					t.Errorf("udp from %s: %v", from, err)
 					return
@@ -654,21 +362,21 @@ func TestPolicy(t *testing.T) {
 			})
 		}
 		send(c, lc.Addr, "from c")
-		ipCmd(t, "-n", filepath.Base(a), "addr", "add", lc.Addr.String()+"/32", "dev", "eth0")
+		nettest.IP(t, "-n", filepath.Base(a), "addr", "add", lc.Addr.String()+"/32", "dev", "eth0")
 		send(a, lc.Addr, "from a as c")
 		deadline := time.Now().Add(time.Second)
-		for !w.received("from c") && time.Now().Before(deadline) {
+		for !w.Received("from c") && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		if !w.received("from c") {
+		if !w.Received("from c") {
 			t.Fatal("c's own datagram to an allowed destination did not arrive")
 		}
 		time.Sleep(200 * time.Millisecond)
-		if w.received("from a as c") {
+		if w.Received("from a as c") {
 			t.Fatal("a, spoofing c's address, got through with c's policy")
 		}
-		ipCmd(t, "-n", filepath.Base(a), "addr", "del", lc.Addr.String()+"/32", "dev", "eth0")
-		mustReach(t, w, a, testNet1)
+		nettest.IP(t, "-n", filepath.Base(a), "addr", "del", lc.Addr.String()+"/32", "dev", "eth0")
+		mustReach(t, w, a, nettest.TestNet2)
 	})
 
 	t.Run("deny set as read back from the kernel", func(t *testing.T) {
@@ -678,7 +386,7 @@ func TestPolicy(t *testing.T) {
 			"172.31.255.255": true, "192.168.1.1": true, "224.0.0.251": true, "255.255.255.255": true,
 			"198.51.100.1": false, "203.0.113.1": false, "8.8.8.8": false, "172.32.0.1": false, "11.0.0.1": false,
 		}
-		if eth, ok := hostEthAddr(t); ok {
+		if eth, _, ok := nettest.HostAddr(t); ok {
 			want[eth.String()] = true
 			if !eth.IsPrivate() { // its LAN, from the connected route
 				want[eth.Next().String()] = true
@@ -736,11 +444,11 @@ func deniedInKernel(t *testing.T, n *Network) func(netip.Addr) bool {
 // TestEgressBeforeAttachAndRestart: a policy set before an instance
 // exists applies to it, and survives Close and Open without SetEgress.
 func TestEgressBeforeAttachAndRestart(t *testing.T) {
-	needRoot(t)
-	suf := suffix(t)
+	nettest.Require(t)
+	suf := nettest.Suffix(t)
 	cfg := testConfig(t, suf, "10.123.1.0/24")
 	n := open(t, cfg)
-	w := newWorld(t, suf, n)
+	w := nettest.NewWorld(t, n.bridge)
 	// A group with no instances loses its chain when its policy is reset.
 	setEgress(t, n, "lonely", Egress{Allow: []Allow{{Prefix: netip.MustParsePrefix("10.0.0.0/8")}}})
 	conn, _ := nftables.New()
@@ -753,9 +461,9 @@ func TestEgressBeforeAttachAndRestart(t *testing.T) {
 	}
 	setEgress(t, n, "lonely", Egress{}) // and again, without a chain
 	setEgress(t, n, "g"+suf, Egress{None: true})
-	a := newNS(t, "swt-"+suf+"-a")
+	a := nettest.NewNS(t, "swt-"+suf+"-a")
 	la := attach(t, n, "a"+suf, "g"+suf, a)
-	mustBeRefused(t, a, netip.AddrPortFrom(testNet1, 80))
+	mustBeRefused(t, a, netip.AddrPortFrom(nettest.TestNet2, 80))
 
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
@@ -767,9 +475,9 @@ func TestEgressBeforeAttachAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustBeRefused(t, a, netip.AddrPortFrom(testNet1, 80)) // still None, from the state dir
+	mustBeRefused(t, a, netip.AddrPortFrom(nettest.TestNet2, 80)) // still None, from the state dir
 	setEgress(t, n2, "g"+suf, Egress{})
-	mustReach(t, w, a, testNet1)
+	mustReach(t, w, a, nettest.TestNet2)
 	if l := attach(t, n2, "a"+suf, "g"+suf, a); l.Addr != la.Addr {
 		t.Fatalf("re-attach: %s, was %s", l.Addr, la.Addr)
 	}
@@ -778,16 +486,16 @@ func TestEgressBeforeAttachAndRestart(t *testing.T) {
 // TestAdopt: Open after Close adopts the bridge and the leases; an
 // attached instance keeps working; Reconcile removes what is not live.
 func TestAdopt(t *testing.T) {
-	needRoot(t)
-	suf := suffix(t)
+	nettest.Require(t)
+	suf := nettest.Suffix(t)
 	cfg := testConfig(t, suf, "10.123.2.0/24")
 	n := open(t, cfg)
-	w := newWorld(t, suf, n)
-	a := newNS(t, "swt-"+suf+"-a")
-	b := newNS(t, "swt-"+suf+"-b")
+	w := nettest.NewWorld(t, n.bridge)
+	a := nettest.NewNS(t, "swt-"+suf+"-a")
+	b := nettest.NewNS(t, "swt-"+suf+"-b")
 	la := attach(t, n, "a"+suf, "g"+suf, a)
 	attach(t, n, "b"+suf, "g"+suf, b)
-	mustReach(t, w, a, testNet1)
+	mustReach(t, w, a, nettest.TestNet2)
 	br, err := netlink.LinkByName(cfg.Bridge)
 	if err != nil {
 		t.Fatal(err)
@@ -806,14 +514,14 @@ func TestAdopt(t *testing.T) {
 	if err != nil || br2.Attrs().Index != br.Attrs().Index {
 		t.Fatalf("bridge not adopted: %v", err)
 	}
-	mustReach(t, w, a, testNet1) // without re-attaching
+	mustReach(t, w, a, nettest.TestNet2) // without re-attaching
 	if got := count(t, n2); got != (counts{2, 2, 2, 2, 2}) {
 		t.Fatalf("after reopening: %+v", got)
 	}
 	if l := attach(t, n2, "a"+suf, "g"+suf, a); l.Addr != la.Addr {
 		t.Fatalf("re-attach after reopening: %s, was %s", l.Addr, la.Addr)
 	}
-	mustReach(t, w, a, testNet1)
+	mustReach(t, w, a, nettest.TestNet2)
 	// A retry with another group moves the address to that group's chain.
 	attach(t, n2, "a"+suf, "h"+suf, a)
 	conn, _ := nftables.New()
@@ -835,7 +543,7 @@ func TestAdopt(t *testing.T) {
 	if got := count(t, n2); got != (counts{1, 1, 1, 1, 1}) {
 		t.Fatalf("after Reconcile([a]): %+v", got)
 	}
-	mustReach(t, w, a, testNet1)
+	mustReach(t, w, a, nettest.TestNet2)
 	if err := n2.Reconcile(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -850,8 +558,8 @@ func TestAdopt(t *testing.T) {
 // TestCycles: many Attach/Detach cycles on fresh namespaces leave
 // nothing behind. It logs how long Attach takes.
 func TestCycles(t *testing.T) {
-	needRoot(t)
-	suf := suffix(t)
+	nettest.Require(t)
+	suf := nettest.Suffix(t)
 	cfg := testConfig(t, suf, "10.123.3.0/26") // small: addresses are reused
 	n := open(t, cfg)
 	ctx := context.Background()
@@ -860,7 +568,7 @@ func TestCycles(t *testing.T) {
 	start := time.Now()
 	for i := range cycles {
 		name := fmt.Sprintf("swt-%s-%d", suf, i)
-		path, err := makeNS(name)
+		path, err := nettest.MakeNS(name)
 		if err != nil {
 			t.Fatal(err)
 		}
