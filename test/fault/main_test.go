@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/api"
+	"github.com/slipwayhq/slipway/internal/netns/nettest"
 	"github.com/slipwayhq/slipway/test/fault/serverproc"
 )
 
@@ -97,17 +99,23 @@ func slipwayBinary(t testing.TB) string {
 type env struct {
 	srv  *serverproc.Server
 	c    *serverproc.Client
-	root string // removed at shutdown
+	root string         // removed at shutdown
+	undo []func() error // run at shutdown, once the server is gone
 }
 
-// startEnv starts a server on a fresh data directory below root.
-func startEnv(t testing.TB, root string) *env {
+// startEnv starts a server on a fresh data directory below root; each of
+// opts may change its configuration first.
+func startEnv(t testing.TB, root string, opts ...func(*serverproc.Config)) *env {
 	t.Helper()
-	srv, err := serverproc.New(serverproc.Config{
+	cfg := serverproc.Config{
 		Binary:       slipwayBinary(t),
 		DataDir:      filepath.Join(root, "data"),
 		DeployWindow: 2 * time.Minute,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := serverproc.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +146,11 @@ func (e *env) shutdown() {
 	if e.root != "" {
 		os.RemoveAll(e.root)
 	}
+	for _, u := range e.undo {
+		if err := u(); err != nil {
+			fmt.Fprintln(os.Stderr, "fault:", err)
+		}
+	}
 }
 
 // dumpOnFailure prints the end of the server's log when t fails.
@@ -166,7 +179,24 @@ func sharedEnv(t *testing.T) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		shared.env = startEnv(t, root)
+		// Its instances' resolver forwards to the world's DNS, which
+		// exists only during TestNetworking (network_test.go). While it
+		// does not, the host's packets to that address go nowhere: an
+		// "unreachable" rule, removed at shutdown.
+		undo, err := nettest.Unreachable(netip.PrefixFrom(nettest.DNS.Addr(), 32))
+		if err != nil {
+			os.RemoveAll(root)
+			t.Fatal(err)
+		}
+		defer func() { // also when startEnv fails the test
+			if shared.env == nil {
+				undo()
+			}
+		}()
+		shared.env = startEnv(t, root, func(c *serverproc.Config) {
+			c.DNSUpstream = nettest.DNS.String()
+		})
+		shared.env.undo = append(shared.env.undo, undo)
 	}
 	if !shared.env.srv.Running() {
 		t.Fatal("the shared server is not running (an earlier test broke it)")

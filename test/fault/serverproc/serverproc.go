@@ -57,6 +57,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// DeployWindow is passed as --deploy-window when non-zero.
 	DeployWindow time.Duration
+	// DNSUpstream is passed as --dns-upstream (IP:PORT, comma-separated:
+	// where the instances' resolver forwards) when not empty. If empty,
+	// the server forwards to the host's resolvers.
+	DNSUpstream string
 	// Args are extra arguments after "server".
 	Args []string
 	// Env are extra KEY=VALUE environment variables.
@@ -197,6 +201,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if s.cfg.DeployWindow > 0 {
 		args = append(args, "--deploy-window", s.cfg.DeployWindow.String())
+	}
+	if s.cfg.DNSUpstream != "" {
+		args = append(args, "--dns-upstream", s.cfg.DNSUpstream)
 	}
 	args = append(args, s.cfg.Args...)
 	cmd := exec.Command(s.cfg.Binary, args...)

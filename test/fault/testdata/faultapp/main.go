@@ -6,6 +6,10 @@
 // Other paths try what an app must not be able to do and report, one
 // "key: value" per line, what happened: /read, /find, /mknod, /mount,
 // /dial, /procs, /mem, /fork, /disk. /log writes lines to stdout.
+// /fetch?url=http://… fetches a URL (HTTP/1.0 GET, 5 s at most; &host=
+// sends another Host) and /resolve?name=… resolves a name through the
+// system resolver (/etc/resolv.conf; &server=IP:PORT asks that server
+// instead), to show what the app's network reaches.
 //
 // It uses no net/http, so that a cold build compiles little of the
 // standard library.
@@ -14,6 +18,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -194,6 +199,10 @@ func handle(method, path string, q url.Values) (int, string) {
 		r.err("unshare-user", syscall.Unshare(syscall.CLONE_NEWUSER))
 	case "/dial":
 		dial(&r, q.Get("addr"))
+	case "/fetch":
+		fetch(&r, q.Get("url"), q.Get("host"))
+	case "/resolve":
+		resolve(&r, q.Get("name"), q.Get("server"))
 	case "/procs":
 		procs(&r)
 	case "/mem":
@@ -278,6 +287,88 @@ func dial(r *report, addr string) {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	r.err("response", err)
 	r.set("status", strings.TrimSpace(line))
+}
+
+// fetch GETs an http:// URL over HTTP/1.0, within 5 seconds in all, with
+// the URL's host in the Host header unless host is set, and reports the
+// name's addresses (when it is not an IP address), the connection, the
+// status line and the first 64 bytes of the body.
+func fetch(r *report, raw, host string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Hostname() == "" {
+		r.set("error", "want an http:// URL")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	name, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "80"
+	}
+	if host == "" {
+		host = u.Host
+	}
+	if net.ParseIP(name) == nil {
+		addrs, err := net.DefaultResolver.LookupHost(ctx, name)
+		r.err("lookup", err)
+		r.set("addrs", strings.Join(addrs, " "))
+		if err != nil {
+			return
+		}
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(name, port))
+	r.err("connect", err)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	path := u.RequestURI()
+	fmt.Fprintf(c, "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: faultapp\r\n\r\n", path, host)
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	r.err("response", err)
+	r.set("status", strings.TrimSpace(line))
+	if err != nil {
+		return
+	}
+	for {
+		h, err := br.ReadString('\n')
+		if err != nil {
+			r.err("headers", err)
+			return
+		}
+		if strings.TrimRight(h, "\r\n") == "" {
+			break
+		}
+	}
+	body := make([]byte, 64)
+	n, err := io.ReadFull(br, body)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	r.err("body", err)
+	r.set("head", string(body[:n]))
+}
+
+// resolve looks name up, within 5 seconds, through the system resolver
+// or, if server is set, by asking the DNS server at that IP:PORT.
+func resolve(r *report, name, server string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res := net.DefaultResolver
+	if server != "" {
+		res = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, server)
+		}}
+	}
+	addrs, err := res.LookupHost(ctx, name)
+	r.err("resolve", err)
+	r.set("addrs", strings.Join(addrs, " "))
 }
 
 // procs lists the processes this app can see.
