@@ -58,6 +58,8 @@ var allowed = map[string][]string{
 	// adapts it to runtime.Network and project.Firewall.
 	"internal/netns":     {},
 	"internal/netns/dns": {},
+	// The stand-in internet, for tests only.
+	"internal/netns/nettest": {},
 
 	"internal/router":       {},
 	"internal/router/certs": {"internal/router"},
@@ -70,6 +72,21 @@ var allowed = map[string][]string{
 	"internal/source/gitserver":                  {"internal/source"},
 	"internal/topdir":                            {},
 	"internal/depcheck":                          {},
+}
+
+// thirdParty pins, for the packages whose weight matters to whoever
+// imports them, the modules outside the standard library they may depend
+// on (transitively), by import path prefix.
+var thirdParty = map[string][]string{
+	// Whatever needs only routes (the lifecycle writes a Table) pulls in
+	// nothing; certificates and ACME live in router/certs.
+	"internal/router": {},
+	// The kernel through netlink and nftables; no CLI tools, no other
+	// container-networking stack.
+	"internal/netns": {"github.com/google/nftables", "github.com/vishvananda/netlink", "github.com/vishvananda/netns",
+		"github.com/mdlayher/netlink", "github.com/mdlayher/socket", "golang.org/x/net/", "golang.org/x/sync/", "golang.org/x/sys/"},
+	// A resolver: miekg/dns and what it needs.
+	"internal/netns/dns": {"github.com/miekg/dns", "golang.org/x/net/", "golang.org/x/sys/"},
 }
 
 // drivers are the runtime's implementations: each imports the contract
@@ -85,6 +102,7 @@ type pkg struct {
 	GoFiles    []string
 	Imports    []string
 	Deps       []string
+	Standard   bool
 }
 
 // list runs go list on the module's packages.
@@ -94,7 +112,7 @@ func list(t *testing.T, want int, args ...string) []pkg {
 	if err != nil {
 		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	cmd := exec.Command(gobin, append([]string{"list", "-e", "-json=ImportPath,Dir,GoFiles,Imports,Deps"}, args...)...)
+	cmd := exec.Command(gobin, append([]string{"list", "-e", "-json=ImportPath,Dir,GoFiles,Imports,Deps,Standard"}, args...)...)
 	cmd.Dir = "../.."
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -207,6 +225,34 @@ func TestHTTPLayersOnlyRead(t *testing.T) {
 				}
 				return true
 			})
+		}
+	}
+}
+
+func TestThirdPartyPinned(t *testing.T) {
+	var args []string
+	for name := range thirdParty {
+		args = append(args, "./"+name)
+	}
+	pkgs := list(t, len(thirdParty), args...)
+	std := map[string]bool{}
+	for _, p := range list(t, 100, "std") {
+		std[p.ImportPath] = true
+	}
+	for _, p := range pkgs {
+		allow, ok := thirdParty[p.ImportPath]
+		if !ok {
+			continue
+		}
+		for _, dep := range p.Deps {
+			if std[dep] || strings.HasPrefix(dep, module) {
+				continue
+			}
+			if !slices.ContainsFunc(allow, func(prefix string) bool {
+				return dep == strings.TrimSuffix(prefix, "/") || strings.HasPrefix(dep, prefix)
+			}) {
+				t.Errorf("%s depends on %s, which depcheck does not allow", p.ImportPath, dep)
+			}
 		}
 	}
 }

@@ -72,7 +72,7 @@ type World struct {
 	Path   string     // /run/netns/<Name>
 	HostIP netip.Addr // the host's end of the link: whom the world sees for masqueraded packets
 	Peer   netip.Addr // the world's end of the link: the next hop into it
-	Table  int        // its routing table, also its rules' preference
+	Table  int        // its routing table, also its from-the-bridge rule's preference
 	Bridge string     // whose packets it takes
 
 	mu      sync.Mutex
@@ -191,8 +191,11 @@ func freeLink(t testing.TB) netip.Prefix {
 	return netip.Prefix{}
 }
 
-// freeTable picks a routing table in 10000–29999 that holds no route and
-// whose number no rule uses as its preference.
+// freeTable picks a routing table in 10000–19999 that holds no route and
+// whose number no rule uses as its preference. A world's rule for packets
+// from its bridge has that preference; RouteFromHost's rules have it plus
+// 10000, so that any world's from-the-bridge rule comes before every
+// world's to-an-address rule (another test process's world included).
 func freeTable(t testing.TB) int {
 	t.Helper()
 	rules, err := netlink.RuleList(netlink.FAMILY_ALL)
@@ -200,7 +203,7 @@ func freeTable(t testing.TB) int {
 		t.Fatal(err)
 	}
 	for range 20 {
-		n := int(10000 + randInt(20000))
+		n := int(10000 + randInt(10000))
 		if slices.ContainsFunc(rules, func(r netlink.Rule) bool { return r.Priority == n || r.Table == n }) {
 			continue
 		}
@@ -335,9 +338,14 @@ func (w *World) RouteFromHost(t testing.TB, a netip.Addr) {
 		t.Fatalf("RouteFromHost(%s): not an address of the world", a)
 	}
 	dst := netip.PrefixFrom(a, 32).String()
-	table := strconv.Itoa(w.Table)
-	IP(t, "rule", "add", "to", dst, "lookup", table, "pref", table)
-	IPCleanup(t, "rule", "del", "to", dst, "lookup", table, "pref", table)
+	table, pref := strconv.Itoa(w.Table), strconv.Itoa(w.Table+10000)
+	release, err := lockHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release) // after the rule's removal, registered below
+	IP(t, "rule", "add", "to", dst, "lookup", table, "pref", pref)
+	IPCleanup(t, "rule", "del", "to", dst, "lookup", table, "pref", pref)
 	rs, err := netlink.RouteGet(a.AsSlice())
 	if err != nil || len(rs) != 1 || !rs[0].Gw.Equal(w.Peer.AsSlice()) {
 		t.Fatalf("from the host, %s does not route to the world: %v %v", a, rs, err)
@@ -347,7 +355,8 @@ func (w *World) RouteFromHost(t testing.TB, a netip.Addr) {
 	}
 }
 
-// Unreachable adds a rule that makes the host's packets to p unroutable
+// Unreachable (which holds the host lock, see lockHost, until undo) adds a
+// rule that makes the host's packets to p unroutable
 // unless a rule before it (a World's, from RouteFromHost) routes them:
 // for a server told to use an address of the world that runs longer than
 // any one World, so that while no world exists its packets go nowhere
@@ -356,11 +365,17 @@ func Unreachable(p netip.Prefix) (undo func() error, err error) {
 	if !p.IsValid() || !p.Addr().Is4() {
 		return nil, fmt.Errorf("nettest: unreachable %s: want an IPv4 prefix", p)
 	}
+	release, err := lockHost()
+	if err != nil {
+		return nil, err
+	}
 	args := []string{"rule", "add", "to", p.Masked().String(), "unreachable", "pref", strconv.Itoa(unreachablePref)}
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		release()
 		return nil, fmt.Errorf("nettest: ip %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 	return func() error {
+		defer release()
 		del := slices.Clone(args)
 		del[1] = "del"
 		if out, err := exec.Command("ip", del...).CombinedOutput(); err != nil {

@@ -31,6 +31,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -379,7 +380,11 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 		swapLimit:    d.swapLimit,
 		maxOpenFiles: openFilesLimit(),
 	}
-	if fi, err := os.Lstat(filepath.Join(img.Rootfs, "etc")); err == nil && fi.IsDir() {
+	// /etc/hosts, hostname and resolv.conf are bind-mounted; where the
+	// image has no /etc (FROM scratch), runc makes the mount points in the
+	// writable layer, so such an app resolves names too. An /etc that is
+	// not a directory (a symlink) gets nothing.
+	if fi, err := os.Lstat(filepath.Join(img.Rootfs, "etc")); errors.Is(err, fs.ErrNotExist) || (err == nil && fi.IsDir()) {
 		p.etcDir = filepath.Join(bundle, "etc")
 		if err := os.Mkdir(p.etcDir, 0o755); err != nil {
 			return nil, err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -734,5 +735,69 @@ func TestWritableLayerHasAQuota(t *testing.T) {
 	code, body, err := drivertest.Get(ctx, d, h, 3000, "/write?path=/tmp/big&data="+big)
 	if err != nil || code != http.StatusInternalServerError || !strings.Contains(body, "no space left on device") {
 		t.Errorf("a write over the 64 KiB quota: %d %q %v", code, body, err)
+	}
+}
+
+// network records the driver's side of the runtime.Network seam; the
+// kernel side is internal/netns's (and the fault suite's) to prove.
+type network struct {
+	mu       sync.Mutex
+	attached map[string]string // id → "group nsPath"
+	detached []string
+}
+
+func (n *network) Attach(_ context.Context, id, group, nsPath string) (runtime.Lease, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.attached[id] = group + " " + nsPath
+	gw := netip.MustParseAddr("10.88.0.1")
+	return runtime.Lease{Addr: netip.MustParseAddr("10.88.0.9"), Gateway: gw, DNS: []netip.Addr{gw}}, nil
+}
+
+func (n *network) Detach(_ context.Context, id string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.detached = append(n.detached, id)
+	return nil
+}
+
+// An instance is attached to the driver's Network once its namespace
+// exists, its resolv.conf names the lease's resolvers even when the image
+// has no /etc (FROM scratch), and Stop detaches it.
+func TestNetworkAttachAndScratchEtc(t *testing.T) {
+	requireSandbox(t)
+	host, _ := app(t)
+	var files []drivertest.File
+	for _, f := range drivertest.AppFiles(t, fixture.bin) {
+		if f.Name != "etc" && !strings.HasPrefix(f.Name, "etc/") {
+			files = append(files, f)
+		}
+	}
+	cfg := drivertest.AppConfig()
+	cfg.User = ""
+	ref := drivertest.Push(t, host, "scratchapp", drivertest.Image(t, cfg, drivertest.Layer(t, files...)))
+	nw := &network{attached: map[string]string{}}
+	d := newDriver(t, Config{Network: nw})
+	id := drivertest.NewID(t)
+	h := startApp(t, d, runtime.Spec{ID: id, Image: ref, Group: "proj1"})
+	nw.mu.Lock()
+	got := nw.attached[id]
+	nw.mu.Unlock()
+	if got != "proj1 "+d.netnsPath(id) {
+		t.Errorf("attached as %q, want group proj1 in %s", got, d.netnsPath(id))
+	}
+	if _, body := get(t, d, h, "/read?path=/etc/resolv.conf"); body != "nameserver 10.88.0.1\n" {
+		t.Errorf("resolv.conf in a scratch image = %q", body)
+	}
+	if _, body := get(t, d, h, "/read?path=/etc/hosts"); !strings.Contains(body, "10.88.0.9\t"+id) {
+		t.Errorf("/etc/hosts = %q", body)
+	}
+	if err := d.Stop(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	if len(nw.detached) == 0 || nw.detached[0] != id {
+		t.Errorf("detached %v, want %s", nw.detached, id)
 	}
 }
