@@ -53,6 +53,9 @@ func (s *Service) CreateEnvironment(ctx context.Context, p store.Project, name s
 	if err != nil {
 		return store.Environment{}, err
 	}
+	if err := s.hostnameFree(ctx, p.Name+"-"+name); err != nil {
+		return store.Environment{}, err
+	}
 	return s.store.CreateEnvironment(ctx, p.ID, name, branches)
 }
 

@@ -98,6 +98,9 @@ func (s *Service) Create(ctx context.Context, name string) (store.Project, error
 	if err := ValidateName("project", name); err != nil {
 		return store.Project{}, err
 	}
+	if err := s.hostnameFree(ctx, name); err != nil {
+		return store.Project{}, err
+	}
 	return s.store.CreateProject(ctx, store.Project{Name: name})
 }
 
@@ -119,4 +122,33 @@ func (s *Service) SetStartCommand(ctx context.Context, p store.Project, cmd stri
 		return p.Settings, err
 	}
 	return st, nil
+}
+
+// hostnameFree refuses a project or environment whose generated hostname
+// label (<project>, or <project>-<environment>) another project or
+// environment already has: project web-production and the production
+// environment of web would otherwise share web-production.<base>.
+func (s *Service) hostnameFree(ctx context.Context, label string) error {
+	ps, err := s.store.ListProjects(ctx)
+	if err != nil {
+		return err
+	}
+	envs, err := s.store.ListAllEnvironments(ctx)
+	if err != nil {
+		return err
+	}
+	names := map[string]string{} // project id → name
+	for _, p := range ps {
+		names[p.ID] = p.Name
+		if p.Name == label {
+			return fmt.Errorf("%s.%s is already project %s's hostname: %w", label, s.hosts.base(), p.Name, store.ErrExists)
+		}
+	}
+	for _, e := range envs {
+		if names[e.ProjectID]+"-"+e.Name == label {
+			return fmt.Errorf("%s.%s is already the hostname of environment %s of project %s; choose another name: %w",
+				label, s.hosts.base(), e.Name, names[e.ProjectID], store.ErrExists)
+		}
+	}
+	return nil
 }

@@ -310,3 +310,26 @@ func TestFromInternal(t *testing.T) {
 		}
 	}
 }
+
+// Project web-production and the production environment of web would
+// share web-production.<base>: whichever comes second is refused.
+func TestGeneratedHostnamesDontCollide(t *testing.T) {
+	r := newRules(t)
+	ctx := context.Background()
+	if _, err := r.svc.Create(ctx, "web-production"); !errors.Is(err, store.ErrExists) {
+		t.Errorf("project web-production beside web's production: %v", err)
+	}
+	if _, err := r.svc.Create(ctx, "api-staging"); err != nil {
+		t.Fatal(err)
+	}
+	api, err := r.svc.Create(ctx, "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.svc.CreateEnvironment(ctx, api, "staging", nil); !errors.Is(err, store.ErrExists) {
+		t.Errorf("environment staging of api beside project api-staging: %v", err)
+	}
+	if _, err := r.svc.CreateEnvironment(ctx, api, "preview", nil); err != nil {
+		t.Errorf("a free environment name: %v", err)
+	}
+}
