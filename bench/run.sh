@@ -8,6 +8,7 @@
 #   sudo bash bench/run.sh            # writes BENCHMARKS.md
 #   BENCH_QUICK=1 bash bench/run.sh   # short runs, to check the script
 #   BENCH_OUT=/tmp/b.md bash bench/run.sh
+#   BENCH_BASELINE=cb35ba0 bash bench/run.sh  # the router of that commit too, side by side
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -71,6 +72,16 @@ else
   push_args=(-warm 5)
   wake_args=(-wakes 25)
   density_args=(-steps 1000,5000 -max-running 200 -budget 8m)
+fi
+
+# The previous build's router, measured in the same rounds (routerbench
+# -baseline): BENCH_BASELINE names a commit of this repository.
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  echo "==> building the baseline router from $BENCH_BASELINE"
+  mkdir -p "$work/baseline"
+  git archive "$BENCH_BASELINE" | tar -x -C "$work/baseline"
+  (cd "$work/baseline" && go build -o "$work/bin/routerbench-baseline" ./bench/routerbench)
+  router_args+=(-baseline "$work/bin/routerbench-baseline")
 fi
 
 commands=()
