@@ -362,7 +362,7 @@ func (n *Network) Reconcile(ctx context.Context, live []string) error {
 	for _, l := range n.st.Leases {
 		ours[l.Veth] = true
 	}
-	links, err := netlink.LinkList()
+	links, err := dump(netlink.LinkList)
 	if err != nil {
 		errs = append(errs, err)
 	}

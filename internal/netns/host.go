@@ -2,6 +2,7 @@ package netns
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -49,7 +50,9 @@ var reserved = []netip.Prefix{
 // hostRoutes lists the host's IPv4 routes in every table, leaving out
 // those on the link with index skip (the bridge: its route is ours).
 func hostRoutes(skip int) ([]netlink.Route, error) {
-	rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	rs, err := dump(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listing the host's routes: %w", err)
 	}
@@ -86,7 +89,7 @@ func choosePrefix(routes []netlink.Route) (netip.Prefix, error) {
 // routes are left out by hostRoutes; the instance prefix is denied apart.
 func hostDenied(routes []netlink.Route) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, fmt.Errorf("listing the host's addresses: %w", err)
 	}
@@ -204,4 +207,18 @@ func fnv64(s string) uint64 {
 		h *= 1099511628211
 	}
 	return h
+}
+
+// dump retries a netlink dump that the kernel interrupted (a link,
+// address or route changed while it was read: other containers, other
+// tests), a few times; then it returns what it got with the error.
+func dump[T any](fn func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for range 20 {
+		if v, err = fn(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	return v, err
 }

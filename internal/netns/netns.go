@@ -64,6 +64,12 @@ type Config struct {
 	// may reach (Slipway's DNS is always allowed on 53 udp+tcp). If
 	// empty, none.
 	GatewayPorts []uint16
+	// Redirects sends instances' TCP to the gateway on a port (the key) to
+	// another port of the gateway (the value), which they may then reach:
+	// for a service that must answer instances on a port that a wildcard
+	// listener of the host already holds (the router on :80). If empty,
+	// none.
+	Redirects map[uint16]uint16
 	// Log receives operational messages. If nil, slog.Default().
 	Log *slog.Logger
 }
@@ -217,7 +223,7 @@ func Open(cfg Config) (*Network, error) {
 
 // bridgePrefix is the prefix of the bridge's first IPv4 address, if any.
 func bridgePrefix(br netlink.Link) netip.Prefix {
-	addrs, err := netlink.AddrList(br, netlink.FAMILY_V4)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(br, netlink.FAMILY_V4) })
 	if err != nil || len(addrs) == 0 {
 		return netip.Prefix{}
 	}
@@ -242,7 +248,7 @@ func (n *Network) ensureBridge(br netlink.Link) (netlink.Link, error) {
 		}
 	}
 	want := netip.PrefixFrom(n.gateway, n.prefix.Bits())
-	addrs, err := netlink.AddrList(br, netlink.FAMILY_V4)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return netlink.AddrList(br, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, fmt.Errorf("bridge %s: %w", n.bridge, err)
 	}
@@ -307,7 +313,7 @@ func (n *Network) Remove() error {
 	defer n.mu.Unlock()
 	n.closed = true
 	var errs []error
-	links, err := netlink.LinkList()
+	links, err := dump(netlink.LinkList)
 	if err != nil {
 		errs = append(errs, err)
 	}

@@ -614,3 +614,51 @@ func TestCycles(t *testing.T) {
 	t.Logf("%d cycles in %v; Attach: median of the first 50 %v; of all %v, p90 %v, max %v", cycles,
 		time.Since(start).Round(time.Millisecond), first[25], took[len(took)/2], took[len(took)*9/10], took[len(took)-1])
 }
+
+// TestRedirects: TCP from an instance to a redirected gateway port reaches
+// the target port on the gateway (a service the host's wildcard listener
+// on the original port would otherwise shadow); other ports stay refused.
+func TestRedirects(t *testing.T) {
+	nettest.Require(t)
+	suf := nettest.Suffix(t)
+	// Ask the kernel for a port free on every address, for the target.
+	probe, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := uint16(probe.Addr().(*net.TCPAddr).Port)
+	probe.Close()
+	cfg := testConfig(t, suf, "10.123.12.0/24")
+	cfg.Redirects = map[uint16]uint16{80: target}
+	n := open(t, cfg)
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(n.Gateway(), target).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("redirected\n"))
+			c.Close()
+		}
+	}()
+	ns := nettest.NewNS(t, "swtns-redir-"+suf)
+	attach(t, n, "redir"+suf, "g1", ns)
+	c, err := nettest.DialFrom(t, ns, netip.AddrPortFrom(n.Gateway(), 80), 2*time.Second)
+	if err != nil {
+		t.Fatalf("gateway:80 from an instance: %v", err)
+	}
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if string(b) != "redirected\n" {
+		t.Errorf("gateway:80 answered %q, want the redirect target's answer", b)
+	}
+	if c, err := nettest.DialFrom(t, ns, netip.AddrPortFrom(n.Gateway(), 81), 2*time.Second); err == nil {
+		c.Close()
+		t.Error("gateway:81, neither redirected nor a gateway port, connected")
+	}
+}

@@ -43,6 +43,7 @@ const (
 	chainForward = "forward"
 	chainInput   = "input"
 	chainPost    = "postrouting"
+	chainPre     = "prerouting"
 	chainRefuse  = "refuse"
 	chainPorts   = "ports"
 
@@ -107,8 +108,18 @@ func (n *Network) writeAll(c *nftables.Conn, deny []span) error {
 	}
 	gp := n.gwPortsSet()
 	var ports []nftables.SetElement
+	seen := map[uint16]bool{}
 	for _, p := range n.cfg.GatewayPorts {
-		ports = append(ports, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)})
+		if !seen[p] {
+			seen[p] = true
+			ports = append(ports, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)})
+		}
+	}
+	for _, p := range n.cfg.Redirects { // a redirect's target is reachable
+		if !seen[p] {
+			seen[p] = true
+			ports = append(ports, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(p)})
+		}
 	}
 	if err := c.AddSet(gp, ports); err != nil {
 		return err
@@ -161,6 +172,13 @@ func (n *Network) writeAll(c *nftables.Conn, deny []span) error {
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: policy(nftables.ChainPolicyAccept)})
 	c.AddRule(&nftables.Rule{Table: n.inet, Chain: post, Exprs: cat(
 		ipv4(), saddrIn(n.prefix), oifname(n.bridge, expr.CmpOpNeq), &expr.Masq{})})
+	if len(n.cfg.Redirects) > 0 {
+		pre := c.AddChain(&nftables.Chain{Table: n.inet, Name: chainPre, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: policy(nftables.ChainPolicyAccept)})
+		for _, r := range n.redirectRules() {
+			c.AddRule(&nftables.Rule{Table: n.inet, Chain: pre, Exprs: r})
+		}
+	}
 
 	// The bridge table: each port speaks only for its own address.
 	ss, ps := n.sourcesSet(), n.portsSet()
@@ -202,6 +220,19 @@ func (n *Network) forwardRules(deny, groups *nftables.Set) [][]expr.Any {
 		cat(iifname(b, expr.CmpOpEq), ipv4(), verdict(expr.VerdictAccept)),
 		cat(iifname(b, expr.CmpOpEq), jumpTo(expr.VerdictGoto, chainRefuse)),
 	}
+}
+
+// redirectRules: TCP from the bridge to the gateway on a redirected port
+// goes to its target port on the gateway (the bridge's address).
+func (n *Network) redirectRules() [][]expr.Any {
+	gw := netip.PrefixFrom(n.gateway, 32)
+	var out [][]expr.Any
+	for from, to := range n.cfg.Redirects {
+		out = append(out, cat(iifname(n.bridge, expr.CmpOpEq), ipv4(), daddrIn(gw), l4proto(unix.IPPROTO_TCP), dport(from),
+			&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(to)},
+			&expr.Redir{RegisterProtoMin: 1}))
+	}
+	return out
 }
 
 // inputRules: what instances may send to the host itself.

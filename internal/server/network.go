@@ -66,12 +66,21 @@ func (s *server) startNetwork(ctx context.Context) error {
 		}
 		prefix = p.Masked()
 	}
+	// The router answers private names on the gateway's port 80; where
+	// the public router already listens on every address's port 80 (the
+	// default as root), the gateway's port 80 is redirected to a port of
+	// the private listener's own.
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.privatePort = port
 	bridge, table := NetworkNames(s.cfg.DataDir)
 	n, err := netns.Open(netns.Config{
 		Bridge: bridge, Table: table, Prefix: prefix,
-		StateDir:     filepath.Join(s.cfg.DataDir, "network"),
-		GatewayPorts: []uint16{internalPort},
-		Log:          s.log,
+		StateDir:  filepath.Join(s.cfg.DataDir, "network"),
+		Redirects: map[uint16]uint16{internalPort: port},
+		Log:       s.log,
 	})
 	if err != nil {
 		return fmt.Errorf("opening the instances' network: %w", err)
@@ -200,8 +209,19 @@ func (s *server) applyEgress(ctx context.Context) error {
 	return nil
 }
 
-// internalPort is where the router answers private names on the gateway.
+// internalPort is where instances reach the router for private names, on
+// the gateway (redirected to the private listener's port).
 const internalPort = 80
+
+// freePort asks the kernel for a TCP port that is free on every address.
+func freePort() (uint16, error) {
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		return 0, fmt.Errorf("choosing a port for private names: %w", err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port), nil
+}
 
 // servePrivate serves the router on the gateway for private names
 // (<project>.internal and the like): apps reach each other through it,
@@ -210,7 +230,7 @@ func (s *server) servePrivate() error {
 	if s.network == nil {
 		return nil
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(s.network.Gateway().String(), fmt.Sprint(internalPort)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.network.Gateway().String(), fmt.Sprint(s.privatePort)))
 	if err != nil {
 		return fmt.Errorf("listening for private names on the gateway: %w", err)
 	}

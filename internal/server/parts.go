@@ -56,6 +56,7 @@ type server struct {
 	builder      *buildkit.Builder  // startBuilder
 	buildkitAddr string             // startBuilder
 	network      *netns.Network     // startNetwork; nil when instance networking is off
+	privatePort  uint16             // startNetwork: the gateway port private names are served on
 	driver       *runc.Driver       // startRuntime
 	table        *router.Table      // newController: written by ctl, read by app
 	ctl          *deploy.Controller // newController
