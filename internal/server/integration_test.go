@@ -186,6 +186,9 @@ func (h *harness) shutdown() {
 	if err := h.stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "integration server:", err)
 	}
+	if err := RemoveNetwork(h.data); err != nil {
+		fmt.Fprintln(os.Stderr, "integration server: removing its network:", err)
+	}
 	os.RemoveAll(h.data)
 }
 

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -44,6 +46,30 @@ func dataHash(dataDir string) string {
 	}
 	sum := sha256.Sum256([]byte(abs))
 	return hex.EncodeToString(sum[:3])
+}
+
+// RemoveNetwork removes the kernel state of a stopped server's networks —
+// bridges, nftables tables, leases, the builds' CNI address pool — which a
+// server leaves behind on purpose so that the next start adopts it. For
+// tests and uninstalling; instances still attached lose their network.
+func RemoveNetwork(dataDir string) error {
+	var errs []error
+	for _, kind := range []struct {
+		names func(string) (string, string)
+		dir   string
+	}{{NetworkNames, "network"}, {BuildNetworkNames, "network-builds"}} {
+		bridge, table := kind.names(dataDir)
+		n, err := netns.Open(netns.Config{Bridge: bridge, Table: table, StateDir: filepath.Join(dataDir, kind.dir),
+			Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, n.Remove())
+		// host-local's address pool of the builds' CNI network.
+		errs = append(errs, os.RemoveAll(filepath.Join("/var/lib/cni/networks", bridge)))
+	}
+	return errors.Join(errs...)
 }
 
 // networkOff reports whether the operator turned instance networking off.

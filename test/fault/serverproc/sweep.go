@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/build/buildkit"
+	"github.com/slipwayhq/slipway/internal/server"
 )
 
 // NetnsDir is where the runc driver names its instances' network
@@ -64,7 +65,8 @@ func DialInstance(ctx context.Context, instance string, port int) (net.Conn, err
 
 // Sweep removes what a server on dataDir may have left behind once it is
 // gone: its buildkitd, every runc container (killed and deleted), every
-// mount below dataDir, and the network namespaces of its instances. It is
+// mount below dataDir, the network namespaces of its instances, and its
+// networks (server.RemoveNetwork). It is
 // meant for cleanup after tests and benchmarks, including failed ones.
 func Sweep(dataDir string) error {
 	dataDir, err := filepath.Abs(dataDir)
@@ -99,6 +101,11 @@ func Sweep(dataDir string) error {
 	}
 	if err := buildkit.UnmountUnder(dataDir); err != nil {
 		errs = append(errs, err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "network")); err == nil {
+		if err := server.RemoveNetwork(dataDir); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
