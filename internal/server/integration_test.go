@@ -769,6 +769,10 @@ func TestGitPushWebhookAndRollback(t *testing.T) {
 		if code, body := deliver(sig, "d-1"); code != 200 || !strings.Contains(body, "duplicate") {
 			t.Errorf("replayed delivery: %d %s", code, body)
 		}
+		// A captured delivery sent again under a new id is the same push.
+		if code, body := deliver(sig, "d-2"); code != 200 || !strings.Contains(body, "duplicate") {
+			t.Errorf("delivery replayed under a new id: %d %s", code, body)
+		}
 		ds := h.deployments("pushed")
 		if len(ds) != 2 {
 			t.Fatalf("deployments after a delivery and its replay: %d", len(ds))

@@ -15,8 +15,11 @@
 //     GitHub also offers); pushes to refs that are not branches (tags) and
 //     branch deletions → 200 "ignored"; a repository other than the one
 //     linked to the project → 422;
-//  5. the delivery is deduplicated on X-GitHub-Delivery (a redelivery → 200
-//     "duplicate", nothing queued twice);
+//  5. the delivery is deduplicated on what the signature covers: the
+//     project, repository, ref and the ref's old and new commits (a
+//     redelivery → 200 "duplicate", nothing queued twice). The
+//     X-GitHub-Delivery id is not signed, so a captured delivery sent
+//     again under new ids is still the same push;
 //  6. Config.Enqueue is called → 202 "queued".
 //
 // Every answer is a small JSON object, {"status": …, "message": …}, which
@@ -87,15 +90,15 @@ type Config struct {
 	// delivery waits for it. Wrap ErrIgnored to decline the event (e.g. a
 	// branch mapped to no environment); any other error answers 500.
 	Enqueue func(ctx context.Context, ev PushEvent) error
-	// Seen records deliveryID and reports whether it was recorded before,
-	// atomically (e.g. an INSERT that may conflict). If nil, the last
-	// 10,000 delivery ids are remembered in memory, so a redelivery after a
-	// restart of the server is not recognised.
-	Seen func(ctx context.Context, deliveryID string) (bool, error)
-	// Forget removes a delivery recorded by Seen, called when Enqueue
+	// Seen records a delivery's key (DeliveryKey) and reports whether it
+	// was recorded before, atomically (e.g. an INSERT that may conflict).
+	// If nil, the last 10,000 keys are remembered in memory, so a
+	// redelivery after a restart of the server is not recognised.
+	Seen func(ctx context.Context, key string) (bool, error)
+	// Forget removes a delivery key recorded by Seen, called when Enqueue
 	// fails so that GitHub's redelivery is not taken for a duplicate. If
 	// nil (and Seen is set), nothing is called.
-	Forget func(ctx context.Context, deliveryID string) error
+	Forget func(ctx context.Context, key string) error
 	// MaxBodyBytes bounds a delivery's body. If zero, 25 MiB: GitHub caps
 	// payloads at 25 MB.
 	MaxBodyBytes int64
@@ -232,14 +235,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	seen, err := h.cfg.Seen(ctx, ev.DeliveryID)
+	key := DeliveryKey(ev)
+	seen, err := h.cfg.Seen(ctx, key)
 	if err != nil {
 		h.log.Error("github: recording delivery", "delivery", ev.DeliveryID, "err", err)
 		reply(w, http.StatusInternalServerError, "error", "internal error")
 		return
 	}
 	if seen {
-		reply(w, http.StatusOK, "duplicate", "delivery %s was received before", ev.DeliveryID)
+		reply(w, http.StatusOK, "duplicate", "this push (%s of %s at %s) was received before", ev.Branch, ev.Repository, source.ShortSHA(ev.NewSHA))
 		return
 	}
 	if err := h.cfg.Enqueue(ctx, ev); err != nil {
@@ -249,7 +253,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.log.Error("github: queueing push", "project", project, "delivery", ev.DeliveryID, "err", err)
 		if h.cfg.Forget != nil {
-			if ferr := h.cfg.Forget(context.WithoutCancel(ctx), ev.DeliveryID); ferr != nil {
+			if ferr := h.cfg.Forget(context.WithoutCancel(ctx), key); ferr != nil {
 				h.log.Error("github: forgetting delivery", "delivery", ev.DeliveryID, "err", ferr)
 			}
 		}
@@ -257,6 +261,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusAccepted, "queued", "deploying %s of %s at %s", ev.Branch, ev.Repository, source.ShortSHA(ev.NewSHA))
+}
+
+// DeliveryKey identifies a push by what its signature covers, for
+// deduplication: the project, the repository, the ref and its old and new
+// commits. GitHub's redelivery of a push has the same key; so has a
+// captured delivery sent again with another X-GitHub-Delivery id, which
+// the signature does not cover.
+func DeliveryKey(ev PushEvent) string {
+	sum := sha256.Sum256([]byte(strings.Join([]string{ev.Project, strings.ToLower(ev.Repository), ev.Ref, ev.OldSHA, ev.NewSHA}, "\x00")))
+	return "push:" + hex.EncodeToString(sum[:16])
 }
 
 // ValidSignature reports whether header (the X-Hub-Signature-256 value,

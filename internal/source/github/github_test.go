@@ -140,6 +140,7 @@ func (hk *hook) deliver(t *testing.T, d delivery) (int, answer) {
 
 func TestDeliveries(t *testing.T) {
 	push := readTestdata(t, "push.json")
+	otherPush := bytes.ReplaceAll(push, []byte("0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"), []byte("1e2b37f78e9a6fb0a7cb6d68a8d4d8ea2bd1ae2d"))
 	wrongSecret := Sign([]byte("not the secret"), push)
 	tests := []struct {
 		name       string
@@ -169,8 +170,11 @@ func TestDeliveries(t *testing.T) {
 		{"bad payload", delivery{project: "hello", event: "push", id: "d-18", body: []byte(`{"ref": 7}`)}, 400, "error", 0},
 		{"other repository", delivery{project: "hello", event: "push", id: "d-19", body: bytes.ReplaceAll(push, []byte("octo-org/hello-world"), []byte("evil/fork"))}, 422, "error", 0},
 		{"any repository allowed", delivery{project: "anyrepo", event: "push", id: "d-20", body: bytes.ReplaceAll(push, []byte("octo-org/hello-world"), []byte("evil/fork"))}, 202, "queued", 1},
-		{"form encoded", delivery{project: "hello", event: "push", id: "d-21", contentType: "application/x-www-form-urlencoded",
-			body: []byte(url.Values{"payload": {string(push)}}.Encode())}, 202, "queued", 1},
+		// The same push as "push" above, form-encoded: a replay (the signed content is the same).
+		{"form encoded replay", delivery{project: "hello", event: "push", id: "d-21", contentType: "application/x-www-form-urlencoded",
+			body: []byte(url.Values{"payload": {string(push)}}.Encode())}, 200, "duplicate", 0},
+		{"form encoded", delivery{project: "hello", event: "push", id: "d-23", contentType: "application/x-www-form-urlencoded",
+			body: []byte(url.Values{"payload": {string(otherPush)}}.Encode())}, 202, "queued", 1},
 		{"unknown content type", delivery{project: "hello", event: "push", id: "d-22", contentType: "text/plain", body: push}, 400, "error", 0},
 	}
 	hk := newHook(t, nil)
@@ -267,6 +271,26 @@ func TestReplayIsQueuedOnce(t *testing.T) {
 	}
 }
 
+// A captured delivery sent again under new X-GitHub-Delivery ids (which
+// the signature does not cover) is the same push: queued once.
+func TestReplayUnderNewDeliveryIDs(t *testing.T) {
+	hk := newHook(t, nil)
+	body := readTestdata(t, "push.json")
+	for i, id := range []string{"original", "replay-1", "replay-2"} {
+		code, a := hk.deliver(t, delivery{project: "hello", event: "push", id: id, body: body})
+		want := "duplicate"
+		if i == 0 {
+			want = "queued"
+		}
+		if a.Status != want {
+			t.Errorf("delivery %s: %d %+v, want %q", id, code, a, want)
+		}
+	}
+	if q := hk.take(); len(q) != 1 {
+		t.Errorf("queued %d times, want once", len(q))
+	}
+}
+
 func TestEnqueueFailureAllowsRedelivery(t *testing.T) {
 	hk := newHook(t, nil)
 	d := delivery{project: "hello", event: "push", id: "d-fail", body: readTestdata(t, "push.json")}
@@ -278,7 +302,7 @@ func TestEnqueueFailureAllowsRedelivery(t *testing.T) {
 		t.Errorf("redelivery after a failure: %d", code)
 	}
 	hk.failNext = fmt.Errorf("branch %q is not mapped to an environment: %w", "main", ErrIgnored)
-	d.id = "d-ignored"
+	d = delivery{project: "hello", event: "push", id: "d-ignored", body: readTestdata(t, "push-forced.json")}
 	if code, a := hk.deliver(t, d); code != 200 || a.Status != "ignored" || !strings.Contains(a.Message, "not mapped") {
 		t.Errorf("ignored push: %d %+v", code, a)
 	}
