@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // Box seals and opens values with one key.
@@ -20,29 +21,61 @@ type Box struct {
 }
 
 // Open loads the key at path, creating a random one (mode 0600) when the
-// file does not exist.
+// file does not exist. A new key is written to a temporary file, synced,
+// and linked into place, then the directory is synced: a crash leaves
+// either no key or the whole key, never an empty file.
 func Open(path string) (*Box, error) {
 	key, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		key = make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
+		if key, err = create(path); err != nil {
 			return nil, err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("creating secret key %s: %w", path, err)
-		}
-		_, err = f.Write(key)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return nil, fmt.Errorf("writing secret key %s: %w", path, err)
 		}
 	} else if err != nil {
 		return nil, fmt.Errorf("reading secret key %s: %w", path, err)
 	}
+	if len(key) != 32 {
+		return nil, fmt.Errorf("secret key %s holds %d bytes, not 32: it is damaged; restore it from a backup (variables, webhook secrets and clone tokens are sealed with it)", path, len(key))
+	}
 	return New(key)
+}
+
+// create writes a new random key at path, durably, unless another process
+// created one first (then that one is returned).
+func create(path string) ([]byte, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*")
+	if err != nil {
+		return nil, fmt.Errorf("creating secret key %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(key)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing secret key %s: %w", path, err)
+	}
+	// Link, unlike rename, fails if the key exists: a concurrent first
+	// start keeps the key that won.
+	if err := os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
+		return os.ReadFile(path)
+	} else if err != nil {
+		return nil, fmt.Errorf("creating secret key %s: %w", path, err)
+	}
+	if dir, err := os.Open(filepath.Dir(path)); err == nil {
+		err = dir.Sync()
+		dir.Close()
+		if err != nil {
+			return nil, fmt.Errorf("syncing the directory of secret key %s: %w", path, err)
+		}
+	}
+	return key, nil
 }
 
 // New returns a Box for a 32-byte key.

@@ -38,3 +38,43 @@ func TestSealOpenAndKeyPersistence(t *testing.T) {
 		t.Errorf("tampered value: %v", err)
 	}
 }
+
+// A new key leaves no temporary file; concurrent first starts agree on one
+// key; a damaged (empty) key file is an error that says so, never a new key
+// that would orphan what the old one sealed.
+func TestKeyCreationIsAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secret.key")
+	boxes := make([]*Box, 8)
+	errs := make([]error, 8)
+	done := make(chan int)
+	for i := range boxes {
+		go func() { boxes[i], errs[i] = Open(path); done <- i }()
+	}
+	for range boxes {
+		<-done
+	}
+	sealed := []byte(nil)
+	for i, b := range boxes {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if sealed == nil {
+			sealed = b.Seal([]byte("x"))
+		} else if _, err := b.Unseal(sealed); err != nil {
+			t.Errorf("two first starts made two keys: %v", err)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Errorf("the key directory holds %d entries, want just the key", len(ents))
+	}
+	empty := filepath.Join(dir, "empty.key")
+	os.WriteFile(empty, nil, 0o600)
+	if _, err := Open(empty); err == nil || !bytes.Contains([]byte(err.Error()), []byte("damaged")) {
+		t.Errorf("an empty key file: %v", err)
+	}
+	if b, _ := os.ReadFile(empty); len(b) != 0 {
+		t.Error("an empty key file was replaced")
+	}
+}
