@@ -94,6 +94,10 @@ func startServer(t *testing.T) *harness {
 	// The data directory outlives the first test: TestMain removes it.
 	h.data = filepath.Join(os.TempDir(), "slipway-integration-"+strconv.Itoa(os.Getpid()))
 	os.RemoveAll(h.data)
+	// As scripts/run.sh does (mkdir -p): the server must restrict it.
+	if err := os.MkdirAll(h.data, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	h.start()
 	shared = h
 	return h
@@ -293,6 +297,9 @@ func app(t *testing.T, files map[string]string) string {
 
 func TestDeployHelloEndToEnd(t *testing.T) {
 	h := startServer(t)
+	if fi, err := os.Stat(h.data); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("data directory %s: mode %v, %v; want 0700 (it holds unpacked images and the key)", h.data, fi.Mode().Perm(), err)
+	}
 	if code := h.call("POST", "/api/v1/projects", api.CreateProjectRequest{Name: "hello"}, nil); code != http.StatusCreated {
 		t.Fatalf("create project: %d", code)
 	}

@@ -90,6 +90,12 @@ func (s *server) openStore(ctx context.Context) error {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data directory: %w", err)
 	}
+	// Only the server reaches into its data: unpacked images (which may
+	// hold setuid files), instances' layers, the key and the database.
+	// Scripts or an older version may have created it 0755.
+	if err := os.Chmod(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("restricting data directory: %w", err)
+	}
 	st, err := store.Open(filepath.Join(s.cfg.DataDir, "slipway.db"))
 	if err != nil {
 		return err
