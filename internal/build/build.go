@@ -34,6 +34,11 @@ type Request struct {
 	// Image is the reference to push the result to, e.g.
 	// "127.0.0.1:7300/myproject:d0123456789a".
 	Image string
+	// RegistryAuth, if set, maps registry hosts ("127.0.0.1:7300") to the
+	// password this build presents there (HTTP basic auth) for its pulls
+	// and its push, in place of the builder's own credentials for those
+	// hosts: a token scoped to this build. If nil, the builder's.
+	RegistryAuth map[string]string
 	// Log receives each line of build output, without its newline, as it
 	// is produced, with the time it was produced; a step's lines come in
 	// the order the step printed them. It may be called from several

@@ -42,6 +42,11 @@ type Config struct {
 	// Registry is the host:port of the embedded registry that builds push
 	// to and runtimes pull from.
 	Registry string
+	// RegistryGrant, if set, returns a registry password scoped to one
+	// build of project (pull base images and the project's own images,
+	// push to the project's repository) and its revocation, called when
+	// the build ends. If nil, builds use the builder's own credentials.
+	RegistryGrant func(project string) (password string, revoke func())
 	// DataDir holds uploaded sources, build contexts and instance logs.
 	DataDir string
 	// BaseDomain is the suffix of every hostname. If empty,

@@ -183,6 +183,11 @@ func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment
 		}
 		req.DockerfileContent = []byte(text)
 	}
+	if c.cfg.RegistryGrant != nil {
+		pw, revoke := c.cfg.RegistryGrant(d.ProjectName)
+		defer revoke()
+		req.RegistryAuth = map[string]string{c.cfg.Registry: pw}
+	}
 	res, err := c.cfg.Builder.Build(ctx, req)
 	if err != nil {
 		if ctx.Err() != nil {

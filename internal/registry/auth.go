@@ -16,12 +16,22 @@ import (
 // BuildKit, go-containerregistry) then retry with their credentials. The
 // API version check (/v2/) is challenged too, which is how clients that
 // ping first learn that they must authenticate.
-func authorize(next http.Handler, allow func(*http.Request) bool, public *digestSet) http.Handler {
+//
+// A grant's token (Registry.Grant) is judged by its grant alone.
+func authorize(next http.Handler, allow func(*http.Request) bool, public *digestSet, gs *grants, refs *repoRefs) http.Handler {
 	if allow == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if anonymousPull(r, public) || allow(r) {
+		ok := anonymousPull(r, public)
+		if !ok {
+			if g, granted := gs.lookup(r); granted {
+				ok = g.allows(r, refs)
+			} else {
+				ok = allow(r)
+			}
+		}
+		if ok {
 			next.ServeHTTP(w, r)
 			return
 		}

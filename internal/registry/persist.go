@@ -42,6 +42,7 @@ type persister struct {
 	next   http.Handler
 	dir    string
 	public *digestSet
+	refs   *repoRefs // every repository's referenced blobs
 	log    *slog.Logger
 	mu     sync.Mutex
 }
@@ -154,19 +155,28 @@ func (p *persister) write(repo, ref string, m storedManifest) error {
 	return nil
 }
 
-// notePublic records the blobs an image manifest in a public repository
-// references, so that they may be pulled anonymously.
+// notePublic records the blobs an image manifest references: for its
+// repository (what a grant may pull through it) and, in a public
+// repository, for anonymous pulls.
 func (p *persister) notePublic(repo string, m storedManifest) {
-	if !publicRepo(repo) || types.MediaType(m.ContentType).IsIndex() {
+	if types.MediaType(m.ContentType).IsIndex() {
 		return
 	}
 	mf, err := v1.ParseManifest(bytes.NewReader(m.Manifest))
 	if err != nil {
 		return
 	}
-	p.public.add(mf.Config.Digest.String())
+	digests := []string{mf.Config.Digest.String()}
 	for _, l := range mf.Layers {
-		p.public.add(l.Digest.String())
+		digests = append(digests, l.Digest.String())
+	}
+	if p.refs != nil {
+		p.refs.add(repo, digests...)
+	}
+	if publicRepo(repo) {
+		for _, d := range digests {
+			p.public.add(d)
+		}
 	}
 }
 

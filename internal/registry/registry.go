@@ -64,6 +64,7 @@ type Registry struct {
 	persist *persister
 	blobs   statBlobs
 	log     *slog.Logger
+	grants  *grants
 }
 
 // New opens (or creates) the registry stored in cfg.Dir and restores its
@@ -89,15 +90,16 @@ func New(cfg Config) (*Registry, error) {
 		next:   inner,
 		dir:    filepath.Join(cfg.Dir, "manifests"),
 		public: newDigestSet(),
+		refs:   newRepoRefs(),
 		log:    logger,
 	}
 	if err := p.restore(); err != nil {
 		return nil, err
 	}
-	r := &Registry{persist: p, blobs: blobs, log: logger}
+	r := &Registry{persist: p, blobs: blobs, log: logger, grants: &grants{m: map[string]Grant{}}}
 	var h http.Handler = p
 	h = validateNames(h)
-	h = authorize(h, cfg.Authorize, p.public)
+	h = authorize(h, cfg.Authorize, p.public, r.grants, p.refs)
 	h = logRequests(h, logger)
 	r.handler = h
 	return r, nil

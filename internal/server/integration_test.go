@@ -813,3 +813,32 @@ func TestGitPushWebhookAndRollback(t *testing.T) {
 		}
 	})
 }
+
+// A build pulls base images and its own project's images, never another
+// project's: each build's registry token is scoped to its project.
+func TestBuildCantPullAnotherProjectsImage(t *testing.T) {
+	h := startServer(t)
+	victim := h.deployApp("victim")
+	if victim.ImageDigest == "" {
+		t.Fatalf("the victim's deployment has no image digest: %+v", victim)
+	}
+	registry := strings.TrimPrefix(h.api, "http://")
+	try := func(project, from string) api.Deployment {
+		t.Helper()
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+from+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h.call("POST", "/api/v1/projects", api.CreateProjectRequest{Name: project}, nil)
+		return h.wait(h.upload(project, dir, "").ID)
+	}
+	d := try("thief", registry+"/victim@"+victim.ImageDigest)
+	if d.Status != "FAILED" || !strings.Contains(strings.ToLower(d.FailureReason), "unauthorized") {
+		t.Errorf("a build FROM another project's image: %s %q, want FAILED for want of authorization", d.Status, d.FailureReason)
+	}
+	// Its own project's earlier image is fine.
+	own := try("victim", registry+"/victim@"+victim.ImageDigest)
+	if own.Status != "RUNNING" {
+		t.Errorf("a build FROM its own project's image: %s %q", own.Status, own.FailureReason)
+	}
+}

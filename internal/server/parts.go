@@ -167,9 +167,10 @@ func (s *server) startBuilder(ctx context.Context) error {
 		s.onStop(func(context.Context) { d.Close() })
 		s.buildkitAddr = d.Addr()
 	}
-	b, err := buildkit.New(s.buildkitAddr, buildkit.Config{Credentials: map[string]buildkit.Credential{
-		s.registryHost: {Username: "slipway", Secret: s.internal},
-	}})
+	// No credentials of its own: each build gets a token scoped to its
+	// project (newController's RegistryGrant), so a Dockerfile can't pull
+	// another project's image.
+	b, err := buildkit.New(s.buildkitAddr, buildkit.Config{})
 	if err != nil {
 		return err
 	}
@@ -201,6 +202,9 @@ func (s *server) newController(context.Context) error {
 		Registry: s.registryHost, DataDir: s.cfg.DataDir, BaseDomain: s.cfg.BaseDomain,
 		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,
 		Fetch: s.links.fetch, Log: s.log,
+		RegistryGrant: func(project string) (string, func()) {
+			return s.registry.Grant(registry.Grant{Pull: []string{"library/"}, Push: project})
+		},
 	})
 	if err != nil {
 		return err

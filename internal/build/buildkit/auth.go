@@ -41,3 +41,19 @@ func (p *authProvider) Credentials(_ context.Context, req *auth.CredentialsReque
 
 // FetchToken, GetTokenAuthority and VerifyTokenAuthority stay unimplemented:
 // BuildKit then fetches bearer tokens itself with the basic credentials.
+
+// with returns a provider that answers for the hosts of passwords with
+// them (user "slipway") and for the others as p does.
+func (p *authProvider) with(passwords map[string]string) *authProvider {
+	if len(passwords) == 0 {
+		return p
+	}
+	creds := make(map[string]Credential, len(p.creds)+len(passwords))
+	for h, c := range p.creds {
+		creds[h] = c
+	}
+	for h, pw := range passwords {
+		creds[h] = Credential{Secret: pw}
+	}
+	return &authProvider{creds: creds}
+}

@@ -119,7 +119,7 @@ func (b *Builder) Build(ctx context.Context, req build.Request) (build.Result, e
 				"registry.insecure": "true",
 			},
 		}},
-		Session: []session.Attachable{b.auth},
+		Session: []session.Attachable{b.auth.with(req.RegistryAuth)},
 	}
 
 	p := newPrinter(req.Log)
