@@ -636,16 +636,7 @@ func TestRedirects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("redirected\n"))
-			c.Close()
-		}
-	}()
+	nettest.Answer(ln, "redirected\n")
 	ns := nettest.NewNS(t, "swtns-redir-"+suf)
 	attach(t, n, "redir"+suf, "g1", ns)
 	c, err := nettest.DialFrom(t, ns, netip.AddrPortFrom(n.Gateway(), 80), 2*time.Second)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/slipwayhq/slipway/internal/netns/nettest"
 )
 
 // Isolation: an attacker app (the test app, asked to misbehave) runs next
@@ -109,16 +111,7 @@ func TestIsolation(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nreached the host\n"))
-				c.Close()
-			}
-		}()
+		nettest.Answer(ln, "HTTP/1.0 200 OK\r\n\r\nreached the host\n")
 		probe := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 		_, routerPort, _ := net.SplitHostPort(e.srv.Router())
 		api := strconv.Itoa(e.srv.APIPort())

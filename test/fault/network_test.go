@@ -175,16 +175,7 @@ func TestNetworking(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nreached the host\n"))
-				c.Close()
-			}
-		}()
+		nettest.Answer(ln, "HTTP/1.0 200 OK\r\n\r\nreached the host\n")
 		_, routerPort, _ := net.SplitHostPort(e.srv.Router())
 		ports := []string{strconv.Itoa(e.srv.APIPort()), routerPort, "22", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)}
 		hosts := []string{gw.String()}

@@ -215,3 +215,18 @@ func HostAddr(t testing.TB) (addr, gateway netip.Addr, ok bool) {
 	}
 	return netip.Addr{}, netip.Addr{}, false
 }
+
+// Answer accepts connections on ln, until it is closed, and writes reply
+// to each before closing it: a listener that says who was reached.
+func Answer(ln net.Listener, reply string) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(reply))
+			c.Close()
+		}
+	}()
+}
