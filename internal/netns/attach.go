@@ -443,10 +443,16 @@ func (n *Network) SetEgress(group string, p Egress) error {
 	if n.closed {
 		return ErrClosed
 	}
+	if p.equal(n.st.Egress[group]) {
+		// The kernel holds it already: Open wrote the tables from this
+		// state, and every change since went through here. (The server
+		// sets every project's policy at start.)
+		return nil
+	}
 	if p.isDefault() {
 		delete(n.st.Egress, group)
 	} else {
-		n.st.Egress[group] = p.stored()
+		n.st.Egress[group] = p
 	}
 	if err := n.st.save(n.path); err != nil {
 		return fmt.Errorf("netns: set egress of %s: %w", group, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"net/netip"
 
 	"github.com/slipwayhq/slipway/internal/netns"
 )
@@ -22,7 +23,7 @@ func Example() {
 	}
 	defer n.Close() // the kernel state stays for the next start
 
-	db, _ := netns.ParseAllow("10.77.0.5/32:5432")
+	db := netns.Allow{Prefix: netip.MustParsePrefix("10.77.0.5/32"), Port: 5432} // project.ParseEgressRule reads users' rules
 	if err := n.SetEgress("project-1", netns.Egress{Allow: []netns.Allow{db}}); err != nil {
 		log.Fatal(err)
 	}
@@ -40,20 +41,4 @@ func Example() {
 	if err := n.Detach(ctx, "instance-b"); err != nil {
 		log.Fatal(err)
 	}
-}
-
-func ExampleParseAllow() {
-	for _, s := range []string{"10.1.2.3/32:5432", "10.0.0.0/8", "192.168.1.10", "[fd00::/8]:80"} {
-		a, err := netns.ParseAllow(s)
-		if err != nil {
-			fmt.Println("refused:", s)
-			continue
-		}
-		fmt.Println(a, a.Prefix.Bits(), a.Port)
-	}
-	// Output:
-	// 10.1.2.3/32:5432 32 5432
-	// 10.0.0.0/8 8 0
-	// 192.168.1.10/32 32 0
-	// refused: [fd00::/8]:80
 }

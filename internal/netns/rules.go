@@ -140,7 +140,7 @@ func (n *Network) writeAll(c *nftables.Conn, deny []span) error {
 		}
 	}
 	for g := range groups {
-		e, err := n.st.Egress[g].egress()
+		e, err := n.st.Egress[g].validate()
 		if err != nil {
 			n.log.Warn("a group's stored egress is unreadable; it gets the default", "group", g, "err", err)
 			e = Egress{}

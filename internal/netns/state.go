@@ -22,9 +22,9 @@ type state struct {
 	// Last is the address leased last: the next lease starts after it,
 	// so a freed address is not handed out again at once (a stale
 	// neighbour or conntrack entry elsewhere then has time to expire).
-	Last   netip.Addr             `json:"last,omitzero"`
-	Leases map[string]lease       `json:"leases"`
-	Egress map[string]storedRules `json:"egress,omitempty"`
+	Last   netip.Addr        `json:"last,omitzero"`
+	Leases map[string]lease  `json:"leases"`
+	Egress map[string]Egress `json:"egress,omitempty"`
 }
 
 type lease struct {
@@ -33,14 +33,8 @@ type lease struct {
 	Veth  string     `json:"veth"`
 }
 
-// storedRules is an Egress as written on disk; allows in their String form.
-type storedRules struct {
-	None  bool     `json:"none,omitempty"`
-	Allow []string `json:"allow,omitempty"`
-}
-
 func loadState(path string) (*state, error) {
-	st := &state{Leases: map[string]lease{}, Egress: map[string]storedRules{}}
+	st := &state{Leases: map[string]lease{}, Egress: map[string]Egress{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(b) == 0) {
 		return st, nil
@@ -55,7 +49,7 @@ func loadState(path string) (*state, error) {
 		st.Leases = map[string]lease{}
 	}
 	if st.Egress == nil {
-		st.Egress = map[string]storedRules{}
+		st.Egress = map[string]Egress{}
 	}
 	return st, nil
 }
@@ -76,26 +70,6 @@ func (st *state) save(path string) error {
 		return fmt.Errorf("writing leases: %w", err)
 	}
 	return nil
-}
-
-func (e Egress) stored() storedRules {
-	s := storedRules{None: e.None}
-	for _, a := range e.Allow {
-		s.Allow = append(s.Allow, a.String())
-	}
-	return s
-}
-
-func (s storedRules) egress() (Egress, error) {
-	e := Egress{None: s.None}
-	for _, a := range s.Allow {
-		r, err := ParseAllow(a)
-		if err != nil {
-			return Egress{}, err
-		}
-		e.Allow = append(e.Allow, r)
-	}
-	return e, nil
 }
 
 func statePath(dir string) string { return filepath.Join(dir, stateFile) }

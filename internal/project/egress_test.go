@@ -16,13 +16,21 @@ func TestParseEgressRule(t *testing.T) {
 		"10.1.2.3:5432":     "10.1.2.3/32:5432",
 		" 10.1.2.9/24:80 ":  "10.1.2.0/24:80",
 		"192.168.1.10/32:1": "192.168.1.10/32:1",
+		"192.168.1.10:5432": "192.168.1.10/32:5432",
+		" 10.1.2.3/8 ":      "10.0.0.0/8",
+		"0.0.0.0/0:53":      "0.0.0.0/0:53",
 	} {
 		r, err := ParseEgressRule(in)
 		if err != nil || r.String() != want {
 			t.Errorf("ParseEgressRule(%q) = %s, %v; want %s", in, r, err, want)
 		}
+		// What String writes, ParseEgressRule reads back as the same rule.
+		if back, err := ParseEgressRule(r.String()); err != nil || back != r {
+			t.Errorf("round trip of %s: %s, %v", r, back, err)
+		}
 	}
-	for _, bad := range []string{"", "host.example", "10.0.0.0/33", "10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1:", "fd00::/8", "[fd00::1]:80", "10.0.0.1:x"} {
+	for _, bad := range []string{"", "host.example", "10.0.0.0/33", "10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1:", "fd00::/8", "[fd00::1]:80", "10.0.0.1:x",
+		"fd00::1", "::ffff:10.0.0.1", "10.0.0.0/8:0", "10.0.0.0/8:65536", "10.0.0.0/8:"} {
 		if _, err := ParseEgressRule(bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ParseEgressRule(%q) = %v, want ErrInvalid", bad, err)
 		}
