@@ -35,24 +35,12 @@ func TestIsolation(t *testing.T) {
 
 	ask := func(t *testing.T, path string, q url.Values) map[string]string {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if len(q) > 0 {
-			path += "?" + q.Encode()
-		}
-		code, body, err := c.Get(ctx, attackerHost, path)
-		if err != nil || code != 200 {
-			t.Fatalf("attacker %s: %d %q %v", path, code, body, err)
-		}
-		r := report(body)
-		t.Logf("attacker %s:\n%s", path, strings.TrimSpace(string(body)))
+		r, _ := askApp(t, c, attackerHost, path, q, 2*time.Minute)
 		return r
 	}
 	victimUnharmed := func(t *testing.T) {
 		t.Helper()
-		if got := info(t, c, victimHost); got != victim {
-			t.Errorf("the victim changed: before %+v, now %+v", victim, got)
-		}
+		sameApp(t, c, victimHost, victim)
 	}
 
 	t.Run("files", func(t *testing.T) {

@@ -337,6 +337,34 @@ func infoDirect(ctx context.Context, instance string) (appInfo, error) {
 }
 
 // report parses the test app's "key: value" answers.
+// askApp sends the fault app at host one of its probe requests (path, with
+// the query q) and returns its report, logged, and how long it took.
+func askApp(t testing.TB, c *serverproc.Client, host, path string, q url.Values, timeout time.Duration) (map[string]string, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	start := time.Now()
+	code, body, err := c.Get(ctx, host, path)
+	took := time.Since(start)
+	if err != nil || code != 200 {
+		t.Fatalf("%s %s: %d %q %v", host, path, code, body, err)
+	}
+	t.Logf("%s %s (%v):\n%s", host, path, took.Round(time.Millisecond), strings.TrimSpace(string(body)))
+	return report(body), took
+}
+
+// sameApp fails t when the app at host is no longer the instance before
+// describes (restarted, replaced or harmed).
+func sameApp(t testing.TB, c *serverproc.Client, host string, before appInfo) {
+	t.Helper()
+	if got := info(t, c, host); got != before {
+		t.Errorf("%s changed: before %+v, now %+v", host, before, got)
+	}
+}
+
 func report(body []byte) map[string]string {
 	m := map[string]string{}
 	for line := range strings.Lines(string(body)) {

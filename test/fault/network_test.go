@@ -55,16 +55,7 @@ func TestNetworking(t *testing.T) {
 	// returns its report and how long it took.
 	ask := func(t *testing.T, path string, q url.Values) (map[string]string, time.Duration) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		start := time.Now()
-		code, body, err := c.Get(ctx, probeHost, path+"?"+q.Encode())
-		took := time.Since(start)
-		if err != nil || code != 200 {
-			t.Fatalf("netprobe %s?%s: %d %q %v", path, q.Encode(), code, body, err)
-		}
-		t.Logf("netprobe %s?%s (%v):\n%s", path, q.Encode(), took.Round(time.Millisecond), strings.TrimSpace(string(body)))
-		return report(body), took
+		return askApp(t, c, probeHost, path, q, time.Minute)
 	}
 	fetch := func(t *testing.T, u string) map[string]string {
 		t.Helper()
@@ -113,9 +104,7 @@ func TestNetworking(t *testing.T) {
 	}
 	sameInstance := func(t *testing.T) {
 		t.Helper()
-		if got := info(t, c, probeHost); got != probe {
-			t.Errorf("netprobe was restarted: before %+v, now %+v", probe, got)
-		}
+		sameApp(t, c, probeHost, probe)
 	}
 
 	t.Run("the world through NAT", func(t *testing.T) {
