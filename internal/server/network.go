@@ -143,7 +143,6 @@ func (s *server) startNetwork(ctx context.Context) error {
 		return fmt.Errorf("serving DNS to the instances: %w", err)
 	}
 	s.onStop(func(context.Context) { resolver.Close() })
-	s.log.Info("instance network", "bridge", bridge, "prefix", n.Prefix().String(), "gateway", gw.String(), "dns", resolver.Addr())
 	return nil
 }
 
@@ -203,7 +202,6 @@ func (s *server) startBuildNetwork(ctx context.Context) error {
 		return fmt.Errorf("writing the builds' CNI configuration: %w", err)
 	}
 	s.buildNet = &buildkit.Network{CNIConfig: path, CNIBinaryDir: CNIBinaryDir, Nameservers: []string{gw.String()}}
-	s.log.Info("build network", "bridge", bridge, "prefix", n.Prefix().String(), "dns", resolver.Addr())
 	return nil
 }
 
