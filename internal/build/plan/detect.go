@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -67,6 +68,33 @@ func DetectFS(fsys fs.FS, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	reason := "the whole source tree"
+	if root != "." {
+		reason = "set by the project's root directory setting"
+	}
+	p, err := detectIn(fsys, root, reason, opts)
+	var nd *NotDetectedError
+	if root != "." || !errors.As(err, &nd) {
+		return p, err
+	}
+	// Nothing at the root and no root set: look for the app below.
+	found, ferr := findRoot(fsys, opts)
+	if ferr != nil {
+		return nil, ferr
+	}
+	c, reason, ok, ferr := chooseRoot(found)
+	if ferr != nil {
+		return nil, ferr
+	}
+	if !ok {
+		return nil, err
+	}
+	return detectIn(fsys, c.Dir, reason, opts)
+}
+
+// detectIn detects the plan of the project root root of fsys; reason says
+// why it is the project root.
+func detectIn(fsys fs.FS, root, reason string, opts Options) (*Plan, error) {
 	sub := fsys
 	if root != "." {
 		// Missing, a file, or a link that leads out of the tree.
@@ -91,10 +119,7 @@ func DetectFS(fsys fs.FS, opts Options) (*Plan, error) {
 			continue
 		}
 		p := &Plan{FormatVersion: FormatVersion, Root: root}
-		p.Facts.ProjectRoot = &Fact{Value: root, Reason: "the whole source tree"}
-		if root != "." {
-			p.Facts.ProjectRoot.Reason = "set by the project's root directory setting"
-		}
+		p.Facts.ProjectRoot = &Fact{Value: root, Reason: reason}
 		if err := pr.plan(t, p); err != nil {
 			return nil, err
 		}

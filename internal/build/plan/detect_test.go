@@ -103,7 +103,7 @@ func TestDetectErrors(t *testing.T) {
 		},
 		{
 			name:  "nothing",
-			files: map[string]string{"README.md": "hi", "src/index.html": "x"},
+			files: map[string]string{"README.md": "hi", "node_modules/x/index.html": "x", ".github/package.json": "{}", "a/b/c/d/go.mod": "module x\n"},
 			want: "nothing to build in the source tree: looked for a Dockerfile; a Python project (pyproject.toml, requirements.txt, uv.lock, poetry.lock, setup.py, manage.py, .python-version, runtime.txt); " +
 				"a Node project (package.json); a Go module (go.mod); a static site (index.html in ., dist, build, public); add a Dockerfile, or set the project root to the directory that holds the app",
 		},

@@ -6,7 +6,13 @@
 //
 // Detect (or DetectFS) runs an ordered list of providers against the
 // project root (Options.Root, a subdirectory for monorepos) and the first
-// one whose Detect matches makes the plan. Order matters and is fixed:
+// one whose Detect matches makes the plan. When no root is set and no
+// provider recognises the root of the tree, the project root is detected:
+// the directories below (3 levels deep, skipping dependencies, tests and
+// hidden directories) are asked, and the only one recognised becomes the
+// root, with the reason in Facts.ProjectRoot; several are an
+// *AmbiguousRootError listing them (see root.go). Order matters and is
+// fixed:
 //
 //  1. dockerfile — a Dockerfile (or Options.DockerfilePath) is used as is;
 //  2. python — pyproject.toml, requirements.txt, uv.lock, poetry.lock,
@@ -21,8 +27,8 @@
 // entry point and the file and line that define it, and the project root.
 // Nothing detected is a *NotDetectedError listing what was looked for; a
 // manifest that does not parse, or a missing entry point, is an *Error
-// naming the file and line. Both are the user's to fix (IsUserError); any
-// other error is an I/O failure.
+// naming the file and line. These and *AmbiguousRootError are the user's
+// to fix (IsUserError); any other error is an I/O failure.
 //
 // # Execution: a generated Dockerfile
 //

@@ -57,11 +57,12 @@ func (e *NotDetectedError) Error() string {
 // "dockerfile": build Plan.DockerfilePath instead.
 var ErrUsesDockerfile = errors.New("plan uses the project's own Dockerfile")
 
-// IsUserError reports whether err is (or wraps) an *Error or a
-// *NotDetectedError: a failure the user fixes in the source, not one to
-// retry.
+// IsUserError reports whether err is (or wraps) an *Error, a
+// *NotDetectedError or an *AmbiguousRootError: a failure the user fixes in
+// the source or the project's settings, not one to retry.
 func IsUserError(err error) bool {
 	var e *Error
 	var n *NotDetectedError
-	return errors.As(err, &e) || errors.As(err, &n)
+	var a *AmbiguousRootError
+	return errors.As(err, &e) || errors.As(err, &n) || errors.As(err, &a)
 }

@@ -33,6 +33,7 @@ var (
 	}
 	extraCases = []goldenCase{
 		{name: "monorepo-web", dir: "testdata/monorepo", opts: Options{Root: "/apps/web/"}},
+		{name: "monorepo-root-detected", dir: "testdata/monorepo"},
 		{name: "python-plain-custom-start", dir: "testdata/python-plain", opts: Options{StartCommand: "python main.py --workers 2"}},
 		{name: "dockerfile-path-ignored-without-setting", dir: "testdata/dockerfile-path"},
 	}
