@@ -223,6 +223,7 @@ func (s *Server) deploymentJSON(ctx context.Context, d store.Deployment) Deploym
 	}
 	out := Deployment{
 		ID: d.ID, Project: d.ProjectName, Environment: d.EnvironmentName, Status: d.Status,
+		Summary: deploy.Summary(d), Dirty: d.Dirty, Detected: DetectedOf(d.Plan),
 		Trigger: d.Trigger, Promote: d.Promote, Current: current,
 		URL:          s.url(s.hosts.Preview(d.ID)),
 		Commit:       Commit{Branch: d.Branch, SHA: d.CommitSHA, Message: d.CommitMessage, Author: d.CommitAuthor},
@@ -359,6 +360,14 @@ func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) error 
 		}
 		promote = b
 	}
+	dirty := false
+	if v := q.Get("dirty"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errBadRequest("dirty must be true or false")
+		}
+		dirty = b
+	}
 	if r.ContentLength > s.cfg.MaxUploadBytes {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
 			Message: fmt.Sprintf("source upload of %d bytes is over the limit of %d MiB", r.ContentLength, s.cfg.MaxUploadBytes>>20)}
@@ -372,7 +381,7 @@ func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) error 
 		Project: r.PathValue("project"), Environment: q.Get("environment"),
 		Trigger: "upload", Promote: promote,
 		Branch: q.Get("branch"), CommitSHA: q.Get("commit"), Message: q.Get("message"), Author: q.Get("author"),
-		Source: body, MaxSourceBytes: s.cfg.MaxUploadBytes,
+		Dirty: dirty, Source: body, MaxSourceBytes: s.cfg.MaxUploadBytes,
 	})
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -13,7 +13,7 @@ import (
 )
 
 // buildLogs serves a deployment's build log: a JSON page of lines after a
-// cursor, or with follow=true (or Accept: text/event-stream) a live
+// cursor (direction=backward: the newest lines first, before a cursor), or with follow=true (or Accept: text/event-stream) a live
 // server-sent-event stream that ends once the build and deploy phases are
 // over.
 func (s *Server) buildLogs(w http.ResponseWriter, r *http.Request) error {
@@ -24,7 +24,21 @@ func (s *Server) buildLogs(w http.ResponseWriter, r *http.Request) error {
 	if wantsStream(r) {
 		return s.stream(w, r, d.ID, store.LogBuild, resumeAt(r, after), true)
 	}
-	return s.logPage(w, r, store.LogQuery{DeploymentID: d.ID, Kind: store.LogBuild, After: after, Limit: limit})
+	q := store.LogQuery{DeploymentID: d.ID, Kind: store.LogBuild, After: after, Limit: limit}
+	switch dir := r.URL.Query().Get("direction"); dir {
+	case "", "forward":
+	case "backward":
+		// The end of the log first (what `slipway logs --build` prints),
+		// paging to older lines with before=<next>.
+		before, _, err := cursorParams(r, "before")
+		if err != nil {
+			return err
+		}
+		q.After, q.Before, q.Desc = 0, before, true
+	default:
+		return errBadRequest(fmt.Sprintf("direction must be forward or backward, not %q", dir))
+	}
+	return s.logPage(w, r, q)
 }
 
 // runtimeLogs serves what a deployment's app wrote, paginated by cursor:

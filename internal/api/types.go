@@ -48,14 +48,17 @@ type Deployment struct {
 	Project              string     `json:"project"`
 	Environment          string     `json:"environment"`
 	Status               string     `json:"status"`
+	Summary              string     `json:"summary"` // building, successful or failed (deploy.Summary)
 	Trigger              string     `json:"trigger"`
 	Promote              bool       `json:"promote"`
 	Current              bool       `json:"current"`
 	URL                  string     `json:"url"`
 	URLs                 []string   `json:"urls"`
 	Commit               Commit     `json:"commit"`
+	Dirty                bool       `json:"dirty"` // uploaded with uncommitted changes
 	StartCommand         string     `json:"startCommand"`
 	DetectedStartCommand string     `json:"detectedStartCommand"`
+	Detected             *Detected  `json:"detected,omitempty"` // absent until INITIALIZING is over
 	Builder              string     `json:"builder,omitempty"`
 	Image                string     `json:"image,omitempty"`
 	ImageDigest          string     `json:"imageDigest,omitempty"`

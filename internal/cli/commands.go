@@ -110,7 +110,11 @@ func printDeployment(cmd *cobra.Command, d api.Deployment) {
 	w := table(cmd)
 	fmt.Fprintf(w, "ID\t%s\n", d.ID)
 	fmt.Fprintf(w, "Project\t%s (%s)\n", d.Project, d.Environment)
-	fmt.Fprintf(w, "Status\t%s\n", d.Status)
+	status := d.Status
+	if d.Summary != "" {
+		status += " (" + d.Summary + ")"
+	}
+	fmt.Fprintf(w, "Status\t%s\n", status)
 	if d.FailureReason != "" {
 		fmt.Fprintf(w, "Reason\t%s\n", d.FailureReason)
 	}
@@ -120,7 +124,11 @@ func printDeployment(cmd *cobra.Command, d api.Deployment) {
 		fmt.Fprintf(w, "Commit\t%s on %s by %s\n", short(d.Commit.SHA, 12), dash(d.Commit.Branch), dash(d.Commit.Author))
 		fmt.Fprintf(w, "Message\t%s\n", firstLine(d.Commit.Message))
 	}
+	if d.Dirty {
+		fmt.Fprintf(w, "Dirty\tyes: uploaded with uncommitted changes, so the source is not exactly the commit\n")
+	}
 	fmt.Fprintf(w, "Start command\t%s\n", orText(d.StartCommand, "(the image's own)"))
+	printDetected(w, d)
 	if d.Image != "" {
 		fmt.Fprintf(w, "Image\t%s\n", d.Image)
 	}
@@ -145,8 +153,9 @@ func newLogsCmd() *cobra.Command {
 		Short: "Print a deployment's runtime logs (or its build log with --build)",
 		Long: `Print the newest runtime log lines of a deployment (what its app wrote to
 stdout and stderr), oldest first; --follow keeps printing new lines. With
---build, print the build log instead (--follow streams it until the deployment
-is RUNNING or FAILED).`,
+--build, print the end of the build log instead (--follow streams it until the
+deployment is RUNNING or FAILED). --lines (-n) says how many lines: the last
+200 unless told.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := newClient()
@@ -174,15 +183,14 @@ is RUNNING or FAILED).`,
 					return ev.Event != "end"
 				})
 			}
+			// Both logs are read from the end, newest first: the last lines.
 			var page api.LogPage
-			if err := c.call(cmd.Context(), "GET", path+"?limit="+strconv.Itoa(limit), nil, &page); err != nil {
+			if err := c.call(cmd.Context(), "GET", path+"?direction=backward&limit="+strconv.Itoa(limit), nil, &page); err != nil {
 				return err
 			}
 			lines := page.Lines
-			if !build { // runtime pages come newest first
-				for i, j := 0, len(lines)-1; i < j; i, j = i+1, j-1 {
-					lines[i], lines[j] = lines[j], lines[i]
-				}
+			for i, j := 0, len(lines)-1; i < j; i, j = i+1, j-1 {
+				lines[i], lines[j] = lines[j], lines[i]
 			}
 			for _, l := range lines {
 				print(l)
@@ -193,7 +201,9 @@ is RUNNING or FAILED).`,
 	f := cmd.Flags()
 	f.BoolVar(&build, "build", false, "the build log instead of runtime logs")
 	f.BoolVarP(&followFlag, "follow", "f", false, "keep printing new lines")
-	f.IntVarP(&limit, "limit", "n", 200, "how many lines")
+	f.IntVarP(&limit, "lines", "n", 200, "how many lines: the last ones (with --follow, the last ones before following)")
+	f.IntVar(&limit, "limit", 200, "the same as --lines")
+	f.MarkHidden("limit")
 	f.BoolVar(&asJSON, "json", false, "print each line as JSON")
 	return cmd
 }
@@ -246,4 +256,37 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// printDetected prints what detection found for d, with where and why.
+func printDetected(w io.Writer, d api.Deployment) {
+	det := d.Detected
+	if det == nil {
+		return
+	}
+	if d.DetectedStartCommand != d.StartCommand {
+		fmt.Fprintf(w, "Detected start\t%s\n", orText(d.DetectedStartCommand, "(none: the image's own)"))
+	}
+	fmt.Fprintf(w, "Detected\t%s plan\n", det.Provider)
+	for _, f := range []struct {
+		name string
+		fact *api.Fact
+	}{{"project root", det.ProjectRoot}, {"dockerfile", det.Dockerfile}, {"language", det.Language}, {"version", det.LanguageVersion},
+		{"package manager", det.PackageManager}, {"framework", det.Framework}, {"entry point", det.EntryPoint}, {"output", det.OutputDir}} {
+		if f.fact == nil {
+			continue
+		}
+		where := ""
+		if f.fact.File != "" {
+			where = " (" + f.fact.File
+			if f.fact.Line > 0 {
+				where += ":" + strconv.Itoa(f.fact.Line)
+			}
+			where += ")"
+		}
+		fmt.Fprintf(w, "  %s\t%s%s: %s\n", f.name, f.fact.Value, where, f.fact.Reason)
+	}
+	for _, warn := range det.Warnings {
+		fmt.Fprintf(w, "  warning\t%s\n", warn)
+	}
 }

@@ -21,6 +21,7 @@ import (
 func newDeployCmd() *cobra.Command {
 	var (
 		project, environment      string
+		root                      string
 		noCreate, detach, noPromo bool
 		asJSON                    bool
 	)
@@ -33,8 +34,14 @@ log, and print the preview URL and the project's default hostname once the
 deployment is RUNNING. Exits non-zero with the reason when it FAILED.
 
 Inside a git checkout the deployment records the branch, commit SHA, message
-and author. The project is created when it does not exist (unless --no-create);
-its name defaults to the folder's name.`,
+and author; a work tree with uncommitted changes is deployed as it is, with a
+warning, and the deployment is marked dirty. The project is created when it
+does not exist (unless --no-create); its name defaults to the folder's name.
+
+The project root (the subdirectory that holds the app) is detected when the
+folder's root holds no app and exactly one subdirectory does. --root DIR saves
+DIR as the project's root directory setting (rootDirectory) before deploying,
+for this and later deployments; --root "" clears it, so it is detected again.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -72,6 +79,17 @@ its name defaults to the folder's name.`,
 				logf("Created project %s\n", project)
 			}
 
+			if cmd.Flags().Changed("root") {
+				if err := c.call(ctx, "PATCH", projectPath(project)+"/settings", map[string]string{"rootDirectory": root}, nil); err != nil {
+					return fmt.Errorf("setting the project root: %w", err)
+				}
+				if root == "" {
+					logf("Project root of %s cleared: it is detected\n", project)
+				} else {
+					logf("Project root of %s set to %s\n", project, root)
+				}
+			}
+
 			q := url.Values{}
 			if environment != "" {
 				q.Set("environment", environment)
@@ -84,6 +102,11 @@ its name defaults to the folder's name.`,
 				q.Set("commit", info.Commit)
 				q.Set("message", info.Message)
 				q.Set("author", info.Author)
+				if info.Dirty {
+					q.Set("dirty", "true")
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s has uncommitted changes: they are deployed, and the deployment is marked dirty (its source is not exactly commit %s)\n",
+						dir, short(info.Commit, 7))
+				}
 			}
 			pr, pw := io.Pipe()
 			counter := &countWriter{w: pw}
@@ -162,6 +185,7 @@ its name defaults to the folder's name.`,
 	f.StringVarP(&project, "project", "p", os.Getenv("SLIPWAY_PROJECT"), "project name (default: the folder's name)")
 	f.StringVarP(&environment, "environment", "e", "", "environment (default: production)")
 	f.BoolVar(&noCreate, "no-create", false, "fail instead of creating a missing project")
+	f.StringVar(&root, "root", "", `save the project root (the subdirectory of DIR that holds the app) as the project's setting; "" clears it`)
 	f.BoolVar(&detach, "detach", false, "return once uploaded, without waiting for the deployment")
 	f.BoolVar(&noPromo, "no-promote", false, "do not make the deployment current on its environment")
 	f.BoolVar(&asJSON, "json", false, "print only the final deployment as JSON")

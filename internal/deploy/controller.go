@@ -200,6 +200,8 @@ type CreateRequest struct {
 	CommitSHA   string
 	Message     string
 	Author      string
+	// Dirty marks an upload from a git work tree with uncommitted changes.
+	Dirty bool
 	// Source is a gzip-compressed tar of the source tree. If nil,
 	// SourceURL names a git repository that is fetched at CommitSHA while
 	// the deployment is INITIALIZING.
@@ -276,7 +278,7 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 		ID: id, ProjectID: p.ID, EnvironmentID: env.ID, Status: string(Pending),
 		Trigger: req.Trigger, Promote: req.Promote,
 		Branch: req.Branch, CommitSHA: req.CommitSHA, CommitMessage: req.Message, CommitAuthor: req.Author,
-		Image: req.Image, ImageDigest: req.ImageDigest,
+		Dirty: req.Dirty, Image: req.Image, ImageDigest: req.ImageDigest,
 	})
 	if err != nil {
 		os.Remove(c.sourcePath(id))
@@ -341,7 +343,7 @@ func (c *Controller) Redeploy(ctx context.Context, id string, rebuild bool) (sto
 	defer f.Close()
 	req := CreateRequest{
 		Project: d.ProjectName, Environment: d.EnvironmentName, Trigger: "redeploy", Promote: true,
-		Branch: d.Branch, CommitSHA: d.CommitSHA, Message: d.CommitMessage, Author: d.CommitAuthor,
+		Branch: d.Branch, CommitSHA: d.CommitSHA, Message: d.CommitMessage, Author: d.CommitAuthor, Dirty: d.Dirty,
 		Source: f, MaxSourceBytes: 1 << 40,
 	}
 	if !rebuild && d.ImageDigest != "" {

@@ -299,12 +299,12 @@ func (c *Controller) planFor(d *store.Deployment, p store.Project, src string) (
 		}
 		return nil, fmt.Errorf("detecting how to build the source: %v", err)
 	}
-	c.event(d.ID, store.LogBuild, "build plan: %s (project root %s)", pl.Provider, pl.Root)
+	c.event(d.ID, store.LogBuild, "build plan: %s", pl.Provider)
 	f := pl.Facts
 	for _, fact := range []struct {
 		name string
 		f    *planpkg.Fact
-	}{{"dockerfile", f.Dockerfile}, {"language", f.Language}, {"version", f.LanguageVersion},
+	}{{"project root", f.ProjectRoot}, {"dockerfile", f.Dockerfile}, {"language", f.Language}, {"version", f.LanguageVersion},
 		{"package manager", f.PackageManager}, {"framework", f.Framework}, {"entry point", f.EntryPoint}, {"output", f.OutputDir}} {
 		if fact.f == nil {
 			continue

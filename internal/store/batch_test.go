@@ -150,12 +150,14 @@ func TestIndexMigrationUpgradesData(t *testing.T) {
 	}
 	p, _ := s.CreateProject(ctx, Project{Name: "web"})
 	env, _ := s.GetEnvironment(ctx, p.ID, ProductionEnvironment)
-	d, err := s.CreateDeployment(ctx, Deployment{ProjectID: p.ID, EnvironmentID: env.ID, Status: "RUNNING", Trigger: "upload"})
-	if err != nil {
+	// Rows as the code of that schema wrote them.
+	d, in := Deployment{ID: NewID()}, Instance{ID: NewID()}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO deployments (id, project_id, environment_id, status, trigger, created_at, updated_at)
+		VALUES (?, ?, ?, 'RUNNING', 'upload', 1, 1)`, d.ID, p.ID, env.ID); err != nil {
 		t.Fatal(err)
 	}
-	in, err := s.CreateInstance(ctx, Instance{DeploymentID: d.ID, Driver: "fake", Status: "idle"})
-	if err != nil {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO instances (id, deployment_id, driver, status, created_at)
+		VALUES (?, ?, 'fake', 'idle', 2)`, in.ID, d.ID); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

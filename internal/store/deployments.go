@@ -41,6 +41,9 @@ type Deployment struct {
 	CommitSHA     string
 	CommitMessage string
 	CommitAuthor  string
+	// Dirty reports an upload from a git work tree with uncommitted
+	// changes: the source is not exactly CommitSHA.
+	Dirty bool
 
 	StartCommand         string
 	DetectedStartCommand string
@@ -66,7 +69,7 @@ const deploymentCols = `d.id, d.project_id, p.name, d.environment_id, e.name, d.
 	d.branch, d.commit_sha, d.commit_message, d.commit_author,
 	d.start_command, d.detected_start_command, d.builder, d.plan, d.image, d.image_digest, d.failure_reason, d.attempts,
 	d.created_at, d.updated_at, d.initializing_at, d.init_ended_at, d.building_at, d.build_ended_at,
-	d.deploying_at, d.deploy_ended_at, d.finished_at`
+	d.deploying_at, d.deploy_ended_at, d.finished_at, d.dirty`
 
 const deploymentFrom = ` FROM deployments d JOIN projects p ON p.id = d.project_id JOIN environments e ON e.id = d.environment_id `
 
@@ -77,7 +80,7 @@ func scanDeployment(row interface{ Scan(...any) error }) (Deployment, error) {
 	err := row.Scan(&d.ID, &d.ProjectID, &d.ProjectName, &d.EnvironmentID, &d.EnvironmentName, &d.Status, &d.Trigger, &d.Promote, &d.SourceURL,
 		&d.Branch, &d.CommitSHA, &d.CommitMessage, &d.CommitAuthor,
 		&d.StartCommand, &d.DetectedStartCommand, &d.Builder, &d.Plan, &d.Image, &d.ImageDigest, &d.FailureReason, &d.Attempts,
-		&created, &updated, &ini, &inie, &bld, &blde, &dep, &depe, &fin)
+		&created, &updated, &ini, &inie, &bld, &blde, &dep, &depe, &fin, &d.Dirty)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Deployment{}, ErrNotFound
@@ -105,10 +108,10 @@ func (s *Store) CreateDeployment(ctx context.Context, d Deployment) (Deployment,
 	d.UpdatedAt = d.CreatedAt
 	_, err := s.db.ExecContext(ctx, `INSERT INTO deployments (id, project_id, environment_id, status, trigger, promote, source_url,
 		branch, commit_sha, commit_message, commit_author, start_command, detected_start_command, image, image_digest,
-		created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		created_at, updated_at, dirty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.ID, d.ProjectID, d.EnvironmentID, d.Status, d.Trigger, d.Promote, d.SourceURL,
 		d.Branch, d.CommitSHA, d.CommitMessage, d.CommitAuthor, d.StartCommand, d.DetectedStartCommand, d.Image, d.ImageDigest,
-		d.CreatedAt.UnixNano(), d.UpdatedAt.UnixNano())
+		d.CreatedAt.UnixNano(), d.UpdatedAt.UnixNano(), d.Dirty)
 	if err != nil {
 		return Deployment{}, fmt.Errorf("creating deployment: %w", err)
 	}

@@ -145,6 +145,13 @@ CREATE INDEX domains_environment ON domains (environment_id);
 	// 6: a project's egress policy (network policy applies at once, to
 	// running deployments too, so it is not a captured setting).
 	`ALTER TABLE projects ADD COLUMN egress TEXT NOT NULL DEFAULT '{}';`,
+	// 7: an uploaded source with uncommitted changes (dirty), and the
+	// default branch of a project's linked repository (production follows
+	// it).
+	`
+ALTER TABLE deployments ADD COLUMN dirty INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN repo_default_branch TEXT NOT NULL DEFAULT '';
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipwayhq/slipway/internal/api"
 	"github.com/slipwayhq/slipway/internal/deploy"
 	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/store"
@@ -306,6 +307,9 @@ type deploymentView struct {
 	DetectedStartCommand string
 	Builder              string
 	Plan                 string // the stored build plan, indented JSON
+	Detected             *api.Detected
+	Summary              string // building, successful or failed
+	Dirty                bool
 	Image, ImageDigest   string
 	FinishedAt           time.Time
 	Attempts             int
@@ -332,6 +336,7 @@ func (h *handler) deploymentPage(w http.ResponseWriter, r *http.Request) error {
 		StartCommand: d.StartCommand, DetectedStartCommand: d.DetectedStartCommand,
 		Builder: d.Builder, Image: d.Image, ImageDigest: d.ImageDigest, FinishedAt: d.FinishedAt,
 		Attempts: d.Attempts, Terminal: deploy.Status(d.Status).Terminal(),
+		Detected: api.DetectedOf(d.Plan), Summary: deploy.Summary(d), Dirty: d.Dirty,
 	}
 	if d.Plan != "" {
 		var buf bytes.Buffer
@@ -441,6 +446,7 @@ type settingsView struct {
 	Project       string
 	S             store.ProjectSettings
 	DetectedStart string
+	DetectedRoot  string // the project root of the latest deployment, "" when not known
 	Envs          []store.Environment
 	Env           store.Environment
 	Vars          []project.Var
@@ -512,6 +518,9 @@ func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	if ds, err := h.store.ListDeployments(ctx, store.DeploymentFilter{ProjectID: p.ID, Limit: 1}); err == nil && len(ds) == 1 {
 		view.DetectedStart = ds[0].DetectedStartCommand
+		if det := api.DetectedOf(ds[0].Plan); det != nil {
+			view.DetectedRoot = det.Root
+		}
 	}
 	h.render(w, r, http.StatusOK, "settings", pageData{
 		Title:  "Settings · " + p.Name,
