@@ -1,75 +1,63 @@
 package registry
 
 import (
-	"context"
-	"crypto/sha256"
 	"errors"
-	"fmt"
-	"hash"
-	"io"
-	"os"
-	"path/filepath"
-
-	ggcr "github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"net/http"
 )
 
-// statBlobs is the disk blob handler with a cheap Stat. The disk handler's
-// own Stat re-hashes the whole blob on every HEAD and GET; blobs only reach
-// their final path after the registry verified their digest, so the file's
-// size is enough.
-type statBlobs struct {
-	ggcr.BlobHandler
-	dir string
+func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, rt route) {
+	d, err := parseDigest(rt.target)
+	if err != nil {
+		badDigest(w, rt.target, err)
+		return
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead:
+		r.getBlob(w, req, rt.name, d)
+	case http.MethodDelete:
+		switch err := r.store.deleteBlob(rt.name, d); {
+		case errors.Is(err, errBlobUnknown):
+			writeError(w, http.StatusNotFound, codeBlobUnknown, "blob unknown: "+d.String())
+		case err != nil:
+			r.internalError(w, "deleting blob", err)
+		default:
+			w.WriteHeader(http.StatusAccepted)
+		}
+	default:
+		methodNotAllowed(w, "GET, HEAD, DELETE")
+	}
 }
 
-func (b statBlobs) Stat(_ context.Context, _ string, h v1.Hash) (int64, error) {
-	fi, err := os.Stat(filepath.Join(b.dir, h.Algorithm, h.Hex))
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, ggcr.ErrNotFound
+// getBlob serves a blob, with range requests (RFC 9110) through
+// http.ServeContent.
+func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string, d digest) {
+	f, err := r.store.openBlob(repo, d)
+	if errors.Is(err, errBlobUnknown) {
+		writeError(w, http.StatusNotFound, codeBlobUnknown, "blob unknown: "+d.String())
+		return
 	}
 	if err != nil {
-		return 0, err
+		r.internalError(w, "opening blob", err)
+		return
 	}
-	return fi.Size(), nil
-}
-
-func (b statBlobs) Put(ctx context.Context, repo string, h v1.Hash, rc io.ReadCloser) error {
-	return b.BlobHandler.(ggcr.BlobPutHandler).Put(ctx, repo, h, rc)
-}
-
-func (b statBlobs) Delete(ctx context.Context, repo string, h v1.Hash) error {
-	return b.BlobHandler.(ggcr.BlobDeleteHandler).Delete(ctx, repo, h)
-}
-
-var (
-	_ ggcr.BlobStatHandler   = statBlobs{}
-	_ ggcr.BlobPutHandler    = statBlobs{}
-	_ ggcr.BlobDeleteHandler = statBlobs{}
-)
-
-// verifyingReader fails at EOF when the content does not match the digest,
-// so that a blob handler's Put never commits a corrupt blob.
-type verifyingReader struct {
-	r    io.Reader
-	h    hash.Hash
-	want v1.Hash
-}
-
-func newVerifyingReader(r io.Reader, want v1.Hash) (*verifyingReader, error) {
-	if want.Algorithm != "sha256" {
-		return nil, fmt.Errorf("unsupported digest algorithm %q", want.Algorithm)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		r.internalError(w, "opening blob", err)
+		return
 	}
-	return &verifyingReader{r: r, h: sha256.New(), want: want}, nil
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("ETag", `"`+d.String()+`"`)
+	http.ServeContent(w, req, "", fi.ModTime(), f)
 }
 
-func (v *verifyingReader) Read(p []byte) (int, error) {
-	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	if err == io.EOF {
-		if got := fmt.Sprintf("%x", v.h.Sum(nil)); got != v.want.Hex {
-			return n, fmt.Errorf("blob digest mismatch: got sha256:%s, want %s", got, v.want)
-		}
+// badDigest answers a digest that does not parse.
+func badDigest(w http.ResponseWriter, s string, err error) {
+	if errors.Is(err, errDigestUnsupported) {
+		writeError(w, http.StatusBadRequest, codeUnsupported, "unsupported digest algorithm (sha256 and sha512 are): "+s)
+		return
 	}
-	return n, err
+	writeError(w, http.StatusBadRequest, codeDigestInvalid, "invalid digest: "+s)
 }

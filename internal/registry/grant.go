@@ -74,67 +74,26 @@ func (gs *grants) lookup(r *http.Request) (Grant, bool) {
 	return Grant{}, false
 }
 
-// allows reports whether g lets r through. Blobs are stored once for all
-// repositories, so a blob is pulled through a repository only if one of
-// that repository's manifests references it (refs); a HEAD in the pushed
-// repository, which a client sends to learn whether to upload, is the
-// exception (it reveals that a digest exists, not its content).
-func (g Grant) allows(r *http.Request, refs *repoRefs) bool {
+// allows reports whether g lets r through: reads (manifests, tags,
+// referrers, blobs) of the repositories it pulls, and pushes (uploads,
+// manifest PUTs) to the one it pushes to. It never deletes. A blob is read
+// through a repository only if it is in that repository (the store's rule),
+// and a mount's from is checked against Pull by the upload handler.
+func (g Grant) allows(r *http.Request) bool {
 	rt := parseRoute(r.URL.Path)
-	if rt.kind == kindBlob && rt.target == "uploads" { // POST .../blobs/uploads/ starts one
-		rt.kind = kindUpload
-	}
 	read := r.Method == http.MethodGet || r.Method == http.MethodHead
 	switch rt.kind {
-	case kindOther:
-		return read // the API version check
-	case kindManifest, kindTags:
+	case kindBase:
+		return read
+	case kindManifest:
 		if read {
 			return g.pulls(rt.name)
 		}
-		return r.Method == http.MethodPut && rt.kind == kindManifest && rt.name == g.Push
-	case kindBlob:
-		if !read || !g.pulls(rt.name) {
-			return false
-		}
-		return refs.has(rt.name, rt.target) || (r.Method == http.MethodHead && rt.name == g.Push)
+		return r.Method == http.MethodPut && g.Push != "" && rt.name == g.Push
+	case kindTags, kindReferrers, kindBlob:
+		return read && g.pulls(rt.name)
 	case kindUpload:
-		if rt.name != g.Push || g.Push == "" {
-			return false
-		}
-		if from := r.URL.Query().Get("from"); from != "" && !g.pulls(from) {
-			return false // a cross-repository mount from elsewhere
-		}
-		return true
+		return g.Push != "" && rt.name == g.Push
 	}
 	return false
-}
-
-// repoRefs records, per repository, the blobs its image manifests
-// reference.
-type repoRefs struct {
-	mu sync.RWMutex
-	m  map[string]map[string]struct{}
-}
-
-func newRepoRefs() *repoRefs { return &repoRefs{m: map[string]map[string]struct{}{}} }
-
-func (rr *repoRefs) add(repo string, digests ...string) {
-	rr.mu.Lock()
-	defer rr.mu.Unlock()
-	s := rr.m[repo]
-	if s == nil {
-		s = map[string]struct{}{}
-		rr.m[repo] = s
-	}
-	for _, d := range digests {
-		s[d] = struct{}{}
-	}
-}
-
-func (rr *repoRefs) has(repo, digest string) bool {
-	rr.mu.RLock()
-	defer rr.mu.RUnlock()
-	_, ok := rr.m[repo][digest]
-	return ok
 }

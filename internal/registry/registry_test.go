@@ -151,23 +151,34 @@ func TestManifestsSurviveRestart(t *testing.T) {
 	}
 }
 
+// Deleting a manifest by digest deletes the tags naming it (the spec: "Once
+// deleted, a GET to /v2/<name>/manifests/<digest> and any tag pointing to
+// that digest will return a 404"), and stays so after a restart.
 func TestDeletedDigestStaysDeleted(t *testing.T) {
 	dir := t.TempDir()
 	_, host := start(t, dir, nil)
-	img := randomImage(t)
+	img, other := randomImage(t), randomImage(t)
 	if err := remote.Write(ref(t, host, "app:v1"), img); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if err := remote.Write(ref(t, host, "app:v2"), other); err != nil {
 		t.Fatalf("push: %v", err)
 	}
 	byDigest := ref(t, host, "app@"+digest(t, img).String())
 	if err := remote.Delete(byDigest); err != nil {
 		t.Fatalf("delete digest: %v", err)
 	}
-	_, host2 := start(t, dir, nil)
-	if _, err := remote.Image(ref(t, host2, "app@"+digest(t, img).String())); !isStatus(err, http.StatusNotFound) {
-		t.Errorf("deleted digest after restart: err = %v, want 404", err)
+	if _, err := remote.Image(ref(t, host, "app:v1")); !isStatus(err, http.StatusNotFound) {
+		t.Errorf("tag of a deleted digest: err = %v, want 404", err)
 	}
-	if _, err := pullAll(t, ref(t, host2, "app:v1")); err != nil {
-		t.Errorf("tag after restart: %v", err)
+	_, host2 := start(t, dir, nil)
+	for _, r := range []string{"app@" + digest(t, img).String(), "app:v1"} {
+		if _, err := remote.Image(ref(t, host2, r)); !isStatus(err, http.StatusNotFound) {
+			t.Errorf("%s after restart: err = %v, want 404", r, err)
+		}
+	}
+	if _, err := pullAll(t, ref(t, host2, "app:v2")); err != nil {
+		t.Errorf("another tag after restart: %v", err)
 	}
 }
 
@@ -222,7 +233,7 @@ func TestAuthMatrix(t *testing.T) {
 		{"public manifest anonymously", "HEAD", "/v2/library/base/manifests/1", "", 200},
 		{"public tags anonymously", "GET", "/v2/library/base/tags/list", "", 200},
 		{"public blob anonymously", "GET", "/v2/library/base/blobs/" + publicBlob, "", 200},
-		{"private blob through a public name", "GET", "/v2/library/base/blobs/" + privateBlob, "", 401},
+		{"private blob through a public name", "GET", "/v2/library/base/blobs/" + privateBlob, "", 404},
 		{"anonymous delete in library/", "DELETE", "/v2/library/base/manifests/1", "", 401},
 		{"anonymous upload to library/", "POST", "/v2/library/base/blobs/uploads/", "", 401},
 		{"invalid repository name", "GET", "/v2/Team/App/manifests/v1", "Bearer " + token, 400},
