@@ -81,3 +81,58 @@ func pullLayer(d name.Digest, opts ...remote.Option) (int64, error) {
 	defer rc.Close()
 	return io.Copy(io.Discard, rc)
 }
+
+// The grant's scope holds on every endpoint: referrers, tag lists, mounts
+// (whose from must be pullable too), manifests naming other repositories'
+// blobs, deletes.
+func TestGrantScopesEveryEndpoint(t *testing.T) {
+	reg, admin := newRegistry(t, registry.Config{Authorize: tokenAuth})
+	admin.user = token
+	_, victim := admin.pushImage("victim", "v1", nil)
+	victimBlob := admin.pushBlob("victim", []byte("victim's layer"))
+	_, base := admin.pushImage("library/debian", "12", nil)
+	baseBlob := admin.pushBlob("library/debian", []byte("base layer"))
+	tok, revoke := reg.Grant(registry.Grant{Pull: []string{"library/"}, Push: "thief"})
+	defer revoke()
+	build := admin
+	build.user = tok
+	anon := admin
+	anon.user = ""
+
+	cfg := []byte(`{}`)
+	cd := build.pushBlob("thief", cfg)
+	stolen := imageManifest(cd, len(cfg), []string{victimBlob}, nil)
+
+	for _, tc := range []struct {
+		name   string
+		c      client
+		method string
+		path   string
+		body   []byte
+		want   want
+	}{
+		{"referrers of another project", build, "GET", "/v2/victim/referrers/" + victim, nil, want{code: 403, errCode: "DENIED"}},
+		{"referrers of a base image", build, "GET", "/v2/library/debian/referrers/" + base, nil, want{code: 200}},
+		{"tags of another project", build, "GET", "/v2/victim/tags/list", nil, want{code: 403, errCode: "DENIED"}},
+		{"catalog", build, "GET", "/v2/_catalog", nil, want{code: 403, errCode: "DENIED"}},
+		{"mount from another project opens an upload instead", build, "POST", "/v2/thief/blobs/uploads/?mount=" + victimBlob + "&from=victim", nil, want{code: 202}},
+		{"so the blob is not there", build, "HEAD", "/v2/thief/blobs/" + victimBlob, nil, want{code: 404}},
+		{"mount from a base image", build, "POST", "/v2/thief/blobs/uploads/?mount=" + baseBlob + "&from=library/debian", nil, want{code: 201}},
+		{"a manifest naming another project's layer", build, "PUT", "/v2/thief/manifests/v1", stolen, want{code: 400, errCode: "MANIFEST_BLOB_UNKNOWN"}},
+		{"upload to another project", build, "POST", "/v2/victim/blobs/uploads/", nil, want{code: 403, errCode: "DENIED"}},
+		{"delete a manifest", build, "DELETE", "/v2/library/debian/manifests/12", nil, want{code: 403, errCode: "DENIED"}},
+		{"delete a blob", build, "DELETE", "/v2/thief/blobs/" + cd, nil, want{code: 403, errCode: "DENIED"}},
+		{"anonymous referrers of a base image", anon, "GET", "/v2/library/debian/referrers/" + base, nil, want{code: 200}},
+		{"anonymous referrers of a project", anon, "GET", "/v2/victim/referrers/" + victim, nil,
+			want{code: 401, errCode: "UNAUTHORIZED", headers: map[string]string{"WWW-Authenticate": `Basic realm="slipway"`}}},
+		{"anonymous mount into library/", anon, "POST", "/v2/library/x/blobs/uploads/?mount=" + baseBlob + "&from=library/debian", nil, want{code: 401}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h []string
+			if tc.method == "PUT" {
+				h = []string{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}
+			}
+			tc.want.check(t, tc.name, tc.c.do(tc.method, tc.path, tc.body, h...))
+		})
+	}
+}

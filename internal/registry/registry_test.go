@@ -2,10 +2,13 @@ package registry_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -310,4 +313,41 @@ func TestNewRequiresDir(t *testing.T) {
 func isStatus(err error, code int) bool {
 	var terr *transport.Error
 	return errors.As(err, &terr) && terr.StatusCode == code
+}
+
+// A data directory written by the previous registry (go-containerregistry's
+// handler with manifests persisted beside it) has no _blobs directories,
+// and may hold a tag whose digest file was deleted: both are carried over.
+func TestRestoresEarlierLayout(t *testing.T) {
+	dir := t.TempDir()
+	write := func(path string, b []byte) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, layer := []byte(`{"os":"linux"}`), []byte("old layer")
+	for _, b := range [][]byte{cfg, layer} {
+		write(filepath.Join(dir, "blobs", "sha256", strings.TrimPrefix(sha256Of(b), "sha256:")), b)
+	}
+	m := imageManifest(sha256Of(cfg), len(cfg), []string{sha256Of(layer)}, nil)
+	stored, _ := json.Marshal(map[string]any{"contentType": "application/vnd.oci.image.manifest.v1+json", "digest": sha256Of(m), "manifest": m})
+	refs := filepath.Join(dir, "manifests", "team", "app", "_manifests")
+	write(filepath.Join(refs, "v1.json"), stored)
+	write(filepath.Join(refs, sha256Of(m)+".json"), stored)
+	write(filepath.Join(dir, "manifests", "team", "old", "_manifests", "kept.json"), stored) // its digest file was deleted
+
+	_, c := newRegistry(t, registry.Config{Dir: dir})
+	for _, path := range []string{
+		"/v2/team/app/manifests/v1", "/v2/team/app/manifests/" + sha256Of(m), "/v2/team/app/blobs/" + sha256Of(layer),
+		"/v2/team/old/manifests/kept", "/v2/team/old/manifests/" + sha256Of(m), "/v2/team/old/blobs/" + sha256Of(cfg),
+	} {
+		want{code: 200}.check(t, path, c.do("GET", path, nil))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "manifests", "team", "app", "_blobs", "sha256", strings.TrimPrefix(sha256Of(layer), "sha256:"))); err != nil {
+		t.Errorf("the blobs of an earlier repository were not recorded: %v", err)
+	}
 }
