@@ -351,3 +351,24 @@ func TestRestoresEarlierLayout(t *testing.T) {
 		t.Errorf("the blobs of an earlier repository were not recorded: %v", err)
 	}
 }
+
+// TestAPIDocCoversErrorCodes keeps docs/API.md's registry section true to
+// the error codes the spec defines and the registry answers.
+func TestAPIDocCoversErrorCodes(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/API.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range []string{"BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID",
+		"MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID", "MANIFEST_UNKNOWN", "NAME_INVALID", "NAME_UNKNOWN",
+		"SIZE_INVALID", "UNAUTHORIZED", "DENIED", "UNSUPPORTED", "TOOMANYREQUESTS"} {
+		if !strings.Contains(string(doc), "`"+code+"`") {
+			t.Errorf("docs/API.md does not list the registry error code %s", code)
+		}
+	}
+	for _, endpoint := range []string{"/v2/<name>/referrers/<digest>", "/v2/<name>/tags/list", "/v2/<name>/blobs/uploads/", "PATCH <location>"} {
+		if !strings.Contains(string(doc), endpoint) {
+			t.Errorf("docs/API.md does not document %s", endpoint)
+		}
+	}
+}

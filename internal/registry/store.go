@@ -121,14 +121,6 @@ func (s *store) refPath(repo, ref string) string {
 	return filepath.Join(s.manifestDir, filepath.FromSlash(repo), refsDir, ref+".json")
 }
 
-// exists reports whether the repository holds anything or ever did since
-// the start.
-func (s *store) exists(repo string) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.repos[repo] != nil
-}
-
 // hasBlob reports whether d is in repo.
 func (s *store) hasBlob(repo string, d digest) bool {
 	s.mu.RLock()
