@@ -15,6 +15,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -369,18 +372,27 @@ func TestPushBlobErrors(t *testing.T) {
 // "If this request fails or is not called, the server SHOULD eventually
 // timeout unfinished uploads."
 func TestAbandonedUploadExpires(t *testing.T) {
-	_, c := newRegistry(t, registry.Config{UploadTimeout: 50 * time.Millisecond, MaxUploads: 1})
+	dir := t.TempDir()
+	_, c := newRegistry(t, registry.Config{Dir: dir, UploadTimeout: 50 * time.Millisecond, MaxUploads: 1})
 	loc := c.do("POST", "/v2/app/blobs/uploads/", nil).h.Get("Location")
 	c.do("PATCH", loc, []byte("partial"))
+	staged := filepath.Join(dir, "uploads", path.Base(loc))
+	if _, err := os.Stat(staged); err != nil {
+		t.Fatalf("the upload is not staged on disk: %v", err)
+	}
+	// Polled without touching the session (any request on it counts as
+	// activity): its slot frees when it expires.
 	deadline := time.Now().Add(20 * time.Second)
-	for c.do("GET", loc, nil).code != 404 {
+	for c.do("POST", "/v2/app/blobs/uploads/", nil).code != 202 {
 		if time.Now().After(deadline) {
 			t.Fatal("the abandoned upload never expired")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// Its slot is free again.
-	want{code: 202}.check(t, "new upload", c.do("POST", "/v2/app/blobs/uploads/", nil))
+	want{code: 404, errCode: "BLOB_UPLOAD_UNKNOWN"}.check(t, "the expired session", c.do("GET", loc, nil))
+	if _, err := os.Stat(staged); !os.IsNotExist(err) {
+		t.Errorf("the expired upload's file is still there: %v", err)
+	}
 }
 
 func TestPullBlob(t *testing.T) {
