@@ -117,6 +117,8 @@ func TestGrantScopesEveryEndpoint(t *testing.T) {
 		{"catalog", build, "GET", "/v2/_catalog", nil, want{code: 403, errCode: "DENIED"}},
 		{"mount from another project opens an upload instead", build, "POST", "/v2/thief/blobs/uploads/?mount=" + victimBlob + "&from=victim", nil, want{code: 202}},
 		{"so the blob is not there", build, "HEAD", "/v2/thief/blobs/" + victimBlob, nil, want{code: 404}},
+		{"a base image's blob is in every repository", build, "HEAD", "/v2/thief/blobs/" + baseBlob, nil, want{code: 200}},
+		{"a manifest over a base image's layer", build, "PUT", "/v2/thief/manifests/v0", imageManifest(cd, len(cfg), []string{baseBlob}, nil), want{code: 201}},
 		{"mount from a base image", build, "POST", "/v2/thief/blobs/uploads/?mount=" + baseBlob + "&from=library/debian", nil, want{code: 201}},
 		{"a manifest naming another project's layer", build, "PUT", "/v2/thief/manifests/v1", stolen, want{code: 400, errCode: "MANIFEST_BLOB_UNKNOWN"}},
 		{"upload to another project", build, "POST", "/v2/victim/blobs/uploads/", nil, want{code: 403, errCode: "DENIED"}},

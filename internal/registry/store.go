@@ -26,14 +26,18 @@ import (
 // reference only blobs of its own repository, so knowing a digest never
 // lets a client read another repository's content. Repository path
 // components cannot start with "_", so neither directory collides with a
-// nested repository. Manifest bodies stay on disk; the index holds what
-// routing, tag lists and the referrers API need.
+// nested repository. The blobs of public (library/) repositories, which
+// anyone may pull anyway, are in every repository: a build's push finds
+// its base image's layers in its own repository and does not send them
+// again. Manifest bodies stay on disk; the index holds what routing, tag
+// lists and the referrers API need.
 type store struct {
 	blobDir, uploadDir, manifestDir string
 	log                             *slog.Logger
 
-	mu    sync.RWMutex
-	repos map[string]*repoIndex
+	mu     sync.RWMutex
+	repos  map[string]*repoIndex
+	public map[string]int // digest → how many public repositories hold it
 }
 
 type repoIndex struct {
@@ -81,6 +85,7 @@ func openStore(dir string, log *slog.Logger) (*store, error) {
 		manifestDir: filepath.Join(dir, "manifests"),
 		log:         log,
 		repos:       map[string]*repoIndex{},
+		public:      map[string]int{},
 	}
 	if err := os.RemoveAll(s.uploadDir); err != nil {
 		return nil, fmt.Errorf("clearing registry uploads: %w", err)
@@ -125,12 +130,33 @@ func (s *store) refPath(repo, ref string) string {
 func (s *store) hasBlob(repo string, d digest) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.hasBlobLocked(repo, d.String())
+}
+
+// hasBlobLocked reports whether d is in repo: put there, or public. s.mu
+// is held.
+func (s *store) hasBlobLocked(repo, d string) bool {
+	if s.public[d] > 0 {
+		return true
+	}
 	ri := s.repos[repo]
 	if ri == nil {
 		return false
 	}
-	_, ok := ri.blobs[d.String()]
+	_, ok := ri.blobs[d]
 	return ok
+}
+
+// addLink records d in repo's index. s.mu is held for writing.
+func (s *store) addLink(repo, d string) {
+	ri := s.repo(repo)
+	if _, ok := ri.blobs[d]; ok {
+		return
+	}
+	ri.blobs[d] = struct{}{}
+	if publicRepo(repo) {
+		s.public[d]++
+	}
 }
 
 // openBlob opens d's content if d is in repo.
@@ -195,7 +221,7 @@ func (s *store) linkLocked(repo string, d digest) error {
 		return fmt.Errorf("linking blob %s into %s: %w", d, repo, err)
 	}
 	f.Close()
-	ri.blobs[d.String()] = struct{}{}
+	s.addLink(repo, d.String())
 	return nil
 }
 
@@ -215,6 +241,11 @@ func (s *store) deleteBlob(repo string, d digest) error {
 		return fmt.Errorf("unlinking blob %s: %w", d, err)
 	}
 	delete(ri.blobs, d.String())
+	if publicRepo(repo) {
+		if s.public[d.String()]--; s.public[d.String()] <= 0 {
+			delete(s.public, d.String())
+		}
+	}
 	for _, other := range s.repos {
 		if _, ok := other.blobs[d.String()]; ok {
 			return nil
@@ -277,9 +308,7 @@ func (s *store) putManifest(p manifestPut) (missing []string, err error) {
 	defer s.mu.Unlock()
 	ri := s.repos[p.repo]
 	for _, d := range p.blobs {
-		if ri == nil {
-			missing = append(missing, d)
-		} else if _, ok := ri.blobs[d]; !ok {
+		if !s.hasBlobLocked(p.repo, d) {
 			missing = append(missing, d)
 		}
 	}
@@ -575,13 +604,13 @@ func (s *store) restore() error {
 
 // restoreLinks indexes the blobs listed under dir (a repository's _blobs).
 func (s *store) restoreLinks(repo, dir string) {
-	ri := s.repo(repo)
+	s.repo(repo)
 	algs, _ := os.ReadDir(dir)
 	for _, a := range algs {
 		entries, _ := os.ReadDir(filepath.Join(dir, a.Name()))
 		for _, e := range entries {
 			if d, err := parseDigest(a.Name() + ":" + e.Name()); err == nil {
-				ri.blobs[d.String()] = struct{}{}
+				s.addLink(repo, d.String())
 			}
 		}
 	}
