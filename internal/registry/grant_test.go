@@ -116,6 +116,7 @@ func TestGrantScopesEveryEndpoint(t *testing.T) {
 		{"tags of another project", build, "GET", "/v2/victim/tags/list", nil, want{code: 403, errCode: "DENIED"}},
 		{"catalog", build, "GET", "/v2/_catalog", nil, want{code: 403, errCode: "DENIED"}},
 		{"mount from another project opens an upload instead", build, "POST", "/v2/thief/blobs/uploads/?mount=" + victimBlob + "&from=victim", nil, want{code: 202}},
+		{"nor without from", build, "POST", "/v2/thief/blobs/uploads/?mount=" + victimBlob, nil, want{code: 202}},
 		{"so the blob is not there", build, "HEAD", "/v2/thief/blobs/" + victimBlob, nil, want{code: 404}},
 		{"a base image's blob is in every repository", build, "HEAD", "/v2/thief/blobs/" + baseBlob, nil, want{code: 200}},
 		{"a manifest over a base image's layer", build, "PUT", "/v2/thief/manifests/v0", imageManifest(cd, len(cfg), []string{baseBlob}, nil), want{code: 201}},

@@ -435,7 +435,6 @@ func TestMountBlob(t *testing.T) {
 	for _, q := range [][]string{
 		{"mount", unknown, "from", "base"},
 		{"mount", d, "from", "nothing"},
-		{"mount", d}, // no from
 		{"mount", "sha256:bad", "from", "base"},
 	} {
 		r := c.do("POST", with("/v2/other/blobs/uploads/", q...), nil)
@@ -443,6 +442,11 @@ func TestMountBlob(t *testing.T) {
 		want{code: 204}.check(t, "the session it opened", c.do("GET", r.h.Get("Location"), nil))
 	}
 	want{code: 404}.check(t, "not mounted", c.do("GET", "/v2/other/blobs/"+d, nil))
+
+	// "The registry MAY treat the from parameter as optional, and it MAY
+	// cross-mount the blob if it can be found."
+	r = c.do("POST", with("/v2/third/blobs/uploads/", "mount", d), nil)
+	want{code: 201, headers: map[string]string{"Location": "/v2/third/blobs/" + d}}.check(t, "mount without from", r)
 }
 
 func TestManifests(t *testing.T) {

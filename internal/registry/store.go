@@ -159,6 +159,19 @@ func (s *store) addLink(repo, d string) {
 	}
 }
 
+// holders returns the repositories d was put in.
+func (s *store) holders(d digest) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for name, ri := range s.repos {
+		if _, ok := ri.blobs[d.String()]; ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // openBlob opens d's content if d is in repo.
 func (s *store) openBlob(repo string, d digest) (*os.File, error) {
 	if !s.hasBlob(repo, d) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -270,7 +271,7 @@ func (r *Registry) serveUpload(w http.ResponseWriter, req *http.Request, rt rout
 func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo string) {
 	q := req.URL.Query()
 	if mount := q.Get("mount"); mount != "" {
-		if r.mount(w, req, repo, mount, q.Get("from")) {
+		if r.mount(w, req, repo, mount, q.Get("from")) { // from is optional
 			return
 		}
 	} else if ds := q.Get("digest"); ds != "" {
@@ -293,11 +294,19 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 }
 
 // mount links a blob of repository from into repo when the client may
-// pull from it and it holds the blob; otherwise it answers nothing and
-// returns false, and the caller starts an ordinary upload session.
+// pull from it and it holds the blob; without from, of any repository the
+// client may pull from. Otherwise it answers nothing and returns false,
+// and the caller starts an ordinary upload session.
 func (r *Registry) mount(w http.ResponseWriter, req *http.Request, repo, mount, from string) bool {
 	d, err := parseDigest(mount)
-	if err != nil || from == "" || !validRepo(from) || !mayPull(req.Context(), from) || !r.store.hasBlob(from, d) {
+	if err != nil {
+		return false
+	}
+	if from == "" {
+		if !slices.ContainsFunc(r.store.holders(d), func(h string) bool { return mayPull(req.Context(), h) }) {
+			return false
+		}
+	} else if !validRepo(from) || !mayPull(req.Context(), from) || !r.store.hasBlob(from, d) {
 		return false
 	}
 	if err := r.store.mountBlob(repo, d); err != nil {
