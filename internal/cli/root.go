@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/slipwayhq/slipway/internal/server"
@@ -78,6 +79,20 @@ func envDuration(name string, def time.Duration) time.Duration {
 	return def
 }
 
+func envInt(name string, def int64) int64 {
+	if n, err := strconv.ParseInt(os.Getenv(name), 10, 64); err == nil {
+		return n
+	}
+	return def
+}
+
+func envFloat(name string, def float64) float64 {
+	if f, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
+		return f
+	}
+	return def
+}
+
 func newServerCmd() *cobra.Command {
 	var cfg server.Config
 	defRouter := ":8080"
@@ -85,6 +100,7 @@ func newServerCmd() *cobra.Command {
 		defRouter = ":80"
 	}
 	var verbose bool
+	var buildMemory string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Slipway server (API, registry, builder, runtime and router)",
@@ -115,6 +131,14 @@ Every flag can also be set with the environment variable shown.`,
 			cfg.BootstrapToken = os.Getenv("SLIPWAY_BOOTSTRAP_TOKEN")
 			cfg.BaseImagesDir = os.Getenv("SLIPWAY_BASE_IMAGES")
 			cfg.AdminPassword = os.Getenv("SLIPWAY_ADMIN_PASSWORD")
+			mem, err := units.RAMInBytes(buildMemory)
+			if err != nil || mem < 0 {
+				return fmt.Errorf("--build-memory %q: want a size such as 4GiB or 512MiB, or 0 for no limit", buildMemory)
+			}
+			cfg.BuildSteps.MemoryBytes = mem
+			if cfg.BuildSteps.Pids < 0 || cfg.BuildSteps.CPUs < 0 {
+				return fmt.Errorf("--build-pids and --build-cpus must not be negative")
+			}
 			if cfg.IdleTimeout == 0 {
 				cfg.IdleTimeout = -1 // --idle-timeout 0: never scale to zero
 			}
@@ -138,6 +162,9 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.ACMECACert, "acme-ca-cert", os.Getenv("SLIPWAY_ACME_CA_CERT"), "PEM roots for the ACME server's HTTPS, for test CAs (SLIPWAY_ACME_CA_CERT)")
 	f.StringVar(&cfg.AppNetwork, "app-network", os.Getenv("SLIPWAY_APP_NETWORK"), "IPv4 range (CIDR) of the apps' addresses on Slipway's bridge; empty = a /16 that no route of the host uses; \"none\" = apps get loopback only (SLIPWAY_APP_NETWORK)")
 	f.StringVar(&cfg.DNSUpstream, "dns-upstream", os.Getenv("SLIPWAY_DNS_UPSTREAM"), "HOST:PORT[,HOST:PORT] the apps' resolver forwards to; empty = the host's resolvers from /etc/resolv.conf (SLIPWAY_DNS_UPSTREAM)")
+	f.StringVar(&buildMemory, "build-memory", envOr("SLIPWAY_BUILD_MEMORY", "4GiB"), "memory (and memory+swap) cap of each build step, e.g. 4GiB; 0 = none (SLIPWAY_BUILD_MEMORY)")
+	f.Int64Var(&cfg.BuildSteps.Pids, "build-pids", envInt("SLIPWAY_BUILD_PIDS", 4096), "processes and threads cap of each build step; 0 = none (SLIPWAY_BUILD_PIDS)")
+	f.Float64Var(&cfg.BuildSteps.CPUs, "build-cpus", envFloat("SLIPWAY_BUILD_CPUS", 0), "CPU cap of each build step, in cores; 0 = none (SLIPWAY_BUILD_CPUS)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug messages")
 	return cmd
 }

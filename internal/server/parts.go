@@ -159,6 +159,7 @@ func (s *server) startBuilder(ctx context.Context) error {
 			PlainHTTPRegistries: []string{s.registryHost},
 			DockerHubMirrors:    []string{s.registryHost},
 			Network:             s.buildNet,
+			Steps:               s.cfg.BuildSteps,
 			Logger:              s.log,
 		})
 		if err != nil {

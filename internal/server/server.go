@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipwayhq/slipway/internal/build/buildkit"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -83,6 +84,11 @@ type Config struct {
 	// DNSUpstream is the comma-separated HOST:PORT list of resolvers the
 	// apps' resolver forwards to. If empty, the host's (/etc/resolv.conf).
 	DNSUpstream string
+	// BuildSteps is enforced on every build step (RUN) of the buildkitd
+	// Slipway starts: capabilities dropped (CAP_NET_RAW by default) and
+	// memory, pids and CPU caps. Zero limits: none. Not used with
+	// BuildkitHost (an external buildkitd runs steps its own way).
+	BuildSteps buildkit.StepPolicy
 	// BaseImagesDir holds base-image stand-ins (OCI layouts written by
 	// scripts/base-images.sh) pushed into the registry at start. If empty,
 	// <DataDir>/base-images.
