@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -152,15 +151,9 @@ type counts struct{ veths, leases, groupElems, sourceElems, portElems int }
 
 func count(t *testing.T, n *Network) counts {
 	t.Helper()
-	var c counts
-	links, err := netlink.LinkList()
+	c, err := n.Census()
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, l := range links {
-		if l.Type() == "veth" && strings.HasPrefix(l.Attrs().Name, vethPrefix) && l.Attrs().MasterIndex == n.brIdx {
-			c.veths++
-		}
 	}
 	b, err := os.ReadFile(n.path)
 	if err != nil {
@@ -170,30 +163,10 @@ func count(t *testing.T, n *Network) counts {
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}
-	c.leases = len(st.Leases)
-	conn, err := nftables.New()
-	if err != nil {
-		t.Fatal(err)
+	if len(st.Leases) != c.Leases {
+		t.Fatalf("%d leases on disk, %d in memory", len(st.Leases), c.Leases)
 	}
-	for _, s := range []*nftables.Set{n.groupsMap(), n.sourcesSet(), n.portsSet()} {
-		set, err := conn.GetSetByName(s.Table, s.Name)
-		if err != nil {
-			t.Fatalf("set %s: %v", s.Name, err)
-		}
-		els, err := conn.GetSetElements(set)
-		if err != nil {
-			t.Fatalf("elements of %s: %v", s.Name, err)
-		}
-		switch s.Name {
-		case mapGroups:
-			c.groupElems = len(els)
-		case setSources:
-			c.sourceElems = len(els)
-		default:
-			c.portElems = len(els)
-		}
-	}
-	return c
+	return counts{c.Veths, c.Leases, c.GroupElems, c.SourceElems, c.PortElems}
 }
 
 func TestPolicy(t *testing.T) {

@@ -1,0 +1,116 @@
+package runc
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipwayhq/slipway/internal/netns"
+	"github.com/slipwayhq/slipway/internal/netns/nettest"
+	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/drivertest"
+)
+
+// realNetwork is netns.Network as the driver sees it (the server's
+// adapter does the same).
+type realNetwork struct{ n *netns.Network }
+
+func (r realNetwork) Attach(ctx context.Context, id, group, nsPath string) (runtime.Lease, error) {
+	l, err := r.n.Attach(ctx, id, group, nsPath)
+	return runtime.Lease{Addr: l.Addr, Gateway: l.Gateway, DNS: l.DNS}, err
+}
+
+func (r realNetwork) Detach(ctx context.Context, id string) error { return r.n.Detach(ctx, id) }
+
+// TestNetworkCycles starts and stops instances on a real bridge 1,000
+// times (a small address range, so addresses are reused) and then counts
+// what is left: no veth, lease, nftables element, network namespace,
+// runc container or instance directory. Every 100th instance must answer
+// HTTP. It logs the start and stop times.
+func TestNetworkCycles(t *testing.T) {
+	requireSandbox(t)
+	nettest.Require(t)
+	_, ref := app(t)
+	suf := nettest.Suffix(t)
+	cfg := netns.Config{
+		Bridge:   "swcyc" + suf,
+		Table:    "swcyc_" + suf,
+		Prefix:   netip.MustParsePrefix("10.123.9.0/26"),
+		StateDir: t.TempDir(),
+	}
+	nw, err := netns.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := nw.Remove(); err != nil {
+			t.Errorf("removing the network: %v", err)
+		}
+	})
+	root := t.TempDir()
+	d := newDriver(t, Config{Root: root, Network: realNetwork{nw}})
+
+	cycles := 1000
+	if n, err := strconv.Atoi(os.Getenv("SLIPWAY_TEST_CYCLES")); err == nil {
+		cycles = n
+	}
+	const bound = 15 * time.Minute // a guard against a hang, not a target
+	logs := t.TempDir()
+	var starts, stops []time.Duration
+	begin := time.Now()
+	for i := range cycles {
+		if time.Since(begin) > bound {
+			t.Fatalf("stopped after %d cycles: over %v", i, bound)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), drivertest.Timeout)
+		id := fmt.Sprintf("cyc%s%04d", suf, i)
+		t0 := time.Now()
+		h, err := d.Start(ctx, runtime.Spec{ID: id, Image: ref, Group: fmt.Sprintf("g%d", i%3),
+			StdoutPath: filepath.Join(logs, "out"), StderrPath: filepath.Join(logs, "err")})
+		starts = append(starts, time.Since(t0))
+		if err != nil {
+			cancel()
+			t.Fatalf("cycle %d: start: %v", i, err)
+		}
+		if i%100 == 0 {
+			drivertest.WaitHTTP(t, d, h, 3000)
+		}
+		t0 = time.Now()
+		err = d.Stop(ctx, h)
+		stops = append(stops, time.Since(t0))
+		cancel()
+		if err != nil {
+			t.Fatalf("cycle %d: stop: %v", i, err)
+		}
+	}
+	elapsed := time.Since(begin)
+
+	if c, err := nw.Census(); err != nil || c != (netns.Census{}) {
+		t.Errorf("after %d cycles the network holds %+v (err %v)", cycles, c, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(d.cfg.NetnsDir, "slipway-cyc"+suf+"*")); len(left) > 0 {
+		t.Errorf("network namespaces left: %d, e.g. %s", len(left), left[0])
+	}
+	if entries, _ := os.ReadDir(filepath.Join(root, "instances")); len(entries) > 0 {
+		t.Errorf("instance directories left: %d", len(entries))
+	}
+	out, err := exec.Command("runc", "--root", d.runcRoot(), "list", "-q").CombinedOutput()
+	if err != nil {
+		t.Errorf("runc list: %v: %s", err, out)
+	} else if ids := strings.Fields(string(out)); len(ids) > 0 {
+		t.Errorf("runc containers left: %d, e.g. %s", len(ids), ids[0])
+	}
+	slices.Sort(starts)
+	slices.Sort(stops)
+	p := func(ds []time.Duration, q int) time.Duration { return ds[len(ds)*q/100].Round(10 * time.Microsecond) }
+	t.Logf("%d start/stop cycles in %v; start p50 %v p99 %v; stop p50 %v p99 %v", cycles,
+		elapsed.Round(time.Millisecond), p(starts, 50), p(starts, 99), p(stops, 50), p(stops, 99))
+}
