@@ -55,6 +55,9 @@ go build -o "$work/bin/slipway" ./cmd/slipway
 for p in routerbench pushbench wakebench densitybench summary sweep; do
   go build -o "$work/bin/$p" "./bench/$p"
 done
+# Egress throughput is a Go benchmark beside the stand-in internet it
+# needs (internal/netns/nettest); egress_md turns its output into a table.
+go test -c -o "$work/bin/netns.test" ./internal/netns
 
 # The Python app measured: flask-pip, whose dependencies the offline python
 # stand-in already carries (fastapi-uv needs PyPI to install uv). Override
@@ -67,12 +70,43 @@ if [ -n "${BENCH_QUICK:-}" ]; then
   push_args=(-warm 1)
   wake_args=(-wakes 3)
   density_args=(-steps 1000 -max-running 20 -budget 2m)
+  egress_args=(-test.benchtime 1s -test.count 1)
 else
   router_args=(-duration 6s -rounds 3)
   push_args=(-warm 5)
   wake_args=(-wakes 25)
   density_args=(-steps 1000,5000 -max-running 200 -budget 8m)
+  egress_args=(-test.benchtime 3s -test.count 5)
 fi
+
+# egress_md FILE: the median MB/s of BenchmarkEgress's host and instance
+# runs in FILE (go test -bench output), as a markdown section.
+egress_md() {
+  awk '
+    /^BenchmarkEgress\/(host|instance)/ {
+      split($1, n, "/"); sub(/-[0-9]+$/, "", n[2])
+      for (i = 2; i <= NF; i++) if ($(i) == "MB/s") v[n[2]] = v[n[2]] " " $(i-1)
+    }
+    function median(s,   a, k, i, j, t) {
+      k = split(s, a, " ")
+      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+    }
+    END {
+      if (v["host"] == "" || v["instance"] == "") { print "## Egress\n\nNo figures: the benchmark did not run.\n"; exit 1 }
+      h = median(v["host"]); i = median(v["instance"])
+      print "## Egress\n"
+      print "TCP throughput to a sink in the stand-in internet (a network namespace on a veth), one"
+      print "connection writing 1 MiB at a time: from an app'"'"'s network namespace on Slipway'"'"'s bridge (veth,"
+      print "bridge, forwarding, Slipway'"'"'s nftables policy, conntrack, masquerade) against the host itself"
+      print "over the same link. Median of the runs.\n"
+      print "| from | MB/s | runs |"
+      print "|---|---:|---|"
+      printf "| host (baseline) | %.0f |%s |\n", h, v["host"]
+      printf "| app on the bridge | %.0f |%s |\n", i, v["instance"]
+      printf "\nApp / host: **%.2f×**.\n\n", i / h
+    }' "$1"
+}
 
 # The previous build's router, measured in the same rounds (routerbench
 # -baseline): BENCH_BASELINE names a commit of this repository.
@@ -112,6 +146,8 @@ run wake "$work/bin/wakebench" -bin "$work/bin/slipway" -data "$work/data-push" 
   "${wake_args[@]}" -out "$work/results/wake.md" -json "$work/results/wake.json"
 run density "$work/bin/densitybench" -bin "$work/bin/slipway" -data "$work/data-push" -idle-data "$work/data-idle" -hello examples/hello \
   "${density_args[@]}" -out "$work/results/density.md" -json "$work/results/density.json"
+run egress sh -c "\"$work/bin/netns.test\" -test.run '^\$' -test.bench '^BenchmarkEgress\$' ${egress_args[*]} > \"$work/results/egress.txt\""
+egress_md "$work/results/egress.txt" > "$work/results/egress.md" || true
 "$work/bin/summary" -dir "$work/results" -out "$work/results/summary.md"
 
 elapsed=$((SECONDS - t_start))
@@ -139,7 +175,7 @@ mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
   echo "measured side by side in it. The machine is shared (see the load average): absolute numbers"
   echo "move from run to run, ratios less."
   echo
-  for f in summary router wake push density; do
+  for f in summary router wake push density egress; do
     [ -f "$work/results/$f.md" ] && cat "$work/results/$f.md"
   done
   echo "## Commands"

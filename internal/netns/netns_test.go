@@ -94,7 +94,7 @@ func mustFail(t *testing.T, path string, addr netip.AddrPort, timeout time.Durat
 }
 
 // testConfig names everything after suf and uses prefix.
-func testConfig(t *testing.T, suf, prefix string, gwPorts ...uint16) Config {
+func testConfig(t testing.TB, suf, prefix string, gwPorts ...uint16) Config {
 	return Config{
 		Bridge:       "swtbr" + suf,
 		Table:        "swtest_" + suf,
@@ -104,7 +104,7 @@ func testConfig(t *testing.T, suf, prefix string, gwPorts ...uint16) Config {
 	}
 }
 
-func open(t *testing.T, cfg Config) *Network {
+func open(t testing.TB, cfg Config) *Network {
 	t.Helper()
 	t.Cleanup(func() { // even if Open fails half-way
 		if br, err := netlink.LinkByName(cfg.Bridge); err == nil {
@@ -130,7 +130,7 @@ func open(t *testing.T, cfg Config) *Network {
 	return n
 }
 
-func attach(t *testing.T, n *Network, id, group, path string) Lease {
+func attach(t testing.TB, n *Network, id, group, path string) Lease {
 	t.Helper()
 	l, err := n.Attach(context.Background(), id, group, path)
 	if err != nil {
