@@ -316,6 +316,19 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 	if err := os.Mkdir(bundle, 0o700); err != nil {
 		return nil, err
 	}
+	// The network namespace is made and wired while the filesystem is
+	// mounted and the spec prepared: neither needs the other until the
+	// lease is written into /etc/hosts. It is always joined before
+	// create returns, so a teardown after an error finds it finished.
+	netns := d.netnsPath(id)
+	var lease *runtime.Lease
+	var netErr error
+	netDone := make(chan struct{})
+	go func() {
+		defer close(netDone)
+		lease, netErr = d.wireNetns(ctx, id, spec.Group, netns)
+	}()
+	defer func() { <-netDone }()
 	// The writable layer lives on a tmpfs of its own, so an app that fills
 	// its disk hits its own quota (and its memory limit, which tmpfs pages
 	// are charged to), never the host's disk.
@@ -341,19 +354,6 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 	if err := unix.Mount("overlay", rootfs, "overlay", 0, opts); err != nil {
 		return nil, fmt.Errorf("mounting overlay filesystem: %w", err)
 	}
-	netns := d.netnsPath(id)
-	if err := createNetns(netns); err != nil {
-		return nil, err
-	}
-	var lease *runtime.Lease
-	if d.cfg.Network != nil {
-		l, err := d.cfg.Network.Attach(ctx, id, spec.Group, netns)
-		if err != nil {
-			return nil, fmt.Errorf("attaching the instance's network: %w", err)
-		}
-		lease = &l
-	}
-
 	cfg := img.Config.Config
 	args, err := oci.Args(spec.Command, cfg)
 	if err != nil {
@@ -366,6 +366,10 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 	cwd := cfg.WorkingDir
 	if cwd == "" {
 		cwd = "/"
+	}
+	<-netDone
+	if netErr != nil {
+		return nil, netErr
 	}
 	p := specParams{
 		id:           id,
@@ -452,6 +456,22 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 	}
 	d.adopt(in)
 	return &runtime.Handle{ID: id, Driver: Name, State: raw}, nil
+}
+
+// wireNetns creates the instance's network namespace at path and, with
+// a Network, attaches it; the lease is nil without one.
+func (d *Driver) wireNetns(ctx context.Context, id, group, path string) (*runtime.Lease, error) {
+	if err := createNetns(path); err != nil {
+		return nil, err
+	}
+	if d.cfg.Network == nil {
+		return nil, nil
+	}
+	l, err := d.cfg.Network.Attach(ctx, id, group, path)
+	if err != nil {
+		return nil, fmt.Errorf("attaching the instance's network: %w", err)
+	}
+	return &l, nil
 }
 
 // openLog opens a log file for appending; an empty path discards output.
