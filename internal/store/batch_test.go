@@ -174,4 +174,12 @@ func TestIndexMigrationUpgradesData(t *testing.T) {
 	if err != nil || latest[d.ID].ID != in.ID {
 		t.Fatalf("latest instances after the upgrade: %+v, %v", latest, err)
 	}
+	// A deployment made before deployments captured their settings has
+	// none: it follows its project's.
+	if got, err := s.GetDeployment(ctx, d.ID); err != nil || got.Captured != nil {
+		t.Fatalf("old deployment after the upgrade: captured %+v, %v", got.Captured, err)
+	}
+	if got := latest[d.ID].Health; got.State != "" || !got.ProbedAt.IsZero() {
+		t.Errorf("old instance's health after the upgrade: %+v", got)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/base32"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -53,6 +54,10 @@ type Deployment struct {
 	ImageDigest          string
 	FailureReason        string
 	Attempts             int
+	// Captured is what the deployment took from its project when it was
+	// created; nil for deployments made before Slipway captured it (they
+	// follow their project's current settings and variables).
+	Captured *Captured
 
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
@@ -65,11 +70,21 @@ type Deployment struct {
 	FinishedAt     time.Time
 }
 
+// Captured is what a deployment takes from its project and environment
+// when it is created, so that changing them later never changes it
+// (DESIGN.md, "What a deployment is made of"): the project's settings
+// (resource limits, health check, idle timeout, and the build settings its
+// plan is detected with) and the environment's variables, still sealed.
+type Captured struct {
+	Settings ProjectSettings `json:"settings"`
+	Vars     []EnvVar        `json:"vars"`
+}
+
 const deploymentCols = `d.id, d.project_id, p.name, d.environment_id, e.name, d.status, d.trigger, d.promote, d.source_url,
 	d.branch, d.commit_sha, d.commit_message, d.commit_author,
 	d.start_command, d.detected_start_command, d.builder, d.plan, d.image, d.image_digest, d.failure_reason, d.attempts,
 	d.created_at, d.updated_at, d.initializing_at, d.init_ended_at, d.building_at, d.build_ended_at,
-	d.deploying_at, d.deploy_ended_at, d.finished_at, d.dirty`
+	d.deploying_at, d.deploy_ended_at, d.finished_at, d.dirty, d.captured`
 
 const deploymentFrom = ` FROM deployments d JOIN projects p ON p.id = d.project_id JOIN environments e ON e.id = d.environment_id `
 
@@ -77,15 +92,22 @@ func scanDeployment(row interface{ Scan(...any) error }) (Deployment, error) {
 	var d Deployment
 	var created, updated int64
 	var ini, inie, bld, blde, dep, depe, fin sql.NullInt64
+	var captured string
 	err := row.Scan(&d.ID, &d.ProjectID, &d.ProjectName, &d.EnvironmentID, &d.EnvironmentName, &d.Status, &d.Trigger, &d.Promote, &d.SourceURL,
 		&d.Branch, &d.CommitSHA, &d.CommitMessage, &d.CommitAuthor,
 		&d.StartCommand, &d.DetectedStartCommand, &d.Builder, &d.Plan, &d.Image, &d.ImageDigest, &d.FailureReason, &d.Attempts,
-		&created, &updated, &ini, &inie, &bld, &blde, &dep, &depe, &fin, &d.Dirty)
+		&created, &updated, &ini, &inie, &bld, &blde, &dep, &depe, &fin, &d.Dirty, &captured)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Deployment{}, ErrNotFound
 		}
 		return Deployment{}, err
+	}
+	if captured != "" {
+		d.Captured = new(Captured)
+		if err := json.Unmarshal([]byte(captured), d.Captured); err != nil {
+			return Deployment{}, fmt.Errorf("deployment %s: captured settings: %w", d.ID, err)
+		}
 	}
 	d.CreatedAt = time.Unix(0, created).UTC()
 	d.UpdatedAt = time.Unix(0, updated).UTC()
@@ -106,12 +128,20 @@ func (s *Store) CreateDeployment(ctx context.Context, d Deployment) (Deployment,
 		d.CreatedAt = now()
 	}
 	d.UpdatedAt = d.CreatedAt
+	captured := ""
+	if d.Captured != nil {
+		b, err := json.Marshal(d.Captured)
+		if err != nil {
+			return Deployment{}, err
+		}
+		captured = string(b)
+	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO deployments (id, project_id, environment_id, status, trigger, promote, source_url,
 		branch, commit_sha, commit_message, commit_author, start_command, detected_start_command, image, image_digest,
-		created_at, updated_at, dirty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		created_at, updated_at, dirty, captured) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.ID, d.ProjectID, d.EnvironmentID, d.Status, d.Trigger, d.Promote, d.SourceURL,
 		d.Branch, d.CommitSHA, d.CommitMessage, d.CommitAuthor, d.StartCommand, d.DetectedStartCommand, d.Image, d.ImageDigest,
-		d.CreatedAt.UnixNano(), d.UpdatedAt.UnixNano(), d.Dirty)
+		d.CreatedAt.UnixNano(), d.UpdatedAt.UnixNano(), d.Dirty, captured)
 	if err != nil {
 		return Deployment{}, fmt.Errorf("creating deployment: %w", err)
 	}

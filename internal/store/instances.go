@@ -17,23 +17,35 @@ type Instance struct {
 	DeploymentID string
 	Driver       string
 	State        []byte
-	Status       string // "starting", "running", "exited", "stopped"
+	Status       string // "starting", "running", "idle", "exited", "stopped"
 	StdoutPath   string
 	StderrPath   string
 	StdoutOffset int64
 	StderrOffset int64
 	CreatedAt    time.Time
 	StoppedAt    time.Time
+	Health       InstanceHealth
 }
 
-const instanceCols = `id, deployment_id, driver, state, status, stdout_path, stderr_path, stdout_offset, stderr_offset, created_at, stopped_at`
+// InstanceHealth is what the health checks found of an instance. State
+// values belong to package deploy; the store records them.
+type InstanceHealth struct {
+	State    string
+	Failures int       // consecutive failed checks
+	ProbedAt time.Time // the last check; zero before the first
+	Result   string    // of the last check: "ok" or why it failed
+}
+
+const instanceCols = `id, deployment_id, driver, state, status, stdout_path, stderr_path, stdout_offset, stderr_offset, created_at, stopped_at,
+	health, health_failures, probed_at, probe_result`
 
 func scanInstance(row interface{ Scan(...any) error }) (Instance, error) {
 	var in Instance
 	var created int64
-	var stopped sql.NullInt64
+	var stopped, probed sql.NullInt64
 	err := row.Scan(&in.ID, &in.DeploymentID, &in.Driver, &in.State, &in.Status, &in.StdoutPath, &in.StderrPath,
-		&in.StdoutOffset, &in.StderrOffset, &created, &stopped)
+		&in.StdoutOffset, &in.StderrOffset, &created, &stopped,
+		&in.Health.State, &in.Health.Failures, &probed, &in.Health.Result)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Instance{}, ErrNotFound
@@ -42,6 +54,7 @@ func scanInstance(row interface{ Scan(...any) error }) (Instance, error) {
 	}
 	in.CreatedAt = time.Unix(0, created).UTC()
 	in.StoppedAt = fromNull(stopped)
+	in.Health.ProbedAt = fromNull(probed)
 	return in, nil
 }
 
@@ -53,9 +66,10 @@ func (s *Store) CreateInstance(ctx context.Context, in Instance) (Instance, erro
 	if in.CreatedAt.IsZero() {
 		in.CreatedAt = now()
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO instances (`+instanceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO instances (`+instanceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		in.ID, in.DeploymentID, in.Driver, in.State, in.Status, in.StdoutPath, in.StderrPath,
-		in.StdoutOffset, in.StderrOffset, in.CreatedAt.UnixNano(), toNull(in.StoppedAt))
+		in.StdoutOffset, in.StderrOffset, in.CreatedAt.UnixNano(), toNull(in.StoppedAt),
+		in.Health.State, in.Health.Failures, toNull(in.Health.ProbedAt), in.Health.Result)
 	if err != nil {
 		return Instance{}, fmt.Errorf("creating instance: %w", err)
 	}
@@ -71,6 +85,17 @@ func (s *Store) UpdateInstance(ctx context.Context, id string, state []byte, sta
 		args = []any{state, status, now().UnixNano(), id}
 	}
 	res, err := s.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	return oneRow(res)
+}
+
+// SetInstanceHealth records what the latest health check found of an
+// instance.
+func (s *Store) SetInstanceHealth(ctx context.Context, id string, h InstanceHealth) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE instances SET health = ?, health_failures = ?, probed_at = ?, probe_result = ? WHERE id = ?`,
+		h.State, h.Failures, toNull(h.ProbedAt), h.Result, id)
 	if err != nil {
 		return err
 	}

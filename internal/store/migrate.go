@@ -152,6 +152,17 @@ CREATE INDEX domains_environment ON domains (environment_id);
 ALTER TABLE deployments ADD COLUMN dirty INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE projects ADD COLUMN repo_default_branch TEXT NOT NULL DEFAULT '';
 `,
+	// 8: what a deployment captures from its project when it is created
+	// (settings and sealed variables, JSON; '' for deployments made before:
+	// they follow their project's current settings), and each instance's
+	// health: its state, consecutive failed checks, and the last probe.
+	`
+ALTER TABLE deployments ADD COLUMN captured TEXT NOT NULL DEFAULT '';
+ALTER TABLE instances ADD COLUMN health TEXT NOT NULL DEFAULT '';
+ALTER TABLE instances ADD COLUMN health_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN probed_at INTEGER;
+ALTER TABLE instances ADD COLUMN probe_result TEXT NOT NULL DEFAULT '';
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

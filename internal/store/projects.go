@@ -452,10 +452,10 @@ func (s *Store) ListDomains(ctx context.Context, envID string) ([]Domain, error)
 // EnvVar is an environment variable of an environment. Value is stored
 // encrypted by the caller; Secret marks values never shown back in full.
 type EnvVar struct {
-	Name      string
-	Value     []byte
-	Secret    bool
-	UpdatedAt time.Time
+	Name      string    `json:"name"`
+	Value     []byte    `json:"value"` // sealed
+	Secret    bool      `json:"secret,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // SetEnvVar creates or replaces a variable.

@@ -20,6 +20,7 @@ type Reader interface {
 	GetDeployment(ctx context.Context, id string) (Deployment, error)
 	ListDeployments(ctx context.Context, f DeploymentFilter) ([]Deployment, error)
 	ListWakes(ctx context.Context, deploymentID string, limit int) ([]Wake, error)
+	ListInstances(ctx context.Context, deploymentID string) ([]Instance, error)
 	ListLogs(ctx context.Context, q LogQuery) ([]LogLine, error)
 
 	CheckToken(ctx context.Context, secret string) (Token, error)
