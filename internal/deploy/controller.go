@@ -97,6 +97,10 @@ type Controller struct {
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc // per deployment in progress
 	inQueue map[string]bool               // in the build queue or building
+	// routeMu makes reading which hostnames a deployment has and routing
+	// them one step, so that a change of an environment's current
+	// deployment routed meanwhile is never overwritten by a stale read.
+	routeMu sync.Mutex
 	// live holds the RUNNING or DEPLOYING deployments with an instance, by
 	// id (*liveDeployment). It is written under mu, so that changes to it
 	// stay consistent with the rest of the controller's state, and read
@@ -323,6 +327,9 @@ func (c *Controller) Stop(ctx context.Context, id string) (store.Deployment, err
 		}
 		// It moved on meanwhile; try again from where it is now.
 	}
+	// The environment's hostnames move to the deployment it falls back to
+	// before this one's instance stops, so no request meets a stopped app.
+	c.fallBack(ctx, d)
 	c.stopInstances(ctx, d.ID)
 	c.routeDeployment(ctx, d)
 	return d, nil

@@ -133,11 +133,7 @@ func (c *Controller) deploy(d store.Deployment) {
 	// Healthy: persist the promotion, route to the instance, then announce
 	// RUNNING, so whoever sees RUNNING can reach the app at once.
 	if d.Promote {
-		if err := c.store.SetCurrentDeployment(ctx, d.EnvironmentID, d.ID); err != nil {
-			c.log.Error("promoting deployment", "deployment", d.ID, "err", err)
-		} else {
-			c.event(d.ID, store.LogBuild, "promoted: now current on %s", d.EnvironmentName)
-		}
+		c.autoPromote(ctx, d)
 	}
 	l.mu.Lock()
 	l.ready = true

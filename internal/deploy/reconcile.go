@@ -136,6 +136,10 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		}
 	}
 
+	// An environment whose current deployment was stopped by a server that
+	// went down before it fell back falls back now.
+	c.fallBackStopped(ctx, s)
+
 	// Every hostname in one swap, oldest deployment first as before.
 	c.cfg.Routes.Update(func(m map[string]router.Route) {
 		for _, d := range s.deployments {
@@ -164,6 +168,33 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		c.enqueue(id)
 	}
 	return nil
+}
+
+// fallBackStopped makes the newest RUNNING deployment of each environment
+// whose current deployment is STOPPED its current one (see fallBack), in
+// s as in the store.
+func (c *Controller) fallBackStopped(ctx context.Context, s *snapshot) {
+	status := make(map[string]Status, len(s.deployments))
+	for _, d := range s.deployments {
+		status[d.ID] = Status(d.Status)
+	}
+	for id, env := range s.environments {
+		if env.CurrentDeploymentID == "" || status[env.CurrentDeploymentID] != Stopped {
+			continue
+		}
+		next, err := c.store.FallBack(ctx, env.ID, env.CurrentDeploymentID, string(Running))
+		if err != nil {
+			c.log.Error("falling back from a stopped deployment", "deployment", env.CurrentDeploymentID, "err", err)
+			continue
+		}
+		if next == "" {
+			continue
+		}
+		c.event(next, store.LogRuntime, "now current on %s: the current deployment %s was stopped, and this is the newest RUNNING deployment left",
+			env.Name, env.CurrentDeploymentID)
+		env.CurrentDeploymentID = next
+		s.environments[id] = env
+	}
 }
 
 // snapshot is what reconcile reads from the store, in one query each.

@@ -23,6 +23,8 @@ func (c *Controller) hostsOf(d store.Deployment, env store.Environment, domains 
 // routeDeployment points d's hostnames at it, as its status says, in one
 // atomic swap of the routing table.
 func (c *Controller) routeDeployment(ctx context.Context, d store.Deployment) {
+	c.routeMu.Lock()
+	defer c.routeMu.Unlock()
 	route := c.routeFor(d)
 	hosts := c.hosts.Lookup(ctx, c.store, d)
 	c.cfg.Routes.Update(func(m map[string]router.Route) {
@@ -83,6 +85,43 @@ func (c *Controller) Promote(ctx context.Context, id string) (store.Deployment, 
 	c.event(d.ID, store.LogRuntime, "promoted: now current on %s", d.EnvironmentName)
 	c.routeDeployment(ctx, d)
 	return d, nil
+}
+
+// autoPromote makes d, healthy, the current deployment of its environment
+// unless a deployment created after it already is (and serves, or is about
+// to): an automatic promotion never moves an environment back to an older
+// deployment; only an explicit Promote does.
+func (c *Controller) autoPromote(ctx context.Context, d store.Deployment) {
+	cur, err := c.store.PromoteIfNewer(ctx, d.ID, string(Deploying), string(Running))
+	switch {
+	case err != nil:
+		c.log.Error("promoting deployment", "deployment", d.ID, "err", err)
+	case cur == d.ID:
+		c.event(d.ID, store.LogBuild, "promoted: now current on %s", d.EnvironmentName)
+	default:
+		c.event(d.ID, store.LogBuild, "not promoted: deployment %s, created after this one, is current on %s (promote this one explicitly to roll back)",
+			cur, d.EnvironmentName)
+	}
+}
+
+// fallBack hands the environment of d, just stopped, to its newest
+// RUNNING deployment if d was its current one, and says so in both logs.
+// With none left, d stays current and its hostnames say it was stopped.
+func (c *Controller) fallBack(ctx context.Context, d store.Deployment) {
+	next, err := c.store.FallBack(ctx, d.EnvironmentID, d.ID, string(Running))
+	if err != nil {
+		c.log.Error("falling back from a stopped deployment", "deployment", d.ID, "err", err)
+		return
+	}
+	if next == "" {
+		return
+	}
+	c.event(next, store.LogRuntime, "now current on %s: the current deployment %s was stopped, and this is the newest RUNNING deployment left",
+		d.EnvironmentName, d.ID)
+	c.event(d.ID, store.LogRuntime, "stopped while current on %s; %s, the newest RUNNING deployment left, is current now", d.EnvironmentName, next)
+	if nd, err := c.store.GetDeployment(ctx, next); err == nil {
+		c.routeDeployment(ctx, nd)
+	}
 }
 
 // Reroute stops routing the hostnames gone and routes env's current
