@@ -235,6 +235,10 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 	if err != nil {
 		return store.Deployment{}, err
 	}
+	captured, err := c.capture(ctx, p, env)
+	if err != nil {
+		return store.Deployment{}, err
+	}
 	if req.Source == nil {
 		if req.SourceURL == "" || req.CommitSHA == "" {
 			return store.Deployment{}, errors.New("a deployment needs an uploaded source or a repository and commit")
@@ -242,6 +246,7 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 		d, err := c.store.CreateDeployment(ctx, store.Deployment{
 			ProjectID: p.ID, EnvironmentID: env.ID, Status: string(Pending), Trigger: req.Trigger, Promote: req.Promote,
 			SourceURL: req.SourceURL, Branch: req.Branch, CommitSHA: req.CommitSHA, CommitMessage: req.Message, CommitAuthor: req.Author,
+			Captured: captured,
 		})
 		if err != nil {
 			return d, err
@@ -282,7 +287,7 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 		ID: id, ProjectID: p.ID, EnvironmentID: env.ID, Status: string(Pending),
 		Trigger: req.Trigger, Promote: req.Promote,
 		Branch: req.Branch, CommitSHA: req.CommitSHA, CommitMessage: req.Message, CommitAuthor: req.Author,
-		Dirty: req.Dirty, Image: req.Image, ImageDigest: req.ImageDigest,
+		Dirty: req.Dirty, Image: req.Image, ImageDigest: req.ImageDigest, Captured: captured,
 	})
 	if err != nil {
 		os.Remove(c.sourcePath(id))

@@ -57,6 +57,8 @@ type env struct {
 	neverAnswer bool
 	keep        int
 	box         *secrets.Box
+	// wrap, if set, decorates the driver the controller is given.
+	wrap func(runtime.Driver) runtime.Driver
 }
 
 func newEnv(t *testing.T) *env {
@@ -87,7 +89,11 @@ func (e *env) start() {
 		cfg.NeverAnswer = func(runtime.Spec) bool { return true }
 	}
 	e.driver = fake.New(cfg)
-	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: e.driver, Routes: e.table,
+	var driver runtime.Driver = e.driver
+	if e.wrap != nil {
+		driver = e.wrap(driver)
+	}
+	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: driver, Routes: e.table,
 		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second, Secrets: e.box, Keep: e.keep,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

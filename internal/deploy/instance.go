@@ -21,10 +21,6 @@ import (
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
-func (c *Controller) healthOf(p store.Project) project.Health {
-	return project.HealthOf(p.Settings, c.cfg.DeployWindow, c.cfg.IdleTimeout)
-}
-
 // liveDeployment is a deployment with an instance that the controller
 // supervises. Its backend is what the router dials.
 type liveDeployment struct {
@@ -105,14 +101,14 @@ func (l *liveDeployment) probe(ctx context.Context) error {
 func (c *Controller) deploy(d store.Deployment) {
 	ctx, done := c.track(d.ID)
 	defer done()
-	p, err := c.store.GetProjectByID(ctx, d.ProjectID)
+	settings, err := c.settingsOf(ctx, d)
 	if err != nil {
-		c.fail(ctx, &d, "internal error: loading project")
+		c.fail(ctx, &d, "internal error: "+err.Error())
 		return
 	}
-	l := &liveDeployment{c: c, d: d, health: c.healthOf(p)}
+	l := &liveDeployment{c: c, d: d, health: c.healthOf(settings)}
 	if !c.attach(ctx, l) {
-		if err := c.startInstance(ctx, l, p); err != nil {
+		if err := c.startInstance(ctx, l); err != nil {
 			if ctx.Err() == nil {
 				c.fail(ctx, &d, "could not start the app: "+err.Error())
 			}
@@ -248,19 +244,16 @@ func exitText(st runtime.Status) string {
 	return "exit code unknown"
 }
 
-// envVars decrypts the variables of an environment for an instance.
-func (c *Controller) envVars(ctx context.Context, envID string) ([]project.Var, error) {
-	stored, err := c.store.ListEnvVars(ctx, envID)
-	if err != nil {
-		return nil, err
-	}
-	return project.Unseal(c.cfg.Secrets, stored)
-}
-
 // startInstance starts a new instance of l's deployment, persisting it
-// before and after the driver acts.
-func (c *Controller) startInstance(ctx context.Context, l *liveDeployment, p store.Project) error {
-	vars, err := c.envVars(ctx, l.d.EnvironmentID)
+// before and after the driver acts. It runs with what the deployment
+// captured when it was created (see settingsOf), however the project has
+// changed since.
+func (c *Controller) startInstance(ctx context.Context, l *liveDeployment) error {
+	settings, err := c.settingsOf(ctx, l.d)
+	if err != nil {
+		return err
+	}
+	vars, err := c.varsOf(ctx, l.d)
 	if err != nil {
 		return err
 	}
@@ -293,8 +286,8 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment, p sto
 			"SLIPWAY_GIT_BRANCH="+l.d.Branch,
 		),
 		Port: l.health.Port,
-		Limits: runtime.Limits{MemoryBytes: p.Settings.MemoryBytes, CPUMillis: p.Settings.CPUMillis, Pids: p.Settings.Pids,
-			DiskBytes: p.Settings.DiskBytes},
+		Limits: runtime.Limits{MemoryBytes: settings.MemoryBytes, CPUMillis: settings.CPUMillis, Pids: settings.Pids,
+			DiskBytes: settings.DiskBytes},
 		StdoutPath: inst.StdoutPath,
 		StderrPath: inst.StderrPath,
 	}
@@ -388,11 +381,7 @@ func (c *Controller) supervise(l *liveDeployment) {
 			if backoff < time.Minute {
 				backoff *= 2
 			}
-			p, err := c.store.GetProjectByID(ctx, l.d.ProjectID)
-			if err != nil {
-				continue
-			}
-			if err := c.startInstance(ctx, l, p); err != nil {
+			if err := c.startInstance(ctx, l); err != nil {
 				c.event(l.d.ID, store.LogRuntime, "restart failed: %v", err)
 				continue
 			}

@@ -125,9 +125,9 @@ func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment
 	if s := Status(d.Status); s != Initializing && s != Building {
 		return false // stopped meanwhile, or not ours to build
 	}
-	p, err := c.store.GetProjectByID(ctx, d.ProjectID)
+	settings, err := c.settingsOf(ctx, *d)
 	if err != nil {
-		c.fail(ctx, d, "internal error: loading project")
+		c.fail(ctx, d, "internal error: "+err.Error())
 		return false
 	}
 
@@ -140,7 +140,7 @@ func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment
 		c.fail(ctx, d, err.Error())
 		return false
 	}
-	pl, err := c.planFor(d, p, src)
+	pl, err := c.planFor(d, settings, src)
 	if err != nil {
 		c.fail(ctx, d, err.Error())
 		return false
@@ -283,7 +283,7 @@ func (c *Controller) fetch(d *store.Deployment) error {
 // planFor returns the deployment's build plan: the one it stored (a
 // deployment resumed after a restart builds exactly what was decided), or
 // one detected now in src, whose facts go to the build log.
-func (c *Controller) planFor(d *store.Deployment, p store.Project, src string) (*planpkg.Plan, error) {
+func (c *Controller) planFor(d *store.Deployment, st store.ProjectSettings, src string) (*planpkg.Plan, error) {
 	if d.Plan != "" {
 		var pl planpkg.Plan
 		if err := json.Unmarshal([]byte(d.Plan), &pl); err == nil {
@@ -291,7 +291,7 @@ func (c *Controller) planFor(d *store.Deployment, p store.Project, src string) (
 		}
 	}
 	pl, err := planpkg.Detect(src, planpkg.Options{
-		Root: p.Settings.RootDirectory, DockerfilePath: p.Settings.Dockerfile, StartCommand: p.Settings.StartCommand,
+		Root: st.RootDirectory, DockerfilePath: st.Dockerfile, StartCommand: st.StartCommand,
 	})
 	if err != nil {
 		if planpkg.IsUserError(err) {

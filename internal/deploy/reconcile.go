@@ -43,16 +43,19 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		attached []*liveDeployment  // … and re-attached to it
 		lines    []store.LogLine
 	)
-	healths := map[string]project.Health{}
-	healthFor := func(projectID string) (project.Health, bool) {
-		h, ok := healths[projectID]
+	healths := map[string]project.Health{} // of deployments without a capture, by project
+	healthFor := func(d *store.Deployment) (project.Health, bool) {
+		if d.Captured != nil {
+			return c.healthOf(d.Captured.Settings), true
+		}
+		h, ok := healths[d.ProjectID]
 		if !ok {
-			p, found := s.projects[projectID]
+			p, found := s.projects[d.ProjectID]
 			if !found {
 				return project.Health{}, false
 			}
-			h = c.healthOf(p)
-			healths[projectID] = h
+			h = c.healthOf(p.Settings)
+			healths[d.ProjectID] = h
 		}
 		return h, true
 	}
@@ -82,7 +85,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		case Deploying:
 			deploys = append(deploys, *d)
 		case Running:
-			h, ok := healthFor(d.ProjectID)
+			h, ok := healthFor(d)
 			if !ok {
 				continue // its project is gone (it cannot be: deletes cascade); routed as having no instance
 			}
@@ -155,7 +158,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		c.supervise(l)
 	}
 	for _, l := range restarts {
-		c.restart(l, s.projects[l.d.ProjectID])
+		c.restart(l)
 	}
 	for _, d := range deploys {
 		c.wg.Add(1)
@@ -299,12 +302,12 @@ func (c *Controller) stopRecorded(in store.Instance) {
 // restart starts a fresh instance, in the background, for a RUNNING
 // deployment whose instance died while the server was down; the
 // deployment stays RUNNING.
-func (c *Controller) restart(l *liveDeployment, p store.Project) {
+func (c *Controller) restart(l *liveDeployment) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		c.event(l.d.ID, store.LogRuntime, "instance gone after a server restart; starting a new one")
-		if err := c.startInstance(c.ctx, l, p); err != nil {
+		if err := c.startInstance(c.ctx, l); err != nil {
 			c.event(l.d.ID, store.LogRuntime, "restart failed: %v", err)
 		} else if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.Window)); err != nil {
 			c.event(l.d.ID, store.LogRuntime, "restarted instance not healthy: %v", err)

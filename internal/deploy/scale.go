@@ -154,11 +154,7 @@ func (c *Controller) doWake(l *liveDeployment, done chan struct{}) {
 }
 
 func (c *Controller) wakeInstance(l *liveDeployment) error {
-	p, err := c.store.GetProjectByID(c.ctx, l.d.ProjectID)
-	if err != nil {
-		return err
-	}
-	if err := c.startInstance(c.ctx, l, p); err != nil {
+	if err := c.startInstance(c.ctx, l); err != nil {
 		return err
 	}
 	if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.Window)); err != nil {
