@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -85,7 +86,14 @@ func (l *liveDeployment) probe(ctx context.Context) error {
 	req.Header.Set("User-Agent", "slipway-health-check")
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		if ctx.Err() != nil {
+			return fmt.Errorf("GET %s did not answer within %s", l.health.Path, l.health.Timeout)
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("GET %s: %w", l.health.Path, err)
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
@@ -145,8 +153,9 @@ func (c *Controller) deploy(d store.Deployment) {
 	c.retire(ctx, d.EnvironmentID)
 }
 
-// waitHealthy probes quickly (5 ms, backing off to 1 s) until the first
-// success, the instance's exit, or the deadline.
+// waitHealthy probes at once, then after 5 ms, each wait half as long
+// again as the one before up to 1 s, until the first success, the
+// instance's exit, or the deadline.
 func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadline time.Time) error {
 	l.mu.Lock()
 	h := l.handle
@@ -168,6 +177,7 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 		err := l.probe(pctx)
 		pcancel()
 		if err == nil {
+			c.recordProbe(l, 0, nil)
 			kind := store.LogRuntime
 			if Status(l.d.Status) == Deploying {
 				kind = store.LogBuild
@@ -184,6 +194,7 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 {
+			c.recordProbe(l, l.health.Failures, err)
 			return fmt.Errorf("the app did not answer GET %s on port %d within the deployment window (%s)%s; last error: %v",
 				l.health.Path, l.health.Port, l.health.Window, c.portHint(l), last)
 		}
@@ -197,9 +208,7 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 			return exitedEarly(l, st)
 		case <-time.After(wait):
 		}
-		if delay < time.Second {
-			delay = delay * 3 / 2
-		}
+		delay = min(delay*3/2, time.Second)
 	}
 }
 
@@ -260,7 +269,7 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment) error
 	id := store.NewID()
 	logDir := filepath.Join(c.cfg.DataDir, "logs", l.d.ID)
 	inst, err := c.store.CreateInstance(ctx, store.Instance{
-		ID: id, DeploymentID: l.d.ID, Driver: c.cfg.Driver.Name(), Status: "starting",
+		ID: id, DeploymentID: l.d.ID, Driver: c.cfg.Driver.Name(), Status: "starting", Health: store.InstanceHealth{State: HealthStarting},
 		StdoutPath: filepath.Join(logDir, id+".stdout"), StderrPath: filepath.Join(logDir, id+".stderr"),
 	})
 	if err != nil {
@@ -367,11 +376,14 @@ func (c *Controller) supervise(l *liveDeployment) {
 		defer c.wg.Done()
 		backoff := time.Second
 		for ctx.Err() == nil {
+			l.mu.Lock()
+			inst := l.inst.ID
+			l.mu.Unlock()
 			reason := c.watch(ctx, l)
 			if ctx.Err() != nil {
 				return
 			}
-			c.event(l.d.ID, store.LogRuntime, "instance unhealthy: %s; restarting in %s", reason, backoff)
+			c.event(l.d.ID, store.LogRuntime, "instance %s unhealthy: %s; restarting in %s", inst, reason, backoff)
 			c.stopInstanceOf(l)
 			select {
 			case <-ctx.Done():
@@ -422,15 +434,24 @@ func (c *Controller) watch(ctx context.Context, l *liveDeployment) string {
 		case st := <-exited:
 			return "the app exited (" + exitText(st) + ")"
 		case <-tick.C:
-			if err := l.probe(ctx); err != nil {
+			err := l.probe(ctx)
+			if ctx.Err() != nil {
+				return ""
+			}
+			if err != nil {
 				failures++
+				c.recordProbe(l, failures, err)
 				c.event(l.d.ID, store.LogRuntime, "health check failed (%d/%d): %v", failures, l.health.Failures, err)
 				if failures >= l.health.Failures {
-					return fmt.Sprintf("%d consecutive health checks failed", failures)
+					return fmt.Sprintf("%d consecutive health checks failed (last: %v)", failures, err)
 				}
-			} else {
-				failures = 0
+				continue
 			}
+			if failures > 0 {
+				c.event(l.d.ID, store.LogRuntime, "health check passed after %d failed", failures)
+			}
+			failures = 0
+			c.recordProbe(l, 0, nil)
 		}
 	}
 }
