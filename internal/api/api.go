@@ -244,6 +244,7 @@ func (s *Server) deploymentJSON(ctx context.Context, d store.Deployment) Deploym
 	if out.Phases == nil {
 		out.Phases = []Phase{}
 	}
+	s.addRuntime(ctx, d, &out)
 	return out
 }
 

@@ -68,6 +68,12 @@ type Deployment struct {
 	FinishedAt           *time.Time `json:"finishedAt,omitempty"`
 	BuildDurationMS      int64      `json:"buildDurationMs"`
 	Phases               []Phase    `json:"phases"`
+
+	// What it runs with (see runtime.go).
+	SettingsChanged bool       `json:"settingsChanged"`
+	ChangedSettings []string   `json:"changedSettings,omitempty"`
+	Health          string     `json:"health,omitempty"`
+	Instances       []Instance `json:"instances,omitempty"`
 }
 
 // LogLine is one line of a build or runtime log. ID is the cursor.
