@@ -140,6 +140,7 @@ func printDeployment(cmd *cobra.Command, d api.Deployment) {
 		}
 		fmt.Fprintf(w, "  %s\t%s%s\n", p.Name, (time.Duration(p.DurationMS) * time.Millisecond).String(), state)
 	}
+	printRuntime(w, d)
 	w.Flush()
 }
 

@@ -88,6 +88,7 @@ deployments.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "New deployments of %s start with: %s\n", project, args[0])
+			redeployHint(cmd, project)
 			return nil
 		},
 	}
@@ -100,6 +101,7 @@ deployments.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "New deployments of %s use the detected start command\n", project)
+			redeployHint(cmd, project)
 			return nil
 		},
 	}
@@ -177,7 +179,7 @@ func newEnvCmd() *cobra.Command {
 		},
 	}
 	set := &cobra.Command{
-		Use: "set ENV NAME=VALUE...", Short: "Set variables (for deployments started from now on)", Args: cobra.MinimumNArgs(2),
+		Use: "set ENV NAME=VALUE...", Short: "Set variables (for deployments created from now on)", Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, kv := range args[1:] {
 				name, value, ok := strings.Cut(kv, "=")
@@ -190,6 +192,7 @@ func newEnvCmd() *cobra.Command {
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "Set %s on %s\n", name, args[0])
 			}
+			redeployHint(cmd, project, args[0])
 			return nil
 		},
 	}
@@ -202,6 +205,7 @@ func newEnvCmd() *cobra.Command {
 					return err
 				}
 			}
+			redeployHint(cmd, project, args[0])
 			return nil
 		},
 	}
