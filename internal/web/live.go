@@ -88,6 +88,10 @@ func (h *handler) fingerprint(ctx context.Context, scope string) (string, []stri
 		}
 		add(d)
 		fmt.Fprintf(&b, "u=%d;", d.UpdatedAt.UnixNano())
+		if insts, err := h.store.ListInstances(ctx, d.ID); err == nil && len(insts) > 0 {
+			in := insts[len(insts)-1]
+			fmt.Fprintf(&b, "i=%s/%s/%s;", in.ID, in.Status, in.Health.State)
+		}
 		b.WriteString(strings.Join(h.proj.Hostnames(ctx, d), ","))
 	default:
 		return "", nil, &httpError{Status: http.StatusBadRequest, Message: "unknown live scope"}

@@ -316,6 +316,7 @@ type deploymentView struct {
 	Wakes                []store.Wake
 	Terminal             bool
 	HeadV                string
+	runtimeView
 }
 
 // Dep is the deployment's row view (for the shared templates).
@@ -355,7 +356,8 @@ func (h *handler) deploymentPage(w http.ResponseWriter, r *http.Request) error {
 	if wakes, err := h.dep.Wakes(ctx, d.ID, 5); err == nil {
 		view.Wakes = wakes
 	}
-	view.HeadV = fmt.Sprintf("%s.%d.%d", view.V, len(view.URLs), d.UpdatedAt.UnixNano())
+	view.runtimeView = h.runtimeView(ctx, d)
+	view.HeadV = fmt.Sprintf("%s.%d.%d.%s", view.V, len(view.URLs), d.UpdatedAt.UnixNano(), view.runtimeView.v())
 	h.render(w, r, http.StatusOK, "deployment", pageData{
 		Title:  "Deployment " + d.ID + " · " + d.ProjectName,
 		Crumbs: []crumb{{"Projects", "/"}, {d.ProjectName, "/projects/" + d.ProjectName}, {d.ID, ""}},

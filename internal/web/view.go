@@ -85,6 +85,7 @@ func (h *handler) funcs() template.FuncMap {
 		"dur":         humanDuration,
 		"statusClass": func(s string) string { return "st-" + strings.ToLower(s) },
 		"statusLabel": statusLabel,
+		"healthClass": healthClass,
 		"firstLine":   firstLine,
 		"short":       shortSHA,
 		"host":        breakableHost,
