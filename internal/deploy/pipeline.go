@@ -76,6 +76,10 @@ func (c *Controller) fail(ctx context.Context, d *store.Deployment, reason strin
 	}
 	if err := c.transition(ctx, d, Failed, store.DeploymentPatch{FailureReason: &reason}); err != nil {
 		c.log.Error("failing deployment", "deployment", d.ID, "err", err)
+	} else {
+		// Current only if a server went down between promoting it and
+		// announcing it RUNNING.
+		c.fallBack(ctx, *d)
 	}
 	c.routeDeployment(ctx, *d)
 }

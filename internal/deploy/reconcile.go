@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -174,15 +175,16 @@ func (c *Controller) reconcile(ctx context.Context) error {
 }
 
 // fallBackStopped makes the newest RUNNING deployment of each environment
-// whose current deployment is STOPPED its current one (see fallBack), in
-// s as in the store.
+// whose current deployment is STOPPED or FAILED its current one (see
+// fallBack), in s as in the store.
 func (c *Controller) fallBackStopped(ctx context.Context, s *snapshot) {
 	status := make(map[string]Status, len(s.deployments))
 	for _, d := range s.deployments {
 		status[d.ID] = Status(d.Status)
 	}
 	for id, env := range s.environments {
-		if env.CurrentDeploymentID == "" || status[env.CurrentDeploymentID] != Stopped {
+		st := status[env.CurrentDeploymentID]
+		if env.CurrentDeploymentID == "" || !st.Terminal() {
 			continue
 		}
 		next, err := c.store.FallBack(ctx, env.ID, env.CurrentDeploymentID, string(Running))
@@ -193,8 +195,8 @@ func (c *Controller) fallBackStopped(ctx context.Context, s *snapshot) {
 		if next == "" {
 			continue
 		}
-		c.event(next, store.LogRuntime, "now current on %s: the current deployment %s was stopped, and this is the newest RUNNING deployment left",
-			env.Name, env.CurrentDeploymentID)
+		c.event(next, store.LogRuntime, "now current on %s: the current deployment %s was %s, and this is the newest RUNNING deployment left",
+			env.Name, env.CurrentDeploymentID, strings.ToLower(string(st)))
 		env.CurrentDeploymentID = next
 		s.environments[id] = env
 	}

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/store"
@@ -104,9 +105,10 @@ func (c *Controller) autoPromote(ctx context.Context, d store.Deployment) {
 	}
 }
 
-// fallBack hands the environment of d, just stopped, to its newest
-// RUNNING deployment if d was its current one, and says so in both logs.
-// With none left, d stays current and its hostnames say it was stopped.
+// fallBack hands the environment of d, just stopped (or failed), to its
+// newest RUNNING deployment if d was its current one, and says so in both
+// logs. With none left, d stays current and its hostnames say what became
+// of it.
 func (c *Controller) fallBack(ctx context.Context, d store.Deployment) {
 	next, err := c.store.FallBack(ctx, d.EnvironmentID, d.ID, string(Running))
 	if err != nil {
@@ -116,9 +118,10 @@ func (c *Controller) fallBack(ctx context.Context, d store.Deployment) {
 	if next == "" {
 		return
 	}
-	c.event(next, store.LogRuntime, "now current on %s: the current deployment %s was stopped, and this is the newest RUNNING deployment left",
-		d.EnvironmentName, d.ID)
-	c.event(d.ID, store.LogRuntime, "stopped while current on %s; %s, the newest RUNNING deployment left, is current now", d.EnvironmentName, next)
+	what := strings.ToLower(d.Status)
+	c.event(next, store.LogRuntime, "now current on %s: the current deployment %s was %s, and this is the newest RUNNING deployment left",
+		d.EnvironmentName, d.ID, what)
+	c.event(d.ID, store.LogRuntime, "%s while current on %s; %s, the newest RUNNING deployment left, is current now", what, d.EnvironmentName, next)
 	if nd, err := c.store.GetDeployment(ctx, next); err == nil {
 		c.routeDeployment(ctx, nd)
 	}
