@@ -143,7 +143,7 @@ func (h *handler) saveSettings(_ http.ResponseWriter, r *http.Request, p store.P
 	if err := h.proj.UpdateSettings(r.Context(), p, s); err != nil {
 		return "", "", err
 	}
-	return "Settings saved. They apply to deployments started from now on.", backTo(r, "/projects/"+p.Name+"/settings"), nil
+	return "Settings saved. They apply to deployments created from now on: redeploy a running one to apply them.", backTo(r, "/projects/"+p.Name+"/settings"), nil
 }
 
 func (h *handler) createEnvironment(_ http.ResponseWriter, r *http.Request, p store.Project) (string, string, error) {
@@ -160,7 +160,7 @@ func (h *handler) setVar(r *http.Request, env store.Environment) (string, error)
 	if err := h.proj.SetVar(r.Context(), env, name, r.PostFormValue("value"), r.PostFormValue("secret") != ""); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s saved for %s. It applies to deployments started from now on.", name, env.Name), nil
+	return fmt.Sprintf("%s saved for %s. It applies to deployments created from now on: redeploy a running one to apply it.", name, env.Name), nil
 }
 
 func (h *handler) deleteVar(r *http.Request, env store.Environment) (string, error) {
