@@ -95,6 +95,53 @@ func (n *Network) Attach(ctx context.Context, id, group, nsPath string) (Lease, 
 	return n.leaseOf(id, l), nil
 }
 
+// Claim hands the lease of a namespace attached ahead (as id from) to
+// instance id of group: the namespace keeps its veth, address and route;
+// the lease is renamed and its address joins the group's map entry. It
+// is the whole network setup of a start that finds a namespace wired
+// ahead: one state write and one nftables transaction. The lease is
+// renamed on disk before the kernel is changed; a retry after a failure
+// (the lease already under id) only repairs the elements.
+func (n *Network) Claim(ctx context.Context, from, id, group string) (Lease, error) {
+	if from == "" || id == "" {
+		return Lease{}, errors.New("netns: claim: empty id")
+	}
+	if err := ctx.Err(); err != nil {
+		return Lease{}, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return Lease{}, ErrClosed
+	}
+	l, ok := n.st.Leases[from]
+	if !ok {
+		l, ok = n.st.Leases[id]
+		if !ok || l.Group != group {
+			return Lease{}, fmt.Errorf("netns: claiming %s for %s: no such lease", from, id)
+		}
+		// A retry: renamed already.
+		if err := n.addElems(l, false); err != nil {
+			return Lease{}, fmt.Errorf("netns: claiming %s for %s: %w", from, id, err)
+		}
+		return n.leaseOf(id, l), nil
+	}
+	if _, taken := n.st.Leases[id]; taken {
+		return Lease{}, fmt.Errorf("netns: claiming %s for %s: %s has a lease already", from, id, id)
+	}
+	prev := l.Group
+	l.Group = group
+	delete(n.st.Leases, from)
+	n.st.Leases[id] = l
+	if err := n.st.save(n.path); err != nil {
+		return Lease{}, fmt.Errorf("netns: claiming %s for %s: %w", from, id, err)
+	}
+	if err := n.addElems(l, prev != "" && prev != group); err != nil {
+		return Lease{}, fmt.Errorf("netns: claiming %s for %s: %w", from, id, err)
+	}
+	return n.leaseOf(id, l), nil
+}
+
 // allocate returns the next free address after the last one leased,
 // wrapping around the prefix.
 func (n *Network) allocate() (netip.Addr, error) {

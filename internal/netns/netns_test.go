@@ -626,3 +626,50 @@ func TestRedirects(t *testing.T) {
 		t.Error("gateway:81, neither redirected nor a gateway port, connected")
 	}
 }
+
+// TestClaim: a namespace attached ahead with no group is handed to an
+// instance and its group without rewiring: same address, the group's
+// policy applies at once, a retry is harmless, and detaching the instance
+// leaves nothing.
+func TestClaim(t *testing.T) {
+	nettest.Require(t)
+	suf := nettest.Suffix(t)
+	n := open(t, testConfig(t, suf, "10.123.11.0/26"))
+	w := nettest.NewWorld(t, n.cfg.Bridge)
+	ns := nettest.NewNS(t, "swt-"+suf+"-pool")
+	ahead := attach(t, n, "p"+suf, "", ns)
+	mustReach(t, w, ns, nettest.TestNet2) // the default policy, ungrouped
+	setEgress(t, n, "g"+suf, Egress{None: true})
+	ctx := context.Background()
+
+	l, err := n.Claim(ctx, "p"+suf, "c"+suf, "g"+suf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.ID != "c"+suf || l.Group != "g"+suf || l.Addr != ahead.Addr || l.Gateway != ahead.Gateway {
+		t.Fatalf("claimed lease %+v, attached ahead %+v", l, ahead)
+	}
+	mustBeRefused(t, ns, netip.AddrPortFrom(nettest.TestNet2, 80)) // the group's "none"
+	if l2, err := n.Claim(ctx, "p"+suf, "c"+suf, "g"+suf); err != nil || l2.Addr != l.Addr || l2.Group != l.Group {
+		t.Fatalf("retry: %+v, %v", l2, err)
+	}
+	if _, err := n.Claim(ctx, "p"+suf, "d"+suf, "g"+suf); err == nil {
+		t.Fatal("claimed a lease that was claimed already")
+	}
+	other := nettest.NewNS(t, "swt-"+suf+"-other")
+	attach(t, n, "q"+suf, "", other)
+	if _, err := n.Claim(ctx, "q"+suf, "c"+suf, "g"+suf); err == nil {
+		t.Fatal("claimed onto an id that has a lease")
+	}
+	if got := count(t, n); got != (counts{2, 2, 1, 2, 2}) {
+		t.Fatalf("with one claimed and one ungrouped: %+v", got)
+	}
+	for _, id := range []string{"c" + suf, "q" + suf} {
+		if err := n.Detach(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := count(t, n); got != (counts{}) {
+		t.Fatalf("after detaching: %+v", got)
+	}
+}

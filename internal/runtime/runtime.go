@@ -74,9 +74,12 @@ type Spec struct {
 // on a bridge, a default route, and the egress policy of its group. A
 // driver that runs instances in network namespaces of the host calls
 // Attach once the namespace exists, before the app starts, and Detach
-// when it removes the namespace. Both are idempotent for an id.
+// when it removes the namespace. Both are idempotent for an id. A driver
+// that wires namespaces ahead attaches each under an id of its own with
+// no group, and Claims it for the instance that gets it.
 type Network interface {
 	Attach(ctx context.Context, id, group, nsPath string) (Lease, error)
+	Claim(ctx context.Context, from, id, group string) (Lease, error)
 	Detach(ctx context.Context, id string) error
 }
 

@@ -295,6 +295,10 @@ func (f firewall) SetEgress(projectID string, e project.Egress) error {
 	return f.n.SetEgress(projectID, p)
 }
 
+// networkPool is how many network namespaces the runtime keeps wired
+// ahead, so a burst of that many wakes does no network setup.
+const networkPool = 4
+
 // attacher is the network as the runtime sees it.
 type attacher struct{ n *netns.Network }
 
@@ -304,6 +308,11 @@ func (a attacher) Attach(ctx context.Context, id, group, nsPath string) (runtime
 		return runtime.Lease{}, err
 	}
 	return runtime.Lease{Addr: l.Addr, Gateway: l.Gateway, DNS: l.DNS}, nil
+}
+
+func (a attacher) Claim(ctx context.Context, from, id, group string) (runtime.Lease, error) {
+	l, err := a.n.Claim(ctx, from, id, group)
+	return runtime.Lease{Addr: l.Addr, Gateway: l.Gateway, DNS: l.DNS}, err
 }
 
 func (a attacher) Detach(ctx context.Context, id string) error { return a.n.Detach(ctx, id) }

@@ -187,6 +187,7 @@ func (s *server) startRuntime(context.Context) error {
 	}
 	if s.network != nil {
 		cfg.Network = attacher{s.network}
+		cfg.NetworkPool = networkPool
 	}
 	d, err := runc.New(cfg)
 	s.driver = d

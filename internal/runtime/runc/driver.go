@@ -80,6 +80,10 @@ type Config struct {
 	// address, a default route, egress policy) and its resolv.conf names
 	// the lease's resolvers. If nil, instances have loopback only.
 	Network runtime.Network
+	// NetworkPool is how many network namespaces are kept wired ahead
+	// for starts and wakes (with a Network), so that those do no network
+	// setup of their own while one is ready. If zero, none.
+	NetworkPool int
 }
 
 // Driver runs instances with runc. It is safe for concurrent use.
@@ -89,6 +93,7 @@ type Driver struct {
 	swapLimit bool
 	images    *oci.Cache // Root/images
 
+	pool      *netnsPool // nil without Network or NetworkPool
 	mu        sync.Mutex
 	instances map[string]*instance // attached instances
 	idLocks   map[string]*idLock
@@ -133,14 +138,18 @@ func New(cfg Config) (*Driver, error) {
 			return nil, fmt.Errorf("runc driver: %w", err)
 		}
 	}
-	return &Driver{
+	d := &Driver{
 		cfg:       cfg,
 		runcPath:  runcPath,
 		swapLimit: swapAccounting(),
 		images:    images,
 		instances: make(map[string]*instance),
 		idLocks:   make(map[string]*idLock),
-	}, nil
+	}
+	if cfg.Network != nil && cfg.NetworkPool > 0 {
+		d.pool = newNetnsPool(cfg.Network, cfg.NetworkPool)
+	}
+	return d, nil
 }
 
 // swapAccounting reports whether runc can cap memory+swap (cgroups v1
@@ -459,8 +468,18 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 }
 
 // wireNetns creates the instance's network namespace at path and, with
-// a Network, attaches it; the lease is nil without one.
+// a Network, attaches it (or claims one wired ahead, see netnsPool); the
+// lease is nil without a Network.
 func (d *Driver) wireNetns(ctx context.Context, id, group, path string) (*runtime.Lease, error) {
+	if d.pool != nil {
+		if pn, ok := d.pool.take(); ok {
+			l, err := d.pool.claim(ctx, pn, id, group, path)
+			if err != nil {
+				return nil, err
+			}
+			return &l, nil
+		}
+	}
 	if err := createNetns(path); err != nil {
 		return nil, err
 	}
@@ -761,6 +780,9 @@ func (d *Driver) RemoveImage(digest string) error { return d.images.Remove(diges
 // and attaches again on the next call.
 func (d *Driver) Close() error {
 	defer d.images.Wait()
+	if d.pool != nil {
+		d.pool.close()
+	}
 	d.mu.Lock()
 	instances := d.instances
 	d.instances = make(map[string]*instance)

@@ -754,6 +754,15 @@ func (n *network) Attach(_ context.Context, id, group, nsPath string) (runtime.L
 	return runtime.Lease{Addr: netip.MustParseAddr("10.88.0.9"), Gateway: gw, DNS: []netip.Addr{gw}}, nil
 }
 
+func (n *network) Claim(_ context.Context, from, id, group string) (runtime.Lease, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.attached[id] = group + " " + n.attached[from]
+	delete(n.attached, from)
+	gw := netip.MustParseAddr("10.88.0.1")
+	return runtime.Lease{Addr: netip.MustParseAddr("10.88.0.9"), Gateway: gw, DNS: []netip.Addr{gw}}, nil
+}
+
 func (n *network) Detach(_ context.Context, id string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -18,6 +18,49 @@ import (
 // and bind-mounts it at path, as `ip netns add` does, so that it outlives
 // every process (and the server) until deleteNetns.
 func createNetns(path string) error {
+	ns, err := newNetns()
+	if err != nil {
+		return fmt.Errorf("creating network namespace %s: %w", path, err)
+	}
+	defer ns.Close()
+	return bindNetns(ns, path)
+}
+
+// newNetns creates a network namespace with its loopback interface up and
+// returns it open: it lives as long as the file (or a mount of it, see
+// bindNetns, or a process in it).
+func newNetns() (*os.File, error) {
+	host, err := hostNetns()
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		goruntime.LockOSThread()
+		var r result
+		if r.err = unix.Unshare(unix.CLONE_NEWNET); r.err != nil {
+			r.err = fmt.Errorf("unshare: %w", r.err)
+		} else if r.f, r.err = os.Open("/proc/thread-self/ns/net"); r.err == nil {
+			if r.err = loopbackUp(); r.err != nil {
+				r.f.Close()
+				r.f = nil
+			}
+		}
+		if setns(host) == nil {
+			goruntime.UnlockOSThread()
+		} // else the thread stays locked and ends with this goroutine
+		done <- r
+	}()
+	r := <-done
+	return r.f, r.err
+}
+
+// bindNetns bind-mounts the namespace ns at path (a new file).
+func bindNetns(ns *os.File, path string) error {
 	if err := prepareNetnsDir(filepath.Dir(path)); err != nil {
 		return err
 	}
@@ -26,34 +69,15 @@ func createNetns(path string) error {
 		return fmt.Errorf("creating network namespace file: %w", err)
 	}
 	f.Close()
-	host, err := hostNetns()
-	if err != nil {
-		return err
-	}
-	errc := make(chan error, 1)
-	go func() {
-		goruntime.LockOSThread()
-		err := func() error {
-			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-				return fmt.Errorf("unshare: %w", err)
-			}
-			self := "/proc/thread-self/ns/net"
-			if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
-				return fmt.Errorf("bind-mounting network namespace: %w", err)
-			}
-			return loopbackUp()
-		}()
-		if setns(host) == nil {
-			goruntime.UnlockOSThread()
-		} // else the thread stays locked and ends with this goroutine
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		deleteNetns(path)
-		return fmt.Errorf("creating network namespace %s: %w", path, err)
+	if err := unix.Mount(fdPath(ns), path, "none", unix.MS_BIND, ""); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("bind-mounting network namespace at %s: %w", path, err)
 	}
 	return nil
 }
+
+// fdPath names an open file by its descriptor, for those who take a path.
+func fdPath(f *os.File) string { return fmt.Sprintf("/proc/self/fd/%d", f.Fd()) }
 
 // loopbackUp sets the flag IFF_UP on "lo" of the calling thread's network
 // namespace.
