@@ -216,6 +216,7 @@ func Open(cfg Config) (*Network, error) {
 	if err := c.Flush(); err != nil {
 		return nil, fmt.Errorf("netns: writing nftables tables %s: %w", n.cfg.Table, err)
 	}
+	n.warnForwardDrop(c)
 	n.log.Info("instance network open", "bridge", n.bridge, "adopted", adopted, "prefix", n.prefix.String(),
 		"gateway", n.gateway.String(), "table", n.cfg.Table, "leases", len(n.st.Leases), "denied_ranges", len(deny))
 	return n, nil

@@ -8,17 +8,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 
@@ -671,5 +674,45 @@ func TestClaim(t *testing.T) {
 	}
 	if got := count(t, n); got != (counts{}) {
 		t.Fatalf("after detaching: %+v", got)
+	}
+}
+
+// TestWarnsOfForwardDrop: a forward chain of another table whose policy
+// is drop (Docker's FORWARD) blocks the bridge's egress whatever
+// Slipway's tables say, so Open names it and the fix. The chain made
+// here accepts everything before its policy applies, so the host's
+// forwarding is never disturbed.
+func TestWarnsOfForwardDrop(t *testing.T) {
+	nettest.Require(t)
+	suf := nettest.Suffix(t)
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := c.AddTable(&nftables.Table{Name: "swfwd_" + suf, Family: nftables.TableFamilyIPv4})
+	drop := nftables.ChainPolicyDrop
+	ch := c.AddChain(&nftables.Chain{Name: "FORWARD", Table: tb, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &drop})
+	c.AddRule(&nftables.Rule{Table: tb, Chain: ch, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.DelTable(tb)
+		if err := c.Flush(); err != nil {
+			t.Errorf("removing table swfwd_%s: %v", suf, err)
+		}
+	})
+	var logs bytes.Buffer
+	cfg := testConfig(t, suf, "10.123.12.0/26")
+	cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	n := open(t, cfg)
+	if !strings.Contains(logs.String(), `chain="ip swfwd_`+suf+` FORWARD"`) || !strings.Contains(logs.String(), "DOCKER-USER -i "+n.cfg.Bridge) {
+		t.Fatalf("Open logged:\n%s\nwant a warning naming ip swfwd_%s FORWARD and the DOCKER-USER rule", logs.String(), suf)
+	}
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "swtest_"+suf) {
+			t.Fatalf("Open warned of its own tables: %s", line)
+		}
 	}
 }
