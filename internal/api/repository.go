@@ -16,6 +16,9 @@ type Repository struct {
 	GitRemote string `json:"gitRemote"`
 	// URL is the linked repository, cloned at each webhook's commit.
 	URL string `json:"url,omitempty"`
+	// DefaultBranch is the linked repository's default branch, when known:
+	// production deploys its pushes unless it is mapped to an environment.
+	DefaultBranch string `json:"defaultBranch,omitempty"`
 	// WebhookURL is where GitHub sends push events.
 	WebhookURL string `json:"webhookUrl"`
 	// WebhookSecret is only returned when it is generated.
@@ -36,8 +39,8 @@ type LinkRepositoryRequest struct {
 func (s *Server) repositoryJSON(r *http.Request, p store.Project) Repository {
 	base := "http://" + r.Host
 	return Repository{
-		GitRemote:  base + "/git/" + p.Name + ".git",
-		URL:        p.RepoURL,
+		GitRemote: base + "/git/" + p.Name + ".git",
+		URL:       p.RepoURL, DefaultBranch: p.RepoDefaultBranch,
 		WebhookURL: base + "/hooks/github/" + p.Name,
 		HasSecret:  p.WebhookSecret != nil,
 		HasToken:   p.RepoToken != nil,

@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -14,7 +15,9 @@ import (
 // when it is created; others are added with the branches whose pushes they
 // deploy. A branch deploys to one environment of a project at most: the
 // store checks it in the transaction that writes the mapping, so no door
-// (API, dashboard, two requests at once) can map a branch twice.
+// (API, dashboard, two requests at once) can map a branch twice. Production
+// also follows the default branch of the linked repository (whatever its
+// name) unless that branch is mapped to an environment explicitly.
 
 // ParseBranches splits a list typed by a user ("main, release  next") into
 // branch names.
@@ -73,14 +76,18 @@ func (s *Service) SetBranches(ctx context.Context, env store.Environment, branch
 }
 
 // Target is where a push of branch to the named project deploys: the
-// project and the environment the branch is mapped to. ErrNotFound (from
-// the store) when the project does not exist or the branch is not mapped.
+// project and the environment the branch is mapped to, else production
+// for the default branch of the linked repository. ErrNotFound (from the
+// store) when the project does not exist or the branch is not mapped.
 func (s *Service) Target(ctx context.Context, project, branch string) (store.Project, store.Environment, error) {
 	p, err := s.store.GetProject(ctx, project)
 	if err != nil {
 		return p, store.Environment{}, err
 	}
 	env, err := s.store.EnvironmentForBranch(ctx, p.ID, branch)
+	if errors.Is(err, store.ErrNotFound) && branch != "" && branch == p.RepoDefaultBranch {
+		env, err = s.store.GetEnvironment(ctx, p.ID, store.ProductionEnvironment)
+	}
 	return p, env, err
 }
 

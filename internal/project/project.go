@@ -47,6 +47,11 @@ type Config struct {
 	// Firewall applies egress policies at once. If nil, they are only
 	// stored (a server without instance networking).
 	Firewall Firewall
+	// DefaultBranch, if set, asks a repository host for a repository's
+	// default branch (token: the clone token, "" for none) when a
+	// repository is linked. If nil, the default branch is learned from
+	// the first push webhook only.
+	DefaultBranch func(ctx context.Context, repoURL, token string) (string, error)
 }
 
 // Service applies the project rules and writes what they allow.
@@ -56,6 +61,7 @@ type Service struct {
 	hosts    Hosts
 	box      *secrets.Box
 	firewall Firewall
+	branchOf func(ctx context.Context, repoURL, token string) (string, error)
 }
 
 // New returns a Service.
@@ -63,7 +69,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.Lifecycle == nil {
 		return nil, errors.New("project: Store and Lifecycle are required")
 	}
-	return &Service{store: cfg.Store, life: cfg.Lifecycle, hosts: cfg.Hosts, box: cfg.Secrets, firewall: cfg.Firewall}, nil
+	return &Service{store: cfg.Store, life: cfg.Lifecycle, hosts: cfg.Hosts, box: cfg.Secrets, firewall: cfg.Firewall, branchOf: cfg.DefaultBranch}, nil
 }
 
 // Hosts returns the hostname naming the service uses.

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/slipwayhq/slipway/internal/secrets"
@@ -40,6 +41,9 @@ type Linked struct {
 	Converted bool
 	// Secret is the webhook secret if this call generated it, else empty.
 	Secret string
+	// DefaultBranch is the repository's default branch when the host
+	// told it (Config.DefaultBranch), else empty.
+	DefaultBranch string
 }
 
 // LinkRepository links p to a repository, or changes its link. The first
@@ -70,7 +74,36 @@ func (s *Service) LinkRepository(ctx context.Context, p store.Project, l RepoLin
 	if err := s.store.SetProjectRepo(ctx, p.ID, u, secret, sealedToken); err != nil {
 		return Linked{}, err
 	}
+	if s.branchOf != nil {
+		// Best effort: the first push's payload says it too.
+		clear := token
+		if clear == "" && sealedToken != nil {
+			if b, err := s.box.Unseal(sealedToken); err == nil {
+				clear = string(b)
+			}
+		}
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		branch, err := s.branchOf(lctx, u, clear)
+		cancel()
+		if err == nil {
+			if err := s.SetDefaultBranch(ctx, p.ID, u, branch); err == nil {
+				out.DefaultBranch = branch
+			}
+		}
+	}
 	return out, nil
+}
+
+// SetDefaultBranch records branch as the default branch of repoURL, the
+// repository linked to the project with id projectID (nothing changes if
+// the link changed meanwhile). Production deploys pushes to it unless it
+// is mapped to an environment.
+func (s *Service) SetDefaultBranch(ctx context.Context, projectID, repoURL, branch string) error {
+	if _, err := validBranches([]string{branch}); err != nil {
+		return err
+	}
+	_, err := s.store.SetRepoDefaultBranch(ctx, projectID, repoURL, branch)
+	return err
 }
 
 // UnlinkRepository removes p's link with its webhook secret and clone

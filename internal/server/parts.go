@@ -226,7 +226,7 @@ func (s *server) serveAPI(context.Context) error {
 		fw = firewall{s.network}
 	}
 	rules, err := project.New(project.Config{Store: s.store, Lifecycle: s.ctl, Secrets: s.box,
-		Hosts: project.Hosts{Base: s.cfg.BaseDomain}, Firewall: fw})
+		Hosts: project.Hosts{Base: s.cfg.BaseDomain}, Firewall: fw, DefaultBranch: github.DefaultBranch})
 	if err != nil {
 		return err
 	}

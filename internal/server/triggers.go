@@ -106,6 +106,17 @@ func (t *triggers) link(ctx context.Context, name string) (github.Link, bool, er
 // source is fetched from the project's linked repository while it
 // initializes. The deployment row is the durable queue.
 func (t *triggers) enqueue(ctx context.Context, ev github.PushEvent) error {
+	// The payload says which branch is the repository's default: production
+	// follows it, renamed or not.
+	if ev.DefaultBranch != "" {
+		if p, err := t.links.store.GetProject(ctx, ev.Project); err == nil && p.RepoDefaultBranch != ev.DefaultBranch && p.RepoURL != "" {
+			// A name the rules refuse is not recorded; the push still
+			// deploys where its branch is mapped.
+			if err := t.rules.SetDefaultBranch(ctx, p.ID, p.RepoURL, ev.DefaultBranch); err != nil && !errors.Is(err, project.ErrInvalid) {
+				return fmt.Errorf("recording the default branch: %w", err)
+			}
+		}
+	}
 	p, env, err := t.rules.Target(ctx, ev.Project, ev.Branch)
 	if errors.Is(err, store.ErrNotFound) && p.ID != "" {
 		return fmt.Errorf("%w: branch %s is not mapped to an environment of %s", github.ErrIgnored, ev.Branch, p.Name)

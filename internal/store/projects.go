@@ -23,6 +23,10 @@ type Project struct {
 	// RepoToken is the encrypted token used to clone RepoURL; nil for
 	// public repositories.
 	RepoToken []byte
+	// RepoDefaultBranch is the default branch of the linked repository,
+	// as GitHub last reported it (a push's payload, or its API when the
+	// repository was linked); "" when not known. Production follows it.
+	RepoDefaultBranch string
 	// Egress is the project's network policy beyond the default.
 	Egress Egress
 }
@@ -104,13 +108,13 @@ func (s *Store) CreateProject(ctx context.Context, p Project) (Project, error) {
 	return p, nil
 }
 
-const projectCols = `id, name, settings, created_at, repo_url, webhook_secret, repo_token, egress`
+const projectCols = `id, name, settings, created_at, repo_url, webhook_secret, repo_token, egress, repo_default_branch`
 
 func scanProject(row interface{ Scan(...any) error }) (Project, error) {
 	var p Project
 	var settings, egress string
 	var created int64
-	if err := row.Scan(&p.ID, &p.Name, &settings, &created, &p.RepoURL, &p.WebhookSecret, &p.RepoToken, &egress); err != nil {
+	if err := row.Scan(&p.ID, &p.Name, &settings, &created, &p.RepoURL, &p.WebhookSecret, &p.RepoToken, &egress, &p.RepoDefaultBranch); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Project{}, ErrNotFound
 		}
@@ -273,13 +277,27 @@ func (s *Store) SetProjectEgress(ctx context.Context, id string, e Egress) error
 }
 
 // SetProjectRepo links a project to a repository with an (encrypted)
-// webhook secret and clone token.
+// webhook secret and clone token. Linking another repository (or none)
+// forgets the default branch of the previous one.
 func (s *Store) SetProjectRepo(ctx context.Context, id, repoURL string, secret, token []byte) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE projects SET repo_url = ?, webhook_secret = ?, repo_token = ? WHERE id = ?`, repoURL, secret, token, id)
+	res, err := s.db.ExecContext(ctx, `UPDATE projects SET repo_url = ?, webhook_secret = ?, repo_token = ?,
+		repo_default_branch = CASE WHEN repo_url = ? THEN repo_default_branch ELSE '' END WHERE id = ?`, repoURL, secret, token, repoURL, id)
 	if err != nil {
 		return err
 	}
 	return oneRow(res)
+}
+
+// SetRepoDefaultBranch records the default branch of the repository
+// linked to a project, if it is still repoURL (a link changed meanwhile
+// keeps its own); it reports whether it was recorded.
+func (s *Store) SetRepoDefaultBranch(ctx context.Context, id, repoURL, branch string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE projects SET repo_default_branch = ? WHERE id = ? AND repo_url = ? AND repo_url != ''`, branch, id, repoURL)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 // CreateEnvironment adds an environment to a project. A branch deploys to

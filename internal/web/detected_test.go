@@ -58,3 +58,21 @@ func TestDeploymentPageShowsDetectedFacts(t *testing.T) {
 	}
 	mustContain(t, "settings page", c.get("/projects/mono/settings").body, `value="svc"`)
 }
+
+// TestSettingsShowDefaultBranch: the repository section says which branch
+// production follows.
+func TestSettingsShowDefaultBranch(t *testing.T) {
+	e := newTestEnv(t, envOptions{})
+	p := e.project("web")
+	ctx := context.Background()
+	c := e.client()
+	c.signIn()
+	if err := e.st.SetProjectRepo(ctx, p.ID, "https://github.com/acme/web", []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "settings page", c.get("/projects/web/settings").body, "Default branch not known yet")
+	if ok, err := e.st.SetRepoDefaultBranch(ctx, p.ID, "https://github.com/acme/web", "trunk"); !ok || err != nil {
+		t.Fatalf("SetRepoDefaultBranch: %v %v", ok, err)
+	}
+	mustContain(t, "settings page", c.get("/projects/web/settings").body, `Default branch <span class="chip">trunk</span>`)
+}

@@ -458,6 +458,7 @@ type settingsView struct {
 	BaseDomain    string
 	WebhookURL    string
 	RepoURL       string
+	DefaultBranch string // of the linked repository, "" when not known
 	SecretSet     bool
 	TokenSet      bool
 	// NewSecret is the webhook secret just generated, shown this once.
@@ -482,7 +483,7 @@ func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	view := settingsView{Project: p.Name, S: p.Settings, Envs: envs, Back: r.URL.RequestURI(),
-		WebhookURL: baseURL(r) + "/hooks/github/" + p.Name, RepoURL: p.RepoURL, SecretSet: len(p.WebhookSecret) > 0,
+		WebhookURL: baseURL(r) + "/hooks/github/" + p.Name, RepoURL: p.RepoURL, DefaultBranch: p.RepoDefaultBranch, SecretSet: len(p.WebhookSecret) > 0,
 		TokenSet: len(p.RepoToken) > 0, NewSecret: h.takeReveal(w, r, p), CanLink: h.proj.CanLinkRepositories(),
 		GitURL: baseURL(r) + "/git/" + p.Name + ".git", Egress: p.Egress}
 	if hooks, err := h.webhookDeployments(r, p, 5); err != nil {

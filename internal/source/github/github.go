@@ -80,6 +80,9 @@ type PushEvent struct {
 	// URL as GitHub reports it.
 	Repository string
 	CloneURL   string
+	// DefaultBranch is the repository's default branch as the payload
+	// reports it ("" when it does not).
+	DefaultBranch string
 }
 
 // Config configures a Handler. Lookup and Enqueue are required.

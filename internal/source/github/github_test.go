@@ -203,7 +203,7 @@ func TestPushEventQueued(t *testing.T) {
 	q := hk.take()
 	want := PushEvent{
 		DeliveryID: "72d3162e-cc78-11e3-81ab-4c9367dc0958",
-		Repository: "octo-org/hello-world", CloneURL: "https://github.com/octo-org/hello-world.git",
+		Repository: "octo-org/hello-world", CloneURL: "https://github.com/octo-org/hello-world.git", DefaultBranch: "main",
 		Push: source.Push{
 			Project: "hello", Ref: "refs/heads/main", Branch: "main",
 			OldSHA: "6113728f27ae82c7b1a177c8d03f9e96e0adf246", NewSHA: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
@@ -372,13 +372,13 @@ func TestParsePushSamples(t *testing.T) {
 		file string
 		want PushEvent
 	}{
-		{"push-tag.json", PushEvent{Repository: "octo-org/hello-world", CloneURL: "https://github.com/octo-org/hello-world.git", Push: source.Push{
+		{"push-tag.json", PushEvent{Repository: "octo-org/hello-world", CloneURL: "https://github.com/octo-org/hello-world.git", DefaultBranch: "main", Push: source.Push{
 			Ref: "refs/tags/v1.0.0", OldSHA: strings.Repeat("0", 40), NewSHA: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", Created: true,
 			Message: "Update README.md\n\nExplain how to run it.", Author: "Codertocat <21031067+Codertocat@users.noreply.github.com>"}}},
-		{"push-delete.json", PushEvent{Repository: "octo-org/hello-world", CloneURL: "https://github.com/octo-org/hello-world.git", Push: source.Push{
+		{"push-delete.json", PushEvent{Repository: "octo-org/hello-world", CloneURL: "https://github.com/octo-org/hello-world.git", DefaultBranch: "main", Push: source.Push{
 			Ref: "refs/heads/feature/login", Branch: "feature/login", OldSHA: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
 			NewSHA: strings.Repeat("0", 40), Deleted: true}}},
-		{"push-forced.json", PushEvent{Repository: "octo-org/hello-world", CloneURL: "https://github.com/octo-org/hello-world.git", Push: source.Push{
+		{"push-forced.json", PushEvent{Repository: "octo-org/hello-world", CloneURL: "https://github.com/octo-org/hello-world.git", DefaultBranch: "main", Push: source.Push{
 			Ref: "refs/heads/main", Branch: "main", OldSHA: "a5f1d3b2c4e6f8091a2b3c4d5e6f708192a3b4c5",
 			NewSHA: "b7e3c1d9f0a2b4c6d8e0f1a3b5c7d9e1f3a5b7c9", Forced: true,
 			Message: "Rewrite history", Author: "Codertocat <21031067+Codertocat@users.noreply.github.com>"}}},

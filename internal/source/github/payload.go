@@ -29,8 +29,9 @@ type pushPayload struct {
 		} `json:"author"`
 	} `json:"head_commit"`
 	Repository *struct {
-		FullName string `json:"full_name"`
-		CloneURL string `json:"clone_url"`
+		FullName      string `json:"full_name"`
+		CloneURL      string `json:"clone_url"`
+		DefaultBranch string `json:"default_branch"`
 	} `json:"repository"`
 }
 
@@ -62,6 +63,9 @@ func ParsePush(payload []byte) (PushEvent, error) {
 		Push:       source.NewPush("", *p.Ref, p.Before, p.After),
 		Repository: p.Repository.FullName,
 		CloneURL:   p.Repository.CloneURL,
+	}
+	if b := p.Repository.DefaultBranch; len(b) <= maxRefLen && utf8.ValidString(b) && !strings.ContainsAny(b, "\x00\n\r") {
+		ev.DefaultBranch = b
 	}
 	// GitHub's own flags say what the push did; an all-zero after is a
 	// deletion whatever the flag says.
