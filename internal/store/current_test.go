@@ -103,3 +103,33 @@ func TestCapturedAndHealthRoundTrip(t *testing.T) {
 		t.Errorf("instance health read back: %+v", insts)
 	}
 }
+
+// Deployments finishing at the same moment, in any order: the newest
+// ends up current, whichever transaction runs last.
+func TestPromoteIfNewerConcurrent(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	p, _ := s.CreateProject(ctx, Project{Name: "web"})
+	env, _ := s.GetEnvironment(ctx, p.ID, ProductionEnvironment)
+	at := time.Now().UTC()
+	var ids []string
+	for i := 0; i < 8; i++ {
+		d, _ := s.CreateDeployment(ctx, Deployment{ProjectID: p.ID, EnvironmentID: env.ID, Status: "DEPLOYING", Trigger: "push", CreatedAt: at.Add(time.Duration(i) * time.Millisecond)})
+		ids = append(ids, d.ID)
+	}
+	errs := make(chan error, len(ids))
+	for i := len(ids) - 1; i >= 0; i-- { // the newest tends to start first
+		go func(id string) {
+			_, err := s.PromoteIfNewer(ctx, id, "DEPLOYING", "RUNNING")
+			errs <- err
+		}(ids[i])
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e, _ := s.GetEnvironmentByID(ctx, env.ID); e.CurrentDeploymentID != ids[len(ids)-1] {
+		t.Errorf("current %s after concurrent promotions, want the newest %s", e.CurrentDeploymentID, ids[len(ids)-1])
+	}
+}
