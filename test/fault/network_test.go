@@ -280,6 +280,96 @@ func TestNetworking(t *testing.T) {
 			t.Errorf("netpeer answered from the instance that went to sleep (%s)", awake.Instance)
 		}
 	})
+
+	// Build steps run on a bridge of their own, with a world of its own
+	// (the server's resolver forwards to the same DNS): a RUN step of the
+	// app's Dockerfile runs the probe, and the build log shows what it
+	// reached.
+	t.Run("a build step reaches the world and nothing else", func(t *testing.T) {
+		buildBridge, _ := server.BuildNetworkNames(e.srv.DataDir())
+		nettest.NewWorld(t, buildBridge)
+		bgw := gatewayOf(t, buildBridge)
+		ln, err := net.Listen("tcp", ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		nettest.Answer(ln, "HTTP/1.0 200 OK\r\n\r\nreached the host\n")
+		_, routerPort, _ := net.SplitHostPort(e.srv.Router())
+		ports := []string{strconv.Itoa(e.srv.APIPort()), routerPort, "22", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)}
+		hosts := []string{bgw.String()}
+		for _, h := range hostIPs(t) {
+			if h != bgw.String() {
+				hosts = append(hosts, h)
+			}
+		}
+		var denied []string
+		for _, h := range hosts {
+			for _, p := range ports {
+				denied = append(denied, net.JoinHostPort(h, p))
+			}
+		}
+		denied = append(denied, netip.AddrPortFrom(nettest.Metadata, 80).String(), netip.AddrPortFrom(nettest.LAN, 5432).String(),
+			netip.AddrPortFrom(instanceAddr(t, peer.Instance), 3000).String())
+		targets := []string{"/fetch?url=http://" + nettest.TestNet2.String() + "/", "/resolve?name=" + nettest.WorldName}
+		for _, a := range denied {
+			targets = append(targets, "/dial?addr="+a)
+		}
+
+		src := faultApp(t, "")
+		df, err := os.ReadFile(filepath.Join(src, "Dockerfile"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := `RUN ["/faultapp"`
+		for _, target := range targets {
+			run += ", " + strconv.Quote(target)
+		}
+		run += "]\n"
+		build := "-o /faultapp .\n"
+		if !strings.Contains(string(df), build) {
+			t.Fatalf("the fault app's Dockerfile has no line ending %q", build)
+		}
+		df = []byte(strings.Replace(string(df), build, build+run, 1))
+		if err := os.WriteFile(filepath.Join(src, "Dockerfile"), df, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ensureProject(t, c, "netbuild")
+		d := deployRunning(t, c, "netbuild", src, 10*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		lines, err := c.BuildLogs(ctx, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reports := make([]map[string]string, len(targets))
+		for i := range reports {
+			reports[i] = map[string]string{}
+		}
+		for _, l := range lines {
+			_, rest, ok := strings.Cut(l.Text, "probe[")
+			if !ok {
+				continue
+			}
+			n, kv, ok := strings.Cut(rest, "] ")
+			i, err := strconv.Atoi(n)
+			k, v, ok2 := strings.Cut(kv, ": ")
+			if ok && ok2 && err == nil && i >= 0 && i < len(reports) {
+				reports[i][k] = v
+			}
+		}
+		if r := reports[0]; r["connect"] != "ok" || statusCode(r) != "200" || !strings.HasPrefix(r["head"], "world ") {
+			t.Errorf("the build step's fetch of the world: %v", r)
+		}
+		if r := reports[1]; r["resolve"] != "ok" || r["addrs"] != nettest.TestNet2.String() {
+			t.Errorf("the build step's lookup of %s: %v", nettest.WorldName, r)
+		}
+		for i, a := range denied {
+			if r := reports[2+i]; !strings.HasPrefix(r["connect"], "error ") {
+				t.Errorf("the build step's dial of %s: %v, want it to fail", a, r)
+			}
+		}
+	})
 }
 
 // statusCode is the code in a report's status line ("HTTP/1.1 200 OK").

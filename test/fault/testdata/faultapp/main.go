@@ -41,6 +41,10 @@ var (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		probe(os.Args[1:])
+		return
+	}
 	hostname, _ = os.Hostname()
 	secret = makeSecret()
 	// An empty image has no /tmp; the root file system is writable.
@@ -64,6 +68,22 @@ func main() {
 			continue
 		}
 		go serve(c)
+	}
+}
+
+// probe handles each argument, a request target such as
+// "/dial?addr=1.2.3.4:80", as a GET, without serving: for a build step
+// (RUN /faultapp ...) to show what the build's network reaches. Each line
+// of the i-th report is printed as "probe[i] key: value".
+func probe(targets []string) {
+	for i, target := range targets {
+		body := "error: bad request target\n"
+		if u, err := url.ParseRequestURI(target); err == nil {
+			_, body = handle("GET", u.Path, u.Query())
+		}
+		for _, line := range strings.Split(strings.TrimSuffix(body, "\n"), "\n") {
+			fmt.Printf("probe[%d] %s\n", i, line)
+		}
 	}
 }
 
