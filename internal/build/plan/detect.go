@@ -89,7 +89,12 @@ func DetectFS(fsys fs.FS, opts Options) (*Plan, error) {
 	if !ok {
 		return nil, err
 	}
-	return detectIn(fsys, c.Dir, reason, opts)
+	p, err = detectIn(fsys, c.Dir, reason, opts)
+	if IsUserError(err) {
+		// Say where the build looked, since nobody asked it to.
+		return nil, fmt.Errorf("in %s, detected as the project root (the only app below the root of the source tree; set the project's rootDirectory to choose another): %w", c.String(), err)
+	}
+	return p, err
 }
 
 // detectIn detects the plan of the project root root of fsys; reason says

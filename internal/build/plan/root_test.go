@@ -124,3 +124,17 @@ func TestDetectProjectRootAmbiguous(t *testing.T) {
 		t.Errorf("with the root set: %v, %+v", err, p)
 	}
 }
+
+// TestDetectedRootFailureSaysWhere: a failure inside a detected project
+// root names it, and is still the user's to fix.
+func TestDetectedRootFailureSaysWhere(t *testing.T) {
+	_, err := DetectFS(mapFS(map[string]string{"README.md": "x", "svc/package.json": `{"name": "x"}`}), Options{})
+	if !IsUserError(err) {
+		t.Fatalf("%v is not a user error", err)
+	}
+	want := "in svc (node), detected as the project root (the only app below the root of the source tree; set the project's rootDirectory to choose another): " +
+		"svc/package.json: no entry point: no start script, no framework with a default server, no main field and no server.js, index.js, app.js or main.js; add a start script or set a start command"
+	if err.Error() != want {
+		t.Errorf("error\n got %s\nwant %s", err, want)
+	}
+}
