@@ -3,6 +3,8 @@ package runc
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -133,4 +135,74 @@ func TestNetworkCycles(t *testing.T) {
 	p := func(ds []time.Duration, q int) time.Duration { return ds[len(ds)*q/100].Round(10 * time.Microsecond) }
 	t.Logf("%d start/stop cycles in %v (%d with a namespace wired ahead); start p50 %v p99 %v; stop p50 %v p99 %v", cycles,
 		elapsed.Round(time.Millisecond), claims.Load(), p(starts, 50), p(starts, 99), p(stops, 50), p(stops, 99))
+}
+
+// BenchmarkDial compares the two ways to reach an instance on the bridge:
+// entering its network namespace to dial its loopback (Driver.Dial, what
+// the router does) and dialling its address from the host. Each op is a
+// connection, one HTTP/1.0 request and its answer.
+func BenchmarkDial(b *testing.B) {
+	nettest.Require(b)
+	suf := nettest.Suffix(b)
+	nw, err := netns.Open(netns.Config{Bridge: "swdbr" + suf, Table: "swdbr_" + suf,
+		Prefix: netip.MustParsePrefix("10.123.13.0/28"), StateDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { nw.Remove() })
+	var claims atomic.Int64
+	rn := realNetwork{nw, &claims}
+	d, err := New(Config{Root: b.TempDir(), Network: rn})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	_, ref := app(b)
+	ctx := context.Background()
+	id := "dial" + suf
+	logs := b.TempDir()
+	h, err := d.Start(ctx, runtime.Spec{ID: id, Image: ref, Group: "g", StdoutPath: filepath.Join(logs, "out"), StderrPath: filepath.Join(logs, "err")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Stop(context.Background(), h) })
+	drivertest.WaitHTTP(b, d, h, 3000)
+	hosts, err := os.ReadFile(filepath.Join(d.bundleDir(id), "etc", "hosts"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var addr string
+	for line := range strings.Lines(string(hosts)) {
+		if f := strings.Fields(line); len(f) == 2 && f[1] == id && strings.HasPrefix(f[0], "10.123.13.") {
+			addr = net.JoinHostPort(f[0], "3000")
+		}
+	}
+	if addr == "" {
+		b.Fatalf("no address of %s in its /etc/hosts:\n%s", id, hosts)
+	}
+	roundTrip := func(b *testing.B, c net.Conn, err error) {
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("namespace", func(b *testing.B) {
+		for range b.N {
+			c, err := d.Dial(ctx, h, 3000)
+			roundTrip(b, c, err)
+		}
+	})
+	b.Run("address", func(b *testing.B) {
+		var dl net.Dialer
+		for range b.N {
+			c, err := dl.DialContext(ctx, "tcp", addr)
+			roundTrip(b, c, err)
+		}
+	})
 }

@@ -80,7 +80,7 @@ func (o onceTB) TempDir() string {
 func (o onceTB) Cleanup(func()) {} // the registry lives for the whole run
 
 // app returns the shared fixture, building it on first use.
-func app(t *testing.T) (host, ref string) {
+func app(t testing.TB) (host, ref string) {
 	t.Helper()
 	fixture.once.Do(func() {
 		fixture.dir, fixture.err = os.MkdirTemp("", "slipway-runc-test-")
