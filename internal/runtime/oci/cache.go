@@ -188,6 +188,13 @@ func (c *Cache) load(key string) (*Unpacked, error) {
 			}
 		}
 	}
+	if f, _ := os.ReadFile(filepath.Join(dir, formatFile)); string(f) != unpackFormat {
+		// Unpacked by an older Slipway, which kept setuid bits and device
+		// nodes: unpacked again once no instance uses it.
+		if inUse, err := mountedOn(filepath.Join(dir, "rootfs")); err != nil || !inUse {
+			return nil, errTorn
+		}
+	}
 	img := &Unpacked{Digest: strings.Replace(key, "-", ":", 1), Rootfs: filepath.Join(dir, "rootfs")}
 	if err := json.Unmarshal(b, &img.Config); err != nil {
 		return nil, fmt.Errorf("reading unpacked image %s: %w", key, err)
@@ -248,6 +255,9 @@ func (c *Cache) unpack(ctx context.Context, key string, img v1.Image) error {
 	if err := os.WriteFile(filepath.Join(tmp, unpackedFile), []byte(token), 0o644); err != nil {
 		return fmt.Errorf("unpacking image: %w", err)
 	}
+	if err := os.WriteFile(filepath.Join(tmp, formatFile), []byte(unpackFormat), 0o644); err != nil {
+		return fmt.Errorf("unpacking image: %w", err)
+	}
 	// Written last: the image is complete.
 	if err := os.WriteFile(filepath.Join(tmp, "config.json"), config, 0o644); err != nil {
 		return fmt.Errorf("unpacking image: %w", err)
@@ -269,10 +279,15 @@ func (c *Cache) unpack(ctx context.Context, key string, img v1.Image) error {
 const (
 	unpackedFile = "unpacked" // boot ID and token of the unpack
 	durableFile  = "durable"  // present once the tree is known to be on disk
+	formatFile   = "format"   // holds unpackFormat
+	// unpackFormat names how the tree was written; a tree written
+	// otherwise is unpacked again. 2: no setuid or setgid files, file
+	// capabilities or device nodes.
+	unpackFormat = "2\n"
 )
 
 // errTorn reports an unpacked image that may have lost data in a crash of
-// the machine.
+// the machine, or was written by an older Slipway: it is unpacked again.
 var errTorn = errors.New("unpacked image not known to be on disk")
 
 // bootID returns the kernel's boot ID, which changes at every boot.

@@ -224,3 +224,25 @@ func TestGetUnreachable(t *testing.T) {
 		t.Errorf("left in the cache: %v", entries)
 	}
 }
+
+// TestUnpackFormat checks that an image unpacked by an older Slipway
+// (which kept setuid bits and device nodes, and wrote no format file) is
+// unpacked again.
+func TestUnpackFormat(t *testing.T) {
+	requireRoot(t)
+	ref, marker := pushMarked(t, "format")
+	key, err := imageKey(ref[strings.Index(ref, "@")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCache(t)
+	get(t, c, ref, marker)
+	get(t, c, ref, marker)
+	wantUnpacks(t, c, 1, "an image of this format reused")
+	c.Wait()
+	if err := os.Remove(filepath.Join(c.dir, key, formatFile)); err != nil {
+		t.Fatal(err)
+	}
+	get(t, c, ref, marker)
+	wantUnpacks(t, c, 2, "an image of an older format unpacked again")
+}

@@ -21,7 +21,9 @@ import (
 
 // extractLayers writes the filesystem of an image made of layers (bottom
 // first, as v1.Image.Layers returns them) into the directory dir, keeping
-// ownership, modes, times, device nodes and file capabilities. Each layer
+// ownership, modes and times. Nothing in the tree may grant privileges on
+// the host that holds it: setuid and setgid bits of files are cleared,
+// file capabilities dropped and device nodes left out (see mode). Each layer
 // is streamed from its registry, decompressed and written in one pass,
 // upper layers first, applying whiteouts as mutate.Extract does (an entry
 // shadowed by an upper layer is skipped); it never builds a flattened
@@ -225,10 +227,14 @@ func (x *extractor) apply(ctx context.Context, tr *tar.Reader, fl *flattener) er
 			if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return &pathError{"chown", name, err}
 			}
-		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		case tar.TypeFifo:
 			if err := mknod(pfd, base, hdr); err != nil {
-				return &pathError{"creating device", name, err}
+				return &pathError{"creating fifo", name, err}
 			}
+		case tar.TypeChar, tar.TypeBlock:
+			// Left out: a device node in the tree would open a host
+			// device to whoever reaches it. An instance gets its devices
+			// from the runtime (/dev), never from its image.
 		}
 	}
 }
@@ -383,13 +389,8 @@ func (x *extractor) writeFile(pfd int, name string, hdr *tar.Header, r io.Reader
 		}
 		remaining -= int64(n)
 	}
-	// File capabilities (setcap) travel as a PAX xattr.
-	if c, ok := hdr.PAXRecords["SCHILY.xattr.security.capability"]; ok {
-		if err := unix.Fsetxattr(fd, "security.capability", []byte(c), 0); err != nil {
-			return fmt.Errorf("setting file capabilities: %w", err)
-		}
-	}
-	// The owner goes first: chown clears setuid and setgid bits.
+	// File capabilities (setcap, a PAX xattr) are not written: like a
+	// setuid bit, they would grant privileges to whoever runs the file.
 	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
 		return fmt.Errorf("chown: %w", err)
 	}
@@ -467,18 +468,9 @@ func (x *extractor) dirMeta(hdr *tar.Header) error {
 	return nil
 }
 
+// mknod creates a fifo (the only kind of node an image may hold).
 func mknod(pfd int, name string, hdr *tar.Header) error {
-	m := mode(hdr)
-	switch hdr.Typeflag {
-	case tar.TypeChar:
-		m |= unix.S_IFCHR
-	case tar.TypeBlock:
-		m |= unix.S_IFBLK
-	case tar.TypeFifo:
-		m |= unix.S_IFIFO
-	}
-	dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
-	if err := unix.Mknodat(pfd, name, m, dev); err == unix.EEXIST {
+	if err := unix.Mknodat(pfd, name, mode(hdr)|unix.S_IFIFO, 0); err == unix.EEXIST {
 		return nil
 	} else if err != nil {
 		return err
@@ -496,8 +488,19 @@ func mknod(pfd int, name string, hdr *tar.Header) error {
 	return nil
 }
 
-// mode is the permission, setuid, setgid and sticky bits of an entry.
-func mode(hdr *tar.Header) uint32 { return uint32(hdr.Mode & 0o7777) }
+// mode is the permission and sticky bits of an entry, and for a directory
+// its setgid bit (new files inherit its group: no privilege). The setuid
+// and setgid bits of files are cleared: the unpacked tree lives on the
+// host, where a setuid-root file would be a root shell for anyone who
+// reaches it, and in an instance they would do nothing anyway (its
+// processes run with no_new_privs).
+func mode(hdr *tar.Header) uint32 {
+	m := uint32(hdr.Mode & 0o7777)
+	if hdr.Typeflag == tar.TypeDir {
+		return m &^ unix.S_ISUID
+	}
+	return m &^ (unix.S_ISUID | unix.S_ISGID)
+}
 
 // times returns the access and modification times of an entry; false if
 // it has none.
@@ -528,9 +531,9 @@ func futimens(fd int, ts *[2]unix.Timespec) error {
 
 // Unpack writes the filesystem of img into dir, which must exist, as every
 // driver unpacks images (see extractLayers): layers streamed and flattened
-// in one pass with their whiteouts applied, ownership, modes, times, device
-// nodes and file capabilities kept, and no entry or link reaching outside
-// dir. Nothing is synced.
+// in one pass with their whiteouts applied, ownership, modes and times
+// kept, no setuid or setgid file, file capability or device node written,
+// and no entry or link reaching outside dir. Nothing is synced.
 func Unpack(ctx context.Context, img v1.Image, dir string) error {
 	layers, err := img.Layers()
 	if err != nil {

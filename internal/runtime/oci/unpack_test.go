@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/runtime/drivertest"
 )
@@ -84,7 +86,7 @@ func TestExtractMetadata(t *testing.T) {
 		{"d/lower", 0o644, 0, 0},
 		{"d/upper", 0o600, 7, 8},
 		{"d/link", os.ModeSymlink | 0o777, 7, 8},
-		{"bin/su", os.ModeSetuid | 0o755, 0, 0},
+		{"bin/su", 0o755, 0, 0}, // setuid cleared: see TestExtractGrantsNoPrivilege
 		{"tmp", os.ModeDir | os.ModeSticky | 0o777, 0, 0},
 	} {
 		fi, err := os.Lstat(filepath.Join(dir, tc.path))
@@ -158,5 +160,73 @@ func TestExtractStaysInside(t *testing.T) {
 				t.Errorf("extract linked a file from outside the root")
 			}
 		})
+	}
+}
+
+// TestExtractGrantsNoPrivilege unpacks a crafted layer, as a hostile
+// image would carry it: a setuid-root shell, a setgid file, a file with
+// capabilities and device nodes. The unpacked tree lives on the host: none
+// of it may grant privileges there.
+func TestExtractGrantsNoPrivilege(t *testing.T) {
+	requireRoot(t)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []tar.Header{
+		{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "bin/sh", Typeflag: tar.TypeReg, Mode: 0o4755, Size: 2},
+		{Name: "bin/wall", Typeflag: tar.TypeReg, Mode: 0o2755, Gid: 5, Size: 2},
+		{Name: "bin/ping", Typeflag: tar.TypeReg, Mode: 0o755, Size: 2, Format: tar.FormatPAX,
+			// cap_setuid+ep (VFS_CAP_REVISION_2)
+			PAXRecords: map[string]string{"SCHILY.xattr.security.capability": string([]byte{0, 0, 0, 2, 0x80, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})}},
+		{Name: "bin/su", Typeflag: tar.TypeLink, Linkname: "bin/sh"},
+		{Name: "shared/", Typeflag: tar.TypeDir, Mode: 0o2775, Gid: 50},
+		{Name: "mem", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 1},
+		{Name: "disk", Typeflag: tar.TypeBlock, Mode: 0o666, Devmajor: 8, Devminor: 0},
+		{Name: "pipe", Typeflag: tar.TypeFifo, Mode: 0o644},
+	} {
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			tw.Write([]byte("x\n"))
+		}
+	}
+	tw.Close()
+	b := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := extractImage(t, layer)
+	if err != nil {
+		t.Fatalf("extract: %v", err)
+	}
+	for _, tc := range []struct {
+		path string
+		mode os.FileMode
+	}{
+		{"bin/sh", 0o755},
+		{"bin/su", 0o755},
+		{"bin/wall", 0o755},
+		{"bin/ping", 0o755},
+		{"shared", os.ModeDir | os.ModeSetgid | 0o775}, // new files inherit its group: no privilege
+		{"pipe", os.ModeNamedPipe | 0o644},
+	} {
+		fi, err := os.Lstat(filepath.Join(dir, tc.path))
+		if err != nil {
+			t.Errorf("%s: %v", tc.path, err)
+			continue
+		}
+		if fi.Mode() != tc.mode {
+			t.Errorf("%s: mode %v, want %v", tc.path, fi.Mode(), tc.mode)
+		}
+	}
+	if n, err := unix.Lgetxattr(filepath.Join(dir, "bin/ping"), "security.capability", make([]byte, 64)); err != unix.ENODATA {
+		t.Errorf("bin/ping keeps file capabilities (%d bytes, %v)", n, err)
+	}
+	for _, dev := range []string{"mem", "disk"} {
+		if fi, err := os.Lstat(filepath.Join(dir, dev)); err == nil {
+			t.Errorf("device node %s created (%v)", dev, fi.Mode())
+		}
 	}
 }

@@ -360,7 +360,10 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 		}
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", img.Rootfs, layer, layer)
-	if err := unix.Mount("overlay", rootfs, "overlay", 0, opts); err != nil {
+	// nosuid and nodev: the image holds no setuid file or device node
+	// (oci.Unpack leaves them out), and whatever the app writes over it
+	// grants nothing either; runc's bind mount of the root keeps the flags.
+	if err := unix.Mount("overlay", rootfs, "overlay", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return nil, fmt.Errorf("mounting overlay filesystem: %w", err)
 	}
 	cfg := img.Config.Config

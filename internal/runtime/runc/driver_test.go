@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -305,6 +306,18 @@ func TestSandbox(t *testing.T) {
 		if !strings.Contains(status, want) {
 			t.Errorf("/proc/self/status lacks %q", want)
 		}
+	}
+	// The root filesystem grants nothing through setuid files or device
+	// nodes, whatever the app writes over its image.
+	_, mountinfo := get(t, d, h, "/read?path=/proc/self/mountinfo")
+	rootOpts := ""
+	for line := range strings.Lines(mountinfo) {
+		if f := strings.Fields(line); len(f) > 5 && f[4] == "/" {
+			rootOpts = f[5]
+		}
+	}
+	if o := strings.Split(rootOpts, ","); !slices.Contains(o, "nosuid") || !slices.Contains(o, "nodev") {
+		t.Errorf("root mounted %q, want nosuid and nodev", rootOpts)
 	}
 	// A masked file reads as empty (or not at all).
 	if code, body := get(t, d, h, "/read?path=/proc/kcore"); code == http.StatusOK && body != "" {
