@@ -11,8 +11,9 @@
 // instance has its own PID, IPC, UTS and mount namespaces, a cgroup
 // (/slipway/<id>) limiting memory, CPU and processes, Docker's default
 // capabilities minus NET_RAW, no new privileges, Docker's masked and
-// read-only paths, and a seccomp filter denying kernel surface apps do not
-// need.
+// read-only paths, a root filesystem mounted nosuid,nodev, and a seccomp
+// filter that allows a list of system calls (see seccompProfile) and
+// refuses the rest, io_uring, ptrace and the 32-bit ABIs among them.
 //
 // The app's stdout and stderr are the files named in the spec, held open by
 // the app itself, so logs keep flowing while the server is down. The

@@ -2,7 +2,6 @@ package runc
 
 import (
 	"fmt"
-	goruntime "runtime"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -146,57 +145,6 @@ func ociSpec(p specParams) *specs.Spec {
 				Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
 			})
 		}
-	}
-	return s
-}
-
-// seccompProfile allows every system call except those that reach kernel
-// surface an app does not need: keyrings, BPF, perf, kernel modules,
-// mounting, namespaces (user namespaces need no capability), and the like.
-// clone3 reports ENOSYS so that libcs fall back to clone, whose namespace
-// flags can be checked.
-func seccompProfile() *specs.LinuxSeccomp {
-	eperm, enosys := uint(1), uint(38)
-	s := &specs.LinuxSeccomp{
-		DefaultAction: specs.ActAllow,
-		Syscalls: []specs.LinuxSyscall{
-			{
-				Names: []string{
-					"acct", "add_key", "bpf", "delete_module", "finit_module", "fsconfig",
-					"fsmount", "fsopen", "fspick", "init_module", "kexec_file_load",
-					"kexec_load", "keyctl", "lookup_dcookie", "mount", "mount_setattr",
-					"move_mount", "open_by_handle_at", "open_tree", "perf_event_open",
-					"pivot_root", "quotactl", "reboot", "request_key", "setns", "swapoff",
-					"swapon", "syslog", "umount", "umount2", "unshare", "userfaultfd",
-				},
-				Action:   specs.ActErrno,
-				ErrnoRet: &eperm,
-			},
-			{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: &enosys},
-		},
-	}
-	const (
-		cloneNewNS     = 0x00020000
-		cloneNewCgroup = 0x02000000
-		cloneNewUTS    = 0x04000000
-		cloneNewIPC    = 0x08000000
-		cloneNewUser   = 0x10000000
-		cloneNewPID    = 0x20000000
-		cloneNewNet    = 0x40000000
-	)
-	for _, flag := range []uint64{cloneNewNS, cloneNewCgroup, cloneNewUTS, cloneNewIPC, cloneNewUser, cloneNewPID, cloneNewNet} {
-		s.Syscalls = append(s.Syscalls, specs.LinuxSyscall{
-			Names:    []string{"clone"},
-			Action:   specs.ActErrno,
-			ErrnoRet: &eperm,
-			Args:     []specs.LinuxSeccompArg{{Index: 0, Value: flag, ValueTwo: flag, Op: specs.OpMaskedEqual}},
-		})
-	}
-	switch goruntime.GOARCH {
-	case "amd64":
-		s.Architectures = []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}
-	case "arm64":
-		s.Architectures = []specs.Arch{specs.ArchAARCH64, specs.ArchARM}
 	}
 	return s
 }

@@ -13,6 +13,10 @@
 //	/hold?ms=N             200 "holding" at once, "done" N ms later
 //	/id                    200 "uid=U gid=G groups=A,B"
 //	/exit?code=N           answers 200, then the process exits with code N
+//	/syscall?name=P        200 and the outcome of probe P (see Probes), run in a
+//	                       child process: "ok", "EPERM", ..., or "killed by SIG..."
+//	/alloc?mb=N            allocates and touches N MiB more, kept until exit;
+//	                       200 "allocated"
 //
 // On start the app writes StartLine to stdout and to stderr. With
 // TESTAPP_EXIT=N in its environment it then exits with code N at once.
@@ -120,6 +124,29 @@ func Handler(cfg Config) http.Handler {
 		fmt.Fprintln(out, r.URL.Query().Get("msg"))
 		io.WriteString(w, "logged\n")
 	})
+	mux.HandleFunc("GET /syscall", func(w http.ResponseWriter, r *http.Request) {
+		out, err := probe(r.URL.Query().Get("name"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, out)
+	})
+	mux.HandleFunc("GET /alloc", func(w http.ResponseWriter, r *http.Request) {
+		mb, err := strconv.Atoi(r.URL.Query().Get("mb"))
+		if err != nil || mb < 0 {
+			http.Error(w, "bad mb", http.StatusBadRequest)
+			return
+		}
+		for range mb {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			allocated = append(allocated, b)
+		}
+		io.WriteString(w, "allocated\n")
+	})
 	mux.HandleFunc("GET /hold", func(w http.ResponseWriter, r *http.Request) {
 		// A long-lived answer: a first line at once, the rest after ms
 		// milliseconds (at most a minute) unless the client goes first.
@@ -162,9 +189,16 @@ func Handler(cfg Config) http.Handler {
 	return mux
 }
 
+// allocated holds what /alloc allocated.
+var allocated [][]byte
+
 // Main runs the app as a process: it listens on $PORT (default 3000) on
-// all addresses and serves Handler with the process's environment.
+// all addresses and serves Handler with the process's environment. Run
+// as "app -probe NAME", it runs one probe instead (see Probes).
 func Main() {
+	if len(os.Args) == 3 && os.Args[1] == probeArg {
+		runProbe(os.Args[2])
+	}
 	port := os.Getenv("PORT")
 	if port == "" {
 		port = EnvDefaultPort
