@@ -35,7 +35,9 @@ var ErrNotFound = errors.New("instance not found")
 // Limits bounds what one instance may use. A zero field means "the driver's
 // default", never "unlimited".
 type Limits struct {
-	MemoryBytes int64 // If zero, 512 MiB.
+	// MemoryBytes caps the instance's memory; it gets no swap where the
+	// host can cap swap. If zero, 512 MiB.
+	MemoryBytes int64
 	CPUMillis   int64 // Thousandths of a CPU. If zero, 1000 (one CPU).
 	Pids        int64 // If zero, 512.
 	// DiskBytes caps the instance's writable layer (what it writes over
@@ -105,6 +107,10 @@ type Status struct {
 	StartedAt time.Time
 	ExitCode  int       // Valid when !Running.
 	ExitedAt  time.Time // Valid when !Running; zero if unknown.
+	// OOMKilled, valid when !Running, reports that the kernel's
+	// out-of-memory killer killed a process of the instance: it reached
+	// its memory limit (the exit code is then usually 137, SIGKILL).
+	OOMKilled bool
 }
 
 // Driver runs instances in sandboxes.

@@ -142,7 +142,7 @@ func New(cfg Config) (*Driver, error) {
 	d := &Driver{
 		cfg:       cfg,
 		runcPath:  runcPath,
-		swapLimit: swapAccounting(),
+		swapLimit: swapAccounting(cgroupRoot),
 		images:    images,
 		instances: make(map[string]*instance),
 		idLocks:   make(map[string]*idLock),
@@ -153,11 +153,47 @@ func New(cfg Config) (*Driver, error) {
 	return d, nil
 }
 
-// swapAccounting reports whether runc can cap memory+swap (cgroups v1
-// with swap accounting). Without it only memory is capped.
-func swapAccounting() bool {
-	_, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
-	return err == nil
+// cgroupRoot is where the cgroup hierarchies are mounted.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// swapAccounting reports whether the cgroups mounted at root can cap an
+// instance's swap, as runc would use them: cgroup v1's memory controller
+// with swap accounting (memory.memsw.*), or cgroup v2 mounted on root
+// itself (unified mode; runc uses v1 in hybrid mode) whose cgroups have
+// memory.swap.max. Without it only memory is capped, and runc would fail
+// to set what the kernel does not have.
+func swapAccounting(root string) bool {
+	if _, err := os.Stat(filepath.Join(root, "memory", "memory.memsw.limit_in_bytes")); err == nil {
+		return true
+	}
+	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err != nil {
+		return false
+	}
+	// The root cgroup has no memory.swap.max; any other does.
+	m, _ := filepath.Glob(filepath.Join(root, "*", "memory.swap.max"))
+	return len(m) > 0
+}
+
+// oomKills returns how many processes of cgroup path (relative to the
+// hierarchies at root) the out-of-memory killer has killed: the oom_kill
+// counter of memory.oom_control (cgroup v1) or memory.events (v2).
+func oomKills(root, path string) (int, bool) {
+	for _, f := range []string{
+		filepath.Join(root, "memory", path, "memory.oom_control"),
+		filepath.Join(root, path, "memory.events"),
+	} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "oom_kill "); ok {
+				n, err := strconv.Atoi(v)
+				return n, err == nil
+			}
+		}
+	}
+	return 0, false
 }
 
 func (d *Driver) runcRoot() string             { return filepath.Join(d.cfg.Root, "runc") }
@@ -190,9 +226,11 @@ type instance struct {
 	done      chan struct{}   // closed when the process has exited
 	detached  chan struct{}   // closed when the driver let go of the instance
 
-	mu       sync.Mutex
-	exitCode int
-	exitedAt time.Time
+	cgroup    string // the instance's cgroup, relative to each hierarchy
+	mu        sync.Mutex
+	exitCode  int
+	exitedAt  time.Time
+	oomKilled bool
 }
 
 func (in *instance) exited() bool {
@@ -208,15 +246,19 @@ func (in *instance) status() runtime.Status {
 	st := runtime.Status{Running: true, PID: in.pid, StartedAt: in.startedAt}
 	if in.exited() {
 		in.mu.Lock()
-		st.Running, st.ExitCode, st.ExitedAt = false, in.exitCode, in.exitedAt
+		st.Running, st.ExitCode, st.ExitedAt, st.OOMKilled = false, in.exitCode, in.exitedAt, in.oomKilled
 		in.mu.Unlock()
 	}
 	return st
 }
 
+// setExited records the exit. The instance's cgroup is still there (the
+// driver removes it only once it has seen the exit), so its count of
+// out-of-memory kills tells whether one ended the instance.
 func (in *instance) setExited(code int, at time.Time) {
+	n, _ := oomKills(cgroupRoot, in.cgroup)
 	in.mu.Lock()
-	in.exitCode, in.exitedAt = code, at
+	in.exitCode, in.exitedAt, in.oomKilled = code, at, n > 0
 	in.mu.Unlock()
 	close(in.done)
 }
@@ -447,7 +489,7 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 		Bundle: bundle, Netns: netns, PID: pid, Image: spec.Image, Digest: img.Digest,
 		Port: spec.Port, StartedAt: startedAt,
 	}
-	in := &instance{id: id, pid: pid, startedAt: startedAt, done: make(chan struct{}), detached: make(chan struct{})}
+	in := &instance{id: id, pid: pid, startedAt: startedAt, cgroup: d.cgroupsPath(id), done: make(chan struct{}), detached: make(chan struct{})}
 	if ps, err := readProcStat(pid); err == nil {
 		st.PIDStart, in.pidStart = ps.start, ps.start
 		if in.proc, err = openPidfd(pid, ps.start); err != nil {
@@ -571,7 +613,7 @@ func (d *Driver) attachLocked(ctx context.Context, h *runtime.Handle) (*instance
 	} else if b, err := os.ReadFile(filepath.Join(d.bundleDir(h.ID), "state.json")); err == nil {
 		json.Unmarshal(b, &st)
 	}
-	in := &instance{id: h.ID, pid: rs.Pid, startedAt: st.StartedAt, done: make(chan struct{}), detached: make(chan struct{})}
+	in := &instance{id: h.ID, pid: rs.Pid, startedAt: st.StartedAt, cgroup: d.cgroupsPath(h.ID), done: make(chan struct{}), detached: make(chan struct{})}
 	if in.startedAt.IsZero() {
 		in.startedAt = rs.Created
 	}

@@ -465,6 +465,46 @@ func TestLimits(t *testing.T) {
 	}
 }
 
+// TestOOM checks that an instance killed for reaching its memory limit is
+// reported as such, and that an instance that ends otherwise is not.
+func TestOOM(t *testing.T) {
+	requireSandbox(t)
+	_, ref := app(t)
+	d := newDriver(t, Config{})
+	wait := func(h *runtime.Handle) runtime.Status {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), drivertest.Timeout)
+		defer cancel()
+		st, err := d.Wait(ctx, h)
+		if err != nil {
+			t.Fatalf("Wait: %v", err)
+		}
+		return st
+	}
+
+	h := startApp(t, d, runtime.Spec{Image: ref, Limits: runtime.Limits{MemoryBytes: 48 << 20}})
+	// No swap to spill into: the limit holds memory and swap together.
+	pid := inspectPID(t, d, h)
+	if swap := cgroupFile(t, pid, "memory", "memory.memsw.limit_in_bytes", "memory.swap.max"); swap != strconv.Itoa(48<<20) && swap != "0" {
+		t.Errorf("swap limit = %s, want none beyond the memory limit", swap)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drivertest.Timeout)
+	defer cancel()
+	if code, _, err := drivertest.Get(ctx, d, h, 3000, "/alloc?mb=96"); err == nil {
+		t.Fatalf("GET /alloc?mb=96 with a 48 MiB limit answered %d", code)
+	}
+	if st := wait(h); !st.OOMKilled || st.ExitCode != 137 {
+		t.Errorf("after allocating past its limit: OOMKilled %v, exit code %d; want true, 137", st.OOMKilled, st.ExitCode)
+	}
+
+	h = startApp(t, d, runtime.Spec{Image: ref, Limits: runtime.Limits{MemoryBytes: 48 << 20}})
+	get(t, d, h, "/alloc?mb=8")
+	get(t, d, h, "/exit?code=3")
+	if st := wait(h); st.OOMKilled || st.ExitCode != 3 {
+		t.Errorf("after exiting: OOMKilled %v, exit code %d; want false, 3", st.OOMKilled, st.ExitCode)
+	}
+}
+
 func inspectPID(t *testing.T, d *Driver, h *runtime.Handle) int {
 	t.Helper()
 	st, err := d.Inspect(context.Background(), h)

@@ -35,7 +35,7 @@ type specParams struct {
 	cwd          string
 	user         oci.User
 	limits       runtime.Limits
-	swapLimit    bool // the host accounts swap: memory+swap is capped too
+	swapLimit    bool // the host accounts swap: swap is capped too (see swapAccounting)
 	maxOpenFiles uint64
 	etcDir       string // if set, holds hosts, hostname and resolv.conf to mount on /etc
 }
@@ -89,7 +89,11 @@ func ociSpec(p specParams) *specs.Spec {
 	}
 	memory := &specs.LinuxMemory{Limit: &limits.MemoryBytes}
 	if p.swapLimit {
-		memory.Swap = &limits.MemoryBytes // memory+swap: no swap at all
+		// memory+swap equal to memory: no swap at all (runc writes
+		// memory.memsw.limit_in_bytes on cgroup v1, memory.swap.max=0 on
+		// v2). Swap would let an app use its limit again on the host's
+		// disk, slowing every other app's I/O, and delay its OOM kill.
+		memory.Swap = &limits.MemoryBytes
 	}
 	quota, period := limits.CPUMillis*cpuPeriod/1000, uint64(cpuPeriod)
 

@@ -3,6 +3,7 @@ package runc
 import (
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -113,5 +114,49 @@ func TestNewRejectsBadRoot(t *testing.T) {
 		if _, err := New(Config{Root: root, RuncPath: "/bin/true"}); err == nil {
 			t.Errorf("New accepted root %q", root)
 		}
+	}
+}
+
+func TestSwapAccounting(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files []string
+		want  bool
+	}{
+		{"v1 with swap accounting", []string{"memory/memory.memsw.limit_in_bytes", "memory/memory.limit_in_bytes"}, true},
+		{"v1 without", []string{"memory/memory.limit_in_bytes"}, false},
+		{"hybrid: memory on v1, without swap accounting", []string{"memory/memory.limit_in_bytes", "unified/cgroup.controllers"}, false},
+		{"v2 with memory.swap.max", []string{"cgroup.controllers", "init.scope/memory.max", "init.scope/memory.swap.max"}, true},
+		{"v2 without swap", []string{"cgroup.controllers", "init.scope/memory.max"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			for _, f := range tc.files {
+				os.MkdirAll(filepath.Join(root, filepath.Dir(f)), 0o755)
+				os.WriteFile(filepath.Join(root, f), nil, 0o644)
+			}
+			if got := swapAccounting(root); got != tc.want {
+				t.Errorf("swapAccounting = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestOOMKills(t *testing.T) {
+	root := t.TempDir()
+	write := func(f, body string) {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(f)), 0o755)
+		os.WriteFile(filepath.Join(root, f), []byte(body), 0o644)
+	}
+	write("memory/slipway/v1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+	write("slipway/v2/memory.events", "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n")
+	write("slipway/none/memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n")
+	for path, want := range map[string]int{"/slipway/v1": 2, "/slipway/v2": 1, "/slipway/none": 0} {
+		if n, ok := oomKills(root, path); !ok || n != want {
+			t.Errorf("oomKills(%s) = %d, %v; want %d", path, n, ok, want)
+		}
+	}
+	if _, ok := oomKills(root, "/slipway/gone"); ok {
+		t.Errorf("oomKills of a missing cgroup reports a count")
 	}
 }
