@@ -245,6 +245,12 @@ func (s *Server) deploymentJSON(ctx context.Context, d store.Deployment) Deploym
 		out.Phases = []Phase{}
 	}
 	s.addRuntime(ctx, d, &out)
+	if e, err := s.store.LastExit(ctx, d.ID); err == nil {
+		out.LastExit = &Exit{Instance: e.InstanceID, Code: e.Code, OOMKilled: e.OOMKilled}
+		if !e.At.IsZero() {
+			out.LastExit.At = &e.At
+		}
+	}
 	return out
 }
 

@@ -74,6 +74,17 @@ type Deployment struct {
 	ChangedSettings []string   `json:"changedSettings,omitempty"`
 	Health          string     `json:"health,omitempty"`
 	Instances       []Instance `json:"instances,omitempty"`
+	LastExit        *Exit      `json:"lastExit,omitempty"`
+}
+
+// Exit is how the most recent of a deployment's instances that ended
+// ended: its exit code (128+N for a signal N, -1 if unknown) and whether
+// the out-of-memory killer ended it (its memory limit was reached).
+type Exit struct {
+	Instance  string     `json:"instance"`
+	Code      int        `json:"code"`
+	OOMKilled bool       `json:"oomKilled"`
+	At        *time.Time `json:"at,omitempty"`
 }
 
 // LogLine is one line of a build or runtime log. ID is the cursor.

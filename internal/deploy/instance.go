@@ -189,6 +189,7 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 		last = err
 		select {
 		case st := <-exited:
+			c.recordExit(l, st)
 			return exitedEarly(l, st)
 		default:
 		}
@@ -205,6 +206,7 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 		case <-ctx.Done():
 			return ctx.Err()
 		case st := <-exited:
+			c.recordExit(l, st)
 			return exitedEarly(l, st)
 		case <-time.After(wait):
 		}
@@ -241,12 +243,25 @@ func (c *Controller) portHint(l *liveDeployment) string {
 	return fmt.Sprintf(": it listens on port %s instead — make it listen on $PORT (%d) on 0.0.0.0", strings.Join(s, ", "), l.health.Port)
 }
 
+// recordExit persists how l's current instance ended, for the API.
+func (c *Controller) recordExit(l *liveDeployment, st runtime.Status) {
+	l.mu.Lock()
+	id := l.inst.ID
+	l.mu.Unlock()
+	if err := c.store.SetInstanceExit(context.Background(), id, st.ExitCode, st.OOMKilled, st.ExitedAt); err != nil {
+		c.log.Error("recording an instance's exit", "instance", id, "err", err)
+	}
+}
+
 func exitedEarly(l *liveDeployment, st runtime.Status) error {
 	time.Sleep(300 * time.Millisecond) // let the log tailer catch the app's last words
 	return fmt.Errorf("the app exited (%s) before answering GET %s on port %d; see its runtime logs", exitText(st), l.health.Path, l.health.Port)
 }
 
 func exitText(st runtime.Status) string {
+	if st.OOMKilled {
+		return fmt.Sprintf("out of memory: killed at its memory limit, exit code %d", st.ExitCode)
+	}
 	if st.ExitCode >= 0 {
 		return fmt.Sprintf("exit code %d", st.ExitCode)
 	}
@@ -432,6 +447,7 @@ func (c *Controller) watch(ctx context.Context, l *liveDeployment) string {
 		case <-ctx.Done():
 			return ""
 		case st := <-exited:
+			c.recordExit(l, st)
 			return "the app exited (" + exitText(st) + ")"
 		case <-tick.C:
 			err := l.probe(ctx)

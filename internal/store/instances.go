@@ -199,3 +199,39 @@ func (s *Store) ListWakes(ctx context.Context, deploymentID string, limit int) (
 	}
 	return out, rows.Err()
 }
+
+// Exit is how an instance's process ended.
+type Exit struct {
+	InstanceID string
+	Code       int  // -1 if unknown; 128+N for a signal N
+	OOMKilled  bool // the out-of-memory killer killed it (its memory limit was reached)
+	At         time.Time
+}
+
+// SetInstanceExit records how instance id's process ended.
+func (s *Store) SetInstanceExit(ctx context.Context, id string, code int, oomKilled bool, at time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE instances SET exit_code = ?, oom_killed = ?, exited_at = ? WHERE id = ?`,
+		code, oomKilled, toNull(at), id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res)
+}
+
+// LastExit returns the most recent recorded exit of an instance of
+// deployment id, or ErrNotFound if none of them has exited.
+func (s *Store) LastExit(ctx context.Context, deploymentID string) (Exit, error) {
+	var e Exit
+	var at sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT id, exit_code, oom_killed, exited_at FROM instances
+		WHERE deployment_id = ? AND exit_code IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1`, deploymentID).
+		Scan(&e.InstanceID, &e.Code, &e.OOMKilled, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Exit{}, ErrNotFound
+	}
+	if err != nil {
+		return Exit{}, err
+	}
+	e.At = fromNull(at)
+	return e, nil
+}

@@ -163,6 +163,12 @@ ALTER TABLE instances ADD COLUMN health_failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE instances ADD COLUMN probed_at INTEGER;
 ALTER TABLE instances ADD COLUMN probe_result TEXT NOT NULL DEFAULT '';
 `,
+	// 9: how an instance's process ended, when the server saw it end.
+	`
+ALTER TABLE instances ADD COLUMN exit_code INTEGER;
+ALTER TABLE instances ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN exited_at INTEGER;
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -22,6 +22,7 @@ type Reader interface {
 	ListWakes(ctx context.Context, deploymentID string, limit int) ([]Wake, error)
 	ListInstances(ctx context.Context, deploymentID string) ([]Instance, error)
 	ListLogs(ctx context.Context, q LogQuery) ([]LogLine, error)
+	LastExit(ctx context.Context, deploymentID string) (Exit, error)
 
 	CheckToken(ctx context.Context, secret string) (Token, error)
 }

@@ -1,5 +1,6 @@
 // Command app is the integration tests' app: it answers on $PORT, says
-// which deployment and process it is, and can be told to crash.
+// which deployment and process it is, and can be told to crash or to
+// allocate memory.
 package main
 
 import (
@@ -28,6 +29,18 @@ func main() {
 	http.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
 		log.Printf("crashing on request")
 		os.Exit(3)
+	})
+	var held [][]byte
+	http.HandleFunc("/alloc", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		for range mb {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			held = append(held, b)
+		}
+		fmt.Fprintln(w, "allocated")
 	})
 	http.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
