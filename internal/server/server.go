@@ -96,7 +96,8 @@ type Config struct {
 	// Started, if set, is called once the server serves, with the API and
 	// router addresses.
 	Started func(api, router net.Addr)
-	// Out receives the one-time admin token banner. If nil, os.Stdout.
+	// Out receives the one-time banner saying where the admin token is. If
+	// nil, os.Stdout.
 	Out io.Writer
 	// Log receives operational messages. If nil, slog.Default().
 	Log *slog.Logger
@@ -222,8 +223,9 @@ func randomToken() string {
 }
 
 // bootstrapToken creates the admin token on the first start: from
-// cfg.BootstrapToken or generated, printed once and written to
-// <data>/admin-token (mode 0600). Later starts leave it alone.
+// cfg.BootstrapToken or generated, and written to <data>/admin-token
+// (mode 0600); the server prints where it is, never the token. Later
+// starts leave it alone.
 func bootstrapToken(ctx context.Context, st *store.Store, cfg Config) error {
 	n, err := st.CountTokens(ctx)
 	if err != nil {
@@ -243,6 +245,9 @@ func bootstrapToken(ctx context.Context, st *store.Store, cfg Config) error {
 	if _, err := st.CreateToken(ctx, "admin", token); err != nil {
 		return fmt.Errorf("creating the admin token: %w", err)
 	}
-	fmt.Fprintf(cfg.Out, "\nSlipway admin token (shown once; also saved to %s):\n\n    %s\n\n", path, token)
+	// Where it is, never the token itself: the server's output often ends
+	// up in a log file (scripts/run.sh appends it to server.log), which
+	// would then hold the admin's credential.
+	fmt.Fprintf(cfg.Out, "\nSlipway admin token created and saved to %s (mode 0600):\n\n    export SLIPWAY_TOKEN=$(cat %s)\n\n", path, path)
 	return nil
 }
