@@ -3,6 +3,7 @@ package gitserver
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -442,3 +443,45 @@ func TestBandWriterFramingAndKeepAlive(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestGzipPushIsBounded sends a push whose gzip-compressed body is small
+// but inflates past MaxPushBytes: it is refused, as one sent as is would
+// be, and no ref moves.
+func TestGzipPushIsBounded(t *testing.T) {
+	const limit = 1 << 20
+	ts := newTestServer(t, func(c *Config) { c.MaxPushBytes = limit })
+	c := newClient(t)
+	// An uncompressed pack of 4 MiB of zeros: gzip makes it a few KiB.
+	c.git("config", "core.compression", "0")
+	sha := c.commit("zeros", map[string]string{"zeros.bin": string(make([]byte, 4<<20))})
+	pack := c.cmd("-c", "pack.compression=0", "pack-objects", "--revs", "--stdout")
+	pack.Stdin = strings.NewReader(sha + "\n")
+	packBytes, err := pack.Output()
+	if err != nil || len(packBytes) < 4<<20 {
+		t.Fatalf("pack-objects: %d bytes, %v", len(packBytes), err)
+	}
+	var body bytes.Buffer
+	zw := gzip.NewWriter(&body)
+	io.WriteString(zw, pktLine(strings.Repeat("0", 40)+" "+sha+" refs/heads/main\x00report-status\n")+flushPkt)
+	zw.Write(packBytes)
+	zw.Close()
+	if body.Len() >= limit {
+		t.Fatalf("the compressed body (%d bytes) is not under the limit", body.Len())
+	}
+	req, _ := http.NewRequest("POST", ts.url+"/git/app.git/git-receive-pack", &body)
+	req.SetBasicAuth("slipway", testToken)
+	req.Header.Set("Content-Type", "application/x-git-receive-pack-request")
+	req.Header.Set("Content-Encoding", "gzip")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(msg), "push too large") {
+		t.Errorf("push inflating to %d bytes with a limit of %d: %d %q, want 413 push too large", len(packBytes), limit, resp.StatusCode, msg)
+	}
+	if evs := ts.pusher.take(); len(evs) != 0 {
+		t.Errorf("the refused push updated refs: %+v", evs)
+	}
+}

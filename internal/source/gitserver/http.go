@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -90,6 +91,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.advertise(w, r, dir, service)
 		return
 	}
+	// MaxPushBytes bounds the body as sent and, for a compressed one, as
+	// decompressed: a small gzip stream may inflate to any size.
 	body := io.Reader(http.MaxBytesReader(w, r.Body, s.cfg.MaxPushBytes))
 	switch r.Header.Get("Content-Encoding") {
 	case "", "identity":
@@ -100,7 +103,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer zr.Close()
-		body = zr
+		body = &maxBytesReader{r: zr, limit: s.cfg.MaxPushBytes}
 	default:
 		http.Error(w, "unsupported content encoding", http.StatusUnsupportedMediaType)
 		return
@@ -219,9 +222,21 @@ func (s *Server) receive(w http.ResponseWriter, r *http.Request, project, dir st
 		return
 	}
 	out := newFlushWriter(w, receivePack)
-	held, tail, relayErr := relay(out, stdout, req.band != 0)
+	// A body cut short by the limit leaves receive-pack reporting an
+	// unpack error; before it has said anything, the client gets a clear
+	// 413 instead.
+	tooLarge := func() bool { m, ok := body.(*maxBytesReader); return ok && m.exceeded.Load() }
+	held, tail, relayErr := relay(gateWriter{out, tooLarge}, stdout, req.band != 0)
 	io.Copy(io.Discard, stdout) // after a failed write to the client
 	waitErr := cmd.Wait()
+	if tooLarge() {
+		s.log.Warn("git: push too large", "project", project, "limit", s.cfg.MaxPushBytes)
+		if !out.started() {
+			w.Header().Set("Connection", "close") // the rest of the body stays unread
+			http.Error(w, fmt.Sprintf("push too large: its body inflates to more than %d bytes", s.cfg.MaxPushBytes), http.StatusRequestEntityTooLarge)
+			return
+		}
+	}
 	if waitErr != nil {
 		s.log.Warn("git: receive-pack failed", "project", project, "err", waitErr, "stderr", strings.TrimSpace(stderr.String()))
 		if !out.started() {
@@ -299,6 +314,49 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 		return n, err
 	}
 	return n, nil
+}
+
+// maxBytesReader reads at most limit bytes from r; reading more fails
+// with an *http.MaxBytesError, as http.MaxBytesReader does for a request
+// body.
+type maxBytesReader struct {
+	r        io.Reader
+	limit    int64
+	read     int64
+	exceeded atomic.Bool // read by the handler while exec copies the body
+}
+
+func (m *maxBytesReader) Read(p []byte) (int, error) {
+	if m.exceeded.Load() {
+		return 0, &http.MaxBytesError{Limit: m.limit}
+	}
+	left := m.limit - m.read
+	if int64(len(p)) > left+1 {
+		p = p[:left+1] // one byte more tells the end from an excess
+	}
+	n, err := m.r.Read(p)
+	if int64(n) > left {
+		m.read = m.limit
+		m.exceeded.Store(true)
+		return int(left), &http.MaxBytesError{Limit: m.limit}
+	}
+	m.read += int64(n)
+	return n, err
+}
+
+// gateWriter writes to w unless stop reports true by the first write.
+type gateWriter struct {
+	w    *flushWriter
+	stop func() bool
+}
+
+var errGated = errors.New("response withheld")
+
+func (g gateWriter) Write(p []byte) (int, error) {
+	if !g.w.started() && g.stop() {
+		return 0, errGated
+	}
+	return g.w.Write(p)
 }
 
 // limitedBuffer keeps the first max bytes written to it (git's stderr, for
