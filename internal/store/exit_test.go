@@ -33,3 +33,25 @@ func TestLastExit(t *testing.T) {
 		t.Errorf("LastExit after the newer instance exited = %+v, %v", e, err)
 	}
 }
+
+// TestCommitsAreSynced checks that state is committed with
+// synchronous=FULL (synced to disk before a method returns), also on a
+// connection that has just appended log lines (which are not).
+func TestCommitsAreSynced(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	p, _ := s.CreateProject(ctx, Project{Name: "web"})
+	env, _ := s.GetEnvironment(ctx, p.ID, ProductionEnvironment)
+	d, _ := s.CreateDeployment(ctx, Deployment{ProjectID: p.ID, EnvironmentID: env.ID, Status: "PENDING", Trigger: "upload"})
+	if err := s.AppendLogs(ctx, []LogLine{{DeploymentID: d.ID, Kind: LogBuild, Time: time.Now(), Text: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.db.SetMaxOpenConns(1) // the connection the logs used, next
+	var mode int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if mode != 2 {
+		t.Errorf("PRAGMA synchronous = %d, want 2 (FULL)", mode)
+	}
+}
