@@ -19,6 +19,7 @@ import (
 // deplView is a deployment as the pages show it.
 type deplView struct {
 	ID, Project, Environment, Status, Trigger string
+	Summary                                   string // building, successful or failed
 	Branch, SHA, Message, Author              string
 	CreatedAt, UpdatedAt                      time.Time
 	// Duration is from creation to RUNNING (or to the end); while the
@@ -51,7 +52,7 @@ func (h *handler) deplView(ctx context.Context, d store.Deployment, currents map
 		ID: d.ID, Project: d.ProjectName, Environment: d.EnvironmentName, Status: d.Status, Trigger: d.Trigger,
 		Branch: d.Branch, SHA: d.CommitSHA, Message: d.CommitMessage, Author: d.CommitAuthor,
 		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Current: cur == d.ID,
-		PreviewURL: h.url(h.hosts.Preview(d.ID)), Failure: d.FailureReason,
+		PreviewURL: h.url(h.hosts.Preview(d.ID)), Failure: d.FailureReason, Summary: deploy.Summary(d),
 	}
 	switch {
 	case !d.DeployEndedAt.IsZero():
@@ -308,7 +309,6 @@ type deploymentView struct {
 	Builder              string
 	Plan                 string // the stored build plan, indented JSON
 	Detected             *api.Detected
-	Summary              string // building, successful or failed
 	Dirty                bool
 	Image, ImageDigest   string
 	FinishedAt           time.Time
@@ -337,7 +337,7 @@ func (h *handler) deploymentPage(w http.ResponseWriter, r *http.Request) error {
 		StartCommand: d.StartCommand, DetectedStartCommand: d.DetectedStartCommand,
 		Builder: d.Builder, Image: d.Image, ImageDigest: d.ImageDigest, FinishedAt: d.FinishedAt,
 		Attempts: d.Attempts, Terminal: deploy.Status(d.Status).Terminal(),
-		Detected: api.DetectedOf(d.Plan), Summary: deploy.Summary(d), Dirty: d.Dirty,
+		Detected: api.DetectedOf(d.Plan), Dirty: d.Dirty,
 	}
 	if d.Plan != "" {
 		var buf bytes.Buffer

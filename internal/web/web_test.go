@@ -217,6 +217,7 @@ func TestPages(t *testing.T) {
 	p = c.get("/projects/shop")
 	mustContain(t, "project page", p.body, "production", "shop-production.slipway.localhost",
 		first.ID, second.ID, failed.ID, "0123456", "First &lt;commit&gt;", "Ada", "upload", "st-failed",
+		`<span class="summary summary-successful">successful</span>`, `<span class="summary summary-failed">failed</span>`,
 		`data-current="`+second.ID+`"`, "Roll back")
 	if strings.Contains(p.body, "First <commit>") {
 		t.Error("a commit message was not escaped")
