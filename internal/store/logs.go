@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -25,7 +26,15 @@ type LogLine struct {
 	Text         string
 }
 
-// AppendLogs stores lines in one transaction and fills in their ids.
+// MaxLogBatch is how many lines AppendLogs writes in one transaction: a
+// writer with many lines to store holds SQLite's write lock for one batch
+// at a time, so other writers (status changes of other projects) get in
+// between.
+const MaxLogBatch = 256
+
+// AppendLogs stores lines, in transactions of at most MaxLogBatch lines,
+// and fills in their ids. On error, the lines of the batches before the
+// failing one are stored (with their ids filled in) and the rest are not.
 //
 // Unlike state, log lines are committed without waiting for the disk
 // (synchronous=NORMAL): a build writes one commit per line, and a synced
@@ -35,10 +44,58 @@ type LogLine struct {
 // of a build it interrupts (and retries), or app output whose file offsets
 // were not committed yet (copied again from the files).
 func (s *Store) AppendLogs(ctx context.Context, lines []LogLine) error {
-	if len(lines) == 0 {
-		return nil
+	for len(lines) > 0 {
+		n := min(len(lines), MaxLogBatch)
+		batch := lines[:n]
+		if err := s.txUnsynced(ctx, func(tx *sql.Tx) error { return appendLogs(ctx, tx, batch) }); err != nil {
+			return err
+		}
+		lines = lines[n:]
 	}
-	return s.txUnsynced(ctx, func(tx *sql.Tx) error { return appendLogs(ctx, tx, lines) })
+	return nil
+}
+
+// TrimLogs deletes the oldest lines of a deployment's log of kind beyond
+// its newest keep, in transactions of at most MaxLogBatch lines, and
+// returns how many it deleted.
+func (s *Store) TrimLogs(ctx context.Context, deploymentID, kind string, keep int) (int, error) {
+	if keep < 0 {
+		keep = 0
+	}
+	// The id of the oldest line kept: every line below it goes.
+	var first int64
+	err := s.db.QueryRowContext(ctx, `SELECT id FROM log_lines WHERE deployment_id = ? AND kind = ?
+		ORDER BY id DESC LIMIT 1 OFFSET ?`, deploymentID, kind, max(keep-1, 0)).Scan(&first)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil // no more than keep lines
+	}
+	if err != nil {
+		return 0, err
+	}
+	if keep == 0 {
+		first++
+	}
+	deleted := 0
+	for {
+		var n int64
+		// Unsynced, as appends are: a trim lost in a crash is done again.
+		err := s.txUnsynced(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `DELETE FROM log_lines WHERE id IN (SELECT id FROM log_lines
+				WHERE deployment_id = ? AND kind = ? AND id < ? ORDER BY id LIMIT ?)`, deploymentID, kind, first, MaxLogBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		deleted += int(n)
+		if err != nil {
+			return deleted, fmt.Errorf("trimming log: %w", err)
+		}
+		if n < MaxLogBatch {
+			return deleted, nil
+		}
+	}
 }
 
 func appendLogs(ctx context.Context, tx *sql.Tx, lines []LogLine) error {
