@@ -77,6 +77,10 @@ type Config struct {
 	// git repository (store.Deployment.SourceURL) into dir. If nil, such
 	// deployments fail.
 	Fetch func(ctx context.Context, d store.Deployment, dir string) error
+	// Logs bounds what each instance puts in the runtime log: rates,
+	// burst, and lines kept per deployment. Its zero value means the
+	// defaults (see LogLimits).
+	Logs LogLimits
 	// Log receives operational messages. If nil, slog.Default().
 	Log *slog.Logger
 }
@@ -138,6 +142,7 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	cfg.Logs = cfg.Logs.withDefaults()
 	for _, dir := range []string{"sources", "builds", "logs"} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, dir), 0o700); err != nil {
 			return nil, fmt.Errorf("creating %s directory: %w", dir, err)
