@@ -58,6 +58,14 @@ type Config struct {
 	// Builds is how many deployments may initialize and build at once.
 	// If zero, 2.
 	Builds int
+	// BuildsPerProject is how many of those may belong to one project;
+	// the project's other deployments wait while other projects' builds
+	// take their turn. If zero, 1.
+	BuildsPerProject int
+	// BuildTimeout bounds a build (the BUILDING phase): a build still
+	// running then is cancelled and its deployment FAILED. If zero, 30
+	// minutes. A project setting (buildTimeout) overrides it.
+	BuildTimeout time.Duration
 	// MaxRetries is how many times a deployment interrupted by a server
 	// restart is retried before it is failed. If zero, 3.
 	MaxRetries int
@@ -93,14 +101,13 @@ type Controller struct {
 	hub   *hub
 	hosts project.Hosts
 
-	queue chan string
+	queue *buildQueue
 	ctx   context.Context // lives as long as the controller
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 
 	mu      sync.Mutex
 	cancels map[string]context.CancelFunc // per deployment in progress
-	inQueue map[string]bool               // in the build queue or building
 	// routeMu makes reading which hostnames a deployment has and routing
 	// them one step, so that a change of an environment's current
 	// deployment routed meanwhile is never overwritten by a stale read.
@@ -130,6 +137,12 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Builds <= 0 {
 		cfg.Builds = 2
 	}
+	if cfg.BuildsPerProject <= 0 {
+		cfg.BuildsPerProject = 1
+	}
+	if cfg.BuildTimeout <= 0 {
+		cfg.BuildTimeout = 30 * time.Minute
+	}
 	if cfg.MaxRetries <= 0 {
 		cfg.MaxRetries = 3
 	}
@@ -155,11 +168,10 @@ func New(cfg Config) (*Controller, error) {
 		log:     cfg.Log,
 		hub:     newHub(),
 		hosts:   project.Hosts{Base: cfg.BaseDomain},
-		queue:   make(chan string, 10000),
+		queue:   newBuildQueue(cfg.BuildsPerProject, 10000),
 		ctx:     ctx,
 		stop:    stop,
 		cancels: map[string]context.CancelFunc{},
-		inQueue: map[string]bool{},
 	}, nil
 }
 
@@ -305,7 +317,7 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 func (c *Controller) queued(ctx context.Context, d store.Deployment) {
 	c.event(d.ID, store.LogBuild, "deployment %s queued (trigger %s)", d.ID, d.Trigger)
 	c.routeDeployment(ctx, d) // its preview URL says "deploying" from now on
-	c.enqueue(d.ID)
+	c.enqueue(d)
 }
 
 // Stop stops a deployment: a build in progress is cancelled, instances are
@@ -382,39 +394,24 @@ func (c *Controller) sourcePath(id string) string {
 	return filepath.Join(c.cfg.DataDir, "sources", id+".tar.gz")
 }
 
-func (c *Controller) enqueue(id string) {
+func (c *Controller) enqueue(d store.Deployment) {
 	// A deployment created while Start reconciles is both queued by Create
 	// and found PENDING by reconcile: it is built once.
-	c.mu.Lock()
-	if c.inQueue[id] {
-		c.mu.Unlock()
-		return
-	}
-	c.inQueue[id] = true
-	c.mu.Unlock()
-	select {
-	case c.queue <- id:
-	default:
-		c.mu.Lock()
-		delete(c.inQueue, id)
-		c.mu.Unlock()
-		// The queue is full: the deployment stays PENDING in the store and
-		// is picked up at the next start.
-		c.log.Warn("build queue full; deployment stays pending", "deployment", id)
+	if err := c.queue.push(d.ID, d.ProjectID); err != nil {
+		// The deployment stays PENDING in the store and is picked up at
+		// the next start.
+		c.log.Warn("build queue full; deployment stays pending", "deployment", d.ID)
 	}
 }
 
 func (c *Controller) worker() {
 	defer c.wg.Done()
 	for {
-		select {
-		case <-c.ctx.Done():
+		id, project, ok := c.queue.next(c.ctx)
+		if !ok {
 			return
-		case id := <-c.queue:
-			c.build(id)
-			c.mu.Lock()
-			delete(c.inQueue, id)
-			c.mu.Unlock()
 		}
+		c.build(id)
+		c.queue.done(id, project)
 	}
 }

@@ -539,10 +539,10 @@ func tarOf(t *testing.T) *bytes.Buffer {
 func TestEnqueueOnce(t *testing.T) {
 	e := newEnv(t)
 	e.ctl.Close() // no workers: what is queued stays in the queue
-	e.ctl.enqueue("a")
-	e.ctl.enqueue("a")
-	e.ctl.enqueue("b")
-	if n := len(e.ctl.queue); n != 2 {
+	e.ctl.enqueue(store.Deployment{ID: "a", ProjectID: "p"})
+	e.ctl.enqueue(store.Deployment{ID: "a", ProjectID: "p"})
+	e.ctl.enqueue(store.Deployment{ID: "b", ProjectID: "p"})
+	if n := e.ctl.queue.len(); n != 2 {
 		t.Errorf("queue holds %d ids after enqueueing a, a, b; want 2", n)
 	}
 }

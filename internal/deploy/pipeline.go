@@ -12,6 +12,7 @@ import (
 
 	"github.com/slipwayhq/slipway/internal/build"
 	planpkg "github.com/slipwayhq/slipway/internal/build/plan"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/source"
 	"github.com/slipwayhq/slipway/internal/store"
 )
@@ -192,10 +193,20 @@ func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment
 		defer revoke()
 		req.RegistryAuth = map[string]string{c.cfg.Registry: pw}
 	}
-	res, err := c.cfg.Builder.Build(ctx, req)
+	// A build may hold its worker for its project's build timeout at
+	// most: then its solve is cancelled and the deployment fails, while
+	// the current deployment keeps serving.
+	timeout := project.BuildTimeout(settings, c.cfg.BuildTimeout)
+	bctx, cancel := context.WithTimeoutCause(ctx, timeout, errBuildDeadline)
+	defer cancel()
+	res, err := c.cfg.Builder.Build(bctx, req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false // stopped by a user, or the server is shutting down
+		}
+		if errors.Is(context.Cause(bctx), errBuildDeadline) {
+			c.fail(ctx, d, fmt.Sprintf("build exceeded %s deadline", timeout))
+			return false
 		}
 		var be *build.Error
 		if errors.As(err, &be) {
@@ -212,6 +223,9 @@ func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment
 	}
 	return true
 }
+
+// errBuildDeadline is the cause of a build cancelled at its deadline.
+var errBuildDeadline = errors.New("build deadline exceeded")
 
 // unpack extracts the deployment's uploaded source into dir.
 func (c *Controller) unpack(d *store.Deployment, dir string) error {

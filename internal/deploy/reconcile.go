@@ -37,7 +37,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		return err
 	}
 	var (
-		queue    []string           // to build, oldest first
+		queue    []store.Deployment // to build, oldest first
 		deploys  []store.Deployment // DEPLOYING: resume in the background
 		restarts []*liveDeployment  // RUNNING with no instance left
 		attach   []*liveDeployment  // RUNNING with an instance recorded live
@@ -65,7 +65,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		d := &s.deployments[i]
 		switch Status(d.Status) {
 		case Pending:
-			queue = append(queue, d.ID)
+			queue = append(queue, *d)
 		case Initializing, Building:
 			attempts := d.Attempts + 1
 			if attempts > c.cfg.MaxRetries {
@@ -82,7 +82,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			}
 			*d = updated
 			c.hub.notify(d.ID)
-			queue = append(queue, d.ID)
+			queue = append(queue, *d)
 		case Deploying:
 			deploys = append(deploys, *d)
 		case Running:
@@ -168,8 +168,8 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			c.deploy(d)
 		}()
 	}
-	for _, id := range queue {
-		c.enqueue(id)
+	for _, d := range queue {
+		c.enqueue(d)
 	}
 	return nil
 }

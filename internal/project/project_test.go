@@ -19,7 +19,7 @@ func TestValidateSettings(t *testing.T) {
 	}{
 		{"zero value: every default", store.ProjectSettings{}, true},
 		{"all set", store.ProjectSettings{StartCommand: "gunicorn app:app", HealthPath: "/healthz", HealthPort: 8080,
-			HealthInterval: "30s", HealthTimeout: "2s", HealthFailures: 100, DeployWindow: "10m", IdleTimeout: "0",
+			HealthInterval: "30s", HealthTimeout: "2s", HealthFailures: 100, DeployWindow: "10m", IdleTimeout: "0", BuildTimeout: "1h",
 			MemoryBytes: 1 << 28, CPUMillis: 500, Pids: 100, DiskBytes: 1 << 30, RootDirectory: "apps/web", Dockerfile: "Dockerfile.prod"}, true},
 		{"failure threshold over 100", store.ProjectSettings{HealthFailures: 101}, false},
 		{"health path with a space", store.ProjectSettings{HealthPath: "/a b"}, false},
@@ -37,6 +37,11 @@ func TestValidateSettings(t *testing.T) {
 		{"idle 0 means never", store.ProjectSettings{IdleTimeout: "0"}, true},
 		{"bad idle", store.ProjectSettings{IdleTimeout: "soon"}, false},
 		{"root directory of two lines", store.ProjectSettings{RootDirectory: "a\nb"}, false},
+		{"build timeout", store.ProjectSettings{BuildTimeout: "45m"}, true},
+		{"build timeout of 24h", store.ProjectSettings{BuildTimeout: "24h"}, true},
+		{"build timeout over 24h", store.ProjectSettings{BuildTimeout: "25h"}, false},
+		{"zero build timeout", store.ProjectSettings{BuildTimeout: "0"}, false},
+		{"bad build timeout", store.ProjectSettings{BuildTimeout: "forever"}, false},
 	} {
 		err := ValidateSettings(tc.st)
 		if (err == nil) != tc.ok {

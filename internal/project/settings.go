@@ -14,6 +14,8 @@ const (
 	MaxHealthFailure = 100   // consecutive failed checks
 	MaxPort          = 65535 //
 	MaxPath          = 2048  // bytes, health path and directories
+	// MaxBuildTimeout is the longest build timeout a project may set.
+	MaxBuildTimeout = 24 * time.Hour
 )
 
 // ValidateSettings checks a project's settings. A zero field means the
@@ -49,6 +51,7 @@ func ValidateSettings(st store.ProjectSettings) error {
 		{"the health check timeout (healthTimeout)", st.HealthTimeout, false},
 		{"the deployment window (deployWindow)", st.DeployWindow, false},
 		{"the idle timeout (idleTimeout)", st.IdleTimeout, true},
+		{"the build timeout (buildTimeout)", st.BuildTimeout, false},
 	} {
 		if d.value == "" || (d.zeroOK && d.value == "0") {
 			continue
@@ -60,6 +63,9 @@ func ValidateSettings(st store.ProjectSettings) error {
 			return bad("%s must be a duration such as 30s, 5m or 1h, not %q", d.label, d.value)
 		}
 	}
+	if v, err := time.ParseDuration(st.BuildTimeout); err == nil && v > MaxBuildTimeout {
+		return bad("the build timeout (buildTimeout) must be at most %s, not %q", "24h", st.BuildTimeout)
+	}
 	for _, p := range []struct{ label, value string }{
 		{"the root directory (rootDirectory)", st.RootDirectory},
 		{"the Dockerfile path (dockerfilePath)", st.Dockerfile},
@@ -69,6 +75,15 @@ func ValidateSettings(st store.ProjectSettings) error {
 		}
 	}
 	return nil
+}
+
+// BuildTimeout is how long a build of a project with settings st may run:
+// its buildTimeout, else def (the server's default).
+func BuildTimeout(st store.ProjectSettings, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(st.BuildTimeout); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
 
 // Health is a project's health-check and idle settings with the defaults

@@ -47,6 +47,7 @@ type ProjectSettings struct {
 	RootDirectory  string `json:"rootDirectory,omitempty"`  // monorepos: where detection and the build run
 	DeployWindow   string `json:"deployWindow,omitempty"`   // Go duration
 	IdleTimeout    string `json:"idleTimeout,omitempty"`    // Go duration; "0" = never
+	BuildTimeout   string `json:"buildTimeout,omitempty"`   // Go duration; if empty, the server's (30m)
 	MemoryBytes    int64  `json:"memoryBytes,omitempty"`    //
 	CPUMillis      int64  `json:"cpuMillis,omitempty"`      //
 	Pids           int64  `json:"pids,omitempty"`           //
