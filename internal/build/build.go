@@ -39,6 +39,12 @@ type Request struct {
 	// and its push, in place of the builder's own credentials for those
 	// hosts: a token scoped to this build. If nil, the builder's.
 	RegistryAuth map[string]string
+	// CacheNamespace, if set, scopes the build's cache mounts
+	// (RUN --mount=type=cache, the generated plans' and the Dockerfile's
+	// own): a cache id names the same cache only within one namespace, so
+	// builds of one project never see what another's wrote. Slipway uses
+	// one namespace per project. If empty, the builder's global one.
+	CacheNamespace string
 	// Log receives each line of build output, without its newline, as it
 	// is produced, with the time it was produced; a step's lines come in
 	// the order the step printed them. It may be called from several

@@ -177,6 +177,9 @@ func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment
 		ContextDir: filepath.Join(src, filepath.FromSlash(pl.Root)),
 		Image:      fmt.Sprintf("%s/%s:%s", c.cfg.Registry, d.ProjectName, d.ID),
 		Log:        c.newLogWriter(d.ID, store.LogBuild).line,
+		// Caches are the project's own: another project's Dockerfile
+		// can't fill them with what this one's build would then run.
+		CacheNamespace: "slipway-project-" + d.ProjectID,
 	}
 	if pl.Provider == planpkg.ProviderDockerfile {
 		req.Dockerfile = pl.DockerfilePath

@@ -106,6 +106,15 @@ func (b *Builder) Build(ctx context.Context, req build.Request) (build.Result, e
 		Frontend: "dockerfile.v0",
 		FrontendAttrs: map[string]string{
 			"filename": filepath.Base(dfPath),
+			// The Dockerfile frontend prefixes every cache mount id with
+			// this namespace ("<ns>/<id>"); a Dockerfile cannot change it.
+			"build-arg:BUILDKIT_CACHE_MOUNT_NS": req.CacheNamespace,
+			// Set, this keeps the built-in frontend from handing the build
+			// to the one a "# syntax=" line names: such a frontend makes
+			// its own LLB and could name any cache (another project's).
+			// Nothing else reads it (it is the command line BuildKit gives
+			// a frontend it forwards to).
+			"cmdline": "slipway",
 		},
 		LocalMounts: map[string]fsutil.FS{
 			"context":    contextFS,

@@ -47,9 +47,10 @@
 // the frontend built into buildkitd v0.26 understands, including
 // RUN --mount=type=cache for the package managers' download caches (pip, uv,
 // poetry, npm, pnpm, yarn, the Go module and build caches). Cache ids are
-// shared by every project on the host ("slipway-pip", …): the caches are
-// content-addressed by the tools themselves, so sharing them only saves
-// downloads. Steps copy only their inputs before running (the lock files
+// fixed ("slipway-pip", …); the builder puts every cache mount of a build
+// in its project's namespace (build.Request.CacheNamespace), so a project
+// shares its caches only with itself and another project's Dockerfile
+// can't fill them with what this project's build would then run. Steps copy only their inputs before running (the lock files
 // before the install, the whole tree before the build), so an unchanged
 // lock file keeps the install layer cached; the Dockerfile of a plan is a
 // pure function of the plan, so an unchanged source rebuilds from cache.
