@@ -23,7 +23,7 @@ func TestCacheMountsAreNamespaced(t *testing.T) {
 	run := func(ns, tag, step string) string {
 		t.Helper()
 		df := "# syntax=registry.invalid/evil/frontend:1\nFROM " + base + "\n" +
-			"RUN --mount=type=cache,id=slipway-pip,target=/cache " + step + " # " + nonce + "\n"
+			"RUN --mount=type=cache,id=slipway-pip,target=/cache " + step + " # " + nonce + " " + tag + "\n"
 		rec := &logRecorder{}
 		res, err := b.Build(buildCtx(t), build.Request{ContextDir: source(t, map[string]string{"Dockerfile": df}),
 			Image: host + "/apps/cachens:" + tag, Log: rec.log, CacheNamespace: ns})
