@@ -5,7 +5,9 @@
 //
 // Other paths try what an app must not be able to do and report, one
 // "key: value" per line, what happened: /read, /find, /mknod, /mount,
-// /dial, /procs, /mem, /fork, /disk. /log writes lines to stdout.
+// /dial, /procs, /mem, /fork, /disk. /log writes lines to stdout;
+// /flood?bytes=N&times=K writes N bytes of newlines to stdout K times, a
+// second apart, in the background (8 MiB once by default).
 // /fetch?url=http://… fetches a URL (HTTP/1.0 GET, 5 s at most; &host=
 // sends another Host) and /resolve?name=… resolves a name through the
 // system resolver (/etc/resolv.conf; &server=IP:PORT asks that server
@@ -200,6 +202,10 @@ func handle(method, path string, q url.Values) (int, string) {
 			fmt.Printf("log %s %d\n", tag, i)
 		}
 		r.set("logged", n)
+	case "/flood":
+		n, times := atoi(q.Get("bytes"), 8<<20), atoi(q.Get("times"), 1)
+		go flood(n, times)
+		r.set("flooding", n*times)
 	case "/read":
 		b, err := os.ReadFile(q.Get("path"))
 		r.err("read", err)
@@ -487,4 +493,19 @@ func disk(r *report, path string, mb int) {
 	os.Remove(path)
 	r.set("written_mb", written)
 	r.err("write", err)
+}
+
+// flood writes n bytes of newlines to stdout, times times, a second apart.
+func flood(n, times int) {
+	buf := bytes.Repeat([]byte{'\n'}, 64<<10)
+	for k := 0; k < times; k++ {
+		if k > 0 {
+			time.Sleep(time.Second)
+		}
+		for left := n; left > 0; left -= len(buf) {
+			if _, err := os.Stdout.Write(buf[:min(left, len(buf))]); err != nil {
+				return
+			}
+		}
+	}
 }
