@@ -42,6 +42,9 @@ func (e *env) logHas(id, kind, text string) bool {
 // not take the environment back.
 func TestOlderDeploymentFinishingLaterIsNotPromoted(t *testing.T) {
 	e := newEnv(t)
+	e.ctl.Close()
+	e.perProject = 2 // one project's builds run side by side
+	e.start()
 	older := e.deploy("BLOCK")
 	e.waitFor(older.ID, func(s Status) bool { return s == Building })
 	newer := e.waitFor(e.deploy().ID, settled)
