@@ -342,6 +342,7 @@ func TestSeccomp(t *testing.T) {
 	h := startApp(t, d, runtime.Spec{Image: ref})
 	for _, tc := range []struct{ probe, want string }{
 		{"getpid", "ok"},
+		{"getrandom", "ok"},
 		{"io_uring_setup", "EPERM"},
 		{"ptrace", "EPERM"},
 		// runc's filter kills the thread of a call through a foreign

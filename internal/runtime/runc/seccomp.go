@@ -32,7 +32,7 @@ var allowedSyscalls = [][]string{
 	{
 		"arch_prctl", "capget", "capset", "execve", "execveat", "exit", "exit_group", "fork", "vfork",
 		"getcpu", "getegid", "geteuid", "getgid", "getgroups", "getpgid", "getpgrp", "getpid", "getppid",
-		"getpriority", "getresgid", "getresuid", "getrlimit", "getrusage", "getsid", "gettid", "getuid",
+		"getpriority", "getrandom", "getresgid", "getresuid", "getrlimit", "getrusage", "getsid", "gettid", "getuid",
 		"get_robust_list", "set_robust_list", "get_thread_area", "set_thread_area", "set_tid_address",
 		"ioprio_get", "ioprio_set", "kill", "tgkill", "tkill", "membarrier", "pidfd_open",
 		"pidfd_send_signal", "prctl", "prlimit64", "setrlimit", "rseq", "seccomp", "setfsgid", "setfsuid",

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // probeArg, as the first argument of the app, runs one probe (see Probe)
@@ -22,6 +24,12 @@ const probeArg = "-probe"
 var Probes = map[string]func() error{
 	// getpid always works: the control.
 	"getpid": func() error { _, _, e := syscall.RawSyscall(syscall.SYS_GETPID, 0, 0, 0); return errnoOrNil(e) },
+	// getrandom(buf, 16, 0): what every TLS library seeds from (Node
+	// aborts at start without it).
+	"getrandom": func() error {
+		_, err := unix.Getrandom(make([]byte, 16), 0)
+		return err
+	},
 	// io_uring_setup(1, &params): a large kernel surface apps do not need.
 	"io_uring_setup": func() error {
 		var params [120]byte
