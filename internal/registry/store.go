@@ -371,6 +371,11 @@ func (s *store) indexLocked(repo, tag string, info manifestInfo) {
 func (s *store) deleteManifest(repo, ref string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.deleteManifestLocked(repo, ref)
+}
+
+// deleteManifestLocked is deleteManifest with s.mu held for writing.
+func (s *store) deleteManifestLocked(repo, ref string) error {
 	ri := s.repos[repo]
 	if ri == nil {
 		return errNameUnknown
