@@ -42,6 +42,10 @@ func TestValidateSettings(t *testing.T) {
 		{"build timeout over 24h", store.ProjectSettings{BuildTimeout: "25h"}, false},
 		{"zero build timeout", store.ProjectSettings{BuildTimeout: "0"}, false},
 		{"bad build timeout", store.ProjectSettings{BuildTimeout: "forever"}, false},
+		{"log retention", store.ProjectSettings{LogMaxAge: "720h", LogMaxBytes: 1 << 30}, true},
+		{"log retention of 0", store.ProjectSettings{LogMaxAge: "0"}, false},
+		{"bad log retention", store.ProjectSettings{LogMaxAge: "a week"}, false},
+		{"negative log size", store.ProjectSettings{LogMaxBytes: -1}, false},
 	} {
 		err := ValidateSettings(tc.st)
 		if (err == nil) != tc.ok {

@@ -66,6 +66,12 @@ func ValidateSettings(st store.ProjectSettings) error {
 	if v, err := time.ParseDuration(st.BuildTimeout); err == nil && v > MaxBuildTimeout {
 		return bad("the build timeout (buildTimeout) must be at most %s, not %q", "24h", st.BuildTimeout)
 	}
+	if v, err := time.ParseDuration(st.LogMaxAge); st.LogMaxAge != "" && (err != nil || v <= 0) {
+		return bad("the runtime log retention (logMaxAge) must be a duration such as 24h or 720h, not %q", st.LogMaxAge)
+	}
+	if st.LogMaxBytes < 0 {
+		return bad("the runtime log size (logMaxBytes) must not be negative")
+	}
 	for _, p := range []struct{ label, value string }{
 		{"the root directory (rootDirectory)", st.RootDirectory},
 		{"the Dockerfile path (dockerfilePath)", st.Dockerfile},
@@ -130,4 +136,24 @@ func HealthOf(st store.ProjectSettings, window, idle time.Duration) Health {
 		h.Idle = 0
 	}
 	return h
+}
+
+// Defaults of a project's runtime log retention.
+const (
+	DefaultLogMaxAge   = 7 * 24 * time.Hour
+	DefaultLogMaxBytes = 100 << 20
+)
+
+// LogRetentionOf applies the defaults to st's runtime log retention: how
+// long lines are kept and how many bytes of them, across the project's
+// deployments, newest first.
+func LogRetentionOf(st store.ProjectSettings) (maxAge time.Duration, maxBytes int64) {
+	maxAge, maxBytes = DefaultLogMaxAge, DefaultLogMaxBytes
+	if v, err := time.ParseDuration(st.LogMaxAge); err == nil && v > 0 {
+		maxAge = v
+	}
+	if st.LogMaxBytes > 0 {
+		maxBytes = st.LogMaxBytes
+	}
+	return maxAge, maxBytes
 }

@@ -57,6 +57,8 @@ type ProjectSettings struct {
 	HealthInterval string `json:"healthInterval,omitempty"` // If empty, 15s.
 	HealthTimeout  string `json:"healthTimeout,omitempty"`  // If empty, 5s.
 	HealthFailures int    `json:"healthFailures,omitempty"` // If zero, 3.
+	LogMaxAge      string `json:"logMaxAge,omitempty"`      // runtime logs kept; Go duration. If empty, 168h.
+	LogMaxBytes    int64  `json:"logMaxBytes,omitempty"`    // runtime logs kept, per project. If zero, 100 MiB.
 }
 
 // Environment is a deployment target of a project (production first).
