@@ -81,6 +81,9 @@ type Config struct {
 	// reachable; older ones, unless current, are retired to STOPPED.
 	// If zero, 20.
 	Keep int
+	// Retention says what Collect removes and when builds are refused
+	// for lack of disk space (see Retention).
+	Retention Retention
 	// Fetch checks out the commit of a deployment whose source lives in a
 	// git repository (store.Deployment.SourceURL) into dir. If nil, such
 	// deployments fail.
@@ -117,6 +120,7 @@ type Controller struct {
 	// stay consistent with the rest of the controller's state, and read
 	// without mu by the router's per-request hooks (liveByID).
 	live sync.Map
+	gc   collector // Collect, RunCollection
 }
 
 // New validates cfg and returns a Controller. Call Start to reconcile and

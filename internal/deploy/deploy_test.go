@@ -58,6 +58,7 @@ type env struct {
 	keep        int
 	perProject  int // builds of one project at once (Config.BuildsPerProject)
 	box         *secrets.Box
+	retention   Retention
 	// wrap, if set, decorates the driver the controller is given.
 	wrap func(runtime.Driver) runtime.Driver
 }
@@ -96,6 +97,7 @@ func (e *env) start() {
 	}
 	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: driver, Routes: e.table,
 		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second, Secrets: e.box, Keep: e.keep, BuildsPerProject: e.perProject,
+		Retention: e.retention,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		e.t.Fatal(err)

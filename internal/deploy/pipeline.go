@@ -122,6 +122,10 @@ func (c *Controller) build(id string) {
 
 func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment) bool {
 	if Status(d.Status) == Pending {
+		if reason := c.diskTooFull(); reason != "" {
+			c.fail(ctx, d, reason)
+			return false
+		}
 		if err := c.transition(ctx, d, Initializing, store.DeploymentPatch{}); err != nil {
 			c.log.Error("starting deployment", "deployment", d.ID, "err", err)
 			return false

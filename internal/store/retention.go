@@ -25,8 +25,8 @@ func (s *Store) TrimProjectLogs(ctx context.Context, projectID, kind string, old
 	deleted := 0
 	if !olderThan.IsZero() {
 		for _, id := range ids {
-			// Lines are appended in time order: the newest line older
-			// than the cut-off bounds what goes.
+			// Lines are appended in time order, near enough: the newest
+			// line older than the cut-off bounds the range looked at.
 			var last int64
 			err := s.db.QueryRowContext(ctx, `SELECT id FROM log_lines WHERE deployment_id = ? AND kind = ? AND ts < ?
 				ORDER BY id DESC LIMIT 1`, id, kind, olderThan.UnixNano()).Scan(&last)
@@ -36,7 +36,7 @@ func (s *Store) TrimProjectLogs(ctx context.Context, projectID, kind string, old
 			if err != nil {
 				return deleted, err
 			}
-			n, err := s.deleteLogsUpTo(ctx, id, kind, last)
+			n, err := s.deleteLogsUpTo(ctx, id, kind, last, olderThan.UnixNano())
 			deleted += n
 			if err != nil {
 				return deleted, err
@@ -70,7 +70,7 @@ func (s *Store) TrimProjectLogs(ctx context.Context, projectID, kind string, old
 		return deleted, err
 	}
 	for _, id := range ids {
-		n, err := s.deleteLogsUpTo(ctx, id, kind, cut)
+		n, err := s.deleteLogsUpTo(ctx, id, kind, cut, math.MaxInt64)
 		deleted += n
 		if err != nil {
 			return deleted, err
@@ -81,18 +81,19 @@ func (s *Store) TrimProjectLogs(ctx context.Context, projectID, kind string, old
 
 // DeleteLogs deletes a deployment's lines of kind and returns how many.
 func (s *Store) DeleteLogs(ctx context.Context, deploymentID, kind string) (int, error) {
-	return s.deleteLogsUpTo(ctx, deploymentID, kind, math.MaxInt64)
+	return s.deleteLogsUpTo(ctx, deploymentID, kind, math.MaxInt64, math.MaxInt64)
 }
 
-// deleteLogsUpTo deletes a deployment's lines of kind up to id last, in
-// transactions of retentionBatch lines.
-func (s *Store) deleteLogsUpTo(ctx context.Context, deploymentID, kind string, last int64) (int, error) {
+// deleteLogsUpTo deletes a deployment's lines of kind up to id last and
+// written before ts (Unix nanoseconds), in transactions of retentionBatch
+// lines.
+func (s *Store) deleteLogsUpTo(ctx context.Context, deploymentID, kind string, last, ts int64) (int, error) {
 	deleted := 0
 	for {
 		var n int64
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			res, err := tx.ExecContext(ctx, `DELETE FROM log_lines WHERE id IN (SELECT id FROM log_lines
-				WHERE deployment_id = ? AND kind = ? AND id <= ? ORDER BY id LIMIT ?)`, deploymentID, kind, last, retentionBatch)
+				WHERE deployment_id = ? AND kind = ? AND id <= ? AND ts < ? ORDER BY id LIMIT ?)`, deploymentID, kind, last, ts, retentionBatch)
 			if err != nil {
 				return err
 			}
