@@ -100,7 +100,7 @@ func newServerCmd() *cobra.Command {
 		defRouter = ":80"
 	}
 	var verbose bool
-	var buildMemory string
+	var buildMemory, minFreeDisk string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Slipway server (API, registry, builder, runtime and router)",
@@ -142,6 +142,14 @@ Every flag can also be set with the environment variable shown.`,
 			if cfg.IdleTimeout == 0 {
 				cfg.IdleTimeout = -1 // --idle-timeout 0: never scale to zero
 			}
+			free, err := units.RAMInBytes(minFreeDisk)
+			if err != nil || free < 0 {
+				return fmt.Errorf("--min-free-disk %q: want a size such as 2GiB or 500MiB, or 0 to never refuse builds", minFreeDisk)
+			}
+			cfg.MinFreeDisk = free
+			if free == 0 {
+				cfg.MinFreeDisk = -1
+			}
 			return server.Run(cmd.Context(), cfg)
 		},
 	}
@@ -162,6 +170,9 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.ACMECACert, "acme-ca-cert", os.Getenv("SLIPWAY_ACME_CA_CERT"), "PEM roots for the ACME server's HTTPS, for test CAs (SLIPWAY_ACME_CA_CERT)")
 	f.StringVar(&cfg.AppNetwork, "app-network", os.Getenv("SLIPWAY_APP_NETWORK"), "IPv4 range (CIDR) of the apps' addresses on Slipway's bridge; empty = a /16 that no route of the host uses; \"none\" = apps get loopback only (SLIPWAY_APP_NETWORK)")
 	f.StringVar(&cfg.DNSUpstream, "dns-upstream", os.Getenv("SLIPWAY_DNS_UPSTREAM"), "HOST:PORT[,HOST:PORT] the apps' resolver forwards to; empty = the host's resolvers from /etc/resolv.conf (SLIPWAY_DNS_UPSTREAM)")
+	f.StringVar(&minFreeDisk, "min-free-disk", envOr("SLIPWAY_MIN_FREE_DISK", "2GiB"), "refuse new builds (the deployment fails, saying why) while the data directory's disk has less free; running apps keep serving; 0 = never (SLIPWAY_MIN_FREE_DISK)")
+	f.DurationVar(&cfg.KeepStopped, "keep-stopped", envDuration("SLIPWAY_KEEP_STOPPED", 7*24*time.Hour), "how long a STOPPED or FAILED deployment keeps its source, runtime logs and image before they are collected (SLIPWAY_KEEP_STOPPED)")
+	f.DurationVar(&cfg.CollectInterval, "collect-interval", envDuration("SLIPWAY_COLLECT_INTERVAL", time.Hour), "how often old logs, sources and images are collected (also once at start) (SLIPWAY_COLLECT_INTERVAL)")
 	f.StringVar(&buildMemory, "build-memory", envOr("SLIPWAY_BUILD_MEMORY", "4GiB"), "memory (and memory+swap) cap of each build step, e.g. 4GiB; 0 = none (SLIPWAY_BUILD_MEMORY)")
 	f.Int64Var(&cfg.BuildSteps.Pids, "build-pids", envInt("SLIPWAY_BUILD_PIDS", 4096), "processes and threads cap of each build step; 0 = none (SLIPWAY_BUILD_PIDS)")
 	f.Float64Var(&cfg.BuildSteps.CPUs, "build-cpus", envFloat("SLIPWAY_BUILD_CPUS", 0), "CPU cap of each build step, in cores; 0 = none (SLIPWAY_BUILD_CPUS)")

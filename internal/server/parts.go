@@ -203,7 +203,7 @@ func (s *server) newController(context.Context) error {
 		Store: s.store, Builder: s.builder, Driver: s.driver, Routes: s.table,
 		Registry: s.registryHost, DataDir: s.cfg.DataDir, BaseDomain: s.cfg.BaseDomain,
 		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,
-		Fetch: s.links.fetch, Log: s.log,
+		Fetch: s.links.fetch, Log: s.log, Retention: s.retention(),
 		RegistryGrant: func(project string) (string, func()) {
 			return s.registry.Grant(registry.Grant{Pull: []string{"library/"}, Push: project})
 		},

@@ -89,6 +89,17 @@ type Config struct {
 	// memory, pids and CPU caps. Zero limits: none. Not used with
 	// BuildkitHost (an external buildkitd runs steps its own way).
 	BuildSteps buildkit.StepPolicy
+	// MinFreeDisk refuses new builds (the deployment fails, saying why)
+	// while the data directory's filesystem has fewer free bytes; running
+	// apps keep serving. If zero, 2 GiB; negative: never refused.
+	MinFreeDisk int64
+	// KeepStopped is how long a STOPPED or FAILED deployment keeps its
+	// source, runtime logs and image before the collection removes them.
+	// If zero, 7 days.
+	KeepStopped time.Duration
+	// CollectInterval is how often the collection runs (also once at
+	// start). If zero, every hour.
+	CollectInterval time.Duration
 	// BaseImagesDir holds base-image stand-ins (OCI layouts written by
 	// scripts/base-images.sh) pushed into the registry at start. If empty,
 	// <DataDir>/base-images.
@@ -118,6 +129,9 @@ func (c *Config) defaults() {
 	}
 	if c.BaseDomain == "" {
 		c.BaseDomain = "slipway.localhost"
+	}
+	if c.MinFreeDisk == 0 {
+		c.MinFreeDisk = 2 << 30
 	}
 	if c.BaseImagesDir == "" {
 		c.BaseImagesDir = filepath.Join(c.DataDir, "base-images")
@@ -162,6 +176,7 @@ func Run(ctx context.Context, cfg Config) error {
 		s.newController,     // the lifecycle (started by serveApps)
 		s.serveAPI,          // project rules, git, webhooks, dashboard, API
 		s.serveApps,         // reconcile, then the router (HTTPS, private names)
+		s.startCollection,   // retention: now, then every CollectInterval
 	} {
 		if err := start(ctx); err != nil {
 			return err
