@@ -185,7 +185,7 @@ func (c *Controller) RunCollection(ctx context.Context, interval time.Duration) 
 //   - each project's runtime logs are cut to its logMaxAge and logMaxBytes
 //     (project.LogRetentionOf);
 //   - the registry drops the images of projects' repositories that no kept
-//     deployment uses. Kept are the deployments not STOPPED or FAILED
+//     deployment uses (a repository being built for is left for later). Kept are the deployments not STOPPED or FAILED
 //     (RUNNING ones, the rollback targets the environment keeps, those in
 //     progress) and those stopped more recently than StoppedFor. Base
 //     images are never collected.
@@ -199,11 +199,16 @@ func (c *Controller) Collect(ctx context.Context) (Freed, error) {
 	}
 	cutoff := time.Now().Add(-c.cfg.Retention.stoppedFor())
 	keptDigests := map[string]bool{}
-	repos := map[string]bool{}
+	repos := map[string]bool{} // the projects' repositories
+	busy := map[string]bool{}  // those that a build may be pushing to
 	var expired []store.Deployment
 	for _, d := range all {
 		if repo, ok := c.ownRepo(d.Image); ok {
 			repos[repo] = true
+		}
+		switch Status(d.Status) {
+		case Pending, Initializing, Building:
+			busy[d.ProjectName] = true
 		}
 		ended := d.FinishedAt
 		if ended.IsZero() {
@@ -273,7 +278,12 @@ func (c *Controller) Collect(ctx context.Context) (Freed, error) {
 	}
 
 	if collect := c.cfg.Retention.CollectImages; collect != nil {
-		keep := func(repo, digest string) bool { return !repos[repo] || keptDigests[digest] }
+		keep := func(repo, digest string) bool {
+			if digest == "" { // collect the repository at all?
+				return !repos[repo] || busy[repo]
+			}
+			return keptDigests[digest]
+		}
 		m, n, err := collect(keep, time.Now().Add(-c.cfg.Retention.grace()))
 		f.Manifests += m
 		f.Bytes += n

@@ -28,6 +28,9 @@ type GCStats struct {
 //     it, or when it was put there after before; otherwise it is taken
 //     out, and its content is removed once no repository holds it.
 //
+// A repository for which keep(repository, "") is true is skipped
+// altogether: one being pushed to, or one the caller does not own.
+//
 // before protects pushes in progress, which send their blobs first and
 // their manifest last. Each repository is collected under the store's
 // lock, so a push that completes meanwhile sees either the content before
@@ -36,7 +39,7 @@ func (r *Registry) CollectGarbage(keep func(repo, digest string) bool, before ti
 	var total GCStats
 	var errs []error
 	for _, repo := range r.store.repositories() {
-		if publicRepo(repo) {
+		if publicRepo(repo) || keep(repo, "") {
 			continue
 		}
 		st, err := r.store.collect(repo, keep, before)

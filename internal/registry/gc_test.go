@@ -76,6 +76,12 @@ func TestCollectGarbageKeepsWhatIsKept(t *testing.T) {
 		t.Fatalf("collect within the grace period = %+v, %v; want nothing deleted", st, err)
 	}
 
+	// A repository skipped (keep(repo, "")) is left whole.
+	skip := func(repo, d string) bool { return d == "" }
+	if st, err := reg.CollectGarbage(skip, time.Now().Add(time.Minute)); err != nil || st != (registry.GCStats{}) {
+		t.Fatalf("collect with the repository skipped = %+v, %v; want nothing deleted", st, err)
+	}
+
 	st, err = reg.CollectGarbage(keep, time.Now().Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
