@@ -223,6 +223,20 @@ func (c *Controller) Collect(ctx context.Context) (Freed, error) {
 		}
 	}
 
+	// Kept deployments keep their log lines, but the files of their
+	// instances that are gone, once copied whole, are not needed any more
+	// (every wake of an app scaled to zero leaves two).
+	for _, d := range all {
+		if st := Status(d.Status); st != Running && st != Deploying {
+			continue
+		}
+		n, err := c.removeCopiedLogFiles(ctx, d.ID)
+		f.Bytes += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+
 	rm, _ := c.cfg.Driver.(ImageRemover)
 	released := map[string]bool{}
 	for _, d := range expired {
@@ -332,4 +346,33 @@ func removeCounting(path string) (int64, error) {
 		return 0, fmt.Errorf("removing %s: %w", path, err)
 	}
 	return n, nil
+}
+
+// removeCopiedLogFiles removes the stdout and stderr files of a
+// deployment's exited, stopped or idle (scaled to zero) instances whose
+// content is stored whole.
+func (c *Controller) removeCopiedLogFiles(ctx context.Context, id string) (int64, error) {
+	ins, err := c.store.ListInstances(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	var freed int64
+	for _, in := range ins {
+		if in.Status != "exited" && in.Status != "stopped" && in.Status != "idle" {
+			continue
+		}
+		for _, file := range []struct {
+			path string
+			off  int64
+		}{{in.StdoutPath, in.StdoutOffset}, {in.StderrPath, in.StderrOffset}} {
+			fi, err := os.Stat(file.path)
+			if err != nil || fi.Size() > file.off {
+				continue // gone already, or not copied whole yet
+			}
+			if os.Remove(file.path) == nil {
+				freed += fi.Size()
+			}
+		}
+	}
+	return freed, nil
 }

@@ -248,3 +248,40 @@ func TestFormatBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestCollectRemovesCopiedLogFilesOfGoneInstances(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	d := e.waitFor(e.deploy().ID, settled)
+	dir := filepath.Join(e.data, "logs", d.ID)
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// An instance that went idle, copied whole; one whose stderr was not
+	// copied whole yet; and the running one's files stay in any case.
+	copied := store.Instance{DeploymentID: d.ID, Driver: "fake", Status: "idle",
+		StdoutPath: file("a.stdout", "hello\n"), StderrPath: file("a.stderr", ""), StdoutOffset: 6}
+	partial := store.Instance{DeploymentID: d.ID, Driver: "fake", Status: "exited",
+		StdoutPath: file("b.stdout", "x\n"), StderrPath: file("b.stderr", "oops\n"), StdoutOffset: 2, StderrOffset: 1}
+	for _, in := range []store.Instance{copied, partial} {
+		if _, err := e.store.CreateInstance(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.ctl.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]bool{copied.StdoutPath: false, copied.StderrPath: false,
+		partial.StdoutPath: false, partial.StderrPath: true} {
+		if _, err := os.Stat(path); (err == nil) != want {
+			t.Errorf("%s: kept = %t, want %t", filepath.Base(path), err == nil, want)
+		}
+	}
+	if code, _ := e.get(d.ID + ".slipway.localhost"); code != http.StatusOK {
+		t.Errorf("the deployment answers %d after its old files went", code)
+	}
+}
