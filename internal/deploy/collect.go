@@ -257,7 +257,7 @@ func (c *Controller) Collect(ctx context.Context) (Freed, error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
-		lines, err := c.store.DeleteLogs(ctx, d.ID, store.LogRuntime)
+		lines, err := c.store.TrimLogs(ctx, d.ID, store.LogRuntime, 0)
 		f.LogLines += lines
 		if err != nil {
 			errs = append(errs, err)

@@ -98,7 +98,7 @@ func (e *env) start() {
 	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: driver, Routes: e.table,
 		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second, Secrets: e.box, Keep: e.keep, BuildsPerProject: e.perProject,
 		Retention: e.retention,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Log:       slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -9,10 +9,6 @@ import (
 	"time"
 )
 
-// retentionBatch is how many log lines one retention transaction deletes,
-// so that collecting never holds the write lock for long.
-const retentionBatch = 256
-
 // TrimProjectLogs deletes the lines of kind of a project's deployments
 // written before olderThan (unless it is zero) and then the oldest beyond
 // the newest maxBytes of text (unless maxBytes is zero or less), and
@@ -79,13 +75,8 @@ func (s *Store) TrimProjectLogs(ctx context.Context, projectID, kind string, old
 	return deleted, nil
 }
 
-// DeleteLogs deletes a deployment's lines of kind and returns how many.
-func (s *Store) DeleteLogs(ctx context.Context, deploymentID, kind string) (int, error) {
-	return s.deleteLogsUpTo(ctx, deploymentID, kind, math.MaxInt64, math.MaxInt64)
-}
-
 // deleteLogsUpTo deletes a deployment's lines of kind up to id last and
-// written before ts (Unix nanoseconds), in transactions of retentionBatch
+// written before ts (Unix nanoseconds), in transactions of MaxLogBatch
 // lines.
 func (s *Store) deleteLogsUpTo(ctx context.Context, deploymentID, kind string, last, ts int64) (int, error) {
 	deleted := 0
@@ -93,7 +84,7 @@ func (s *Store) deleteLogsUpTo(ctx context.Context, deploymentID, kind string, l
 		var n int64
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			res, err := tx.ExecContext(ctx, `DELETE FROM log_lines WHERE id IN (SELECT id FROM log_lines
-				WHERE deployment_id = ? AND kind = ? AND id <= ? AND ts < ? ORDER BY id LIMIT ?)`, deploymentID, kind, last, ts, retentionBatch)
+				WHERE deployment_id = ? AND kind = ? AND id <= ? AND ts < ? ORDER BY id LIMIT ?)`, deploymentID, kind, last, ts, MaxLogBatch)
 			if err != nil {
 				return err
 			}
@@ -104,7 +95,7 @@ func (s *Store) deleteLogsUpTo(ctx context.Context, deploymentID, kind string, l
 		if err != nil {
 			return deleted, fmt.Errorf("deleting log lines: %w", err)
 		}
-		if n < retentionBatch {
+		if n < MaxLogBatch {
 			return deleted, nil
 		}
 	}
