@@ -162,6 +162,14 @@ type spec struct {
 	// finish inspects the finished rootfs and returns the image's tags and
 	// extra environment.
 	finish func(rootfs, suite string) (tags, env []string, err error)
+	// lines are the version lines the image's tags start with ("1.23":
+	// "1.23", "1.23-bookworm", "1.23.4", …), known before it is built; the
+	// suite's names are the debian image's lines (see provides).
+	lines []string
+	// typical is about how long making the image takes on two cores once
+	// its parent's rootfs exists (measured), for the log of a build that
+	// waits for it; Maker prefers the time it last took on this host.
+	typical time.Duration
 }
 
 var specs = []spec{
@@ -172,6 +180,7 @@ var specs = []spec{
 		env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		cmd:        []string{"bash"},
 		finish:     debianTags,
+		typical:    60 * time.Second,
 	},
 	{
 		name:        "golang",
@@ -192,6 +201,8 @@ var specs = []spec{
 		cmd:        []string{"bash"},
 		workingDir: "/go",
 		finish:     golangTags,
+		lines:      []string{"1.23"}, // golang-1.23-go
+		typical:    90 * time.Second,
 	},
 	{
 		name:       "python",
@@ -205,8 +216,10 @@ var specs = []spec{
 			"PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
 			"LANG=C.UTF-8",
 		},
-		cmd:    []string{"python3"},
-		finish: pythonTags,
+		cmd:     []string{"python3"},
+		finish:  pythonTags,
+		lines:   []string{"3.11"}, // bookworm's python3
+		typical: 60 * time.Second,
 	},
 	{
 		name:       "node",
@@ -218,6 +231,8 @@ var specs = []spec{
 		entrypoint: []string{"docker-entrypoint.sh"},
 		cmd:        []string{"node"},
 		finish:     nodeTags,
+		lines:      []string{"18"}, // bookworm's nodejs
+		typical:    60 * time.Second,
 	},
 	officialNodeSpec("node22", "22", "10", "jod"),
 	officialNodeSpec("node24", "24", "11", "krypton", "lts"),
@@ -253,6 +268,8 @@ func officialNodeSpec(name, major, npmMajor string, aliases ...string) spec {
 		entrypoint: []string{"docker-entrypoint.sh"},
 		cmd:        []string{"node"},
 		finish:     officialNodeTags(aliases...),
+		lines:      append([]string{major}, aliases...),
+		typical:    45 * time.Second,
 	}
 }
 
@@ -432,7 +449,7 @@ func Build(ctx context.Context, opts Options) error {
 			return fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
-	unlock, err := lockDir(ctx, o.CacheDir)
+	unlock, err := lockDir(ctx, o.CacheDir, o.Log)
 	if err != nil {
 		return err
 	}
@@ -773,13 +790,13 @@ func golangTags(rootfs, suite string) ([]string, []string, error) {
 }
 
 // lockDir takes an exclusive lock on dir/.lock, waiting for another build
-// to finish, until ctx is done.
-func lockDir(ctx context.Context, dir string) (func(), error) {
+// to finish (and saying so to log), until ctx is done.
+func lockDir(ctx context.Context, dir string, log io.Writer) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("locking %s: %w", dir, err)
 	}
-	for {
+	for said := false; ; said = true {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
 			return func() { f.Close() }, nil
@@ -787,6 +804,9 @@ func lockDir(ctx context.Context, dir string) (func(), error) {
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			f.Close()
 			return nil, fmt.Errorf("locking %s: %w", dir, err)
+		}
+		if !said {
+			fmt.Fprintf(log, "==> waiting for another base image build to finish (it holds %s)\n", f.Name())
 		}
 		select {
 		case <-ctx.Done():

@@ -23,8 +23,9 @@ const (
 	// AnnotationRefName is the registry reference ("library/golang:1.23")
 	// an image is seeded under.
 	AnnotationRefName = "org.opencontainers.image.ref.name"
-	annotationImage   = "dev.slipway.base-image"
-	annotationRecipe  = "dev.slipway.base-image.recipe"
+	// AnnotationImage names the image of Build ("golang") a descriptor is.
+	AnnotationImage  = "dev.slipway.base-image"
+	annotationRecipe = "dev.slipway.base-image.recipe"
 )
 
 // outLayout is the OCI image layout Build writes.
@@ -55,7 +56,7 @@ func (l *outLayout) has(name, key string) bool {
 	}
 	found := false
 	for _, d := range im.Manifests {
-		if d.Annotations[annotationImage] != name {
+		if d.Annotations[AnnotationImage] != name {
 			continue
 		}
 		if d.Annotations[annotationRecipe] != key {
@@ -89,13 +90,13 @@ func (l *outLayout) write(p *prepared) error {
 			_ = os.Remove(dst) // cross-device: the layout copies it
 		}
 	}
-	if err := l.path.RemoveDescriptors(match.Annotation(annotationImage, p.spec.name)); err != nil {
+	if err := l.path.RemoveDescriptors(match.Annotation(AnnotationImage, p.spec.name)); err != nil {
 		return fmt.Errorf("updating OCI layout: %w", err)
 	}
 	for _, ref := range p.refs() {
 		err := l.path.AppendImage(img, layout.WithAnnotations(map[string]string{
 			AnnotationRefName: ref,
-			annotationImage:   p.spec.name,
+			AnnotationImage:   p.spec.name,
 			annotationRecipe:  p.key,
 		}))
 		if err != nil {
@@ -185,7 +186,10 @@ func (p *prepared) image() (v1.Image, error) {
 // Image is one image of a base-image layout.
 type Image struct {
 	// Ref is the reference it is seeded under, e.g. "library/golang:1.23".
-	Ref   string
+	Ref string
+	// Name is the image of Build it is ("golang"); empty for images of a
+	// layout that Build did not write.
+	Name  string
 	Image v1.Image
 }
 
@@ -218,7 +222,7 @@ func Images(dir string) ([]Image, error) {
 		if err != nil {
 			return nil, fmt.Errorf("opening base image %s: %w", ref, err)
 		}
-		out = append(out, Image{Ref: ref, Image: img})
+		out = append(out, Image{Ref: ref, Name: d.Annotations[AnnotationImage], Image: img})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
 	return out, nil

@@ -115,7 +115,11 @@ other apps' instances, private ranges or the LAN.
 On the first start an admin token is created (SLIPWAY_BOOTSTRAP_TOKEN, or
 generated), printed once and saved to <data>/admin-token. Base-image stand-ins
 built by scripts/base-images.sh are read from SLIPWAY_BASE_IMAGES (default
-<data>/base-images) and pushed into the registry at start. The dashboard is at
+<data>/base-images) and pushed into the registry at start; with
+--build-base-images the server makes those missing there itself, in the
+background (cache: SLIPWAY_BASE_IMAGES_CACHE, default
+/var/cache/slipway/base-images), and a build that needs one waits for it,
+saying so in its log. The dashboard is at
 the API address; sign in with an API token, or with SLIPWAY_ADMIN_PASSWORD when
 it is set.
 
@@ -130,6 +134,7 @@ Every flag can also be set with the environment variable shown.`,
 			cfg.BuildkitHost = os.Getenv("BUILDKIT_HOST")
 			cfg.BootstrapToken = os.Getenv("SLIPWAY_BOOTSTRAP_TOKEN")
 			cfg.BaseImagesDir = os.Getenv("SLIPWAY_BASE_IMAGES")
+			cfg.BaseImagesCache = os.Getenv("SLIPWAY_BASE_IMAGES_CACHE")
 			cfg.AdminPassword = os.Getenv("SLIPWAY_ADMIN_PASSWORD")
 			mem, err := units.RAMInBytes(buildMemory)
 			if err != nil || mem < 0 {
@@ -176,6 +181,8 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&buildMemory, "build-memory", envOr("SLIPWAY_BUILD_MEMORY", "4GiB"), "memory (and memory+swap) cap of each build step, e.g. 4GiB; 0 = none (SLIPWAY_BUILD_MEMORY)")
 	f.Int64Var(&cfg.BuildSteps.Pids, "build-pids", envInt("SLIPWAY_BUILD_PIDS", 4096), "processes and threads cap of each build step; 0 = none (SLIPWAY_BUILD_PIDS)")
 	f.Float64Var(&cfg.BuildSteps.CPUs, "build-cpus", envFloat("SLIPWAY_BUILD_CPUS", 0), "CPU cap of each build step, in cores; 0 = none (SLIPWAY_BUILD_CPUS)")
+	buildBase, _ := strconv.ParseBool(os.Getenv("SLIPWAY_BUILD_BASE_IMAGES"))
+	f.BoolVar(&cfg.BuildBaseImages, "build-base-images", buildBase, "make the base-image stand-ins missing from SLIPWAY_BASE_IMAGES in the background (root, debootstrap, the host's Debian mirror); builds that need one wait for it (SLIPWAY_BUILD_BASE_IMAGES)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug messages")
 	return cmd
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/slipwayhq/slipway/internal/api"
+	"github.com/slipwayhq/slipway/internal/baseimage"
+	"github.com/slipwayhq/slipway/internal/build"
 	"github.com/slipwayhq/slipway/internal/build/buildkit"
 	"github.com/slipwayhq/slipway/internal/deploy"
 	"github.com/slipwayhq/slipway/internal/netns"
@@ -52,6 +54,7 @@ type server struct {
 	routerPort      int          // listen
 
 	registry     *registry.Registry // startRegistry
+	baseImages   *baseimage.Maker   // makeBaseImages; nil unless Config.BuildBaseImages
 	buildNet     *buildkit.Network  // startBuildNetwork; nil: BuildKit's default
 	builder      *buildkit.Builder  // startBuilder
 	buildkitAddr string             // startBuilder
@@ -199,8 +202,12 @@ func (s *server) startRuntime(context.Context) error {
 func (s *server) newController(context.Context) error {
 	s.links = linkReader{store: s.store, box: s.box}
 	s.table = &router.Table{}
+	var builder build.Builder = s.builder
+	if s.baseImages != nil {
+		builder = waitForBaseImages{Builder: builder, maker: s.baseImages}
+	}
 	ctl, err := deploy.New(deploy.Config{
-		Store: s.store, Builder: s.builder, Driver: s.driver, Routes: s.table,
+		Store: s.store, Builder: builder, Driver: s.driver, Routes: s.table,
 		Registry: s.registryHost, DataDir: s.cfg.DataDir, BaseDomain: s.cfg.BaseDomain,
 		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,
 		Fetch: s.links.fetch, Log: s.log, Retention: s.retention(),

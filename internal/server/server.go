@@ -104,6 +104,16 @@ type Config struct {
 	// scripts/base-images.sh) pushed into the registry at start. If empty,
 	// <DataDir>/base-images.
 	BaseImagesDir string
+	// BuildBaseImages makes the stand-ins that BaseImagesDir lacks in the
+	// background (as scripts/base-images.sh would: root, debootstrap and
+	// the host's Debian mirror), pushing each into the registry when it is
+	// written; a build that needs one waits for it, and says so in its
+	// log. If false, builds find only what BaseImagesDir held at start.
+	BuildBaseImages bool
+	// BaseImagesCache is where BuildBaseImages keeps rootfs trees and
+	// layers. If empty, /var/cache/slipway/base-images (shared with
+	// scripts/base-images.sh).
+	BaseImagesCache string
 	// Started, if set, is called once the server serves, with the API and
 	// router addresses.
 	Started func(api, router net.Addr)
@@ -169,6 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 		s.openStore,         // SQLite, the secret key, the admin token
 		s.listen,            // the API's and the router's addresses
 		s.startRegistry,     // at the API's address: builds push there
+		s.makeBaseImages,    // the missing base images, in the background
 		s.startNetwork,      // the instances' bridge, egress policy and resolver
 		s.startBuildNetwork, // the builds' bridge and resolver, for buildkitd's CNI
 		s.startBuilder,      // buildkitd (ours, or BuildkitHost) and its client
