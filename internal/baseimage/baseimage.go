@@ -57,6 +57,7 @@
 package baseimage
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -166,9 +167,12 @@ type spec struct {
 	// "1.23", "1.23-bookworm", "1.23.4", …), known before it is built; the
 	// suite's names are the debian image's lines (see provides).
 	lines []string
-	// typical is about how long making the image takes on two cores once
-	// its parent's rootfs exists (measured), for the log of a build that
-	// waits for it; Maker prefers the time it last took on this host.
+	// typical is about how long making the image takes on an idle
+	// two-core machine once its parent's rootfs exists, for the log of a
+	// build that waits for it. Measured on two cores shared with other
+	// work (load 15-20), the six took 4m49s, 6m55s, 1m55s, 5m20s, 52s and
+	// 1m32s (21m51s in all), where an idle machine made them in about a
+	// third of that.
 	typical time.Duration
 }
 
@@ -180,7 +184,7 @@ var specs = []spec{
 		env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		cmd:        []string{"bash"},
 		finish:     debianTags,
-		typical:    60 * time.Second,
+		typical:    90 * time.Second,
 	},
 	{
 		name:        "golang",
@@ -202,7 +206,7 @@ var specs = []spec{
 		workingDir: "/go",
 		finish:     golangTags,
 		lines:      []string{"1.23"}, // golang-1.23-go
-		typical:    90 * time.Second,
+		typical:    2 * time.Minute,
 	},
 	{
 		name:       "python",
@@ -219,7 +223,7 @@ var specs = []spec{
 		cmd:     []string{"python3"},
 		finish:  pythonTags,
 		lines:   []string{"3.11"}, // bookworm's python3
-		typical: 60 * time.Second,
+		typical: 45 * time.Second,
 	},
 	{
 		name:       "node",
@@ -232,7 +236,7 @@ var specs = []spec{
 		cmd:        []string{"node"},
 		finish:     nodeTags,
 		lines:      []string{"18"}, // bookworm's nodejs
-		typical:    60 * time.Second,
+		typical:    90 * time.Second,
 	},
 	officialNodeSpec("node22", "22", "10", "jod"),
 	officialNodeSpec("node24", "24", "11", "krypton", "lts"),
@@ -269,7 +273,7 @@ func officialNodeSpec(name, major, npmMajor string, aliases ...string) spec {
 		cmd:        []string{"node"},
 		finish:     officialNodeTags(aliases...),
 		lines:      append([]string{major}, aliases...),
-		typical:    45 * time.Second,
+		typical:    30 * time.Second,
 	}
 }
 
@@ -449,11 +453,17 @@ func Build(ctx context.Context, opts Options) error {
 			return fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
-	unlock, err := lockDir(ctx, o.CacheDir, o.Log)
+	unlock, progress, err := lockDir(ctx, o.CacheDir, o.Log)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	// Builds waiting for the lock show these lines (see lockDir).
+	o.Log = io.MultiWriter(o.Log, &lineWriter{line: func(l string) {
+		if isProgress(l) {
+			fmt.Fprintln(progress, l)
+		}
+	}})
 
 	cas, err := readCABundle(o.CACerts)
 	if err != nil {
@@ -790,28 +800,47 @@ func golangTags(rootfs, suite string) ([]string, []string, error) {
 }
 
 // lockDir takes an exclusive lock on dir/.lock, waiting for another build
-// to finish (and saying so to log), until ctx is done.
-func lockDir(ctx context.Context, dir string, log io.Writer) (func(), error) {
+// to finish until ctx is done. Meanwhile it says so to log, followed by
+// the progress lines of the build holding the lock, which that build
+// writes to dir/.progress: the file returned, emptied, once the lock is
+// taken.
+func lockDir(ctx context.Context, dir string, log io.Writer) (unlock func(), progress io.Writer, err error) {
 	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("locking %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("locking %s: %w", dir, err)
 	}
+	progressPath := filepath.Join(dir, ".progress")
+	var shown int
 	for said := false; ; said = true {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			return func() { f.Close() }, nil
+			p, err := os.Create(progressPath)
+			if err != nil {
+				f.Close()
+				return nil, nil, err
+			}
+			return func() { p.Close(); f.Close() }, p, nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", dir, err)
+			return nil, nil, fmt.Errorf("locking %s: %w", dir, err)
 		}
 		if !said {
-			fmt.Fprintf(log, "==> waiting for another base image build to finish (it holds %s)\n", f.Name())
+			fmt.Fprintf(log, "==> waiting for another base image build to finish (it holds %s); its progress:\n", f.Name())
+		}
+		if b, err := os.ReadFile(progressPath); err == nil {
+			if len(b) < shown {
+				shown = 0 // another build took the lock since
+			}
+			if i := bytes.LastIndexByte(b[shown:], '\n'); i >= 0 {
+				log.Write(b[shown : shown+i+1])
+				shown += i + 1
+			}
 		}
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("waiting for another base image build: %w", ctx.Err())
+			return nil, nil, fmt.Errorf("waiting for another base image build: %w", ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -27,11 +27,17 @@ import (
 type Maker struct {
 	cfg MakerConfig
 
-	mu      sync.Mutex
-	jobs    map[string]*job // images not made yet (queued, being made, or failed), by name
-	queue   []*job          // queued or being made, in the order they are made
-	holds   int             // builds running: images nobody waits for wait
-	wake    chan struct{}   // a job was queued or needed, or a hold released
+	mu    sync.Mutex
+	jobs  map[string]*job // images not made yet (queued, being made, or failed), by name
+	queue []*job          // queued or being made, in the order they are made
+	holds int             // builds running: images nobody waits for wait
+	wake  chan struct{}   // a job was queued or needed, or a hold released
+	// lines are the progress lines of every job so far ("golang:
+	// apt-get install …"); changed is closed and replaced when one is
+	// added. Images are made one at a time: a build waiting for one
+	// shows those of the image being made, its own or the one before.
+	lines   []string
+	changed chan struct{}
 	stop    context.CancelFunc
 	stopped chan struct{}
 }
@@ -57,12 +63,10 @@ type job struct {
 	name    string
 	waiters int       // builds waiting for it: made first, even while builds run
 	started time.Time // zero while queued
-	done    chan struct{}
-	err     error // set before done is closed
-	// lines are Build's progress lines so far; changed is closed and
-	// replaced when one is added.
-	lines   []string
-	changed chan struct{}
+	// firstLine is the index of its first line in the Maker's lines.
+	firstLine int
+	done      chan struct{}
+	err       error // set before done is closed
 }
 
 // NewMaker returns a Maker of the images that the layout at
@@ -79,7 +83,7 @@ func NewMaker(cfg MakerConfig) (*Maker, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Maker{cfg: cfg, jobs: map[string]*job{}, wake: make(chan struct{}, 1)}
+	m := &Maker{cfg: cfg, jobs: map[string]*job{}, wake: make(chan struct{}, 1), changed: make(chan struct{})}
 	for _, name := range Names() {
 		if !slices.ContainsFunc(imgs, func(im Image) bool { return im.Name == name }) {
 			m.queueLocked(name)
@@ -188,7 +192,7 @@ func (m *Maker) Wait(ctx context.Context, refs []string, logf func(line string))
 
 // queueLocked queues the making of name. m.mu is held.
 func (m *Maker) queueLocked(name string) *job {
-	j := &job{name: name, done: make(chan struct{}), changed: make(chan struct{})}
+	j := &job{name: name, done: make(chan struct{})}
 	m.jobs[name] = j
 	// In the order of Names(): parents before the images built on them.
 	i := slices.IndexFunc(m.queue, func(q *job) bool { return q.started.IsZero() && order(q.name) > order(name) })
@@ -225,7 +229,7 @@ func (m *Maker) next(ctx context.Context) *job {
 			pick = m.queue[0]
 		}
 		if pick != nil {
-			pick.started = time.Now()
+			pick.started, pick.firstLine = time.Now(), len(m.lines)
 		}
 		m.mu.Unlock()
 		if pick != nil {
@@ -245,9 +249,9 @@ func (m *Maker) make(ctx context.Context, j *job) {
 	log.Info("making base image", "usually", m.estimate(j.name).String())
 	lines := &lineWriter{line: func(l string) {
 		if p, ok := strings.CutPrefix(l, "==> "); ok {
-			m.progress(j, p)
-		} else if p, ok := strings.CutPrefix(l, "I: "); ok && debootstrapPhase(p) {
-			m.progress(j, "debootstrap: "+p)
+			m.progress(p)
+		} else if p, ok := strings.CutPrefix(l, "I: "); ok && isProgress(l) {
+			m.progress("debootstrap: " + p)
 		}
 		log.Debug("base image build: " + l)
 	}}
@@ -277,9 +281,18 @@ func (m *Maker) make(ctx context.Context, j *job) {
 	}
 }
 
-// debootstrapPhase reports whether a line of debootstrap's output begins
-// a phase ("Unpacking the base system...") rather than a package.
-func debootstrapPhase(line string) bool {
+// isProgress reports whether a line of Build's output says how it
+// progresses: its own lines ("==> golang: …"), and the lines of
+// debootstrap's output that begin a phase ("I: Unpacking the base
+// system...") rather than a package.
+func isProgress(line string) bool {
+	if strings.HasPrefix(line, "==> ") {
+		return true
+	}
+	line, ok := strings.CutPrefix(line, "I: ")
+	if !ok {
+		return false
+	}
 	for _, p := range []string{"Resolving dependencies of required", "Installing core packages", "Unpacking required packages",
 		"Configuring required packages", "Unpacking the base system", "Configuring the base system", "Base system installed"} {
 		if strings.HasPrefix(line, p) {
@@ -341,36 +354,42 @@ func (m *Maker) await(ctx context.Context, ref string, j *job, logf func(string)
 	began := time.Now()
 	switch {
 	case !started.IsZero():
-		logf(fmt.Sprintf("base image %s is being made (stand-in %q from the Debian mirror, begun %s ago; it usually takes about %s); the build waits for it",
+		logf(fmt.Sprintf("base image %s is being made (stand-in %q, built on this host, begun %s ago; it usually takes about %s); the build waits for it",
 			ref, j.name, time.Since(started).Round(time.Second), roundEstimate(est)))
 	case ahead != nil && ahead != j:
-		logf(fmt.Sprintf("base image %s is not made yet (stand-in %q from the Debian mirror): it is made next, once %q is, and usually takes about %s; the build waits for it",
+		logf(fmt.Sprintf("base image %s is not made yet (stand-in %q, built on this host): it is made next, once %q is, and usually takes about %s; the build waits for it",
 			ref, j.name, ahead.name, roundEstimate(est)))
 	default:
-		logf(fmt.Sprintf("base image %s is not made yet: making the stand-in %q from the Debian mirror now (it usually takes about %s); the build waits for it",
+		logf(fmt.Sprintf("base image %s is not made yet: building the stand-in %q on this host now (it usually takes about %s); the build waits for it",
 			ref, j.name, roundEstimate(est)))
 	}
 	tick := time.NewTicker(progressEvery)
 	defer tick.Stop()
-	shown := 0
-	for {
+	// The image being made is shown from its first line.
+	m.mu.Lock()
+	shown := len(m.lines)
+	if r := m.runningLocked(); r != nil {
+		shown = r.firstLine
+	}
+	m.mu.Unlock()
+	// show logs the progress lines added since the last call.
+	show := func() <-chan struct{} {
 		m.mu.Lock()
-		lines, changed := j.lines[shown:], j.changed
-		shown = len(j.lines)
+		lines, changed := m.lines[shown:], m.changed
+		shown = len(m.lines)
 		m.mu.Unlock()
 		for _, l := range lines {
 			logf("base image " + l)
 		}
+		return changed
+	}
+	for {
+		changed := show()
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for base image %s: %w", ref, context.Cause(ctx))
 		case <-j.done:
-			m.mu.Lock()
-			lines := j.lines[shown:]
-			m.mu.Unlock()
-			for _, l := range lines {
-				logf("base image " + l)
-			}
+			show()
 			if j.err != nil {
 				return fmt.Errorf("making base image %s (stand-in %q): %w", ref, j.name, j.err)
 			}
@@ -418,13 +437,13 @@ func (j *job) failed() bool {
 	}
 }
 
-// progress adds a progress line of j ("golang: apt-get install …").
-func (m *Maker) progress(j *job, line string) {
+// progress adds a progress line ("golang: apt-get install …").
+func (m *Maker) progress(line string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	j.lines = append(j.lines, line)
-	close(j.changed)
-	j.changed = make(chan struct{})
+	m.lines = append(m.lines, line)
+	close(m.changed)
+	m.changed = make(chan struct{})
 }
 
 // lineWriter calls line for each line written to it.

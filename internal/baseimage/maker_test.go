@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -242,8 +243,9 @@ func TestMakerBuildWaitsForMissingImage(t *testing.T) {
 	}
 	got := log.all()
 	for _, want := range []string{
-		`base image golang:1.23-bookworm is not made yet (stand-in "golang" from the Debian mirror): it is made next, once "debian" is, and usually takes about `,
+		`base image golang:1.23-bookworm is not made yet (stand-in "golang", built on this host): it is made next, once "debian" is, and usually takes about `,
 		"; the build waits for it",
+		"base image debian: wrote library/debian:1", // the image made before, as it progresses
 		"base image golang: apt-get install things",
 		"base image debootstrap: Unpacking the base system...",
 		"base image golang: wrote library/golang:1",
@@ -305,7 +307,9 @@ func TestMakerFailureIsRetriedOnNextUse(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "the mirror is unreachable") || !strings.Contains(err.Error(), "debian:bookworm") {
 		t.Fatalf("Wait = %v, want the failure", err)
 	}
-	if !strings.Contains(log.all(), "making the stand-in \"debian\" from the Debian mirror now") {
+	// "building the stand-in … now" or "is being made (…": the Maker
+	// may begin it before Wait says which.
+	if !strings.Contains(log.all(), `stand-in "debian"`) || !strings.Contains(log.all(), "the build waits for it") {
 		t.Errorf("log:\n%s", log.all())
 	}
 
@@ -337,4 +341,61 @@ func TestMakerWaitStopped(t *testing.T) {
 	}
 	f.release["debian"] <- nil
 	expectCall(t, f, "golang") // nobody waits for node24 any more: the queue's order
+}
+
+// syncBuffer is a log written by one goroutine and read by another.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A build waiting for another's lock on the cache (scripts/setup.sh's
+// background job, say) shows that build's progress, and goes ahead once
+// it is done.
+func TestLockShowsTheHoldersProgress(t *testing.T) {
+	dir := t.TempDir()
+	unlock, progress, err := lockDir(context.Background(), dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(progress, "==> debian: debootstrap bookworm")
+	var log syncBuffer
+	locked := make(chan func(), 1)
+	go func() {
+		u, _, err := lockDir(context.Background(), dir, &log)
+		if err != nil {
+			t.Error(err)
+		}
+		locked <- u
+	}()
+	waitFor := func(want string) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); !strings.Contains(log.String(), want); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the waiting build's log lacks %q:\n%s", want, log.String())
+			}
+		}
+	}
+	waitFor("==> waiting for another base image build to finish")
+	waitFor("==> debian: debootstrap bookworm\n")
+	fmt.Fprintln(progress, "==> debian: rootfs ready in 1m")
+	waitFor("==> debian: rootfs ready in 1m\n")
+	select {
+	case <-locked:
+		t.Fatal("took the lock while another build held it")
+	default:
+	}
+	unlock()
+	(<-locked)()
+	if strings.Count(log.String(), "debootstrap bookworm") != 1 {
+		t.Errorf("lines shown more than once:\n%s", log.String())
+	}
 }

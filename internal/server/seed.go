@@ -35,6 +35,10 @@ func (s *server) makeBaseImages(ctx context.Context) error {
 	if !s.cfg.BuildBaseImages {
 		return nil
 	}
+	if os.Geteuid() != 0 {
+		s.log.Warn("not making the missing base images: that needs root (debootstrap, chroot)", "dir", s.cfg.BaseImagesDir)
+		return nil
+	}
 	m, err := baseimage.NewMaker(baseimage.MakerConfig{
 		Options: baseimage.Options{OutDir: s.cfg.BaseImagesDir, CacheDir: s.cfg.BaseImagesCache},
 		Seed:    s.registry.Import,
@@ -53,7 +57,7 @@ func (s *server) makeBaseImages(ctx context.Context) error {
 // waitForBaseImages is a build.Builder that, before each build, waits for
 // the base images its Dockerfile names that the server is still making,
 // saying so in the build's log, and holds the Maker's background work
-// while the build runs.
+// while the build waits and runs.
 type waitForBaseImages struct {
 	build.Builder
 	maker *baseimage.Maker
@@ -65,11 +69,13 @@ func (w waitForBaseImages) Build(ctx context.Context, req build.Request) (build.
 			req.Log(time.Now(), line)
 		}
 	}
+	// Held from the start: no image that nobody waits for is begun between
+	// the wait and the build.
+	release := w.maker.Hold()
+	defer release()
 	if err := w.maker.Wait(ctx, baseimage.Needed(dockerfileOf(req)), logf); err != nil {
 		return build.Result{}, err
 	}
-	release := w.maker.Hold()
-	defer release()
 	return w.Builder.Build(ctx, req)
 }
 

@@ -21,7 +21,7 @@ import (
 func main() {
 	var opts baseimage.Options
 	var images string
-	flag.StringVar(&opts.CacheDir, "cache", "", "rootfs and layer cache (default /var/cache/slipway/base-images)")
+	flag.StringVar(&opts.CacheDir, "cache", os.Getenv("SLIPWAY_BASE_IMAGES_CACHE"), "rootfs and layer cache (SLIPWAY_BASE_IMAGES_CACHE; default /var/cache/slipway/base-images)")
 	flag.StringVar(&images, "images", "", "comma-separated images to build (default: "+strings.Join(baseimage.Names(), ",")+")")
 	flag.StringVar(&opts.CACerts, "ca-certs", "", "extra CA certificates (*.crt) the images trust (default /usr/local/share/ca-certificates)")
 	flag.StringVar(&opts.NpmRegistry, "npm-registry", "", "npm registry of the node22 and node24 images' Node, npm, corepack and yarn (default: the host's npm configuration)")
