@@ -6,7 +6,8 @@
 # Node build, npm, corepack and yarn from the npm registry the host's npm is
 # configured with (or -npm-registry URL), the newest release of each line.
 # Idempotent: rootfs trees, layers and npm tarballs are cached in
-# /var/cache/slipway/base-images (override with -cache DIR), and images
+# /var/cache/slipway/base-images (override with -cache DIR or
+# SLIPWAY_BASE_IMAGES_CACHE, as `slipway server --build-base-images` does), and images
 # whose recipe (and resolved Node release) did not change are not rebuilt.
 # Needs root and debootstrap.
 #

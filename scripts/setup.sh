@@ -1,34 +1,69 @@
 #!/usr/bin/env bash
-# Installs what Slipway needs on a fresh Debian 12 machine (as root): runc,
-# git, iproute2, debootstrap, containernetworking-plugins and npm from Debian, buildkitd built from its Go
-# module, the slipway binary, and the offline base-image stand-ins (npm
-# names the registry the Node 22/24 stand-ins are fetched from).
+# Installs what Slipway needs on a fresh Debian 12 machine (as root).
+#
+#   setup.sh            everything the tests need (scripts/test.sh, CI): runc,
+#                       git, iproute2, debootstrap, curl, ca-certificates,
+#                       containernetworking-plugins, npm and chromium from
+#                       Debian; buildkitd built from its Go module; pebble; the
+#                       slipway binary; and every offline base-image stand-in.
+#   setup.sh --for-run  what scripts/run.sh needs, fast: the same without
+#                       chromium and pebble (test tools); the base images that
+#                       examples/hello needs (debian, golang) are begun in the
+#                       background while buildkitd and slipway compile (log:
+#                       <base images dir>/../base-images.log), then npm; the
+#                       server (--build-base-images) makes the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup.sh: run as root (sudo)" >&2
   exit 1
 fi
+for_run=false
+case "${1:-}" in
+  --for-run) for_run=true ;;
+  "") ;;
+  *) echo "usage: setup.sh [--for-run]" >&2; exit 2 ;;
+esac
+out=${SLIPWAY_BASE_IMAGES:-/var/lib/slipway/base-images}
 # Install only what is missing, checked by command: a host whose Node.js
 # comes from another repository than Debian's already has an npm that
 # Debian's npm package would conflict with ("held broken packages").
+pairs=(runc:runc git:git ip:iproute2 debootstrap:debootstrap curl:curl
+       update-ca-certificates:ca-certificates)
+# npm names the registry the Node 22/24 stand-ins come from; with --for-run
+# it is installed after the first base images (it is large), before the
+# server reaches the Node images.
+$for_run || pairs+=(npm:npm chromium:chromium)
 need=()
-for pair in runc:runc git:git ip:iproute2 debootstrap:debootstrap curl:curl \
-            chromium:chromium update-ca-certificates:ca-certificates npm:npm; do
+for pair in "${pairs[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # Build steps reach the network through CNI's bridge plugin.
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+export DEBIAN_FRONTEND=noninteractive
 if [ ${#need[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
   echo "setup.sh: installing ${need[*]}"
   apt-get update
   apt-get install -y "${need[@]}"
 fi
 export PATH=/usr/local/go/bin:$PATH
+if $for_run; then
+  # debootstrap and apt mostly wait for the mirror and the disk while Go
+  # compiles: make the first images meanwhile. The server waits for this
+  # build (its cache lock) and makes what is still missing.
+  mkdir -p "$(dirname "$out")"
+  log="$(dirname "$out")/base-images.log"
+  (
+    bash scripts/base-images.sh -images debian,golang "$out" || true
+    if ! command -v npm >/dev/null 2>&1; then
+      apt-get install -y npm || true
+    fi
+  ) >"$log" 2>&1 </dev/null &
+  echo "setup.sh: making the debian and golang base images in the background (pid $!, log $log)"
+fi
 bash scripts/install-buildkit.sh
-bash scripts/install-pebble.sh   # the ACME test CA for the router's TLS tests
+$for_run || bash scripts/install-pebble.sh   # the ACME test CA for the router's TLS tests
 mkdir -p bin
 go build -o bin/slipway ./cmd/slipway
 echo "built $(pwd)/bin/slipway"
-bash scripts/base-images.sh "${SLIPWAY_BASE_IMAGES:-/var/lib/slipway/base-images}"
+$for_run || bash scripts/base-images.sh "$out"
