@@ -48,6 +48,11 @@ func TestFor(t *testing.T) {
 		"127.0.0.1:7300/hello:abc":            "",
 		"someone/golang:1.23":                 "",
 		"index.docker.io/library/node:24.1.0": "node24",
+		"golang:1.23-alpine":                  "",
+		"node:22-alpine3.20":                  "",
+		"python:3.11-slim-bullseye":           "",
+		"debian:bookworm-backports":           "",
+		"node:18.20.4-bookworm-slim":          "node",
 	} {
 		got, ok := For(ref)
 		if got != want || ok != (want != "") {

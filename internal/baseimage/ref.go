@@ -57,8 +57,11 @@ func officialRef(ref string) (repo, tag string, ok bool) {
 }
 
 // provides reports whether the image, built for suite, is tagged tag: a
-// tag of a version line is the line itself or starts with it followed by
-// "." or "-" ("1.23-bookworm", "22.11.0-slim").
+// tag of a version line is the line, then any further version parts
+// (".4"), then one of the official images' variants for the suite
+// ("-slim", "-bookworm", "-slim-bookworm", "-bookworm-slim"), as in
+// "1.23-bookworm" or "22.11.0-slim". Other variants ("-alpine", another
+// suite) are not.
 func (s spec) provides(tag, suite string) bool {
 	lines := s.lines
 	if s.parent == "" {
@@ -68,7 +71,15 @@ func (s spec) provides(tag, suite string) bool {
 		}
 	}
 	for _, l := range lines {
-		if rest, ok := strings.CutPrefix(tag, l); ok && (rest == "" || rest[0] == '.' || rest[0] == '-') {
+		rest, ok := strings.CutPrefix(tag, l)
+		if !ok {
+			continue
+		}
+		for len(rest) > 1 && rest[0] == '.' && rest[1] >= '0' && rest[1] <= '9' {
+			rest = strings.TrimLeft(rest[1:], "0123456789")
+		}
+		switch rest {
+		case "", "-slim", "-" + suite, "-slim-" + suite, "-" + suite + "-slim":
 			return true
 		}
 	}
