@@ -188,6 +188,9 @@ func (s *Server) routes() []route {
 		{"PATCH /api/v1/projects/{project}/egress", s.setEgressNone},
 		{"POST /api/v1/projects/{project}/egress/allow", s.allowEgress},
 		{"POST /api/v1/projects/{project}/egress/deny", s.denyEgress},
+		{"GET /api/v1/projects/{project}/registry-credentials", s.listRegistryCredentials},
+		{"PUT /api/v1/projects/{project}/registry-credentials/{registry}", s.setRegistryCredential},
+		{"DELETE /api/v1/projects/{project}/registry-credentials/{registry}", s.deleteRegistryCredential},
 	}
 }
 
@@ -230,6 +233,9 @@ func (s *Server) deploymentJSON(ctx context.Context, d store.Deployment) Deploym
 		StartCommand: d.StartCommand, DetectedStartCommand: d.DetectedStartCommand, Builder: d.Builder,
 		Image: d.Image, ImageDigest: d.ImageDigest, FailureReason: d.FailureReason,
 		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Phases: phases(d),
+	}
+	if d.SourceImage != "" {
+		out.Source = &Source{Image: d.SourceImage, Digest: d.ImageDigest}
 	}
 	for _, h := range s.proj.Hostnames(ctx, d) {
 		out.URLs = append(out.URLs, s.url(h))
@@ -358,6 +364,9 @@ func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) error 
 	q := r.URL.Query()
 	if _, err := s.store.GetProject(ctx, r.PathValue("project")); err != nil {
 		return err
+	}
+	if isJSON(r) {
+		return s.createImageDeployment(w, r)
 	}
 	promote := true
 	if v := q.Get("promote"); v != "" {

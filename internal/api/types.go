@@ -55,7 +55,8 @@ type Deployment struct {
 	URL                  string     `json:"url"`
 	URLs                 []string   `json:"urls"`
 	Commit               Commit     `json:"commit"`
-	Dirty                bool       `json:"dirty"` // uploaded with uncommitted changes
+	Dirty                bool       `json:"dirty"`            // uploaded with uncommitted changes
+	Source               *Source    `json:"source,omitempty"` // a prebuilt image's reference and digest
 	StartCommand         string     `json:"startCommand"`
 	DetectedStartCommand string     `json:"detectedStartCommand"`
 	Detected             *Detected  `json:"detected,omitempty"` // absent until INITIALIZING is over

@@ -24,10 +24,11 @@ func newDeployCmd() *cobra.Command {
 		root                      string
 		noCreate, detach, noPromo bool
 		asJSON                    bool
+		image                     string
 	)
 	cmd := &cobra.Command{
-		Use:   "deploy [DIR]",
-		Short: "Upload a folder, build and run it, and print its URLs",
+		Use:   "deploy [DIR] | deploy --image REF -p NAME",
+		Short: "Upload a folder (or name a prebuilt image), build and run it, and print its URLs",
 		Long: `Pack DIR (default: the current directory) honouring .gitignore and
 .slipwayignore, upload it as a new deployment of the project, follow the build
 log, and print the preview URL and the project's default hostname once the
@@ -41,10 +42,33 @@ does not exist (unless --no-create); its name defaults to the folder's name.
 The project root (the subdirectory that holds the app) is detected when the
 folder's root holds no app and exactly one subdirectory does. --root DIR saves
 DIR as the project's root directory setting (rootDirectory) before deploying,
-for this and later deployments; --root "" clears it, so it is detected again.`,
+for this and later deployments; --root "" clears it, so it is detected again.
+
+--image REF deploys a prebuilt image instead of a folder, with the same
+lifecycle and nothing to build. A reference without a registry host is in
+Slipway's own registry (where you may push with docker or crane, an API token
+as the password): PROJECT:TAG, PROJECT/NAME:TAG, or a public library/NAME:TAG;
+a project deploys only its own repositories there. A reference with a host
+(ghcr.io/org/app:1, docker.io/library/nginx:1.27) is pulled from that registry,
+with the project's credential for it if one is set (PUT
+/api/v1/projects/NAME/registry-credentials/HOST), and copied into Slipway's
+registry: the deployment records the digest and keeps running it when the tag
+moves. The image runs its own ENTRYPOINT/CMD unless the project has a custom
+start command, and must listen on $PORT (3000).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			if image != "" {
+				if len(args) > 0 {
+					return fmt.Errorf("give either DIR or --image, not both")
+				}
+				if project == "" {
+					return fmt.Errorf("--image needs a project: -p NAME")
+				}
+				if cmd.Flags().Changed("root") {
+					return fmt.Errorf("--root applies to a folder, not to --image")
+				}
+			}
 			dir := "."
 			if len(args) == 1 {
 				dir = args[0]
@@ -53,7 +77,7 @@ for this and later deployments; --root "" clears it, so it is detected again.`,
 			if err != nil {
 				return err
 			}
-			if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+			if st, err := os.Stat(abs); image == "" && (err != nil || !st.IsDir()) {
 				return fmt.Errorf("%s is not a directory", dir)
 			}
 			if project == "" {
@@ -90,41 +114,54 @@ for this and later deployments; --root "" clears it, so it is detected again.`,
 				}
 			}
 
-			q := url.Values{}
-			if environment != "" {
-				q.Set("environment", environment)
-			}
-			if noPromo {
-				q.Set("promote", "false")
-			}
-			if info, ok := source.GitInfo(ctx, abs); ok {
-				q.Set("branch", info.Branch)
-				q.Set("commit", info.Commit)
-				q.Set("message", info.Message)
-				q.Set("author", info.Author)
-				if info.Dirty {
-					q.Set("dirty", "true")
-					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s has uncommitted changes: they are deployed, and the deployment is marked dirty (its source is not exactly commit %s)\n",
-						dir, short(info.Commit, 7))
-				}
-			}
-			pr, pw := io.Pipe()
-			counter := &countWriter{w: pw}
-			go func() { pw.CloseWithError(source.Pack(abs, counter)) }()
-			start := time.Now()
-			logf("Uploading %s to %s (project %s)\n", abs, c.cfg.URL, project)
-			resp, err := c.request(ctx, http.MethodPost, projectPath(project)+"/deployments?"+q.Encode(), pr, "application/gzip")
-			pr.Close()
-			if err != nil {
-				return err
-			}
 			var d api.Deployment
-			err = json.NewDecoder(resp.Body).Decode(&d)
-			resp.Body.Close()
-			if err != nil {
-				return err
+			start := time.Now()
+			if image != "" {
+				req := api.CreateImageDeploymentRequest{Image: image, Environment: environment}
+				if noPromo {
+					f := false
+					req.Promote = &f
+				}
+				logf("Deploying image %s to %s (project %s)\n", image, c.cfg.URL, project)
+				if err := c.call(ctx, http.MethodPost, projectPath(project)+"/deployments", req, &d); err != nil {
+					return err
+				}
+				logf("Deployment %s\n", d.ID)
+			} else {
+				q := url.Values{}
+				if environment != "" {
+					q.Set("environment", environment)
+				}
+				if noPromo {
+					q.Set("promote", "false")
+				}
+				if info, ok := source.GitInfo(ctx, abs); ok {
+					q.Set("branch", info.Branch)
+					q.Set("commit", info.Commit)
+					q.Set("message", info.Message)
+					q.Set("author", info.Author)
+					if info.Dirty {
+						q.Set("dirty", "true")
+						fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s has uncommitted changes: they are deployed, and the deployment is marked dirty (its source is not exactly commit %s)\n",
+							dir, short(info.Commit, 7))
+					}
+				}
+				pr, pw := io.Pipe()
+				counter := &countWriter{w: pw}
+				go func() { pw.CloseWithError(source.Pack(abs, counter)) }()
+				logf("Uploading %s to %s (project %s)\n", abs, c.cfg.URL, project)
+				resp, err := c.request(ctx, http.MethodPost, projectPath(project)+"/deployments?"+q.Encode(), pr, "application/gzip")
+				pr.Close()
+				if err != nil {
+					return err
+				}
+				err = json.NewDecoder(resp.Body).Decode(&d)
+				resp.Body.Close()
+				if err != nil {
+					return err
+				}
+				logf("Uploaded %s in %s; deployment %s\n", source.FormatBytes(counter.n), time.Since(start).Round(time.Millisecond), d.ID)
 			}
-			logf("Uploaded %s in %s; deployment %s\n", source.FormatBytes(counter.n), time.Since(start).Round(time.Millisecond), d.ID)
 			if detach {
 				if asJSON {
 					return printJSON(cmd, d)
@@ -165,7 +202,7 @@ for this and later deployments; --root "" clears it, so it is detected again.`,
 			}
 			switch final.Status {
 			case "RUNNING":
-				logf("\nDeployment %s is RUNNING (%s from upload)\n", final.ID, time.Since(start).Round(100*time.Millisecond))
+				logf("\nDeployment %s is RUNNING (%s from request)\n", final.ID, time.Since(start).Round(100*time.Millisecond))
 				logf("  Preview URL: %s\n", final.URL)
 				for _, u := range final.URLs {
 					if u != final.URL {
@@ -189,6 +226,7 @@ for this and later deployments; --root "" clears it, so it is detected again.`,
 	f.BoolVar(&detach, "detach", false, "return once uploaded, without waiting for the deployment")
 	f.BoolVar(&noPromo, "no-promote", false, "do not make the deployment current on its environment")
 	f.BoolVar(&asJSON, "json", false, "print only the final deployment as JSON")
+	f.StringVar(&image, "image", "", "deploy this prebuilt image (PROJECT:TAG in Slipway's registry, or HOST/REPOSITORY:TAG) instead of a folder")
 	return cmd
 }
 

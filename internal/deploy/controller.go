@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -232,6 +233,9 @@ type CreateRequest struct {
 	// the deployment is INITIALIZING.
 	Source    io.Reader
 	SourceURL string
+	// SourceImage, when set instead of a source, is the reference of a
+	// prebuilt image to deploy (ParseImageRef).
+	SourceImage string
 	// Image and ImageDigest, when set, name an already built image of the
 	// same source: the build is skipped (a redeploy without --rebuild).
 	Image, ImageDigest string
@@ -259,6 +263,19 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 	captured, err := c.capture(ctx, p, env)
 	if err != nil {
 		return store.Deployment{}, err
+	}
+	if req.SourceImage != "" {
+		d, err := c.store.CreateDeployment(ctx, store.Deployment{
+			ProjectID: p.ID, EnvironmentID: env.ID, Status: string(Pending), Trigger: req.Trigger, Promote: req.Promote,
+			SourceImage: strings.TrimSpace(req.SourceImage), Image: req.Image, ImageDigest: req.ImageDigest,
+			Branch: req.Branch, CommitSHA: req.CommitSHA, CommitMessage: req.Message, CommitAuthor: req.Author,
+			Captured: captured,
+		})
+		if err != nil {
+			return d, err
+		}
+		c.queued(ctx, d)
+		return d, nil
 	}
 	if req.Source == nil {
 		if req.SourceURL == "" || req.CommitSHA == "" {
@@ -368,6 +385,14 @@ func (c *Controller) Redeploy(ctx context.Context, id string, rebuild bool) (sto
 	d, err := c.store.GetDeployment(ctx, id)
 	if err != nil {
 		return d, err
+	}
+	if d.SourceImage != "" {
+		req := CreateRequest{Project: d.ProjectName, Environment: d.EnvironmentName, Trigger: "redeploy", Promote: true,
+			SourceImage: d.SourceImage}
+		if !rebuild {
+			req.Image, req.ImageDigest = d.Image, d.ImageDigest // the digest it ran, not where the tag is now
+		}
+		return c.Create(ctx, req)
 	}
 	f, err := os.Open(c.sourcePath(d.ID))
 	if err != nil {

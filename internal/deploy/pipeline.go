@@ -139,6 +139,9 @@ func (c *Controller) initializeAndBuild(ctx context.Context, d *store.Deployment
 		c.fail(ctx, d, "internal error: "+err.Error())
 		return false
 	}
+	if d.SourceImage != "" {
+		return c.initializeImage(ctx, d, settings)
+	}
 
 	// INITIALIZING: unpack the source and detect how to build it. A
 	// deployment interrupted while BUILDING redoes this silently.

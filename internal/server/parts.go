@@ -212,7 +212,7 @@ func (s *server) newController(context.Context) error {
 		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,
 		Fetch: s.links.fetch, Log: s.log, Retention: s.retention(),
 		RegistryGrant: func(project string) (string, func()) {
-			return s.registry.Grant(registry.Grant{Pull: []string{"library/"}, Push: project})
+			return s.registry.Grant(registry.Grant{Pull: []string{"library/", project + "/"}, Push: project})
 		},
 	})
 	if err != nil {

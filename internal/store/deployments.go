@@ -37,6 +37,10 @@ type Deployment struct {
 	// SourceURL, when set, is the git repository the source is fetched
 	// from (at CommitSHA) while INITIALIZING; otherwise it was uploaded.
 	SourceURL string
+	// SourceImage, when set, is the reference of a prebuilt image the
+	// deployment runs instead of building a source (Image then names its
+	// copy in Slipway's registry).
+	SourceImage string
 
 	Branch        string
 	CommitSHA     string
@@ -84,7 +88,7 @@ const deploymentCols = `d.id, d.project_id, p.name, d.environment_id, e.name, d.
 	d.branch, d.commit_sha, d.commit_message, d.commit_author,
 	d.start_command, d.detected_start_command, d.builder, d.plan, d.image, d.image_digest, d.failure_reason, d.attempts,
 	d.created_at, d.updated_at, d.initializing_at, d.init_ended_at, d.building_at, d.build_ended_at,
-	d.deploying_at, d.deploy_ended_at, d.finished_at, d.dirty, d.captured`
+	d.deploying_at, d.deploy_ended_at, d.finished_at, d.dirty, d.captured, d.source_image`
 
 const deploymentFrom = ` FROM deployments d JOIN projects p ON p.id = d.project_id JOIN environments e ON e.id = d.environment_id `
 
@@ -96,7 +100,7 @@ func scanDeployment(row interface{ Scan(...any) error }) (Deployment, error) {
 	err := row.Scan(&d.ID, &d.ProjectID, &d.ProjectName, &d.EnvironmentID, &d.EnvironmentName, &d.Status, &d.Trigger, &d.Promote, &d.SourceURL,
 		&d.Branch, &d.CommitSHA, &d.CommitMessage, &d.CommitAuthor,
 		&d.StartCommand, &d.DetectedStartCommand, &d.Builder, &d.Plan, &d.Image, &d.ImageDigest, &d.FailureReason, &d.Attempts,
-		&created, &updated, &ini, &inie, &bld, &blde, &dep, &depe, &fin, &d.Dirty, &captured)
+		&created, &updated, &ini, &inie, &bld, &blde, &dep, &depe, &fin, &d.Dirty, &captured, &d.SourceImage)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Deployment{}, ErrNotFound
@@ -138,10 +142,10 @@ func (s *Store) CreateDeployment(ctx context.Context, d Deployment) (Deployment,
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO deployments (id, project_id, environment_id, status, trigger, promote, source_url,
 		branch, commit_sha, commit_message, commit_author, start_command, detected_start_command, image, image_digest,
-		created_at, updated_at, dirty, captured) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		created_at, updated_at, dirty, captured, source_image) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.ID, d.ProjectID, d.EnvironmentID, d.Status, d.Trigger, d.Promote, d.SourceURL,
 		d.Branch, d.CommitSHA, d.CommitMessage, d.CommitAuthor, d.StartCommand, d.DetectedStartCommand, d.Image, d.ImageDigest,
-		d.CreatedAt.UnixNano(), d.UpdatedAt.UnixNano(), d.Dirty, captured)
+		d.CreatedAt.UnixNano(), d.UpdatedAt.UnixNano(), d.Dirty, captured, d.SourceImage)
 	if err != nil {
 		return Deployment{}, fmt.Errorf("creating deployment: %w", err)
 	}

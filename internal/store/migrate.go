@@ -169,6 +169,13 @@ ALTER TABLE instances ADD COLUMN exit_code INTEGER;
 ALTER TABLE instances ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE instances ADD COLUMN exited_at INTEGER;
 `,
+	// 10: a deployment of a prebuilt image (the reference it was asked
+	// for; '' for a source), and a project's sealed credentials for
+	// pulling images from other registries (JSON, sealed; NULL if none).
+	`
+ALTER TABLE deployments ADD COLUMN source_image TEXT NOT NULL DEFAULT '';
+ALTER TABLE projects ADD COLUMN registry_auth BLOB;
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

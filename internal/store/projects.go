@@ -23,6 +23,9 @@ type Project struct {
 	// RepoToken is the encrypted token used to clone RepoURL; nil for
 	// public repositories.
 	RepoToken []byte
+	// RegistryAuth is the sealed JSON of the credentials used to pull the
+	// project's images from other registries; nil when none are set.
+	RegistryAuth []byte
 	// RepoDefaultBranch is the default branch of the linked repository,
 	// as GitHub last reported it (a push's payload, or its API when the
 	// repository was linked); "" when not known. Production follows it.
@@ -111,13 +114,13 @@ func (s *Store) CreateProject(ctx context.Context, p Project) (Project, error) {
 	return p, nil
 }
 
-const projectCols = `id, name, settings, created_at, repo_url, webhook_secret, repo_token, egress, repo_default_branch`
+const projectCols = `id, name, settings, created_at, repo_url, webhook_secret, repo_token, egress, repo_default_branch, registry_auth`
 
 func scanProject(row interface{ Scan(...any) error }) (Project, error) {
 	var p Project
 	var settings, egress string
 	var created int64
-	if err := row.Scan(&p.ID, &p.Name, &settings, &created, &p.RepoURL, &p.WebhookSecret, &p.RepoToken, &egress, &p.RepoDefaultBranch); err != nil {
+	if err := row.Scan(&p.ID, &p.Name, &settings, &created, &p.RepoURL, &p.WebhookSecret, &p.RepoToken, &egress, &p.RepoDefaultBranch, &p.RegistryAuth); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return Project{}, ErrNotFound
 		}
@@ -273,6 +276,16 @@ func (s *Store) SetProjectEgress(ctx context.Context, id string, e Egress) error
 		return err
 	}
 	res, err := s.db.ExecContext(ctx, `UPDATE projects SET egress = ? WHERE id = ?`, string(b), id)
+	if err != nil {
+		return err
+	}
+	return oneRow(res)
+}
+
+// SetProjectRegistryAuth replaces a project's sealed registry
+// credentials (nil removes them).
+func (s *Store) SetProjectRegistryAuth(ctx context.Context, id string, sealed []byte) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE projects SET registry_auth = ? WHERE id = ?`, sealed, id)
 	if err != nil {
 		return err
 	}
