@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slipwayhq/slipway/internal/deploy"
 	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/store"
 )
@@ -82,6 +83,22 @@ func (h *handler) createProject(w http.ResponseWriter, r *http.Request) error {
 	}
 	name := p.Name
 	return done(w, r, "Project "+name+" created. Deploy to it with the CLI or a git push.", "/projects/"+name)
+}
+
+// deployImage deploys a prebuilt image by reference, as `slipway deploy
+// --image` does, to production.
+func (h *handler) deployImage(w http.ResponseWriter, r *http.Request) error {
+	ref := strings.TrimSpace(r.PostFormValue("image"))
+	if ref == "" {
+		return badRequest("Name an image to deploy, such as %s:v1 or ghcr.io/org/app:1.", r.PathValue("project"))
+	}
+	d, err := h.dep.Create(r.Context(), deploy.CreateRequest{
+		Project: r.PathValue("project"), Trigger: "image", Promote: true, SourceImage: ref,
+	})
+	if err != nil {
+		return err
+	}
+	return done(w, r, fmt.Sprintf("Deploying image %s as %s.", ref, d.ID), "/deployments/"+d.ID)
 }
 
 func (h *handler) redeploy(w http.ResponseWriter, r *http.Request) error {
