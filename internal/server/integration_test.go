@@ -618,8 +618,15 @@ func TestRuntimeAndRouting(t *testing.T) {
 				t.Fatalf("wake %d: %d %q %v", i, code, body, err)
 			}
 		}
+		// A wake is recorded (a synced commit) once its request is on its
+		// way: the last one may land just after its answer.
 		var recorded []api.Wake
-		h.call("GET", "/api/v1/deployments/"+d.ID+"/wakes", nil, &recorded)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			h.call("GET", "/api/v1/deployments/"+d.ID+"/wakes", nil, &recorded)
+			if len(recorded) >= wakes || time.Now().After(deadline) {
+				break
+			}
+		}
 		if len(recorded) != wakes {
 			t.Errorf("recorded %d wakes, want %d", len(recorded), wakes)
 		}
