@@ -59,6 +59,11 @@ type Result struct {
 	Image string
 	// Digest is the manifest digest, "sha256:...".
 	Digest string
+	// Steps is how many steps (BuildKit's vertices: each instruction,
+	// the context transfer, the base image's resolution) the build
+	// completed, and Cached how many of those came from the build cache.
+	// Both zero if the builder does not tell.
+	Steps, Cached int
 }
 
 // Builder builds images. It is safe for concurrent use: builds running at

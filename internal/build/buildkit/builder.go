@@ -150,7 +150,7 @@ func (b *Builder) Build(ctx context.Context, req build.Request) (build.Result, e
 	if dgst == "" {
 		return build.Result{}, errors.New("buildkit returned no image digest")
 	}
-	return build.Result{Image: repo + "@" + dgst, Digest: dgst}, nil
+	return build.Result{Image: repo + "@" + dgst, Digest: dgst, Steps: p.done, Cached: p.cached}, nil
 }
 
 // repository strips the tag or digest from ref ("host/name:tag" →

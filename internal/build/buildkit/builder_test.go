@@ -228,6 +228,11 @@ func TestBuildCached(t *testing.T) {
 	if results[0].Digest != results[1].Digest {
 		t.Errorf("identical builds gave %s and %s", results[0].Digest, results[1].Digest)
 	}
+	// Both COPY steps come from the cache the second time.
+	if results[0].Steps == 0 || results[0].Cached != 0 || results[1].Cached < 2 || results[1].Cached > results[1].Steps {
+		t.Errorf("steps/cached: cold %d/%d, warm %d/%d; want none cached cold, at least the two COPY steps warm",
+			results[0].Steps, results[0].Cached, results[1].Steps, results[1].Cached)
+	}
 }
 
 func TestBuildUserErrors(t *testing.T) {

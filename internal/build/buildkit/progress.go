@@ -27,6 +27,8 @@ type printer struct {
 	vertices map[digest.Digest]*vertex
 	next     int
 	failed   []*vertex // vertices that reported an error, in order
+	done     int       // vertices completed, cached ones included
+	cached   int       // vertices completed from the cache
 }
 
 type vertex struct {
@@ -156,10 +158,13 @@ func (p *printer) update(s *bkclient.SolveStatus) {
 			}
 			p.flush(t, v)
 			v.finished = true
+			p.done++
+			p.cached++
 			p.emit(t, v, "CACHED")
 		case bv.Completed != nil:
 			p.flush(*bv.Completed, v)
 			v.finished = true
+			p.done++
 			start := v.started
 			if bv.Started != nil {
 				start = *bv.Started

@@ -66,4 +66,8 @@ func TestPrinter(t *testing.T) {
 	if len(p.failed) != 1 || p.failed[0].name != "exporting to image" {
 		t.Errorf("failed = %v", p.failed)
 	}
+	// COPY came from the cache, RUN ran, the export failed.
+	if p.done != 2 || p.cached != 1 {
+		t.Errorf("done %d, cached %d; want 2 steps done, 1 from the cache", p.done, p.cached)
+	}
 }
