@@ -64,6 +64,11 @@ var allowed = map[string][]string{
 	"internal/router":       {},
 	"internal/router/certs": {"internal/router"},
 
+	// Metrics implement the router's and read the runtime's and the
+	// builder's contracts; the server feeds them from the lifecycle, so
+	// they know neither the store nor the lifecycle.
+	"internal/metrics": {"internal/build", "internal/router", "internal/runtime"},
+
 	"internal/registry":                          {},
 	"internal/baseimage":                         {},
 	"internal/baseimage/cmd/slipway-base-images": {"internal/baseimage"},

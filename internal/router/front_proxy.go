@@ -27,6 +27,11 @@ func (fc *frontConn) proxy(req *plainRequest, head []byte, e *entry, closeAfter 
 	if f := rt.OnRequestDone; f != nil {
 		defer f(e.route.Deployment)
 	}
+	rec := rt.recorder(e)
+	var began time.Time
+	if rec != nil {
+		began = time.Now()
+	}
 	pool := rt.pool(e)
 	var bc *backendConn
 	for {
@@ -36,7 +41,7 @@ func (fc *frontConn) proxy(req *plainRequest, head []byte, e *entry, closeAfter 
 			c, err := rt.dialEntry(context.Background(), e)
 			if err != nil {
 				fc.br.Discard(len(head))
-				return fc.errorPage(req, e, err, closeAfter)
+				return fc.errorPage(req, e, err, closeAfter, rec, began)
 			}
 			bc = newBackendConn(c)
 		}
@@ -55,7 +60,7 @@ func (fc *frontConn) proxy(req *plainRequest, head []byte, e *entry, closeAfter 
 			if gone {
 				return false
 			}
-			return fc.errorPage(req, e, err, closeAfter)
+			return fc.errorPage(req, e, err, closeAfter, rec, began)
 		}
 	}
 	fc.br.Discard(len(head))
@@ -71,16 +76,21 @@ func (fc *frontConn) proxy(req *plainRequest, head []byte, e *entry, closeAfter 
 		bc.conn.Close()
 	}
 	if err != nil && !res.wroteHead && !gone && res.clientOK {
-		return fc.errorPage(req, e, err, closeAfter)
+		return fc.errorPage(req, e, err, closeAfter, rec, began)
+	}
+	if rec != nil && res.wroteHead && res.status != 0 {
+		rec.Observe(res.status, time.Since(began), 0, res.body)
 	}
 	return err == nil && !gone && res.clientOK && !closeAfter
 }
 
 // responseResult is how copying a response went.
 type responseResult struct {
-	wroteHead bool // the client has seen the status line
-	clientOK  bool // the client connection is fine (whatever the app did)
-	reuse     bool // the app's connection can serve another request
+	wroteHead bool  // the client has seen the status line
+	clientOK  bool  // the client connection is fine (whatever the app did)
+	reuse     bool  // the app's connection can serve another request
+	status    int   // the final status sent, once wroteHead
+	body      int64 // body bytes sent
 }
 
 // copyResponse copies the app's answer to the client: by its lines when it
@@ -145,6 +155,8 @@ func (fc *frontConn) copyResponse(bc *backendConn, headReq, closeAfter bool) (re
 		length = 0
 	}
 
+	res := responseResult{wroteHead: true, clientOK: true,
+		status: int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')}
 	bw := fc.bw
 	bw.WriteString("HTTP/1.1 ")
 	bw.Write(status[9:])
@@ -166,12 +178,12 @@ func (fc *frontConn) copyResponse(bc *backendConn, headReq, closeAfter bool) (re
 	bw.WriteString("\r\n")
 	bc.br.Discard(len(rh))
 
-	res := responseResult{wroteHead: true, clientOK: true}
 	for length > 0 {
 		if bc.br.Buffered() == 0 {
 			// About to wait for the app: send what is here first.
 			if err := bw.Flush(); err != nil {
-				return responseResult{wroteHead: true}, err
+				res.clientOK = false
+				return res, err
 			}
 		}
 		if _, err := bc.br.Peek(1); err != nil {
@@ -182,9 +194,11 @@ func (fc *frontConn) copyResponse(bc *backendConn, headReq, closeAfter bool) (re
 		bw.Write(p)
 		bc.br.Discard(int(n))
 		length -= n
+		res.body += n
 	}
 	if err := bw.Flush(); err != nil {
-		return responseResult{wroteHead: true}, err
+		res.clientOK = false
+		return res, err
 	}
 	res.reuse = !appCloses && bc.br.Buffered() == 0
 	return res, nil
@@ -251,10 +265,11 @@ func (fc *frontConn) copyResponseSlow(bc *backendConn, headReq, closeAfter bool)
 		bw.WriteString("Connection: close\r\n")
 	}
 	bw.WriteString("\r\n")
-	out := responseResult{wroteHead: true, clientOK: true}
+	out := responseResult{wroteHead: true, clientOK: true, status: res.StatusCode}
 	if !hasBody {
 		if err := bw.Flush(); err != nil {
-			return responseResult{wroteHead: true}, err
+			out.clientOK = false
+			return out, err
 		}
 		out.reuse = !res.Close && bc.br.Buffered() == 0
 		return out, nil
@@ -274,11 +289,13 @@ func (fc *frontConn) copyResponseSlow(bc *backendConn, headReq, closeAfter bool)
 			} else {
 				bw.Write(buf[:n])
 			}
+			out.body += int64(n)
 			// Streams are flushed as they come; a body of known length
 			// when the app has nothing more buffered.
 			if chunked || bc.br.Buffered() == 0 {
 				if err := bw.Flush(); err != nil {
-					return responseResult{wroteHead: true}, err
+					out.clientOK = false
+					return out, err
 				}
 			}
 		}
@@ -299,7 +316,8 @@ func (fc *frontConn) copyResponseSlow(bc *backendConn, headReq, closeAfter bool)
 		bw.WriteString("\r\n")
 	}
 	if err := bw.Flush(); err != nil {
-		return responseResult{wroteHead: true}, err
+		out.clientOK = false
+		return out, err
 	}
 	out.reuse = !res.Close && bc.br.Buffered() == 0
 	return out, nil
@@ -313,9 +331,10 @@ func writeStatusLine(bw *bufio.Writer, code int) {
 	bw.WriteString("\r\n")
 }
 
-// errorPage answers the request with the page for err (appErrorPage). It
-// reports whether the connection can carry another request.
-func (fc *frontConn) errorPage(req *plainRequest, e *entry, err error, closeAfter bool) bool {
+// errorPage answers the request with the page for err (appErrorPage), and
+// records it with rec if set. It reports whether the connection can carry
+// another request.
+func (fc *frontConn) errorPage(req *plainRequest, e *entry, err error, closeAfter bool, rec RequestRecorder, began time.Time) bool {
 	r := &http.Request{Method: http.MethodGet, Header: http.Header{}}
 	if req.head {
 		r.Method = http.MethodHead
@@ -324,8 +343,13 @@ func (fc *frontConn) errorPage(req *plainRequest, e *entry, err error, closeAfte
 		r.Header.Set("Accept", string(req.accept))
 	}
 	w := &pageWriter{bw: fc.bw, h: http.Header{}, head: req.head, close: closeAfter}
-	appErrorPage(e.route, err).write(w, r)
-	return fc.bw.Flush() == nil && !closeAfter
+	p := appErrorPage(e.route, err)
+	p.write(w, r)
+	ok := fc.bw.Flush() == nil
+	if rec != nil {
+		rec.Observe(p.Status, time.Since(began), 0, w.n)
+	}
+	return ok && !closeAfter
 }
 
 // pageWriter is the http.ResponseWriter the front renders its pages to.
@@ -335,6 +359,7 @@ type pageWriter struct {
 	head  bool // a HEAD request: no body
 	close bool
 	wrote bool
+	n     int64 // body bytes written
 }
 
 func (w *pageWriter) Header() http.Header { return w.h }
@@ -358,7 +383,9 @@ func (w *pageWriter) Write(p []byte) (int, error) {
 	if w.head {
 		return len(p), nil
 	}
-	return w.bw.Write(p)
+	n, err := w.bw.Write(p)
+	w.n += int64(n)
+	return n, err
 }
 
 // writeDate writes a Date header for now, formatted at most once a second.

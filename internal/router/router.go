@@ -91,6 +91,11 @@ type Router struct {
 	// flight, so that a long-lived one keeps it from being idle.
 	OnRequestDone func(deployment string)
 
+	// Metrics, if set, is told of every request that is proxied (those
+	// OnRequest sees): its status, duration and body bytes, per
+	// deployment. If nil, the router measures nothing.
+	Metrics Metrics
+
 	// ErrorLog receives the few errors the proxy itself logs (such as a
 	// backend failing in the middle of a response body). If nil, they are
 	// discarded: the router does no per-request logging.
@@ -184,6 +189,15 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if f := rt.OnRequestDone; f != nil {
 		defer f(e.route.Deployment)
 	}
+	if rec := rt.recorder(e); rec != nil {
+		serveRecorded(rec, w, r, func(w http.ResponseWriter, r *http.Request) { rt.serveEntry(w, r, e) })
+		return
+	}
+	rt.serveEntry(w, r, e)
+}
+
+// serveEntry proxies r to e's deployment.
+func (rt *Router) serveEntry(w http.ResponseWriter, r *http.Request, e *entry) {
 	if fastEligible(r) {
 		rt.serveFast(w, r, e)
 		return

@@ -67,6 +67,8 @@ type Route struct {
 	Deployment string
 	// Project is the project's name, shown on pages. May be empty.
 	Project string
+	// Environment is the environment's name, for metrics. May be empty.
+	Environment string
 	// State says whether requests are proxied (Serving) or answered with a
 	// page (Deploying, Stopped, Failed).
 	State State
@@ -89,6 +91,8 @@ type entry struct {
 	// connection pool for this deployment. Requests for different
 	// deployments never share an addr, so pools never mix deployments.
 	addr string
+	// rec caches the Router's RequestRecorder for route (see recorder).
+	rec atomic.Pointer[recorderFor]
 }
 
 func newEntry(r Route) *entry {
