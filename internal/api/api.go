@@ -48,6 +48,9 @@ type Config struct {
 	RouterPort int
 	// MaxUploadBytes bounds an uploaded source (compressed). If zero, 256 MiB.
 	MaxUploadBytes int64
+	// Metrics, if set, serves GET /metrics (the Prometheus text format)
+	// to API tokens.
+	Metrics http.Handler
 	// Log receives errors. If nil, slog.Default().
 	Log *slog.Logger
 }
@@ -111,6 +114,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.cfg.GitHubHook != nil {
 		mux.Handle("POST /hooks/github/{project}", s.cfg.GitHubHook)
+	}
+	if s.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", s.authenticated(s.cfg.Metrics.ServeHTTP))
 	}
 	return mux
 }

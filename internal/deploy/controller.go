@@ -93,6 +93,8 @@ type Config struct {
 	// burst, and lines kept per deployment. Its zero value means the
 	// defaults (see LogLimits).
 	Logs LogLimits
+	// Observer, if set, is told of status changes, wakes and restarts.
+	Observer Observer
 	// Log receives operational messages. If nil, slog.Default().
 	Log *slog.Logger
 }

@@ -45,6 +45,7 @@ type liveDeployment struct {
 	asleep   bool
 	waking   chan struct{}
 	wakeErr  error
+	held     int // dials waiting on the wake in progress
 }
 
 // DialContext implements router.Backend.
@@ -399,6 +400,9 @@ func (c *Controller) supervise(l *liveDeployment) {
 				return
 			}
 			c.event(l.d.ID, store.LogRuntime, "instance %s unhealthy: %s; restarting in %s", inst, reason, backoff)
+			if o := c.cfg.Observer; o != nil {
+				o.Restarted(l.d)
+			}
 			c.stopInstanceOf(l)
 			select {
 			case <-ctx.Done():

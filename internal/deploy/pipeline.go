@@ -66,6 +66,9 @@ func (c *Controller) transition(ctx context.Context, d *store.Deployment, to Sta
 		return err
 	}
 	c.hub.notify(d.ID)
+	if o := c.cfg.Observer; o != nil {
+		o.StatusChanged(*d, from)
+	}
 	c.log.Info("deployment status", "deployment", d.ID, "project", d.ProjectName, "from", from, "to", to)
 	return nil
 }

@@ -37,7 +37,7 @@ func (c *Controller) routeDeployment(ctx context.Context, d store.Deployment) {
 
 // routeFor returns the route for d in its current status.
 func (c *Controller) routeFor(d store.Deployment) router.Route {
-	r := router.Route{Deployment: d.ID, Project: d.ProjectName}
+	r := router.Route{Deployment: d.ID, Project: d.ProjectName, Environment: d.EnvironmentName}
 	switch Status(d.Status) {
 	case Running, Deploying:
 		l := c.liveByID(d.ID)

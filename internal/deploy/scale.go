@@ -121,6 +121,7 @@ func (l *liveDeployment) wake(ctx context.Context) error {
 		go l.c.doWake(l, l.waking)
 	}
 	ch := l.waking
+	l.held++
 	l.mu.Unlock()
 	select {
 	case <-ch:
@@ -142,9 +143,14 @@ func (c *Controller) doWake(l *liveDeployment, done chan struct{}) {
 		l.asleep = false
 	}
 	l.waking = nil
+	held := l.held
+	l.held = 0
 	l.mu.Unlock()
 	close(done)
 	c.store.RecordWake(context.Background(), store.Wake{DeploymentID: l.d.ID, StartedAt: start, Duration: dur, OK: err == nil})
+	if o := c.cfg.Observer; o != nil {
+		o.Woke(l.d, dur, held, err)
+	}
 	if err != nil {
 		c.event(l.d.ID, store.LogRuntime, "wake failed after %s: %v", dur.Round(time.Millisecond), err)
 		return
