@@ -26,7 +26,7 @@ var allowed = map[string][]string{
 	"internal/api": {"internal/deploy", "internal/project", "internal/secrets", "internal/store"},
 	"internal/web": {"internal/api", "internal/deploy", "internal/project", "internal/secrets", "internal/store"},
 	"internal/server": {"internal/api", "internal/baseimage", "internal/build", "internal/build/buildkit", "internal/deploy",
-		"internal/netns", "internal/netns/dns", "internal/project", "internal/registry", "internal/router",
+		"internal/metrics", "internal/netns", "internal/netns/dns", "internal/project", "internal/registry", "internal/router",
 		"internal/router/certs", "internal/runtime", "internal/runtime/runc", "internal/secrets", "internal/source/github", "internal/source/gitserver",
 		"internal/store", "internal/web"},
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipwayhq/slipway/internal/metrics"
 	"github.com/slipwayhq/slipway/internal/router"
 )
 
@@ -16,7 +17,9 @@ import (
 // 16 concurrent clients per CPU: through a Front (as the server serves it)
 // and through net/http's server alone (as handed-over connections and TLS
 // are served). Compare the ns/op of the sub-benchmarks; the difference is
-// the router's cost per request. cpu-ns/op is the CPU
+// the router's cost per request; router-metrics is the front with
+// Prometheus metrics on (package metrics), as the server runs it, so its
+// difference to router is what metrics cost. cpu-ns/op is the CPU
 // time the whole process (client, router and app) spent per request.
 func BenchmarkProxy(b *testing.B) {
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -30,10 +33,13 @@ func BenchmarkProxy(b *testing.B) {
 	netHTTP := httptest.NewServer(rt)
 	defer netHTTP.Close()
 	frontURL, _ := startRouter(b, rt)
+	measured := &router.Router{Table: &tab, Metrics: metrics.New(metrics.Config{})}
+	measuredURL, _ := startRouter(b, measured)
 
 	for _, bc := range []struct{ name, url, host string }{
 		{"direct", app.URL, ""},
 		{"router", frontURL, "app.bench.test"},
+		{"router-metrics", measuredURL, "app.bench.test"},
 		{"router-nethttp", netHTTP.URL, "app.bench.test"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -20,6 +20,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/build"
 	"github.com/slipwayhq/slipway/internal/build/buildkit"
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/metrics"
 	"github.com/slipwayhq/slipway/internal/netns"
 	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/registry"
@@ -61,6 +62,8 @@ type server struct {
 	network      *netns.Network     // startNetwork; nil when instance networking is off
 	privatePort  uint16             // startNetwork: the gateway port private names are served on
 	driver       *runc.Driver       // startRuntime
+	metrics      *metrics.Metrics   // startMetrics
+	metricsLn    net.Listener       // startMetrics, with MetricsListen
 	table        *router.Table      // newController: written by ctl, read by app
 	ctl          *deploy.Controller // newController
 	links        linkReader         // newController
@@ -202,12 +205,13 @@ func (s *server) startRuntime(context.Context) error {
 func (s *server) newController(context.Context) error {
 	s.links = linkReader{store: s.store, box: s.box}
 	s.table = &router.Table{}
-	var builder build.Builder = s.builder
+	var builder build.Builder = s.metrics.Builder(s.builder) // timed without any wait for base images
 	if s.baseImages != nil {
 		builder = waitForBaseImages{Builder: builder, maker: s.baseImages}
 	}
 	ctl, err := deploy.New(deploy.Config{
 		Store: s.store, Builder: builder, Driver: s.driver, Routes: s.table,
+		Observer: metricsObserver{s.metrics},
 		Registry: s.registryHost, DataDir: s.cfg.DataDir, BaseDomain: s.cfg.BaseDomain,
 		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,
 		Fetch: s.links.fetch, Log: s.log, Retention: s.retention(),
@@ -262,7 +266,7 @@ func (s *server) serveAPI(context.Context) error {
 	dashboard := web.New(web.Config{Store: s.store, Deploy: s.ctl, Projects: rules, RouterPort: s.routerPort,
 		AdminPassword: s.cfg.AdminPassword, SessionKey: s.box.Derive("web-session"), Log: s.log})
 	handler := api.New(api.Config{Store: s.store, Deploy: s.ctl, Projects: rules, Registry: s.registry, Git: git,
-		GitHubHook: hook, Web: dashboard, Secrets: s.box, RouterPort: s.routerPort, Log: s.log}).Handler()
+		GitHubHook: hook, Web: dashboard, Secrets: s.box, RouterPort: s.routerPort, Metrics: s.metrics.Handler(), Log: s.log}).Handler()
 
 	// Streams (logs, live pages) end when the server shuts down.
 	streams, endStreams := context.WithCancel(context.Background())
@@ -283,7 +287,7 @@ func (s *server) serveApps(ctx context.Context) error {
 	if err := s.ctl.Start(ctx); err != nil {
 		return err
 	}
-	s.app = &router.Router{Table: s.table, OnRequest: s.ctl.Touch, OnRequestDone: s.ctl.RequestDone}
+	s.app = &router.Router{Table: s.table, OnRequest: s.ctl.Touch, OnRequestDone: s.ctl.RequestDone, Metrics: s.metrics}
 	plain := &http.Server{Handler: s.app, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	if s.cfg.TLSListen != "" {
 		acm, err := s.serveTLS()

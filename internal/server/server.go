@@ -114,6 +114,10 @@ type Config struct {
 	// layers. If empty, /var/cache/slipway/base-images (shared with
 	// scripts/base-images.sh).
 	BaseImagesCache string
+	// MetricsListen, if set, also serves GET /metrics there, without a
+	// token (on the API listener it needs one). An address without a host
+	// (":9100") is on loopback. If empty, no such listener.
+	MetricsListen string
 	// Started, if set, is called once the server serves, with the API and
 	// router addresses.
 	Started func(api, router net.Addr)
@@ -184,6 +188,7 @@ func Run(ctx context.Context, cfg Config) error {
 		s.startBuildNetwork, // the builds' bridge and resolver, for buildkitd's CNI
 		s.startBuilder,      // buildkitd (ours, or BuildkitHost) and its client
 		s.startRuntime,      // the runc driver, attaching instances to the network
+		s.startMetrics,      // what the router, lifecycle and builds report to
 		s.newController,     // the lifecycle (started by serveApps)
 		s.serveAPI,          // project rules, git, webhooks, dashboard, API
 		s.serveApps,         // reconcile, then the router (HTTPS, private names)
