@@ -187,6 +187,9 @@ func (d *deploymentRecorder) Observe(status int, took time.Duration, in, out int
 	if c := status/100 - 1; c >= 0 && c < len(d.classes) {
 		d.classes[c].Inc()
 	}
+	if status == http.StatusSwitchingProtocols {
+		return // a WebSocket's duration is its session's, not a request's; its bytes are not seen
+	}
 	d.duration.Observe(took.Seconds())
 	if in > 0 {
 		d.in.Add(float64(in))

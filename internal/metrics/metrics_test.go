@@ -38,6 +38,16 @@ func app() *httptest.Server {
 			w.WriteHeader(http.StatusInternalServerError)
 		case "/echo":
 			io.Copy(w, r.Body)
+		case "/upgrade":
+			w.Header().Set("Connection", "Upgrade")
+			w.Header().Set("Upgrade", "test")
+			w.WriteHeader(http.StatusSwitchingProtocols)
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				brw.WriteString("bye")
+				brw.Flush()
+				c.Close()
+			}
 		default:
 			http.NotFound(w, r)
 		}
@@ -159,8 +169,20 @@ func TestRouterTraffic(t *testing.T) {
 	do(front, "GET", "shop.test", "/boom", "", 500)
 	do(front, "GET", "down.test", "/", "", 502)        // the router's page
 	do(netHTTP.URL, "PUT", "down.test", "/", "x", 502) // the same through ReverseProxy
-	do(front, "GET", "gone.test", "/", "", 410)        // a page, not proxied: not counted
-	do(front, "GET", "nowhere.test", "/", "", 404)     // unknown host: not counted
+	// A protocol switch (as a WebSocket's), through ReverseProxy's hijack.
+	up, err := net.Dial("tcp", strings.TrimPrefix(front, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(up, "GET /upgrade HTTP/1.1\r\nHost: shop.test\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+	up.SetReadDeadline(time.Now().Add(wait))
+	switched, _ := io.ReadAll(up)
+	up.Close()
+	if !strings.HasPrefix(string(switched), "HTTP/1.1 101 ") || !strings.HasSuffix(string(switched), "bye") {
+		t.Fatalf("upgrade: %q", switched)
+	}
+	do(front, "GET", "gone.test", "/", "", 410)    // a page, not proxied: not counted
+	do(front, "GET", "nowhere.test", "/", "", 404) // unknown host: not counted
 
 	s := scrape(t, ms.URL+"/metrics")
 	for _, c := range []struct {
@@ -171,7 +193,7 @@ func TestRouterTraffic(t *testing.T) {
 		{series("slipway_router_requests_total", "d1", "class", "3xx"), 1},
 		{series("slipway_router_requests_total", "d1", "class", "4xx"), 2},
 		{series("slipway_router_requests_total", "d1", "class", "5xx"), 1},
-		{series("slipway_router_requests_total", "d1", "class", "1xx"), 0},
+		{series("slipway_router_requests_total", "d1", "class", "1xx"), 1}, // the upgrade
 		{series("slipway_router_requests_total", "d2", "class", "5xx"), 2},
 		{series("slipway_router_requests_total", "d2", "class", "2xx"), 0},
 		{series("slipway_router_request_duration_seconds_count", "d1"), 10},

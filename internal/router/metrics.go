@@ -1,7 +1,9 @@
 package router
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -22,8 +24,9 @@ type Metrics interface {
 type RequestRecorder interface {
 	// Observe records one proxied request once the router is done with it:
 	// the final status the client got (the app's, or the router's 502/503
-	// page when the app could not be reached), how long the router took
-	// from reading the request to writing the last byte, and the request
+	// page when the app could not be reached; 101 for a protocol switch,
+	// recorded when the upgraded connection closes), how long the router
+	// took from reading the request to writing the last byte, and the request
 	// and response body bytes that passed through. A request that got no
 	// answer (the client left first) is not recorded. It is called
 	// concurrently, on the request path: it must be fast.
@@ -79,6 +82,17 @@ func (w *recordingWriter) Write(p []byte) (int, error) {
 }
 
 func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands the connection over: ReverseProxy does so only to switch
+// protocols (a WebSocket), after the app answered 101, and writes that
+// answer itself.
+func (w *recordingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, brw, err
+}
 
 // countingBody counts the request body bytes read from it.
 type countingBody struct {
