@@ -75,7 +75,7 @@ else
   router_args=(-duration 6s -rounds 3)
   push_args=(-warm 5)
   wake_args=(-wakes 25)
-  density_args=(-steps 1000,5000 -max-running 200 -budget 8m)
+  density_args=(-steps 1000,10000 -max-running 200 -budget 8m)
   egress_args=(-test.benchtime 3s -test.count 5)
 fi
 

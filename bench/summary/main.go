@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,18 +58,39 @@ func main() {
 	}
 	found := false
 	if load(*dir, "wake.json", &wake) {
+		series := map[string]stats.Summary{}
 		for _, w := range wake {
-			if strings.HasPrefix(w.Name, "hello: wake through Slipway") && len(w.Samples) > 0 {
-				m := stats.Summarize(w.Samples)
-				add("wake from zero → first byte, static Go app", "p50 ≤ 50 ms, p99 ≤ 150 ms",
+			if len(w.Samples) > 0 {
+				series[w.Name] = stats.Summarize(w.Samples)
+			}
+		}
+		for name, m := range series {
+			if strings.HasPrefix(name, "hello: wake through Slipway") {
+				add("wake from zero → first byte, static Go app", "p50 ≤ 20 ms, p99 ≤ 50 ms",
 					fmt.Sprintf("p50 %s ms, p99 %s ms (n=%d)", stats.MS(m.P50), stats.MS(m.P99), m.N),
-					b(m.P50 <= 50*time.Millisecond && m.P99 <= 150*time.Millisecond))
+					b(m.P50 <= 20*time.Millisecond && m.P99 <= 50*time.Millisecond))
 				found = true
+			}
+		}
+		// The Python (Flask) app's wake against its own cold start: the
+		// app started as a plain process in its image's filesystem. Its
+		// series are named after its example directory.
+		for name, m := range series {
+			app, _, ok := strings.Cut(name, ": wake through Slipway")
+			if !ok || app == "hello" {
+				continue
+			}
+			for cold, c := range series {
+				if strings.HasPrefix(cold, app+": plain process") {
+					add("wake of the Python app ("+app+") against its own cold start (plain process)", "≤ 0.5× (snapshot restore)",
+						fmt.Sprintf("p50 %s ms vs %s ms (%s)", stats.MS(m.P50), stats.MS(c.P50), stats.Ratio(float64(m.P50), float64(c.P50))),
+						b(float64(m.P50) <= 0.5*float64(c.P50)))
+				}
 			}
 		}
 	}
 	if !found {
-		add("wake from zero", "p50 ≤ 50 ms, p99 ≤ 150 ms", "not measured", nil)
+		add("wake from zero", "p50 ≤ 20 ms, p99 ≤ 50 ms", "not measured", nil)
 	}
 
 	var push struct {
@@ -92,15 +114,15 @@ func main() {
 			m := stats.Median(xs)
 			switch {
 			case strings.HasPrefix(sc.Name, "cold"):
-				add("push → live, examples/hello, cold cache (base images present)", "≤ 20 s", fmt.Sprintf("%.1f s", m/1000), b(m <= 20000))
+				add("push → live, examples/hello, cold cache (base images present)", "≤ 10 s", fmt.Sprintf("%.1f s", m/1000), b(m <= 10000))
 			case sc.Name == "warm, same source":
-				add("push → live, examples/hello, warm cache, same source", "≤ 3 s", fmt.Sprintf("%.2f s (median of %d)", m/1000, len(xs)), b(m <= 3000))
+				add("push → live, examples/hello, warm cache, same source", "≤ 1 s", fmt.Sprintf("%.2f s (median of %d)", m/1000, len(xs)), b(m <= 1000))
 			case strings.Contains(sc.Name, "main.go"):
-				add("push → live, examples/hello, warm cache, Go code changed", "≤ 3 s", fmt.Sprintf("%.1f s", m/1000), b(m <= 3000))
+				add("push → live, examples/hello, warm cache, Go code changed", "≤ 1 s", fmt.Sprintf("%.1f s", m/1000), b(m <= 1000))
 			}
 		}
 	} else {
-		add("push → live", "≤ 3 s warm, ≤ 20 s cold", "not measured", nil)
+		add("push → live", "≤ 1 s warm, ≤ 10 s cold", "not measured", nil)
 	}
 
 	var density struct {
@@ -109,20 +131,34 @@ func main() {
 			BuildkitdRSS int64 `json:"buildkitd_rss"`
 		} `json:"idle"`
 		Recorded []struct {
-			Deployments int   `json:"deployments"`
-			ServerRSS   int64 `json:"server_rss"`
+			Deployments int     `json:"deployments"`
+			ServerRSS   int64   `json:"server_rss"`
+			NewestMS    float64 `json:"start_to_newest_answer_ms"`
 		} `json:"recorded"`
 	}
 	if load(*dir, "density.json", &density) {
 		add("server memory, idle", "≤ 60 MB RSS", fmt.Sprintf("%s (the slipway process; %s with the buildkitd it runs)",
 			report.MiB(density.Idle.ServerRSS), report.MiB(density.Idle.ServerRSS+density.Idle.BuildkitdRSS)), b(density.Idle.ServerRSS <= 60e6))
-		for _, r := range density.Recorded {
-			if r.Deployments == 1000 {
-				add("server memory, 1,000 deployments kept reachable (scaled to zero)", "≤ 100 MB RSS", report.MiB(r.ServerRSS), b(r.ServerRSS <= 100e6))
+		largest := -1
+		for i, r := range density.Recorded {
+			if largest < 0 || r.Deployments > density.Recorded[largest].Deployments {
+				largest = i
 			}
 		}
+		if largest >= 0 {
+			r := density.Recorded[largest]
+			// The target is set at 10,000; a smaller run is reported
+			// against it without a verdict.
+			var ok *bool
+			if r.Deployments >= 10000 {
+				ok = b(r.ServerRSS <= 100e6)
+			}
+			add(fmt.Sprintf("server memory, %s deployments kept reachable (scaled to zero)", thousands(r.Deployments)), "≤ 100 MB RSS with 10,000", report.MiB(r.ServerRSS), ok)
+			add(fmt.Sprintf("server restart → the newest of %s deployments answers", thousands(r.Deployments)), "≤ 1 s (all routes served)",
+				fmt.Sprintf("%.0f ms", r.NewestMS), b(r.NewestMS <= 1000))
+		}
 	} else {
-		add("server memory", "≤ 60 MB idle, ≤ 100 MB with 1,000 deployments", "not measured", nil)
+		add("server memory", "≤ 60 MB idle, ≤ 100 MB with 10,000 deployments", "not measured", nil)
 	}
 	add("deploy switch under load", "0 failed of ≥ 100,000 requests across 20 back-to-back deploys",
 		"measured by the fault suite (test/fault TestDeployUnderLoad), not here", nil)
@@ -144,4 +180,13 @@ func load(dir, name string, v any) bool {
 		return false
 	}
 	return json.Unmarshal(b, v) == nil
+}
+
+// thousands formats n with commas: 10000 → "10,000".
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
