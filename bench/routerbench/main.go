@@ -50,7 +50,11 @@ func main() {
 			backend(os.Args[2])
 			return
 		case "proxy":
-			proxy(os.Args[2], os.Args[3])
+			ns := ""
+			if len(os.Args) > 4 {
+				ns = os.Args[4]
+			}
+			proxy(os.Args[2], os.Args[3], ns)
 			return
 		}
 	}
@@ -70,12 +74,21 @@ func backend(addr string) {
 	os.Exit(1)
 }
 
-// proxy serves Slipway's router with one route to the backend.
-func proxy(addr, backendAddr string) {
+// proxy serves Slipway's router with one route to the backend; with ns
+// (a network namespace's path), it dials the backend from inside that
+// namespace, as the server dials instances.
+func proxy(addr, backendAddr, ns string) {
 	var t router.Table
 	var d net.Dialer
-	t.Set(host, router.Route{Deployment: "benchbackend0", Project: "bench", Backend: router.BackendFunc(
-		func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", backendAddr) })})
+	dial := func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", backendAddr) }
+	if ns != "" {
+		var err error
+		if dial, err = nsDialer(ns, backendAddr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	t.Set(host, router.Route{Deployment: "benchbackend0", Project: "bench", Backend: router.BackendFunc(dial)})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -106,6 +119,7 @@ func run() error {
 	out := flag.String("out", "", "Markdown section to write (default: stdout)")
 	jsonOut := flag.String("json", "", "JSON results to write")
 	baseline := flag.String("baseline", "", "another routerbench binary whose router is measured alongside (GOMAXPROCS=NumCPU)")
+	bridge := flag.Bool("bridge", true, "also measure with the backend as an app on Slipway's instance network (needs root)")
 	flag.Parse()
 
 	for _, bin := range []string{"wrk", "nginx"} {
@@ -152,8 +166,8 @@ func run() error {
 	if err := start(nil, self, "backend", backendAddr); err != nil {
 		return err
 	}
-	type target struct{ name, setup, addr string }
-	targets := []target{{"direct", "wrk → backend", backendAddr}}
+	type target struct{ name, setup, addr, group string }
+	targets := []target{{"direct", "wrk → backend", backendAddr, ""}}
 	for _, procsN := range []int{runtime.NumCPU(), 1} {
 		a, err := addr()
 		if err != nil {
@@ -163,7 +177,7 @@ func run() error {
 			return err
 		}
 		targets = append(targets, target{fmt.Sprintf("slipway router, GOMAXPROCS=%d", procsN),
-			"wrk → internal/router as the server serves it (router.Front over router.Router, one Table route, TCP dial to the backend) → backend", a})
+			"wrk → internal/router as the server serves it (router.Front over router.Router, one Table route, TCP dial to the backend) → backend", a, ""})
 	}
 	if *baseline != "" {
 		a, err := addr()
@@ -174,7 +188,7 @@ func run() error {
 			return err
 		}
 		targets = append(targets, target{fmt.Sprintf("baseline router (%s), GOMAXPROCS=%d", filepath.Base(*baseline), runtime.NumCPU()),
-			"wrk → the router of " + filepath.Base(*baseline) + " → backend", a})
+			"wrk → the router of " + filepath.Base(*baseline) + " → backend", a, ""})
 	}
 	for _, workers := range []int{1, runtime.NumCPU()} {
 		a, err := addr()
@@ -189,7 +203,58 @@ func run() error {
 			return err
 		}
 		targets = append(targets, target{fmt.Sprintf("nginx, %d worker(s)", workers),
-			"wrk → nginx 1.22 (Debian), proxy_pass to an upstream with keepalive 64, access log off → backend", a})
+			"wrk → nginx 1.22 (Debian), proxy_pass to an upstream with keepalive 64, access log off → backend", a, ""})
+	}
+	if *bridge {
+		app, err := newAppOnBridge(context.Background(), work)
+		if err != nil {
+			return err
+		}
+		defer app.Close()
+		cmd := app.Command(self, "backend", "0.0.0.0:3000")
+		cmd.Stderr = os.Stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		procs = append(procs, cmd)
+		const g = "app on the bridge: "
+		targets = append(targets, target{g + "direct (host → the app's address)", "wrk → the app's address on the bridge", app.addr, "bridge"})
+		a, err := addr()
+		if err != nil {
+			return err
+		}
+		if err := start([]string{"GOMAXPROCS=" + strconv.Itoa(runtime.NumCPU())}, self, "proxy", a, "127.0.0.1:3000", app.NsPath()); err != nil {
+			return err
+		}
+		targets = append(targets, target{fmt.Sprintf(g+"slipway router, GOMAXPROCS=%d, namespace dial", runtime.NumCPU()),
+			"wrk → internal/router dialling 127.0.0.1:3000 inside the app's network namespace (as the server dials instances) → the app", a, "bridge"})
+		if *baseline != "" {
+			a, err := addr()
+			if err != nil {
+				return err
+			}
+			if err := start([]string{"GOMAXPROCS=" + strconv.Itoa(runtime.NumCPU())}, *baseline, "proxy", a, app.addr); err != nil {
+				return err
+			}
+			targets = append(targets, target{fmt.Sprintf(g+"baseline router (%s), GOMAXPROCS=%d, address dial", filepath.Base(*baseline), runtime.NumCPU()),
+				"wrk → the router of " + filepath.Base(*baseline) + " dialling the app's address → the app", a, "bridge"})
+		}
+		for _, workers := range []int{1, runtime.NumCPU()} {
+			a, err := addr()
+			if err != nil {
+				return err
+			}
+			conf, err := nginxConf(work, a, app.addr, workers)
+			if err != nil {
+				return err
+			}
+			if err := start(nil, "nginx", "-p", work, "-c", conf, "-g", "daemon off;"); err != nil {
+				return err
+			}
+			targets = append(targets, target{fmt.Sprintf(g+"nginx, %d worker(s)", workers),
+				"wrk → nginx proxy_pass to the app's address (keepalive 64) → the app", a, "bridge"})
+		}
 	}
 	for _, t := range targets {
 		if err := waitHTTP(t.addr); err != nil {
@@ -225,13 +290,19 @@ func run() error {
 	s.Heading("1. Router overhead")
 	s.P("Small responses (%d bytes) from a tiny Go backend (net/http) on loopback, driven by wrk with %d thread(s) and %d connections for %s per run; %d interleaved rounds, medians shown. Every process shares the same %d cores. Load average before/after: %s / %s.",
 		len(body), *threads, *conns, *duration, *rounds, runtime.NumCPU(), loadBefore, report.LoadAvg())
-	direct, nginx1 := rows[0], rows[len(rows)-2]
-	table := [][]string{{"path", "req/s", "p50 ms", "p99 ms", "req/s vs direct", "req/s vs nginx (1 worker)", "p99 vs nginx (1 worker)", "errors"}}
-	for _, r := range rows {
-		table = append(table, []string{r.Name, fmt.Sprintf("%.0f", r.RPS), fmt.Sprintf("%.3f", r.P50MS), fmt.Sprintf("%.3f", r.P99MS),
-			stats.Ratio(r.RPS, direct.RPS), stats.Ratio(r.RPS, nginx1.RPS), stats.Ratio(r.P99MS, nginx1.P99MS), strconv.FormatInt(r.Errors, 10)})
+	var loop, onBridge []row
+	for i, t := range targets {
+		if t.group == "bridge" {
+			onBridge = append(onBridge, rows[i])
+		} else {
+			loop = append(loop, rows[i])
+		}
 	}
-	s.Table(table)
+	s.Table(ratioTable(loop))
+	if len(onBridge) > 0 {
+		s.P("The same, with the backend as an app on Slipway's instance network, as a deployment runs: in a network namespace wired by internal/netns (a veth on a bridge of its own, a leased address, Slipway's nftables policy), listening on port 3000. Measured in the same interleaved rounds; the ratios are to this table's own direct and nginx rows.")
+		s.Table(ratioTable(onBridge))
+	}
 	s.P("Setups: %s.", setups(rows))
 	var cmds []string
 	for _, r := range rows {
@@ -240,6 +311,23 @@ func run() error {
 	s.P("wrk command lines (first round; the Host header is ignored by the backend and nginx):")
 	s.Code(strings.Join(cmds, "\n"))
 	return s.Write(*out, *jsonOut, rows)
+}
+
+// ratioTable is rows with their ratios to the first row (direct) and to
+// the one of nginx with 1 worker.
+func ratioTable(rows []row) [][]string {
+	direct, nginx1 := rows[0], rows[len(rows)-2]
+	for _, r := range rows {
+		if strings.HasSuffix(r.Name, "nginx, 1 worker(s)") {
+			nginx1 = r
+		}
+	}
+	table := [][]string{{"path", "req/s", "p50 ms", "p99 ms", "req/s vs direct", "req/s vs nginx (1 worker)", "p99 vs nginx (1 worker)", "errors"}}
+	for _, r := range rows {
+		table = append(table, []string{r.Name, fmt.Sprintf("%.0f", r.RPS), fmt.Sprintf("%.3f", r.P50MS), fmt.Sprintf("%.3f", r.P99MS),
+			stats.Ratio(r.RPS, direct.RPS), stats.Ratio(r.RPS, nginx1.RPS), stats.Ratio(r.P99MS, nginx1.P99MS), strconv.FormatInt(r.Errors, 10)})
+	}
+	return table
 }
 
 func setups(rows []row) string {
@@ -254,26 +342,28 @@ func setups(rows []row) string {
 	return strings.Join(out, "; ")
 }
 
-// nginxConf writes a reverse-proxy configuration for nginx.
+// nginxConf writes a reverse-proxy configuration for nginx; its files
+// are named after the listening port, so that several can run at once.
 func nginxConf(dir, listen, backend string, workers int) (string, error) {
-	name := filepath.Join(dir, fmt.Sprintf("nginx-%d.conf", workers))
+	_, port, _ := net.SplitHostPort(listen)
+	name := filepath.Join(dir, "nginx-"+port+".conf")
 	conf := fmt.Sprintf(`worker_processes %d;
-pid %s/nginx-%d.pid;
-error_log %s/nginx-%d.error.log warn;
+pid %[2]s/nginx-%[3]s.pid;
+error_log %[2]s/nginx-%[3]s.error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
-    client_body_temp_path %s/body-%d;
-    proxy_temp_path %s/proxy-%d;
-    fastcgi_temp_path %s/fastcgi-%d;
-    uwsgi_temp_path %s/uwsgi-%d;
-    scgi_temp_path %s/scgi-%d;
+    client_body_temp_path %[2]s/body-%[3]s;
+    proxy_temp_path %[2]s/proxy-%[3]s;
+    fastcgi_temp_path %[2]s/fastcgi-%[3]s;
+    uwsgi_temp_path %[2]s/uwsgi-%[3]s;
+    scgi_temp_path %[2]s/scgi-%[3]s;
     upstream backend {
-        server %s;
+        server %[4]s;
         keepalive 64;
     }
     server {
-        listen %s;
+        listen %[5]s;
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -282,7 +372,7 @@ http {
         }
     }
 }
-`, workers, dir, workers, dir, workers, dir, workers, dir, workers, dir, workers, dir, workers, dir, workers, backend, listen)
+`, workers, dir, port, backend, listen)
 	return name, os.WriteFile(name, []byte(conf), 0o644)
 }
 
