@@ -100,7 +100,7 @@ func newServerCmd() *cobra.Command {
 		defRouter = ":80"
 	}
 	var verbose bool
-	var buildMemory, minFreeDisk string
+	var buildMemory, minFreeDisk, buildCache string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Slipway server (API, registry, builder, runtime and router)",
@@ -147,6 +147,11 @@ Every flag can also be set with the environment variable shown.`,
 			if cfg.IdleTimeout == 0 {
 				cfg.IdleTimeout = -1 // --idle-timeout 0: never scale to zero
 			}
+			cache, err := units.RAMInBytes(buildCache)
+			if err != nil || cache < 0 {
+				return fmt.Errorf("--build-cache %q: want a size such as 10GiB, or 0 for BuildKit's own bound (80%% of the disk, up to 100 GB)", buildCache)
+			}
+			cfg.BuildCache = cache
 			free, err := units.RAMInBytes(minFreeDisk)
 			if err != nil || free < 0 {
 				return fmt.Errorf("--min-free-disk %q: want a size such as 2GiB or 500MiB, or 0 to never refuse builds", minFreeDisk)
@@ -179,6 +184,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&minFreeDisk, "min-free-disk", envOr("SLIPWAY_MIN_FREE_DISK", "2GiB"), "refuse new builds (the deployment fails, saying why) while the data directory's disk has less free; running apps keep serving; 0 = never (SLIPWAY_MIN_FREE_DISK)")
 	f.DurationVar(&cfg.KeepStopped, "keep-stopped", envDuration("SLIPWAY_KEEP_STOPPED", 7*24*time.Hour), "how long a STOPPED or FAILED deployment keeps its source, runtime logs and image before they are collected (SLIPWAY_KEEP_STOPPED)")
 	f.DurationVar(&cfg.CollectInterval, "collect-interval", envDuration("SLIPWAY_COLLECT_INTERVAL", time.Hour), "how often old logs, sources and images are collected (also once at start) (SLIPWAY_COLLECT_INTERVAL)")
+	f.StringVar(&buildCache, "build-cache", envOr("SLIPWAY_BUILD_CACHE", "10GiB"), "most disk the build cache keeps (least recently used pruned first; it is also pruned while the disk has less free than twice --min-free-disk); 0 = BuildKit's own bound (SLIPWAY_BUILD_CACHE)")
 	f.StringVar(&buildMemory, "build-memory", envOr("SLIPWAY_BUILD_MEMORY", "4GiB"), "memory (and memory+swap) cap of each build step, e.g. 4GiB; 0 = none (SLIPWAY_BUILD_MEMORY)")
 	f.Int64Var(&cfg.BuildSteps.Pids, "build-pids", envInt("SLIPWAY_BUILD_PIDS", 4096), "processes and threads cap of each build step; 0 = none (SLIPWAY_BUILD_PIDS)")
 	f.Float64Var(&cfg.BuildSteps.CPUs, "build-cpus", envFloat("SLIPWAY_BUILD_CPUS", 0), "CPU cap of each build step, in cores; 0 = none (SLIPWAY_BUILD_CPUS)")

@@ -154,6 +154,20 @@ func (s *server) startRegistry(ctx context.Context) error {
 	return nil
 }
 
+// buildCache bounds buildkitd's cache by --build-cache, and keeps twice
+// --min-free-disk free, so that its collector frees space before new
+// builds are refused for the lack of it.
+func (s *server) buildCache() buildkit.CachePolicy {
+	var p buildkit.CachePolicy
+	if s.cfg.BuildCache > 0 {
+		p.MaxUsed = s.cfg.BuildCache
+		if s.cfg.MinFreeDisk > 0 {
+			p.MinFree = 2 * s.cfg.MinFreeDisk
+		}
+	}
+	return p
+}
+
 func (s *server) startBuilder(ctx context.Context) error {
 	s.buildkitAddr = s.cfg.BuildkitHost
 	if s.buildkitAddr == "" {
@@ -166,6 +180,7 @@ func (s *server) startBuilder(ctx context.Context) error {
 			DockerHubMirrors:    []string{s.registryHost},
 			Network:             s.buildNet,
 			Steps:               s.cfg.BuildSteps,
+			Cache:               s.buildCache(),
 			Logger:              s.log,
 		})
 		if err != nil {

@@ -84,6 +84,11 @@ type Config struct {
 	// DNSUpstream is the comma-separated HOST:PORT list of resolvers the
 	// apps' resolver forwards to. If empty, the host's (/etc/resolv.conf).
 	DNSUpstream string
+	// BuildCache is the most disk, in bytes, buildkitd's build cache
+	// keeps; it is also pruned while the disk has less free than twice
+	// MinFreeDisk, so that builds are refused only when the cache can't
+	// help. If zero, BuildKit's own policy (80% of the disk, up to 100 GB).
+	BuildCache int64
 	// BuildSteps is enforced on every build step (RUN) of the buildkitd
 	// Slipway starts: capabilities dropped (CAP_NET_RAW by default) and
 	// memory, pids and CPU caps. Zero limits: none. Not used with

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	bkclient "github.com/moby/buildkit/client"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/slipwayhq/slipway/internal/build"
@@ -174,4 +175,79 @@ func TestStepPolicyEnforced(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The build cache is kept under DaemonConfig.Cache. A build leaves 30 MB
+// in the cache (its RUN step's layer, and the base image's layers) on a
+// buildkitd with BuildKit's default policy (up to 80% of the disk): all
+// of it stays. Restarted on the same root with a 1 MiB cap, buildkitd's
+// collector (which runs a second after a start or a build, then at most
+// once a minute) prunes it.
+func TestCacheBounded(t *testing.T) {
+	_, host := sharedEnv(t)
+	base := seedDebian(t, host)
+	root := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	usage := func(d *Daemon) int64 {
+		c, err := bkclient.New(ctx, d.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		du, err := c.DiskUsage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total int64
+		for _, u := range du {
+			total += u.Size
+		}
+		return total
+	}
+	start := func(cache CachePolicy) *Daemon {
+		d, err := StartDaemon(ctx, DaemonConfig{Root: filepath.Join(root, "root"), PlainHTTPRegistries: []string{host}, Cache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	t.Cleanup(func() { UnmountUnder(root) })
+
+	d := start(CachePolicy{})
+	b, err := New(d.Addr(), Config{Credentials: map[string]Credential{host: {Secret: testSecret}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &logRecorder{}
+	_, err = b.Build(buildCtx(t), build.Request{
+		ContextDir: source(t, map[string]string{"Dockerfile": "FROM " + base + "\nRUN head -c 30000000 /dev/urandom > /big\n"}),
+		Image:      host + "/apps/cache:bounded",
+		Log:        rec.log,
+	})
+	b.Close()
+	if err != nil {
+		d.Close()
+		t.Fatalf("build: %v\nlog:\n%s", err, rec.text())
+	}
+	time.Sleep(3 * time.Second) // the default policy's collection after the build
+	before := usage(d)
+	d.Close()
+	if before < 30e6 {
+		t.Fatalf("the default policy left %d bytes of cache, want the build's 30 MB and more", before)
+	}
+
+	d = start(CachePolicy{MaxUsed: 1 << 20})
+	defer d.Close()
+	var after int64
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if after = usage(d); after < 1<<20 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if after >= 1<<20 {
+		t.Fatalf("the build cache holds %d bytes (%d before) 30 s after a start with a 1 MiB cap", after, before)
+	}
+	t.Logf("build cache: %d bytes under the default policy, %d under a 1 MiB cap", before, after)
 }
