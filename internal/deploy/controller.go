@@ -93,8 +93,12 @@ type Config struct {
 	// burst, and lines kept per deployment. Its zero value means the
 	// defaults (see LogLimits).
 	Logs LogLimits
-	// Observer, if set, is told of status changes, wakes and restarts.
+	// Observer, if set, is told of status changes, wakes, sleeps and
+	// restarts (Observers tells several).
 	Observer Observer
+	// LogTap, if set, is given each instance's runtime log lines once they
+	// are stored (log drains).
+	LogTap LogTap
 	// Log receives operational messages. If nil, slog.Default().
 	Log *slog.Logger
 }

@@ -61,6 +61,8 @@ type env struct {
 	retention   Retention
 	// wrap, if set, decorates the driver the controller is given.
 	wrap func(runtime.Driver) runtime.Driver
+	// observer, if set, is the controller's Config.Observer.
+	observer Observer
 }
 
 func newEnv(t *testing.T) *env {
@@ -97,8 +99,8 @@ func (e *env) start() {
 	}
 	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: driver, Routes: e.table,
 		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second, Secrets: e.box, Keep: e.keep, BuildsPerProject: e.perProject,
-		Retention: e.retention,
-		Log:       slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Retention: e.retention, Observer: e.observer,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -395,13 +395,13 @@ func (c *Controller) supervise(l *liveDeployment) {
 			l.mu.Lock()
 			inst := l.inst.ID
 			l.mu.Unlock()
-			reason := c.watch(ctx, l)
+			why := c.watch(ctx, l)
 			if ctx.Err() != nil {
 				return
 			}
-			c.event(l.d.ID, store.LogRuntime, "instance %s unhealthy: %s; restarting in %s", inst, reason, backoff)
+			c.event(l.d.ID, store.LogRuntime, "instance %s unhealthy: %s; restarting in %s", inst, why.Reason, backoff)
 			if o := c.cfg.Observer; o != nil {
-				o.Restarted(l.d)
+				o.Restarted(l.d, why)
 			}
 			c.stopInstanceOf(l)
 			select {
@@ -428,12 +428,12 @@ func (c *Controller) supervise(l *liveDeployment) {
 
 // watch returns why the current instance should be restarted: its process
 // exited, or it failed the configured number of health checks in a row.
-func (c *Controller) watch(ctx context.Context, l *liveDeployment) string {
+func (c *Controller) watch(ctx context.Context, l *liveDeployment) Restart {
 	l.mu.Lock()
 	h := l.handle
 	l.mu.Unlock()
 	if h == nil {
-		return "no instance is running"
+		return Restart{Crashed: true, Reason: "no instance is running"}
 	}
 	exited := make(chan runtime.Status, 1)
 	wctx, cancel := context.WithCancel(ctx)
@@ -449,21 +449,21 @@ func (c *Controller) watch(ctx context.Context, l *liveDeployment) string {
 	for {
 		select {
 		case <-ctx.Done():
-			return ""
+			return Restart{}
 		case st := <-exited:
 			c.recordExit(l, st)
-			return "the app exited (" + exitText(st) + ")"
+			return Restart{Crashed: true, Reason: "the app exited (" + exitText(st) + ")"}
 		case <-tick.C:
 			err := l.probe(ctx)
 			if ctx.Err() != nil {
-				return ""
+				return Restart{}
 			}
 			if err != nil {
 				failures++
 				c.recordProbe(l, failures, err)
 				c.event(l.d.ID, store.LogRuntime, "health check failed (%d/%d): %v", failures, l.health.Failures, err)
 				if failures >= l.health.Failures {
-					return fmt.Sprintf("%d consecutive health checks failed (last: %v)", failures, err)
+					return Restart{Reason: fmt.Sprintf("%d consecutive health checks failed (last: %v)", failures, err)}
 				}
 				continue
 			}

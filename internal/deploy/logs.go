@@ -150,6 +150,7 @@ const (
 // directly and keeps doing so while the server is down.
 type tailer struct {
 	c      *Controller
+	d      store.Deployment // for Config.LogTap
 	inst   store.Instance
 	limits LogLimits
 	now    func() time.Time
@@ -196,6 +197,7 @@ func (c *Controller) newTailer(in store.Instance) *tailer {
 func (l *liveDeployment) tailFrom(in store.Instance) {
 	l.stopTail()
 	t := l.c.newTailer(in)
+	t.d = l.d
 	t.stop, t.done = make(chan struct{}), make(chan struct{})
 	l.mu.Lock()
 	l.tail = t
@@ -214,9 +216,11 @@ func (l *liveDeployment) stopTail() {
 	}
 }
 
-// tailOnce copies what an exited instance left in its files.
-func (c *Controller) tailOnce(in store.Instance) {
-	c.newTailer(in).pass(true)
+// tailOnce copies what an exited instance of d left in its files.
+func (c *Controller) tailOnce(d store.Deployment, in store.Instance) {
+	t := c.newTailer(in)
+	t.d = d
+	t.pass(true)
 }
 
 func (t *tailer) run() {
@@ -302,6 +306,9 @@ func (t *tailer) pass(final bool) {
 	t.punch(&t.err)
 	if len(lines) > 0 {
 		t.c.hub.notify(t.inst.DeploymentID)
+		if tap := t.c.cfg.LogTap; tap != nil {
+			tap.RuntimeLines(t.d, lines)
+		}
 	}
 	t.sinceTrim += len(lines)
 	if t.sinceTrim >= max(t.limits.Keep/10, 1) {

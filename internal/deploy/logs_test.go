@@ -201,3 +201,46 @@ func fileSize(t *testing.T, path string) int64 {
 	}
 	return st.Size()
 }
+
+// tapRecorder is a LogTap that keeps what it is given.
+type tapRecorder struct {
+	d     []string
+	lines []store.LogLine
+}
+
+func (r *tapRecorder) RuntimeLines(d store.Deployment, lines []store.LogLine) {
+	r.d = append(r.d, d.ID)
+	r.lines = append(r.lines, lines...)
+}
+
+func TestLogTapGetsStoredLines(t *testing.T) {
+	te, tl := newTailEnv(t, LogLimits{LinesPerSecond: 2, Burst: 1})
+	tap := &tapRecorder{}
+	te.e.ctl.cfg.LogTap = tap
+	tl.d = store.Deployment{ID: te.inst.DeploymentID}
+	te.write("stdout", "one\ntwo\nthree\n")
+	te.write("stderr", "oops\n")
+	same := func(when string) {
+		t.Helper()
+		stored := te.stored()
+		if len(tap.lines) != len(stored) || len(stored) == 0 {
+			t.Fatalf("%s: tap got %d lines, the store %d", when, len(tap.lines), len(stored))
+		}
+		for i, l := range stored {
+			if tap.lines[i].ID != l.ID || tap.lines[i].Text != l.Text || tap.lines[i].Stream != l.Stream {
+				t.Errorf("%s: line %d: tap %+v, store %+v", when, i, tap.lines[i], l)
+			}
+		}
+	}
+	tl.pass(false) // two lines stored, two dropped
+	same("first pass")
+	tl.pass(false) // the flood ended: the notice of the drops
+	same("second pass")
+	if n := notices(tap.lines); len(n) != 1 {
+		t.Errorf("notices given to the tap: %q", n)
+	}
+	tl.pass(false) // nothing new: the tap is not called
+	if len(tap.d) != 2 || tap.d[0] != te.inst.DeploymentID {
+		t.Errorf("tap called for %q", tap.d)
+	}
+}

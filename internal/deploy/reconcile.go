@@ -274,7 +274,7 @@ func (c *Controller) reattach(ctx context.Context, l *liveDeployment, insts []st
 			continue
 		}
 		if st, err := c.cfg.Driver.Inspect(ctx, &h); err != nil || !st.Running {
-			c.tailOnce(in)
+			c.tailOnce(l.d, in)
 			c.markStopped(in, &h)
 			continue
 		}

@@ -106,6 +106,9 @@ func (c *Controller) sleep(l *liveDeployment) {
 	l.stopTail()
 	c.store.UpdateInstance(context.Background(), inst.ID, inst.State, "idle")
 	c.event(l.d.ID, store.LogRuntime, "scaled to zero after %s without requests", l.health.Idle)
+	if o := c.cfg.Observer; o != nil {
+		o.Slept(l.d)
+	}
 }
 
 // wake starts an instance for a sleeping deployment, or joins the wake in

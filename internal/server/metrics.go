@@ -93,6 +93,11 @@ func (o metricsObserver) Woke(d store.Deployment, took time.Duration, held int, 
 	o.m.Woke(deploymentLabels(d), took, held, err)
 }
 
-func (o metricsObserver) Restarted(d store.Deployment) { o.m.Restarted(deploymentLabels(d)) }
+func (o metricsObserver) Restarted(d store.Deployment, _ deploy.Restart) {
+	o.m.Restarted(deploymentLabels(d))
+}
+
+// Slept: a sleep is seen in the wake that follows it.
+func (o metricsObserver) Slept(store.Deployment) {}
 
 var _ deploy.Observer = metricsObserver{}
