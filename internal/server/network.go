@@ -95,19 +95,30 @@ func (s *server) startNetwork(ctx context.Context) error {
 	// The router answers private names on the gateway's port 80; where
 	// the public router already listens on every address's port 80 (the
 	// default as root), the gateway's port 80 is redirected to a port of
-	// the private listener's own.
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	s.privatePort = port
+	// the private listener's own. The gateway's address exists once the
+	// bridge does: the network is opened a first time for it, the
+	// listener bound there on a port the kernel picks (and held from then
+	// on, so nothing else can take it), and the network opened again with
+	// the redirect to that port.
 	bridge, table := NetworkNames(s.cfg.DataDir)
-	n, err := netns.Open(netns.Config{
+	cfg := netns.Config{
 		Bridge: bridge, Table: table, Prefix: prefix,
-		StateDir:  filepath.Join(s.cfg.DataDir, "network"),
-		Redirects: map[uint16]uint16{internalPort: port},
-		Log:       s.log,
-	})
+		StateDir: filepath.Join(s.cfg.DataDir, "network"),
+		Log:      s.log,
+	}
+	first, err := netns.Open(cfg)
+	if err != nil {
+		return fmt.Errorf("opening the instances' network: %w", err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(first.Gateway().String(), "0"))
+	first.Close()
+	if err != nil {
+		return fmt.Errorf("listening for private names on the gateway: %w", err)
+	}
+	s.privateLn = ln
+	s.onStop(func(context.Context) { ln.Close() }) // if servePrivate never takes it
+	cfg.Redirects = map[uint16]uint16{internalPort: uint16(ln.Addr().(*net.TCPAddr).Port)}
+	n, err := netns.Open(cfg)
 	if err != nil {
 		return fmt.Errorf("opening the instances' network: %w", err)
 	}
@@ -237,16 +248,6 @@ func (s *server) applyEgress(ctx context.Context) error {
 // the gateway (redirected to the private listener's port).
 const internalPort = 80
 
-// freePort asks the kernel for a TCP port that is free on every address.
-func freePort() (uint16, error) {
-	ln, err := net.Listen("tcp", ":0")
-	if err != nil {
-		return 0, fmt.Errorf("choosing a port for private names: %w", err)
-	}
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port), nil
-}
-
 // servePrivate serves the router on the gateway for private names
 // (<project>.internal and the like): apps reach each other through it,
 // waking them as the public router does; any other name answers 404.
@@ -254,10 +255,7 @@ func (s *server) servePrivate() error {
 	if s.network == nil {
 		return nil
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(s.network.Gateway().String(), fmt.Sprint(s.privatePort)))
-	if err != nil {
-		return fmt.Errorf("listening for private names on the gateway: %w", err)
-	}
+	ln := s.privateLn
 	hosts := project.Hosts{Base: s.cfg.BaseDomain}
 	srv := &http.Server{Handler: privateNames(hosts, s.app), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	s.serveOn(srv.Serve, ln)

@@ -60,7 +60,7 @@ type server struct {
 	builder      *buildkit.Builder  // startBuilder
 	buildkitAddr string             // startBuilder
 	network      *netns.Network     // startNetwork; nil when instance networking is off
-	privatePort  uint16             // startNetwork: the gateway port private names are served on
+	privateLn    net.Listener       // startNetwork: on the gateway, where private names are served
 	driver       *runc.Driver       // startRuntime
 	metrics      *metrics.Metrics   // startMetrics
 	metricsLn    net.Listener       // startMetrics, with MetricsListen
