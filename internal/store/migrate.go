@@ -176,6 +176,26 @@ ALTER TABLE instances ADD COLUMN exited_at INTEGER;
 ALTER TABLE deployments ADD COLUMN source_image TEXT NOT NULL DEFAULT '';
 ALTER TABLE projects ADD COLUMN registry_auth BLOB;
 `,
+	// 11: the metrics history (package history): one row per series (a
+	// deployment, or a project's total with deployment_id ''), resolution
+	// (step, seconds) and interval start (at, Unix seconds). Latency holds
+	// the request-duration histogram's bucket counts as uvarints.
+	`
+CREATE TABLE metric_points (
+	project_id    TEXT NOT NULL,
+	deployment_id TEXT NOT NULL,
+	step          INTEGER NOT NULL,
+	at            INTEGER NOT NULL,
+	requests      INTEGER NOT NULL DEFAULT 0,
+	errors_4xx    INTEGER NOT NULL DEFAULT 0,
+	errors_5xx    INTEGER NOT NULL DEFAULT 0,
+	latency       BLOB,
+	cpu_us        INTEGER NOT NULL DEFAULT 0,
+	memory_max    INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (project_id, deployment_id, step, at)
+) WITHOUT ROWID;
+CREATE INDEX metric_points_age ON metric_points (step, at);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -23,6 +23,7 @@ type Reader interface {
 	ListInstances(ctx context.Context, deploymentID string) ([]Instance, error)
 	ListLogs(ctx context.Context, q LogQuery) ([]LogLine, error)
 	LastExit(ctx context.Context, deploymentID string) (Exit, error)
+	MetricPoints(ctx context.Context, projectID, deploymentID string, step, since int64) ([]MetricPoint, error)
 
 	CheckToken(ctx context.Context, secret string) (Token, error)
 }
