@@ -80,6 +80,10 @@ type Metrics struct {
 	buildSteps    prometheus.Counter
 	buildCached   prometheus.Counter
 
+	// instances and usage read the running instances' usage (Read).
+	instances func() []Instance
+	usage     runtime.UsageReader
+
 	mu   sync.Mutex
 	deps map[string]*deploymentRecorder // by deployment id
 	// gone remembers the deployments forgotten most recently, so that a
@@ -101,6 +105,9 @@ func New(cfg Config) *Metrics {
 		reg:  prometheus.NewRegistry(),
 		deps: map[string]*deploymentRecorder{},
 		gone: map[string]bool{},
+
+		instances: cfg.Instances,
+		usage:     cfg.Usage,
 	}
 	with := func(extra ...string) []string { return append(append([]string{}, deploymentLabels...), extra...) }
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{

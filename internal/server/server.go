@@ -123,6 +123,9 @@ type Config struct {
 	// token (on the API listener it needs one). An address without a host
 	// (":9100") is on loopback. If empty, no such listener.
 	MetricsListen string
+	// HistoryInterval is how often the metrics history (the dashboard's
+	// plots) samples the metrics. If zero, 10 seconds.
+	HistoryInterval time.Duration
 	// Started, if set, is called once the server serves, with the API and
 	// router addresses.
 	Started func(api, router net.Addr)
@@ -198,6 +201,7 @@ func Run(ctx context.Context, cfg Config) error {
 		s.serveAPI,          // project rules, git, webhooks, dashboard, API
 		s.serveApps,         // reconcile, then the router (HTTPS, private names)
 		s.startCollection,   // retention: now, then every CollectInterval
+		s.startHistory,      // the metrics history the dashboard plots
 	} {
 		if err := start(ctx); err != nil {
 			return err
