@@ -175,6 +175,8 @@ func (s *Server) routes() []route {
 		{"POST /api/v1/deployments/{id}/promote", s.deployment(s.dep.Promote)},
 		{"POST /api/v1/deployments/{id}/redeploy", s.redeployDeployment},
 		{"GET /api/v1/deployments/{id}/wakes", s.listWakes},
+		{"GET /api/v1/deployments/{id}/metrics", s.deploymentMetrics},
+		{"GET /api/v1/projects/{project}/metrics", s.projectMetrics},
 		{"GET /api/v1/projects/{project}/settings", s.getSettings},
 		{"PATCH /api/v1/projects/{project}/settings", s.patchSettings},
 		{"PUT /api/v1/projects/{project}/start-command", s.setStartCommand},

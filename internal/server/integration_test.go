@@ -121,7 +121,7 @@ func (h *harness) start() {
 	go func() {
 		done <- Run(ctx, Config{
 			DataDir: h.data, Listen: h.api, RouterListen: h.router,
-			BaseImagesDir: h.baseImages, BootstrapToken: testToken, DeployWindow: 20 * time.Second,
+			BaseImagesDir: h.baseImages, BootstrapToken: testToken, DeployWindow: 20 * time.Second, HistoryInterval: 250 * time.Millisecond,
 			Out:     io.Discard,
 			Started: func(a, r net.Addr) { started <- struct{}{} },
 		})
