@@ -82,6 +82,10 @@ type Deployment struct {
 type Captured struct {
 	Settings ProjectSettings `json:"settings"`
 	Vars     []EnvVar        `json:"vars"`
+	// Inherit names the environment whose variables Vars holds too, under
+	// the deployment's own environment's (a pull request's preview takes
+	// production's); "" for none.
+	Inherit string `json:"inherit,omitempty"`
 }
 
 const deploymentCols = `d.id, d.project_id, p.name, d.environment_id, e.name, d.status, d.trigger, d.promote, d.source_url,

@@ -196,6 +196,46 @@ CREATE TABLE metric_points (
 ) WITHOUT ROWID;
 CREATE INDEX metric_points_age ON metric_points (step, at);
 `,
+	// 12: GitHub feedback: where a deployment reports its status (the
+	// repository, commit and status context; recorded before the
+	// deployment exists, so no foreign key), the outbox of requests to
+	// GitHub (statuses and comments, sent in order per key with retries,
+	// kept across restarts), and the pull requests that have previews
+	// with the id of the one comment Slipway keeps up to date on each.
+	`
+CREATE TABLE github_deployments (
+	deployment_id TEXT PRIMARY KEY,
+	repository    TEXT NOT NULL,
+	sha           TEXT NOT NULL,
+	context       TEXT NOT NULL,
+	pull_request  INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE github_outbox (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	key        TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	body       TEXT NOT NULL,
+	attempts   INTEGER NOT NULL DEFAULT 0,
+	next_at    INTEGER NOT NULL,
+	last_error TEXT NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL
+);
+CREATE INDEX github_outbox_key ON github_outbox (key, id);
+CREATE INDEX github_outbox_due ON github_outbox (next_at);
+CREATE TABLE pull_requests (
+	project_id      TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	number          INTEGER NOT NULL,
+	repository      TEXT NOT NULL,
+	head_repository TEXT NOT NULL,
+	head_sha        TEXT NOT NULL,
+	fork            INTEGER NOT NULL DEFAULT 0,
+	state           TEXT NOT NULL,
+	comment_id      INTEGER NOT NULL DEFAULT 0,
+	updated_at      INTEGER NOT NULL,
+	PRIMARY KEY (project_id, number)
+);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

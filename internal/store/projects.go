@@ -62,6 +62,11 @@ type ProjectSettings struct {
 	HealthFailures int    `json:"healthFailures,omitempty"` // If zero, 3.
 	LogMaxAge      string `json:"logMaxAge,omitempty"`      // runtime logs kept; Go duration. If empty, 168h.
 	LogMaxBytes    int64  `json:"logMaxBytes,omitempty"`    // runtime logs kept, per project. If zero, 100 MiB.
+	// Previews deploys each open pull request of the linked repository
+	// into an environment of its own, pr-<number> (GitHub pull_request
+	// webhooks). It is the project's, not a deployment's: it applies at
+	// once. If false, pull requests are ignored.
+	Previews bool `json:"previews,omitempty"`
 }
 
 // Environment is a deployment target of a project (production first).
@@ -402,11 +407,17 @@ func branchesFree(ctx context.Context, tx *sql.Tx, projectID, except string, bra
 // DeleteEnvironment deletes an environment with its deployments, domains
 // and variables.
 func (s *Store) DeleteEnvironment(ctx context.Context, envID string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM environments WHERE id = ?`, envID)
-	if err != nil {
-		return err
-	}
-	return oneRow(res)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		// Where its deployments reported to GitHub (no foreign key).
+		if _, err := tx.ExecContext(ctx, `DELETE FROM github_deployments WHERE deployment_id IN (SELECT id FROM deployments WHERE environment_id = ?)`, envID); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM environments WHERE id = ?`, envID)
+		if err != nil {
+			return err
+		}
+		return oneRow(res)
+	})
 }
 
 // EnvironmentForBranch returns the project's environment that branch is

@@ -24,6 +24,7 @@ type Reader interface {
 	ListLogs(ctx context.Context, q LogQuery) ([]LogLine, error)
 	LastExit(ctx context.Context, deploymentID string) (Exit, error)
 	MetricPoints(ctx context.Context, projectID, deploymentID string, step, since int64) ([]MetricPoint, error)
+	ListPullRequests(ctx context.Context, projectID string) ([]PullRequest, error)
 
 	CheckToken(ctx context.Context, secret string) (Token, error)
 }
