@@ -2,14 +2,9 @@ package github
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // APIURL returns the REST API address of a repository given by its clone
@@ -34,48 +29,8 @@ func APIURL(repoURL string) (string, error) {
 
 // DefaultBranch asks the repository's host (APIURL) for its default branch,
 // with token (a clone token; "" for none) as the bearer token. It gives up
-// after 10 s, whatever ctx allows.
+// after 10 s, whatever ctx allows. A Client with a BaseURL asks another
+// API.
 func DefaultBranch(ctx context.Context, repoURL, token string) (string, error) {
-	api, err := APIURL(repoURL)
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api, nil)
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Accept", "application/vnd.github+json")
-	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	client := &http.Client{CheckRedirect: func(r *http.Request, via []*http.Request) error {
-		if len(via) > 0 && r.URL.Host != via[0].URL.Host {
-			return errors.New("redirected to another host") // keep the token at home
-		}
-		if len(via) >= 5 {
-			return errors.New("too many redirects")
-		}
-		return nil
-	}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("asking %s for the default branch: %w", redactURL(repoURL), err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("asking %s for the default branch: %s", redactURL(repoURL), resp.Status)
-	}
-	var repo struct {
-		DefaultBranch string `json:"default_branch"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&repo); err != nil {
-		return "", fmt.Errorf("reading the default branch of %s: %w", redactURL(repoURL), err)
-	}
-	if repo.DefaultBranch == "" {
-		return "", fmt.Errorf("%s reported no default branch", redactURL(repoURL))
-	}
-	return repo.DefaultBranch, nil
+	return (&Client{}).DefaultBranch(ctx, repoURL, token)
 }

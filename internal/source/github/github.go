@@ -1,5 +1,6 @@
-// Package github receives GitHub push webhooks and fetches the pushed
-// commit.
+// Package github receives GitHub push and pull_request webhooks, fetches
+// the pushed commit, and reports back through GitHub's REST API (Client:
+// commit statuses, pull-request comments).
 //
 // A Handler answers POST /hooks/github/<project> (the server mounts it with
 // the pattern "POST /hooks/github/{project}"). For each delivery, in order:
@@ -9,8 +10,10 @@
 //     X-Hub-Signature-256 header: HMAC-SHA256 of the raw body with the
 //     project's secret, compared in constant time (wrong, missing, or no
 //     secret configured → 401, nothing queued);
-//  3. X-GitHub-Event "ping" → 200 "pong"; events other than "push" → 200
-//     "ignored";
+//  3. X-GitHub-Event "ping" → 200 "pong"; "pull_request" → handled as
+//     below by Config.PullRequest when it is set (actions opened,
+//     synchronize, reopened and closed; others → 200 "ignored"); events
+//     other than "push" → 200 "ignored";
 //  4. the push payload is parsed (application/json or the form encoding
 //     GitHub also offers); pushes to refs that are not branches (tags) and
 //     branch deletions → 200 "ignored"; a repository other than the one
@@ -93,6 +96,11 @@ type Config struct {
 	// delivery waits for it. Wrap ErrIgnored to decline the event (e.g. a
 	// branch mapped to no environment); any other error answers 500.
 	Enqueue func(ctx context.Context, ev PushEvent) error
+	// PullRequest, if set, handles pull_request events (deduplicated as
+	// pushes are, on PullRequestKey); like Enqueue, it must only record
+	// what to do, and wraps ErrIgnored to decline. If nil, they are
+	// ignored.
+	PullRequest func(ctx context.Context, ev PullRequestEvent) error
 	// Seen records a delivery's key (DeliveryKey) and reports whether it
 	// was recorded before, atomically (e.g. an INSERT that may conflict).
 	// If nil, the last 10,000 keys are remembered in memory, so a
@@ -200,11 +208,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, "pong", "slipway project %q is ready for push events", project)
 		return
 	case "push":
+	case "pull_request":
+		if h.cfg.PullRequest != nil {
+			h.pullRequest(w, r, project, link, body)
+			return
+		}
+		reply(w, http.StatusOK, "ignored", "event %q is not handled, only push", event)
+		return
 	case "":
 		reply(w, http.StatusBadRequest, "error", "missing X-GitHub-Event header")
 		return
 	default:
-		reply(w, http.StatusOK, "ignored", "event %q is not handled, only push", event)
+		reply(w, http.StatusOK, "ignored", "event %q is not handled, only push and pull_request", event)
 		return
 	}
 
@@ -264,6 +279,70 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusAccepted, "queued", "deploying %s of %s at %s", ev.Branch, ev.Repository, source.ShortSHA(ev.NewSHA))
+}
+
+// pullRequest handles a verified pull_request delivery: parsed, checked
+// against the linked repository, deduplicated, then handed to
+// Config.PullRequest.
+func (h *Handler) pullRequest(w http.ResponseWriter, r *http.Request, project string, link Link, body []byte) {
+	ctx := r.Context()
+	payload, err := formPayload(r.Header.Get("Content-Type"), body)
+	if err != nil {
+		reply(w, http.StatusBadRequest, "error", "%v", err)
+		return
+	}
+	ev, err := ParsePullRequest(payload)
+	if err != nil {
+		reply(w, http.StatusBadRequest, "error", "%v", err)
+		return
+	}
+	ev.Project = project
+	ev.DeliveryID = r.Header.Get("X-GitHub-Delivery")
+	if link.Repository != "" && !SameRepository(link.Repository, ev.Repository) {
+		reply(w, http.StatusUnprocessableEntity, "error",
+			"delivery is for repository %s, but project %q is linked to %s", ev.Repository, project, link.Repository)
+		return
+	}
+	switch ev.Action {
+	case "opened", "synchronize", "reopened", "closed":
+	default:
+		reply(w, http.StatusOK, "ignored", "pull request action %q is not handled", ev.Action)
+		return
+	}
+	if ev.DeliveryID == "" {
+		reply(w, http.StatusBadRequest, "error", "missing X-GitHub-Delivery header")
+		return
+	}
+	key := PullRequestKey(ev)
+	seen, err := h.cfg.Seen(ctx, key)
+	if err != nil {
+		h.log.Error("github: recording delivery", "delivery", ev.DeliveryID, "err", err)
+		reply(w, http.StatusInternalServerError, "error", "internal error")
+		return
+	}
+	if seen {
+		reply(w, http.StatusOK, "duplicate", "this event (%s of pull request #%d at %s) was received before", ev.Action, ev.Number, source.ShortSHA(ev.HeadSHA))
+		return
+	}
+	if err := h.cfg.PullRequest(ctx, ev); err != nil {
+		if errors.Is(err, ErrIgnored) {
+			reply(w, http.StatusOK, "ignored", "%v", err)
+			return
+		}
+		h.log.Error("github: handling pull request", "project", project, "delivery", ev.DeliveryID, "err", err)
+		if h.cfg.Forget != nil {
+			if ferr := h.cfg.Forget(context.WithoutCancel(ctx), key); ferr != nil {
+				h.log.Error("github: forgetting delivery", "delivery", ev.DeliveryID, "err", ferr)
+			}
+		}
+		reply(w, http.StatusInternalServerError, "error", "internal error: the pull request event was not handled")
+		return
+	}
+	if ev.Action == "closed" {
+		reply(w, http.StatusAccepted, "queued", "removing the preview of pull request #%d", ev.Number)
+		return
+	}
+	reply(w, http.StatusAccepted, "queued", "deploying pull request #%d at %s", ev.Number, source.ShortSHA(ev.HeadSHA))
 }
 
 // DeliveryKey identifies a push by what its signature covers, for
