@@ -224,6 +224,9 @@ func (c *Controller) Close() error {
 
 // CreateRequest describes a new deployment.
 type CreateRequest struct {
+	// ID is the new deployment's id (store.NewID), for a caller that
+	// records something about it first. If empty, a new one.
+	ID          string
 	Project     string
 	Environment string // If empty, production.
 	Trigger     string // upload, push, webhook, redeploy
@@ -247,6 +250,11 @@ type CreateRequest struct {
 	Image, ImageDigest string
 	// MaxSourceBytes bounds the compressed source. If zero, 256 MiB.
 	MaxSourceBytes int64
+	// InheritVariables, if set, names an environment of the project whose
+	// variables the deployment captures too, under its own environment's
+	// (which win on a name both have): a pull request's preview takes
+	// production's. If empty, only its own environment's.
+	InheritVariables string
 }
 
 // ErrSourceTooLarge reports an upload over CreateRequest.MaxSourceBytes.
@@ -266,13 +274,13 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 	if err != nil {
 		return store.Deployment{}, err
 	}
-	captured, err := c.capture(ctx, p, env)
+	captured, err := c.capture(ctx, p, env, req.InheritVariables)
 	if err != nil {
 		return store.Deployment{}, err
 	}
 	if req.SourceImage != "" {
 		d, err := c.store.CreateDeployment(ctx, store.Deployment{
-			ProjectID: p.ID, EnvironmentID: env.ID, Status: string(Pending), Trigger: req.Trigger, Promote: req.Promote,
+			ID: req.ID, ProjectID: p.ID, EnvironmentID: env.ID, Status: string(Pending), Trigger: req.Trigger, Promote: req.Promote,
 			SourceImage: strings.TrimSpace(req.SourceImage), Image: req.Image, ImageDigest: req.ImageDigest,
 			Branch: req.Branch, CommitSHA: req.CommitSHA, CommitMessage: req.Message, CommitAuthor: req.Author,
 			Captured: captured,
@@ -288,7 +296,7 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 			return store.Deployment{}, errors.New("a deployment needs an uploaded source or a repository and commit")
 		}
 		d, err := c.store.CreateDeployment(ctx, store.Deployment{
-			ProjectID: p.ID, EnvironmentID: env.ID, Status: string(Pending), Trigger: req.Trigger, Promote: req.Promote,
+			ID: req.ID, ProjectID: p.ID, EnvironmentID: env.ID, Status: string(Pending), Trigger: req.Trigger, Promote: req.Promote,
 			SourceURL: req.SourceURL, Branch: req.Branch, CommitSHA: req.CommitSHA, CommitMessage: req.Message, CommitAuthor: req.Author,
 			Captured: captured,
 		})
@@ -323,7 +331,10 @@ func (c *Controller) Create(ctx context.Context, req CreateRequest) (store.Deplo
 	if n == 0 {
 		return store.Deployment{}, errors.New("source upload is empty")
 	}
-	id := store.NewID()
+	id := req.ID
+	if id == "" {
+		id = store.NewID()
+	}
 	if err := os.Rename(tmp.Name(), c.sourcePath(id)); err != nil {
 		return store.Deployment{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -23,16 +24,54 @@ import (
 // A deployment created before Slipway captured settings has no capture and
 // follows its project's current settings and variables, as it always did.
 
-// capture returns what a deployment of p on env takes with it.
-func (c *Controller) capture(ctx context.Context, p store.Project, env store.Environment) (*store.Captured, error) {
-	vars, err := c.store.ListEnvVars(ctx, env.ID)
+// capture returns what a deployment of p on env takes with it; with
+// inherit, the variables of that environment of p come too, under env's.
+func (c *Controller) capture(ctx context.Context, p store.Project, env store.Environment, inherit string) (*store.Captured, error) {
+	vars, err := c.envVars(ctx, p.ID, env.ID, inherit)
 	if err != nil {
 		return nil, fmt.Errorf("reading variables: %w", err)
 	}
-	if vars == nil {
-		vars = []store.EnvVar{}
+	return &store.Captured{Settings: p.Settings, Vars: vars, Inherit: inherit}, nil
+}
+
+// envVars returns the variables of environment envID, under those of
+// project's environment inherit when it is set and exists (sorted by
+// name; never nil).
+func (c *Controller) envVars(ctx context.Context, projectID, envID, inherit string) ([]store.EnvVar, error) {
+	own, err := c.store.ListEnvVars(ctx, envID)
+	if err != nil {
+		return nil, err
 	}
-	return &store.Captured{Settings: p.Settings, Vars: vars}, nil
+	if inherit == "" {
+		if own == nil {
+			own = []store.EnvVar{}
+		}
+		return own, nil
+	}
+	from, err := c.store.GetEnvironment(ctx, projectID, inherit)
+	if errors.Is(err, store.ErrNotFound) {
+		return append([]store.EnvVar{}, own...), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	base, err := c.store.ListEnvVars(ctx, from.ID)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]store.EnvVar{}
+	for _, v := range base {
+		byName[v.Name] = v
+	}
+	for _, v := range own {
+		byName[v.Name] = v
+	}
+	out := make([]store.EnvVar, 0, len(byName))
+	for _, v := range byName {
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // settingsOf returns the settings d runs with: its capture, or its
@@ -87,7 +126,7 @@ func (c *Controller) Changes(ctx context.Context, d store.Deployment) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	vars, err := c.store.ListEnvVars(ctx, d.EnvironmentID)
+	vars, err := c.envVars(ctx, d.ProjectID, d.EnvironmentID, d.Captured.Inherit)
 	if err != nil {
 		return nil, err
 	}
@@ -117,12 +156,15 @@ func settingsDiff(was, now store.ProjectSettings) ([]string, error) {
 	}
 	var out []string
 	for k, v := range a {
+		if k == "previews" {
+			continue // the project's, not its deployments': applies at once
+		}
 		if !bytes.Equal(v, b[k]) {
 			out = append(out, k)
 		}
 	}
 	for k := range b {
-		if _, ok := a[k]; !ok {
+		if _, ok := a[k]; !ok && k != "previews" {
 			out = append(out, k)
 		}
 	}

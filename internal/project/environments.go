@@ -92,8 +92,9 @@ func (s *Service) Target(ctx context.Context, project, branch string) (store.Pro
 }
 
 // DeleteEnvironment stops env's deployments, stops routing its hostnames
-// and deletes it with its deployments, domains and variables. The
-// production environment cannot be deleted.
+// and deletes it with its deployments, domains and variables, and has the
+// lifecycle discard their files when it can (Discarder). The production
+// environment cannot be deleted.
 func (s *Service) DeleteEnvironment(ctx context.Context, p store.Project, env store.Environment) error {
 	if env.Name == store.ProductionEnvironment {
 		return fmt.Errorf("the production environment cannot be deleted: %w", ErrInvalid)
@@ -104,15 +105,18 @@ func (s *Service) DeleteEnvironment(ctx context.Context, p store.Project, env st
 	}
 	gone := s.hosts.Following(p.Name, env, domains)
 	var before time.Time
+	var deleted []store.Deployment
 	for {
 		ds, err := s.store.ListDeployments(ctx, store.DeploymentFilter{EnvironmentID: env.ID, Before: before, Limit: 500})
 		if err != nil {
 			return err
 		}
 		for _, d := range ds {
-			if _, err := s.life.Stop(ctx, d.ID); err != nil {
+			stopped, err := s.life.Stop(ctx, d.ID)
+			if err != nil {
 				return err
 			}
+			deleted = append(deleted, stopped)
 			gone = append(gone, s.hosts.Preview(d.ID))
 		}
 		if len(ds) < 500 {
@@ -125,5 +129,16 @@ func (s *Service) DeleteEnvironment(ctx context.Context, p store.Project, env st
 	}
 	env.CurrentDeploymentID = "" // nothing is left to route
 	s.life.Reroute(ctx, env, gone)
+	if d, ok := s.life.(Discarder); ok {
+		d.Discard(ctx, deleted)
+	}
 	return nil
+}
+
+// Discarder is what a Lifecycle may also do: remove at once what
+// retention would later remove of deployments deleted with their
+// environment (sources, log files, images), which retention, reading
+// the deployments kept, would never find.
+type Discarder interface {
+	Discard(ctx context.Context, ds []store.Deployment)
 }
