@@ -179,6 +179,7 @@ type projectView struct {
 	ListV    string
 	GitURL   string
 	Back     string
+	Metrics  metricsView
 }
 
 var allStatuses = []string{"PENDING", "INITIALIZING", "BUILDING", "DEPLOYING", "RUNNING", "FAILED", "STOPPED"}
@@ -284,6 +285,9 @@ func (h *handler) projectPage(w http.ResponseWriter, r *http.Request) error {
 		vs = append(vs, v.V)
 	}
 	view.ListV = strings.Join(vs, ",")
+	if view.Metrics, err = h.metricsOf(r, p.ID, "", "/projects/"+p.Name+"/metrics"); err != nil {
+		return err
+	}
 	h.render(w, r, http.StatusOK, "project", pageData{
 		Title: p.Name, Crumbs: []crumb{{"Projects", "/"}, {p.Name, ""}},
 		Live: "project:" + p.Name, FP: fp, Data: view,
@@ -317,6 +321,12 @@ type deploymentView struct {
 	Terminal             bool
 	HeadV                string
 	runtimeView
+	// Metrics are the plots of its history, once it has run; Steps its
+	// build's steps as far as its log tells.
+	Metrics *metricsView
+	Steps   stepList
+	// Building is true until the build is over (its steps are shown open).
+	Building bool
 }
 
 // Dep is the deployment's row view (for the shared templates).
@@ -357,6 +367,20 @@ func (h *handler) deploymentPage(w http.ResponseWriter, r *http.Request) error {
 		view.Wakes = wakes
 	}
 	view.runtimeView = h.runtimeView(ctx, d)
+	if hasRun(d) {
+		m, err := h.metricsOf(r, d.ProjectID, d.ID, "/deployments/"+d.ID+"/metrics")
+		if err != nil {
+			return err
+		}
+		view.Metrics = &m
+	}
+	if view.Steps, err = h.buildSteps(ctx, d.ID); err != nil {
+		return err
+	}
+	switch deploy.Status(d.Status) {
+	case deploy.Pending, deploy.Initializing, deploy.Building:
+		view.Building = true
+	}
 	view.HeadV = fmt.Sprintf("%s.%d.%d.%s", view.V, len(view.URLs), d.UpdatedAt.UnixNano(), view.runtimeView.v())
 	h.render(w, r, http.StatusOK, "deployment", pageData{
 		Title:  "Deployment " + d.ID + " · " + d.ProjectName,

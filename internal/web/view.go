@@ -44,7 +44,7 @@ type errorView struct {
 var pageNames = []string{"login", "error", "projects", "project", "deployment", "settings"}
 
 func parsePages(funcs template.FuncMap) map[string]*template.Template {
-	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html"))
+	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html", "templates/metrics.html"))
 	pages := map[string]*template.Template{}
 	for _, name := range pageNames {
 		t := template.Must(base.Clone())

@@ -190,6 +190,8 @@ func (h *handler) routes() {
 	stream("GET /deployments/{id}/build-log.txt", h.buildLogText)
 	stream("GET /deployments/{id}/logs", h.runtimeLogs)
 	stream("GET /deployments/{id}/logs/stream", h.logStream(store.LogRuntime))
+	page("GET /projects/{project}/metrics", h.projectMetrics)
+	page("GET /deployments/{id}/metrics", h.deploymentMetrics)
 
 	m.Handle("/", h.signedIn(h.pageHandler(func(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{Status: http.StatusNotFound, Message: "There is no page at " + r.URL.Path + "."}
