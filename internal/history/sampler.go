@@ -46,7 +46,9 @@ type Config struct {
 }
 
 // DefaultMaxRows is the history's cap when Config.MaxRows is zero: about
-// 245 series full to MaxRowsPerSeries (a few dozen bytes a row on disk).
+// 245 series full to MaxRowsPerSeries. A row takes about 130 bytes on
+// disk, index included (measured with 81,900 rows), so a full series is
+// about 106 KB and the whole history at most about 26 MB.
 const DefaultMaxRows = 200_000
 
 // pruneEvery is how often Sample prunes.
