@@ -27,10 +27,11 @@ type Instance struct {
 // newest first (every wake from zero starts one).
 const MaxInstancesShown = 5
 
-// addRuntime fills in what d runs with: whether its project's settings or
+// addRuntime fills in what d runs with: its sandbox, whether its project's settings or
 // variables changed since it was created (a redeploy applies them), its
 // newest instances and their health, and the health of the one serving.
 func (s *Server) addRuntime(ctx context.Context, d store.Deployment, out *Deployment) {
+	out.Sandbox = s.dep.SandboxOf(ctx, d)
 	if changes, err := s.dep.Changes(ctx, d); err == nil && len(changes) > 0 {
 		out.SettingsChanged, out.ChangedSettings = true, changes
 	}

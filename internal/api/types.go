@@ -71,6 +71,7 @@ type Deployment struct {
 	Phases               []Phase    `json:"phases"`
 
 	// What it runs with (see runtime.go).
+	Sandbox         string     `json:"sandbox"` // runc, gvisor or microvm
 	SettingsChanged bool       `json:"settingsChanged"`
 	ChangedSettings []string   `json:"changedSettings,omitempty"`
 	Health          string     `json:"health,omitempty"`

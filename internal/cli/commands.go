@@ -128,6 +128,9 @@ func printDeployment(cmd *cobra.Command, d api.Deployment) {
 		fmt.Fprintf(w, "Dirty\tyes: uploaded with uncommitted changes, so the source is not exactly the commit\n")
 	}
 	fmt.Fprintf(w, "Start command\t%s\n", orText(d.StartCommand, "(the image's own)"))
+	if d.Sandbox != "" {
+		fmt.Fprintf(w, "Sandbox\t%s\n", d.Sandbox)
+	}
 	printDetected(w, d)
 	if d.Image != "" {
 		fmt.Fprintf(w, "Image\t%s\n", d.Image)

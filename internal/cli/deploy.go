@@ -21,7 +21,7 @@ import (
 func newDeployCmd() *cobra.Command {
 	var (
 		project, environment      string
-		root                      string
+		root, sandbox             string
 		noCreate, detach, noPromo bool
 		asJSON                    bool
 		image                     string
@@ -43,6 +43,9 @@ The project root (the subdirectory that holds the app) is detected when the
 folder's root holds no app and exactly one subdirectory does. --root DIR saves
 DIR as the project's root directory setting (rootDirectory) before deploying,
 for this and later deployments; --root "" clears it, so it is detected again.
+--sandbox KIND likewise saves the project's sandbox (runc, gvisor or microvm:
+the isolation its instances run in); --sandbox "" clears it, back to the
+server's default.
 
 --image REF deploys a prebuilt image instead of a folder, with the same
 lifecycle and nothing to build. A reference without a registry host is in
@@ -111,6 +114,17 @@ start command, and must listen on $PORT (3000).`,
 					logf("Project root of %s cleared: it is detected\n", project)
 				} else {
 					logf("Project root of %s set to %s\n", project, root)
+				}
+			}
+
+			if cmd.Flags().Changed("sandbox") {
+				if err := c.call(ctx, "PATCH", projectPath(project)+"/settings", map[string]string{"sandbox": sandbox}, nil); err != nil {
+					return fmt.Errorf("setting the project's sandbox: %w", err)
+				}
+				if sandbox == "" {
+					logf("Sandbox of %s cleared: the server's default\n", project)
+				} else {
+					logf("Sandbox of %s set to %s\n", project, sandbox)
 				}
 			}
 
@@ -222,6 +236,7 @@ start command, and must listen on $PORT (3000).`,
 	f.StringVarP(&project, "project", "p", os.Getenv("SLIPWAY_PROJECT"), "project name (default: the folder's name)")
 	f.StringVarP(&environment, "environment", "e", "", "environment (default: production)")
 	f.BoolVar(&noCreate, "no-create", false, "fail instead of creating a missing project")
+	f.StringVar(&sandbox, "sandbox", "", `save the project's sandbox (runc, gvisor or microvm) as its setting, for this and later deployments; "" clears it (the server's default)`)
 	f.StringVar(&root, "root", "", `save the project root (the subdirectory of DIR that holds the app) as the project's setting; "" clears it`)
 	f.BoolVar(&detach, "detach", false, "return once uploaded, without waiting for the deployment")
 	f.BoolVar(&noPromo, "no-promote", false, "do not make the deployment current on its environment")

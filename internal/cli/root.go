@@ -106,7 +106,8 @@ func newServerCmd() *cobra.Command {
 		Short: "Run the Slipway server (API, registry, builder, runtime and router)",
 		Long: `Run the Slipway server: the API and dashboard, the embedded OCI registry
 (under /v2/ on the API address), a supervised buildkitd (unless BUILDKIT_HOST is
-set), the runc runtime and the router that serves apps by hostname. Apps get an
+set), the sandboxes apps run in (runc by default; see --sandbox) and the
+router that serves apps by hostname. Apps get an
 address on Slipway's bridge: they reach the public internet (and what
 "slipway egress allow" opens), resolve names through Slipway's resolver, and
 reach each other as http://<project>.internal; never this host, cloud metadata,
@@ -178,6 +179,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.ACMEDirectory, "acme-directory", envOr("SLIPWAY_ACME_DIRECTORY", ""), "ACME directory URL; empty = Let's Encrypt (SLIPWAY_ACME_DIRECTORY)")
 	f.StringVar(&cfg.ACMEEmail, "acme-email", os.Getenv("SLIPWAY_ACME_EMAIL"), "contact e-mail of the ACME account (SLIPWAY_ACME_EMAIL)")
 	f.StringVar(&cfg.ACMECACert, "acme-ca-cert", os.Getenv("SLIPWAY_ACME_CA_CERT"), "PEM roots for the ACME server's HTTPS, for test CAs (SLIPWAY_ACME_CA_CERT)")
+	f.StringVar(&cfg.Sandbox, "sandbox", envOr("SLIPWAY_SANDBOX", "runc"), "sandbox of the projects that choose none (their setting \"sandbox\"): runc, gvisor or microvm, of those this host can run (SLIPWAY_SANDBOX)")
 	f.StringVar(&cfg.AppNetwork, "app-network", os.Getenv("SLIPWAY_APP_NETWORK"), "IPv4 range (CIDR) of the apps' addresses on Slipway's bridge; empty = a /16 that no route of the host uses; \"none\" = apps get loopback only (SLIPWAY_APP_NETWORK)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", os.Getenv("SLIPWAY_METRICS_LISTEN"), "also serve GET /metrics (Prometheus) here without a token, e.g. :9100 (a port alone is on loopback); on --listen it needs an API token; empty = off (SLIPWAY_METRICS_LISTEN)")
 	f.StringVar(&cfg.DNSUpstream, "dns-upstream", os.Getenv("SLIPWAY_DNS_UPSTREAM"), "HOST:PORT[,HOST:PORT] the apps' resolver forwards to; empty = the host's resolvers from /etc/resolv.conf (SLIPWAY_DNS_UPSTREAM)")

@@ -237,7 +237,7 @@ func (c *Controller) Collect(ctx context.Context) (Freed, error) {
 		}
 	}
 
-	rm, _ := c.cfg.Driver.(ImageRemover)
+	rm := c.imageRemover()
 	released := map[string]bool{}
 	for _, d := range expired {
 		c.gc.mu.Lock()

@@ -33,13 +33,31 @@ import (
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
-// Config wires a Controller. Store, Builder, Driver, Routes, Registry and
-// DataDir are required.
+// Config wires a Controller. Store, Builder, Driver (or Sandboxes),
+// Routes, Registry and DataDir are required.
 type Config struct {
 	Store   *store.Store
 	Builder build.Builder
-	Driver  runtime.Driver
-	Routes  Routes
+	// Driver runs the instances of deployments in the default sandbox
+	// (Sandbox). With Sandboxes it may be nil.
+	Driver runtime.Driver
+	// Sandboxes holds the driver of each sandbox kind this server runs
+	// (the project setting "sandbox": runc, gvisor, microvm), by kind:
+	// each deployment's instances start in its kind's driver, and each
+	// instance is reached, watched, stopped and recovered through the
+	// driver whose Name its handle records. Their names must differ. A
+	// deployment of a kind missing here fails to start, saying so. If
+	// nil, {Sandbox: Driver}.
+	Sandboxes map[string]runtime.Driver
+	// Sandbox is the kind of deployments whose project sets none. If
+	// empty, Driver's Name.
+	Sandbox string
+	// Unavailable says why a sandbox kind missing from Sandboxes cannot
+	// run on this server (its runtime is not installed): a deployment of
+	// that kind fails with it. May be nil.
+	Unavailable map[string]error
+	// Routes is the router's table, which the controller writes.
+	Routes Routes
 	// Registry is the host:port of the embedded registry that builds push
 	// to and runtimes pull from.
 	Registry string
@@ -128,13 +146,20 @@ type Controller struct {
 	// without mu by the router's per-request hooks (liveByID).
 	live sync.Map
 	gc   collector // Collect, RunCollection
+	// drivers holds every driver of cfg.Sandboxes by its Name, the name
+	// handles record.
+	drivers map[string]runtime.Driver
 }
 
 // New validates cfg and returns a Controller. Call Start to reconcile and
 // begin processing.
 func New(cfg Config) (*Controller, error) {
-	if cfg.Store == nil || cfg.Builder == nil || cfg.Driver == nil || cfg.Routes == nil {
-		return nil, errors.New("deploy: Store, Builder, Driver and Routes are required")
+	if cfg.Store == nil || cfg.Builder == nil || (cfg.Driver == nil && len(cfg.Sandboxes) == 0) || cfg.Routes == nil {
+		return nil, errors.New("deploy: Store, Builder, Driver (or Sandboxes) and Routes are required")
+	}
+	drivers, err := sandboxDrivers(&cfg)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Registry == "" || cfg.DataDir == "" {
 		return nil, errors.New("deploy: Registry and DataDir are required")
@@ -183,6 +208,7 @@ func New(cfg Config) (*Controller, error) {
 		ctx:     ctx,
 		stop:    stop,
 		cancels: map[string]context.CancelFunc{},
+		drivers: drivers,
 	}, nil
 }
 

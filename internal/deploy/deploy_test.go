@@ -63,6 +63,11 @@ type env struct {
 	wrap func(runtime.Driver) runtime.Driver
 	// observer, if set, is the controller's Config.Observer.
 	observer Observer
+	// gvisor, if set, holds the instances of a second sandbox kind,
+	// "gvisor", run by gvisorDriver beside the default kind, "runc" (the
+	// driver above).
+	gvisor       *fake.Machine
+	gvisorDriver *fake.Driver
 }
 
 func newEnv(t *testing.T) *env {
@@ -97,7 +102,13 @@ func (e *env) start() {
 	if e.wrap != nil {
 		driver = e.wrap(driver)
 	}
-	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: driver, Routes: e.table,
+	var sandboxes map[string]runtime.Driver
+	var sandbox string
+	if e.gvisor != nil {
+		e.gvisorDriver = fake.New(fake.Config{Machine: e.gvisor, Name: "fake-gvisor"})
+		sandboxes, sandbox = map[string]runtime.Driver{"runc": driver, "gvisor": e.gvisorDriver}, "runc"
+	}
+	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: driver, Sandboxes: sandboxes, Sandbox: sandbox, Routes: e.table,
 		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second, Secrets: e.box, Keep: e.keep, BuildsPerProject: e.perProject,
 		Retention: e.retention, Observer: e.observer,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})

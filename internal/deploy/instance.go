@@ -72,7 +72,11 @@ func (l *liveDeployment) dialInstance(ctx context.Context) (net.Conn, error) {
 	if h == nil {
 		return nil, errors.New("no instance running")
 	}
-	return l.c.cfg.Driver.Dial(ctx, h, l.health.Port)
+	d := l.c.driverOf(h)
+	if d == nil {
+		return nil, errNoDriver(h)
+	}
+	return d.Dial(ctx, h, l.health.Port)
 }
 
 // probe sends one health check.
@@ -164,12 +168,14 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 	exited := make(chan runtime.Status, 1)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		st, err := c.cfg.Driver.Wait(wctx, h)
-		if err == nil {
-			exited <- st
-		}
-	}()
+	if d := c.driverOf(h); d != nil {
+		go func() {
+			st, err := d.Wait(wctx, h)
+			if err == nil {
+				exited <- st
+			}
+		}()
+	}
 	start := time.Now()
 	delay := 5 * time.Millisecond
 	var last error
@@ -223,10 +229,10 @@ type PortLister interface {
 
 // portHint explains a silent app: the ports it does listen on, if any.
 func (c *Controller) portHint(l *liveDeployment) string {
-	pl, ok := c.cfg.Driver.(PortLister)
 	l.mu.Lock()
 	h := l.handle
 	l.mu.Unlock()
+	pl, ok := c.driverOf(h).(PortLister)
 	if !ok || h == nil {
 		return ""
 	}
@@ -278,6 +284,10 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment) error
 	if err != nil {
 		return err
 	}
+	driver, err := c.driverFor(project.SandboxOf(settings, c.cfg.Sandbox))
+	if err != nil {
+		return err
+	}
 	vars, err := c.varsOf(ctx, l.d)
 	if err != nil {
 		return err
@@ -285,7 +295,7 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment) error
 	id := store.NewID()
 	logDir := filepath.Join(c.cfg.DataDir, "logs", l.d.ID)
 	inst, err := c.store.CreateInstance(ctx, store.Instance{
-		ID: id, DeploymentID: l.d.ID, Driver: c.cfg.Driver.Name(), Status: "starting", Health: store.InstanceHealth{State: HealthStarting},
+		ID: id, DeploymentID: l.d.ID, Driver: driver.Name(), Status: "starting", Health: store.InstanceHealth{State: HealthStarting},
 		StdoutPath: filepath.Join(logDir, id+".stdout"), StderrPath: filepath.Join(logDir, id+".stderr"),
 	})
 	if err != nil {
@@ -317,7 +327,7 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment) error
 		StderrPath: inst.StderrPath,
 	}
 	l.tailFrom(inst) // logs flow from the first byte, also when the start fails
-	h, err := c.cfg.Driver.Start(ctx, spec)
+	h, err := driver.Start(ctx, spec)
 	if err != nil {
 		c.store.UpdateInstance(context.Background(), id, nil, "stopped")
 		l.stopTail()
@@ -325,7 +335,7 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment) error
 	}
 	state, _ := json.Marshal(h)
 	if err := c.store.UpdateInstance(ctx, id, state, "running"); err != nil {
-		c.cfg.Driver.Stop(context.Background(), h)
+		driver.Stop(context.Background(), h)
 		return fmt.Errorf("internal error: %v", err)
 	}
 	inst.State, inst.Status = state, "running"
@@ -364,8 +374,8 @@ func (c *Controller) markStopped(in store.Instance, h *runtime.Handle) {
 	if h == nil {
 		h = &runtime.Handle{ID: in.ID, Driver: in.Driver}
 	}
-	if h.Driver == c.cfg.Driver.Name() {
-		if err := c.cfg.Driver.Stop(context.Background(), h); err != nil {
+	if d := c.driverOf(h); d != nil {
+		if err := d.Stop(context.Background(), h); err != nil {
 			c.log.Warn("stopping a stale instance", "instance", in.ID, "err", err)
 		}
 	}
@@ -438,11 +448,13 @@ func (c *Controller) watch(ctx context.Context, l *liveDeployment) Restart {
 	exited := make(chan runtime.Status, 1)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		if st, err := c.cfg.Driver.Wait(wctx, h); err == nil {
-			exited <- st
-		}
-	}()
+	if d := c.driverOf(h); d != nil {
+		go func() {
+			if st, err := d.Wait(wctx, h); err == nil {
+				exited <- st
+			}
+		}()
+	}
 	failures := 0
 	tick := time.NewTicker(l.health.Interval)
 	defer tick.Stop()
@@ -485,7 +497,9 @@ func (c *Controller) stopInstanceOf(l *liveDeployment) {
 	if h == nil {
 		return
 	}
-	if err := c.cfg.Driver.Stop(context.Background(), h); err != nil {
+	if d := c.driverOf(h); d == nil {
+		c.log.Error("stopping instance", "instance", inst.ID, "err", errNoDriver(h))
+	} else if err := d.Stop(context.Background(), h); err != nil {
 		c.log.Error("stopping instance", "instance", inst.ID, "err", err)
 	}
 	l.stopTail()

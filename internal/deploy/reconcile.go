@@ -265,15 +265,16 @@ func (c *Controller) reattach(ctx context.Context, l *liveDeployment, insts []st
 	attached := false
 	for _, in := range insts {
 		var h runtime.Handle
-		if attached || json.Unmarshal(in.State, &h) != nil || h.Driver != c.cfg.Driver.Name() {
+		if attached || json.Unmarshal(in.State, &h) != nil || c.driverOf(&h) == nil {
 			c.markStopped(in, nil)
 			continue
 		}
-		if err := c.cfg.Driver.Recover(ctx, &h); err != nil {
+		d := c.driverOf(&h)
+		if err := d.Recover(ctx, &h); err != nil {
 			c.markStopped(in, &h)
 			continue
 		}
-		if st, err := c.cfg.Driver.Inspect(ctx, &h); err != nil || !st.Running {
+		if st, err := d.Inspect(ctx, &h); err != nil || !st.Running {
 			c.tailOnce(l.d, in)
 			c.markStopped(in, &h)
 			continue

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 
 	"github.com/slipwayhq/slipway/internal/store"
 )
@@ -10,6 +11,33 @@ import (
 // image (the runc driver unpacks one per digest) and can free it.
 type ImageRemover interface {
 	RemoveImage(digest string) error
+}
+
+// imageRemover returns an ImageRemover that frees an image in every
+// sandbox's driver that keeps copies, or nil if none does.
+func (c *Controller) imageRemover() ImageRemover {
+	var rms removers
+	for _, d := range c.drivers {
+		if rm, ok := d.(ImageRemover); ok {
+			rms = append(rms, rm)
+		}
+	}
+	if len(rms) == 0 {
+		return nil
+	}
+	return rms
+}
+
+type removers []ImageRemover
+
+func (rms removers) RemoveImage(digest string) error {
+	var errs []error
+	for _, rm := range rms {
+		if err := rm.RemoveImage(digest); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // retire applies the retention policy to an environment: of its RUNNING
@@ -38,8 +66,8 @@ func (c *Controller) retire(ctx context.Context, envID string) {
 		}
 		retired = append(retired, d)
 	}
-	rm, ok := c.cfg.Driver.(ImageRemover)
-	if !ok || len(retired) == 0 {
+	rm := c.imageRemover()
+	if rm == nil || len(retired) == 0 {
 		return
 	}
 	active, err := c.store.ListDeployments(ctx, store.DeploymentFilter{Statuses: []string{string(Running), string(Deploying)}, Limit: 100000})

@@ -100,7 +100,9 @@ func (c *Controller) sleep(l *liveDeployment) {
 	if cancel != nil {
 		cancel()
 	}
-	if err := c.cfg.Driver.Stop(context.Background(), h); err != nil {
+	if d := c.driverOf(h); d == nil {
+		c.log.Error("scaling to zero", "instance", inst.ID, "err", errNoDriver(h))
+	} else if err := d.Stop(context.Background(), h); err != nil {
 		c.log.Error("scaling to zero", "instance", inst.ID, "err", err)
 	}
 	l.stopTail()

@@ -31,7 +31,9 @@ func (c *Controller) capture(ctx context.Context, p store.Project, env store.Env
 	if err != nil {
 		return nil, fmt.Errorf("reading variables: %w", err)
 	}
-	return &store.Captured{Settings: p.Settings, Vars: vars, Inherit: inherit}, nil
+	st := p.Settings
+	st.Sandbox = project.SandboxOf(st, c.cfg.Sandbox) // the server's default may change; the deployment does not
+	return &store.Captured{Settings: st, Vars: vars, Inherit: inherit}, nil
 }
 
 // envVars returns the variables of environment envID, under those of
@@ -122,7 +124,11 @@ func (c *Controller) Changes(ctx context.Context, d store.Deployment) ([]string,
 	if err != nil {
 		return nil, err
 	}
-	out, err := settingsDiff(d.Captured.Settings, p.Settings)
+	now := p.Settings
+	if d.Captured.Settings.Sandbox != "" { // captured resolved: compare with what the project resolves to now
+		now.Sandbox = project.SandboxOf(now, c.cfg.Sandbox)
+	}
+	out, err := settingsDiff(d.Captured.Settings, now)
 	if err != nil {
 		return nil, err
 	}

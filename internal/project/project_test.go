@@ -46,6 +46,11 @@ func TestValidateSettings(t *testing.T) {
 		{"log retention of 0", store.ProjectSettings{LogMaxAge: "0"}, false},
 		{"bad log retention", store.ProjectSettings{LogMaxAge: "a week"}, false},
 		{"negative log size", store.ProjectSettings{LogMaxBytes: -1}, false},
+		{"sandbox runc", store.ProjectSettings{Sandbox: "runc"}, true},
+		{"sandbox gvisor", store.ProjectSettings{Sandbox: "gvisor"}, true},
+		{"sandbox microvm", store.ProjectSettings{Sandbox: "microvm"}, true},
+		{"unknown sandbox", store.ProjectSettings{Sandbox: "docker"}, false},
+		{"sandbox in capitals", store.ProjectSettings{Sandbox: "GVISOR"}, false},
 	} {
 		err := ValidateSettings(tc.st)
 		if (err == nil) != tc.ok {

@@ -2,6 +2,7 @@ package project
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,36 @@ const (
 	// MaxBuildTimeout is the longest build timeout a project may set.
 	MaxBuildTimeout = 24 * time.Hour
 )
+
+// Sandbox kinds, the values of the project setting "sandbox" (DESIGN.md,
+// "Sandboxes"): which isolation a deployment's instances run in.
+const (
+	// SandboxRunc runs an instance as a container of the host's kernel:
+	// namespaces, cgroups, seccomp, dropped capabilities.
+	SandboxRunc = "runc"
+	// SandboxGVisor runs it under gVisor's runsc: its system calls are
+	// served by a kernel in user space, not the host's.
+	SandboxGVisor = "gvisor"
+	// SandboxMicroVM runs it in a virtual machine of its own (QEMU's
+	// microvm machine, a Linux guest).
+	SandboxMicroVM = "microvm"
+)
+
+// Sandboxes lists the sandbox kinds, the default first. Whether a server
+// can run each depends on what its host has (runsc, QEMU).
+var Sandboxes = []string{SandboxRunc, SandboxGVisor, SandboxMicroVM}
+
+// ValidSandbox reports whether kind is one of Sandboxes.
+func ValidSandbox(kind string) bool { return slices.Contains(Sandboxes, kind) }
+
+// SandboxOf is the sandbox a deployment with settings st runs in: its
+// sandbox setting, else def (the server's default).
+func SandboxOf(st store.ProjectSettings, def string) string {
+	if st.Sandbox != "" {
+		return st.Sandbox
+	}
+	return def
+}
 
 // ValidateSettings checks a project's settings. A zero field means the
 // server's default and is always valid. The API, the CLI (through the API)
@@ -68,6 +99,9 @@ func ValidateSettings(st store.ProjectSettings) error {
 	}
 	if v, err := time.ParseDuration(st.LogMaxAge); st.LogMaxAge != "" && (err != nil || v <= 0) {
 		return bad("the runtime log retention (logMaxAge) must be a duration such as 24h or 720h, not %q", st.LogMaxAge)
+	}
+	if st.Sandbox != "" && !ValidSandbox(st.Sandbox) {
+		return bad("the sandbox (sandbox) must be one of %s, not %q", strings.Join(Sandboxes, ", "), st.Sandbox)
 	}
 	if st.LogMaxBytes < 0 {
 		return bad("the runtime log size (logMaxBytes) must not be negative")

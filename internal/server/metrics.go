@@ -10,7 +10,6 @@ import (
 
 	"github.com/slipwayhq/slipway/internal/deploy"
 	"github.com/slipwayhq/slipway/internal/metrics"
-	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -20,12 +19,7 @@ import (
 // are served at /metrics on the API listener to API tokens and, with
 // MetricsListen, on a listener of their own without a token.
 func (s *server) startMetrics(context.Context) error {
-	cfg := metrics.Config{Instances: s.liveInstances}
-	if s.driver != nil {
-		if u, ok := runtime.Driver(s.driver).(runtime.UsageReader); ok {
-			cfg.Usage = u
-		}
-	}
+	cfg := metrics.Config{Instances: s.liveInstances, Usage: usageReaders(s.drivers)}
 	s.metrics = metrics.New(cfg)
 	if s.cfg.MetricsListen == "" {
 		return nil

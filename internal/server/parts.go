@@ -12,9 +12,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/slipwayhq/slipway/internal/api"
 	"github.com/slipwayhq/slipway/internal/baseimage"
 	"github.com/slipwayhq/slipway/internal/build"
@@ -26,7 +23,7 @@ import (
 	"github.com/slipwayhq/slipway/internal/registry"
 	"github.com/slipwayhq/slipway/internal/router"
 	"github.com/slipwayhq/slipway/internal/router/certs"
-	"github.com/slipwayhq/slipway/internal/runtime/runc"
+	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/source/github"
 	"github.com/slipwayhq/slipway/internal/source/gitserver"
@@ -54,20 +51,21 @@ type server struct {
 	registryHost    string       // listen: host:port builds push to and runtimes pull from
 	routerPort      int          // listen
 
-	registry     *registry.Registry // startRegistry
-	baseImages   *baseimage.Maker   // makeBaseImages; nil unless Config.BuildBaseImages
-	buildNet     *buildkit.Network  // startBuildNetwork; nil: BuildKit's default
-	builder      *buildkit.Builder  // startBuilder
-	buildkitAddr string             // startBuilder
-	network      *netns.Network     // startNetwork; nil when instance networking is off
-	privateLn    net.Listener       // startNetwork: on the gateway, where private names are served
-	driver       *runc.Driver       // startRuntime
-	metrics      *metrics.Metrics   // startMetrics
-	metricsLn    net.Listener       // startMetrics, with MetricsListen
-	table        *router.Table      // newController: written by ctl, read by app
-	ctl          *deploy.Controller // newController
-	links        linkReader         // newController
-	app          *router.Router     // serveApps
+	registry     *registry.Registry        // startRegistry
+	baseImages   *baseimage.Maker          // makeBaseImages; nil unless Config.BuildBaseImages
+	buildNet     *buildkit.Network         // startBuildNetwork; nil: BuildKit's default
+	builder      *buildkit.Builder         // startBuilder
+	buildkitAddr string                    // startBuilder
+	network      *netns.Network            // startNetwork; nil when instance networking is off
+	privateLn    net.Listener              // startNetwork: on the gateway, where private names are served
+	drivers      map[string]runtime.Driver // startRuntime: by sandbox kind
+	unavailable  map[string]error          // startRuntime: why a sandbox kind cannot run here
+	metrics      *metrics.Metrics          // startMetrics
+	metricsLn    net.Listener              // startMetrics, with MetricsListen
+	table        *router.Table             // newController: written by ctl, read by app
+	ctl          *deploy.Controller        // newController
+	links        linkReader                // newController
+	app          *router.Router            // serveApps
 }
 
 // onStop registers fn to run at shutdown, before every part started
@@ -201,20 +199,6 @@ func (s *server) startBuilder(ctx context.Context) error {
 	return nil
 }
 
-func (s *server) startRuntime(context.Context) error {
-	cfg := runc.Config{
-		Root:          filepath.Join(s.cfg.DataDir, "runtime"),
-		RemoteOptions: []remote.Option{remote.WithAuth(&authn.Basic{Username: "slipway", Password: s.internal})},
-	}
-	if s.network != nil {
-		cfg.Network = attacher{s.network}
-		cfg.NetworkPool = networkPool
-	}
-	d, err := runc.New(cfg)
-	s.driver = d
-	return err
-}
-
 // newController creates the lifecycle; serveApps starts it. It writes the
 // routing table that the router made in serveApps reads.
 func (s *server) newController(context.Context) error {
@@ -225,7 +209,7 @@ func (s *server) newController(context.Context) error {
 		builder = waitForBaseImages{Builder: builder, maker: s.baseImages}
 	}
 	ctl, err := deploy.New(deploy.Config{
-		Store: s.store, Builder: builder, Driver: s.driver, Routes: s.table,
+		Store: s.store, Builder: builder, Sandboxes: s.drivers, Sandbox: s.cfg.Sandbox, Unavailable: s.unavailable, Routes: s.table,
 		Observer: metricsObserver{s.metrics},
 		Registry: s.registryHost, DataDir: s.cfg.DataDir, BaseDomain: s.cfg.BaseDomain,
 		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,

@@ -1,5 +1,5 @@
 // Package server assembles a running Slipway server from its parts — the
-// store, the embedded registry, BuildKit, the runc driver, the router, the
+// store, the embedded registry, BuildKit, the sandboxes' drivers, the router, the
 // deployment controller and the API — and runs it until its context ends.
 package server
 
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/build/buildkit"
+	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/store"
 )
 
@@ -46,6 +47,10 @@ type Config struct {
 	// scaled to zero. If zero, 5 minutes; negative means never. A project
 	// setting overrides it.
 	IdleTimeout time.Duration
+	// Sandbox is the sandbox kind (runc, gvisor, microvm) of deployments
+	// whose project sets none; the server does not start if it cannot run
+	// it. If empty, "runc".
+	Sandbox string
 	// BuildkitHost is the address of an existing buildkitd. If empty, the
 	// server starts and supervises its own.
 	BuildkitHost string
@@ -152,6 +157,9 @@ func (c *Config) defaults() {
 	if c.BaseDomain == "" {
 		c.BaseDomain = "slipway.localhost"
 	}
+	if c.Sandbox == "" {
+		c.Sandbox = project.SandboxRunc
+	}
 	if c.MinFreeDisk == 0 {
 		c.MinFreeDisk = 2 << 30
 	}
@@ -195,7 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 		s.startNetwork,      // the instances' bridge, egress policy and resolver
 		s.startBuildNetwork, // the builds' bridge and resolver, for buildkitd's CNI
 		s.startBuilder,      // buildkitd (ours, or BuildkitHost) and its client
-		s.startRuntime,      // the runc driver, attaching instances to the network
+		s.startRuntime,      // a driver per sandbox kind, attaching instances to the network
 		s.startMetrics,      // what the router, lifecycle and builds report to
 		s.newController,     // the lifecycle (started by serveApps)
 		s.serveAPI,          // project rules, git, webhooks, dashboard, API
@@ -225,6 +233,9 @@ func Run(ctx context.Context, cfg Config) error {
 func (c *Config) validate() error {
 	if c.TLSListen == "" && (c.TLSCert != "" || c.TLSKey != "" || c.TLSBaseHosts) {
 		return errors.New("a TLS certificate or --tls-base-hosts needs --tls-listen")
+	}
+	if !project.ValidSandbox(c.Sandbox) {
+		return fmt.Errorf("--sandbox %q: want one of %s", c.Sandbox, strings.Join(project.Sandboxes, ", "))
 	}
 	return nil
 }

@@ -62,6 +62,7 @@ type ProjectSettings struct {
 	HealthFailures int    `json:"healthFailures,omitempty"` // If zero, 3.
 	LogMaxAge      string `json:"logMaxAge,omitempty"`      // runtime logs kept; Go duration. If empty, 168h.
 	LogMaxBytes    int64  `json:"logMaxBytes,omitempty"`    // runtime logs kept, per project. If zero, 100 MiB.
+	Sandbox        string `json:"sandbox,omitempty"`        // runc, gvisor or microvm. If empty, the server's default.
 	// Previews deploys each open pull request of the linked repository
 	// into an environment of its own, pr-<number> (GitHub pull_request
 	// webhooks). It is the project's, not a deployment's: it applies at

@@ -134,6 +134,7 @@ func (h *handler) saveSettings(_ http.ResponseWriter, r *http.Request, p store.P
 	s := p.Settings // fields the form does not show are kept
 	f := func(name string) string { return strings.TrimSpace(r.PostFormValue(name)) }
 	s.StartCommand = f("startCommand")
+	s.Sandbox = f("sandbox")
 	s.RootDirectory = f("rootDirectory")
 	s.HealthPath = f("healthPath")
 	s.HealthInterval, s.HealthTimeout = f("healthInterval"), f("healthTimeout")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -494,6 +495,16 @@ type settingsView struct {
 	GitURL    string
 	Back      string
 	Egress    store.Egress
+	// Sandboxes are the kinds the sandbox setting offers; DefaultSandbox
+	// is the server's, used when the setting is empty.
+	Sandboxes      []sandboxOption
+	DefaultSandbox string
+}
+
+// sandboxOption is a sandbox kind as the settings form offers it.
+type sandboxOption struct {
+	Kind      string
+	Available bool // this server can run it
 }
 
 func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) error {
@@ -509,7 +520,10 @@ func (h *handler) settingsPage(w http.ResponseWriter, r *http.Request) error {
 	view := settingsView{Project: p.Name, S: p.Settings, Envs: envs, Back: r.URL.RequestURI(),
 		WebhookURL: baseURL(r) + "/hooks/github/" + p.Name, RepoURL: p.RepoURL, DefaultBranch: p.RepoDefaultBranch, SecretSet: len(p.WebhookSecret) > 0,
 		TokenSet: len(p.RepoToken) > 0, NewSecret: h.takeReveal(w, r, p), CanLink: h.proj.CanLinkRepositories(),
-		GitURL: baseURL(r) + "/git/" + p.Name + ".git", Egress: p.Egress}
+		GitURL: baseURL(r) + "/git/" + p.Name + ".git", Egress: p.Egress, DefaultSandbox: h.dep.DefaultSandbox()}
+	for _, kind := range project.Sandboxes {
+		view.Sandboxes = append(view.Sandboxes, sandboxOption{Kind: kind, Available: slices.Contains(h.dep.Sandboxes(), kind)})
+	}
 	if hooks, err := h.webhookDeployments(r, p, 5); err != nil {
 		view.HooksNote = "The recent deliveries could not be read."
 		h.log.Error("settings page", "project", p.Name, "err", err)

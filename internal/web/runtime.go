@@ -16,6 +16,7 @@ type runtimeView struct {
 	LastCheck *store.Instance  // that instance, when it was checked
 	Instances []store.Instance // newest first, at most 5
 	Changes   []string         // settings (JSON names) and "variables"
+	Sandbox   string           // the kind of sandbox its instances run in
 }
 
 // ChangesText lists the changes for a sentence.
@@ -31,7 +32,7 @@ func (v runtimeView) v() string {
 }
 
 func (h *handler) runtimeView(ctx context.Context, d store.Deployment) runtimeView {
-	var v runtimeView
+	v := runtimeView{Sandbox: h.dep.SandboxOf(ctx, d)}
 	st := deploy.Status(d.Status)
 	if changes, err := h.dep.Changes(ctx, d); err == nil && (st == deploy.Running || st == deploy.Deploying) {
 		v.Changes = changes

@@ -302,17 +302,17 @@ func TestSettings(t *testing.T) {
 	// General settings round-trip; invalid values are refused.
 	r := c.post("/projects/api/settings", url.Values{"startCommand": {"./server --port $PORT"}, "healthPath": {"/healthz"},
 		"healthPort": {"8080"}, "healthInterval": {"10s"}, "healthTimeout": {"2s"}, "healthFailures": {"5"},
-		"deployWindow": {"2m"}, "idleTimeout": {"0"}})
+		"deployWindow": {"2m"}, "idleTimeout": {"0"}, "sandbox": {"gvisor"}})
 	if r.status != http.StatusSeeOther {
 		t.Fatalf("save settings: %d", r.status)
 	}
 	got, _ := e.st.GetProject(ctx, "api")
 	want := store.ProjectSettings{StartCommand: "./server --port $PORT", HealthPath: "/healthz", HealthPort: 8080,
-		HealthInterval: "10s", HealthTimeout: "2s", HealthFailures: 5, DeployWindow: "2m", IdleTimeout: "0"}
+		HealthInterval: "10s", HealthTimeout: "2s", HealthFailures: 5, DeployWindow: "2m", IdleTimeout: "0", Sandbox: "gvisor"}
 	if got.Settings != want {
 		t.Errorf("settings = %+v, want %+v", got.Settings, want)
 	}
-	for field, bad := range map[string]string{"healthPort": "70000", "healthInterval": "soon", "healthPath": "healthz", "idleTimeout": "-5s"} {
+	for field, bad := range map[string]string{"healthPort": "70000", "healthInterval": "soon", "healthPath": "healthz", "idleTimeout": "-5s", "sandbox": "docker"} {
 		form := url.Values{field: {bad}}
 		c.post("/projects/api/settings", form)
 		if p := c.get("/projects/api/settings"); !strings.Contains(p.body, "flash-error") {
@@ -324,7 +324,8 @@ func TestSettings(t *testing.T) {
 		t.Errorf("refused forms changed settings to %+v", got.Settings)
 	}
 	p = c.get("/projects/api/settings")
-	mustContain(t, "settings page", p.body, `value="./server --port $PORT"`, `value="/healthz"`)
+	mustContain(t, "settings page", p.body, `value="./server --port $PORT"`, `value="/healthz"`,
+		`<option value="gvisor" selected>gvisor (not available on this server)</option>`, `<option value="">server default (fake)</option>`)
 
 	// Environment variables: secrets are masked, plain values shown.
 	for _, v := range []url.Values{

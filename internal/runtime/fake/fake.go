@@ -36,7 +36,8 @@ import (
 	"github.com/slipwayhq/slipway/internal/runtime/drivertest/testapp"
 )
 
-// Name is the driver's name, as stored in Handle.Driver.
+// Name is the driver's name, as stored in Handle.Driver, unless its
+// Config names it otherwise.
 const Name = "fake"
 
 // ExitStopped is the exit code of an instance stopped by Stop, as if it
@@ -67,6 +68,9 @@ type Config struct {
 	// StartError, if set, makes Start fail with the error it returns for a
 	// spec (when not nil).
 	StartError func(spec runtime.Spec) error
+	// Name is the driver's name, for tests that run several drivers (one
+	// per sandbox kind) side by side. If empty, "fake".
+	Name string
 }
 
 // Driver is the fake runtime driver.
@@ -80,6 +84,9 @@ func New(cfg Config) *Driver {
 	m := cfg.Machine
 	if m == nil {
 		m = NewMachine()
+	}
+	if cfg.Name == "" {
+		cfg.Name = Name
 	}
 	return &Driver{cfg: cfg, m: m}
 }
@@ -130,7 +137,7 @@ func (in *instance) exit(code int) {
 }
 
 // Name implements runtime.Driver.
-func (d *Driver) Name() string { return Name }
+func (d *Driver) Name() string { return d.cfg.Name }
 
 // Start implements runtime.Driver.
 func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle, error) {
@@ -179,7 +186,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle,
 		PID  int    `json:"pid"`
 		Addr string `json:"addr"`
 	}{in.pid, in.ln.Addr().String()})
-	return &runtime.Handle{ID: spec.ID, Driver: Name, State: state}, nil
+	return &runtime.Handle{ID: spec.ID, Driver: d.cfg.Name, State: state}, nil
 }
 
 func (in *instance) start() error {
