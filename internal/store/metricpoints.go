@@ -77,12 +77,24 @@ func (s *Store) AddMetricPoints(ctx context.Context, pts []MetricPoint) error {
 		return nil
 	}
 	err := s.txUnsynced(ctx, func(tx *sql.Tx) error {
+		get, err := tx.PrepareContext(ctx, `SELECT requests, errors_4xx, errors_5xx, latency, cpu_us, memory_max FROM metric_points
+			WHERE project_id = ? AND deployment_id = ? AND step = ? AND at = ?`)
+		if err != nil {
+			return err
+		}
+		defer get.Close()
+		put, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO metric_points
+			(project_id, deployment_id, step, at, requests, errors_4xx, errors_5xx, latency, cpu_us, memory_max)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer put.Close()
 		for _, p := range pts {
 			var old MetricPoint
 			var lat []byte
 			var cpu int64
-			err := tx.QueryRowContext(ctx, `SELECT requests, errors_4xx, errors_5xx, latency, cpu_us, memory_max FROM metric_points
-				WHERE project_id = ? AND deployment_id = ? AND step = ? AND at = ?`, p.ProjectID, p.DeploymentID, p.Step, p.At).
+			err := get.QueryRowContext(ctx, p.ProjectID, p.DeploymentID, p.Step, p.At).
 				Scan(&old.Requests, &old.Errors4xx, &old.Errors5xx, &lat, &cpu, &old.MemoryMax)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
@@ -95,9 +107,7 @@ func (s *Store) AddMetricPoints(ctx context.Context, pts []MetricPoint) error {
 				old.ProjectID, old.DeploymentID, old.Step, old.At = p.ProjectID, p.DeploymentID, p.Step, p.At
 				p = old
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO metric_points
-				(project_id, deployment_id, step, at, requests, errors_4xx, errors_5xx, latency, cpu_us, memory_max)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.ProjectID, p.DeploymentID, p.Step, p.At,
+			if _, err := put.ExecContext(ctx, p.ProjectID, p.DeploymentID, p.Step, p.At,
 				p.Requests, p.Errors4xx, p.Errors5xx, encodeCounts(p.Latency), p.CPU.Microseconds(), p.MemoryMax); err != nil {
 				return err
 			}
