@@ -5,6 +5,7 @@
 #                       git, iproute2, debootstrap, curl, ca-certificates,
 #                       containernetworking-plugins, npm and chromium from
 #                       Debian; buildkitd built from its Go module; pebble; the
+#                       microvm sandbox (scripts/install-microvm.sh); the
 #                       slipway binary; and every offline base-image stand-in.
 #   setup.sh --for-run  what scripts/run.sh needs, fast: the same without
 #                       chromium and pebble (test tools); the base images that
@@ -63,6 +64,7 @@ if $for_run; then
 fi
 bash scripts/install-buildkit.sh
 $for_run || bash scripts/install-pebble.sh   # the ACME test CA for the router's TLS tests
+$for_run || bash scripts/install-microvm.sh  # QEMU, a guest kernel and slipway-init: the microvm sandbox
 mkdir -p bin
 go build -o bin/slipway ./cmd/slipway
 echo "built $(pwd)/bin/slipway"

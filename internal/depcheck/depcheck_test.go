@@ -57,6 +57,12 @@ var allowed = map[string][]string{
 	"internal/runtime/drivertest":         {"internal/runtime", "internal/runtime/drivertest/testapp"},
 	"internal/runtime/drivertest/testapp": {},
 
+	// The microvm driver, and its guests' init, which runs inside the VM
+	// and knows nothing of the host (cmd/slipway-init is its binary).
+	"internal/runtime/microvm":       {"internal/runtime", "internal/runtime/microvm/guest", "internal/runtime/oci"},
+	"internal/runtime/microvm/guest": {},
+	"cmd/slipway-init":               {"internal/runtime/microvm/guest"},
+
 	// Instance networking knows the kernel, not Slipway: the server
 	// adapts it to runtime.Network and project.Firewall.
 	"internal/netns":     {},
@@ -93,13 +99,15 @@ var thirdParty = map[string][]string{
 	// container-networking stack.
 	"internal/netns": {"github.com/google/nftables", "github.com/vishvananda/netlink", "github.com/vishvananda/netns",
 		"github.com/mdlayher/netlink", "github.com/mdlayher/socket", "golang.org/x/net/", "golang.org/x/sync/", "golang.org/x/sys/"},
+	// The guests' init, in every guest's initramfs: netlink and the kernel.
+	"internal/runtime/microvm/guest": {"github.com/vishvananda/netlink", "github.com/vishvananda/netns", "golang.org/x/sys/"},
 	// A resolver: miekg/dns and what it needs.
 	"internal/netns/dns": {"github.com/miekg/dns", "golang.org/x/net/", "golang.org/x/sys/"},
 }
 
 // drivers are the runtime's implementations: each imports the contract
 // and the shared image layer, never another driver.
-var drivers = []string{"internal/runtime/runc", "internal/runtime/fake"}
+var drivers = []string{"internal/runtime/runc", "internal/runtime/fake", "internal/runtime/microvm"}
 
 // httpLayers may read the store (store.Reader) but not hold its writer.
 var httpLayers = []string{"internal/api", "internal/web"}

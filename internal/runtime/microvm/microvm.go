@@ -1,0 +1,901 @@
+// Package microvm runs app instances in microVMs: QEMU's `microvm`
+// machine with Debian's cloud kernel, one VM per instance.
+//
+// Each image is pulled and unpacked once per digest (oci.Cache, under
+// Root/images) and made into a read-only ext4 disk once per digest (see
+// disks). Each instance gets Root/instances/<id>: its initramfs (the
+// guest init, cmd/slipway-init, with the kernel modules it loads and the
+// instance's config: command, environment, user, working directory,
+// addresses), QEMU's pid file, a status file and a control socket. The
+// guest mounts the disk under a writable tmpfs layer as big as the
+// instance's disk limit, and its RAM is the instance's memory limit.
+//
+// QEMU runs daemonized (not the server's child, so instances outlive the
+// server) inside the instance's network namespace, /run/netns/slipway-<id>,
+// made and wired by the Network as the runc driver's are: the driver then
+// bridges the namespace's eth0 with a tap device for the guest and moves
+// eth0's address to the guest, so the guest sits on Slipway's bridge with
+// the instance's own address and the host's egress policy applies to it
+// unchanged. The namespace keeps a link-local address on the bridge
+// (169.254.77.1/30; the guest has 169.254.77.2 too), through which Dial
+// reaches the guest's ports.
+//
+// The app's stdout and stderr reach the files of the spec through virtio
+// serial ports that QEMU appends to the files; the guest's console (kernel
+// errors only: quiet, loglevel=3) goes to the stderr file too. The guest's
+// init reports the app's start and its exit code on another port, which
+// QEMU writes to Root/instances/<id>/status, so the exit code is known
+// even when the app exited while the server was down. Stop sends SIGTERM
+// to every process of the guest through a control port, and SIGKILLs
+// QEMU after the grace period.
+//
+// KVM is used when /dev/kvm works: a probe boots a guest once per server
+// (bounded by a few seconds; nested KVM can hang) and otherwise QEMU runs
+// under TCG, emulating the CPU (about 2 s to boot on a small host).
+//
+// The driver needs root, qemu-system-x86_64, mkfs.ext4 (e2fsprogs), a
+// Debian cloud kernel and the static slipway-init: scripts/install-microvm.sh
+// installs them.
+package microvm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sys/unix"
+
+	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/microvm/guest"
+	"github.com/slipwayhq/slipway/internal/runtime/oci"
+)
+
+// Name is the driver's name, as stored in Handle.Driver.
+const Name = "microvm"
+
+// Defaults of the limits, as runtime.Limits documents them.
+const (
+	DefaultMemoryBytes = 512 << 20
+	DefaultDiskBytes   = 256 << 20
+	// minMemoryBytes is the least RAM a guest gets: the kernel and the
+	// init need about 60 MiB of it.
+	minMemoryBytes = 128 << 20
+)
+
+// Config configures a Driver. The zero value works on a host set up by
+// scripts/install-microvm.sh.
+type Config struct {
+	// Root holds unpacked images (Root/images), their disks (Root/disks)
+	// and instances (Root/instances). If empty, /var/lib/slipway/microvm.
+	Root string
+	// QEMU is the QEMU binary. If empty, "qemu-system-x86_64" in PATH.
+	QEMU string
+	// Kernel is the guests' kernel (a Debian cloud kernel, vmlinuz-V). If
+	// empty, the newest vmlinuz-*-cloud-amd64 in
+	// /usr/local/lib/slipway/microvm, else in /boot.
+	Kernel string
+	// Modules is the kernel's modules directory. If empty,
+	// lib/modules/V beside Kernel, else /lib/modules/V.
+	Modules string
+	// Init is the guests' init, a static binary (cmd/slipway-init). If
+	// empty, slipway-init beside the running executable.
+	Init string
+	// Accel is "kvm" or "tcg". If empty, KVM when /dev/kvm works (a probe
+	// boots a guest once), else TCG.
+	Accel string
+	// RemoteOptions are passed to go-containerregistry's remote.Image when
+	// pulling an image. References may be plain HTTP.
+	RemoteOptions []remote.Option
+	// StopGrace is how long Stop waits after SIGTERM before killing the
+	// VM. If zero, 5 seconds.
+	StopGrace time.Duration
+	// NetnsDir holds the instances' named network namespaces. If empty,
+	// /run/netns.
+	NetnsDir string
+	// Network, if set, gives each instance an address on Slipway's bridge
+	// (moved to the guest) and its group's egress policy. If nil, the
+	// guest reaches nothing but its namespace's link to the host.
+	Network runtime.Network
+}
+
+// Driver runs instances in microVMs. It is safe for concurrent use.
+type Driver struct {
+	cfg    Config
+	qemu   string
+	images *oci.Cache
+	disks  *disks
+
+	baseMu sync.Mutex
+	base   *baseInitrd
+
+	mu        sync.Mutex
+	instances map[string]*instance
+	idLocks   map[string]*idLock
+}
+
+// New returns a driver. It fails if QEMU, mkfs.ext4, the kernel or the
+// init cannot be found.
+func New(cfg Config) (*Driver, error) {
+	if cfg.Root == "" {
+		cfg.Root = "/var/lib/slipway/microvm"
+	}
+	if cfg.QEMU == "" {
+		cfg.QEMU = "qemu-system-x86_64"
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 5 * time.Second
+	}
+	if cfg.NetnsDir == "" {
+		cfg.NetnsDir = "/run/netns"
+	}
+	if cfg.Accel != "" && cfg.Accel != "kvm" && cfg.Accel != "tcg" {
+		return nil, fmt.Errorf("microvm driver: accel %q: want kvm or tcg", cfg.Accel)
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("microvm driver: %w", err)
+	}
+	cfg.Root = root
+	qemu, err := exec.LookPath(cfg.QEMU)
+	if err != nil {
+		return nil, fmt.Errorf("microvm driver: finding QEMU: %w (run scripts/install-microvm.sh)", err)
+	}
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		return nil, fmt.Errorf("microvm driver: finding mkfs.ext4: %w", err)
+	}
+	if cfg.Kernel == "" {
+		if cfg.Kernel, _, err = findKernel(kernelDirs); err != nil {
+			return nil, fmt.Errorf("microvm driver: %w", err)
+		}
+	} else if _, err := os.Stat(cfg.Kernel); err != nil {
+		return nil, fmt.Errorf("microvm driver: kernel: %w", err)
+	}
+	if cfg.Modules == "" {
+		cfg.Modules = modulesFor(cfg.Kernel)
+	}
+	if cfg.Init == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("microvm driver: %w", err)
+		}
+		cfg.Init = filepath.Join(filepath.Dir(exe), "slipway-init")
+	}
+	if err := checkStatic(cfg.Init); err != nil {
+		return nil, fmt.Errorf("microvm driver: %w", err)
+	}
+	images, err := oci.NewCache(filepath.Join(root, "images"), cfg.RemoteOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("microvm driver: %w", err)
+	}
+	for _, dir := range []string{"instances", "disks"} {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o711); err != nil {
+			return nil, fmt.Errorf("microvm driver: %w", err)
+		}
+	}
+	return &Driver{
+		cfg:       cfg,
+		qemu:      qemu,
+		images:    images,
+		disks:     &disks{dir: filepath.Join(root, "disks"), mkfs: mkfs, keys: map[string]*sync.Mutex{}},
+		instances: make(map[string]*instance),
+		idLocks:   make(map[string]*idLock),
+	}, nil
+}
+
+func (d *Driver) dir(id string) string       { return filepath.Join(d.cfg.Root, "instances", id) }
+func (d *Driver) netnsPath(id string) string { return filepath.Join(d.cfg.NetnsDir, "slipway-"+id) }
+
+// initrd returns the shared part of the guests' initramfs, made on first
+// use.
+func (d *Driver) initrd() (*baseInitrd, error) {
+	d.baseMu.Lock()
+	defer d.baseMu.Unlock()
+	if d.base == nil {
+		b, err := buildBaseInitrd(d.cfg.Init, d.cfg.Modules)
+		if err != nil {
+			return nil, err
+		}
+		d.base = b
+	}
+	return d.base, nil
+}
+
+// state is Handle.State, also kept as Root/instances/<id>/state.json.
+type state struct {
+	Dir       string    `json:"dir"`
+	Netns     string    `json:"netns"`
+	PID       int       `json:"pid"`
+	PIDStart  uint64    `json:"pidStart"`
+	Image     string    `json:"image"`
+	Digest    string    `json:"digest"`
+	Port      int       `json:"port"`
+	Accel     string    `json:"accel"`
+	StartedAt time.Time `json:"startedAt"`
+}
+
+// instance is an attached instance: its QEMU watched through a pidfd and
+// its network namespace held open for Dial.
+type instance struct {
+	id        string
+	dir       string
+	pid       int
+	startedAt time.Time
+	proc      *os.File // pidfd; nil if QEMU was gone when attached
+	ns        *os.File
+	nsConn    syscall.RawConn
+	done      chan struct{} // closed when QEMU has exited
+	detached  chan struct{} // closed when the driver let go
+
+	mu       sync.Mutex
+	exitCode int
+	exitedAt time.Time
+}
+
+func (in *instance) exited() bool {
+	select {
+	case <-in.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (in *instance) status() runtime.Status {
+	st := runtime.Status{Running: true, PID: in.pid, StartedAt: in.startedAt}
+	if in.exited() {
+		in.mu.Lock()
+		st.Running, st.ExitCode, st.ExitedAt = false, in.exitCode, in.exitedAt
+		in.mu.Unlock()
+	}
+	return st
+}
+
+// setExited records the exit: the app's exit code as the guest reported
+// it, or -1 if it did not (QEMU was killed, the guest failed).
+func (in *instance) setExited(at time.Time) {
+	code := -1
+	b, _ := os.ReadFile(filepath.Join(in.dir, "status"))
+	if _, exited, c := guest.ParseStatus(b); exited {
+		code = c
+	}
+	if at.IsZero() {
+		if fi, err := os.Stat(filepath.Join(in.dir, "status")); err == nil && fi.ModTime().After(in.startedAt) {
+			at = fi.ModTime()
+		}
+	}
+	in.mu.Lock()
+	in.exitCode, in.exitedAt = code, at
+	in.mu.Unlock()
+	close(in.done)
+}
+
+func (in *instance) watch() {
+	rc, err := in.proc.SyscallConn()
+	if err != nil {
+		close(in.detached)
+		return
+	}
+	exited := false
+	err = rc.Read(func(fd uintptr) bool {
+		exited = pidfdExited(int(fd))
+		return exited
+	})
+	if !exited {
+		close(in.detached)
+		return
+	}
+	in.setExited(time.Now())
+}
+
+func (in *instance) close() {
+	if in.proc != nil {
+		in.proc.Close()
+	} else {
+		select {
+		case <-in.detached:
+		default:
+			close(in.detached)
+		}
+	}
+	if in.ns != nil {
+		in.ns.Close()
+	}
+}
+
+func (in *instance) openNetns(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("opening network namespace: %w", err)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("opening network namespace: %w", err)
+	}
+	in.ns, in.nsConn = f, rc
+	return nil
+}
+
+type idLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lockID serializes Start, Stop and attaching for one instance ID.
+func (d *Driver) lockID(id string) func() {
+	d.mu.Lock()
+	l, ok := d.idLocks[id]
+	if !ok {
+		l = &idLock{}
+		d.idLocks[id] = l
+	}
+	l.refs++
+	d.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		d.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(d.idLocks, id)
+		}
+		d.mu.Unlock()
+	}
+}
+
+var idRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Name implements runtime.Driver.
+func (d *Driver) Name() string { return Name }
+
+// Start implements runtime.Driver. It makes the image's disk if this
+// digest has none yet, wires the instance's network namespace, boots the
+// VM and returns once the guest's init has started the app (about 2 s
+// under TCG). If Start fails it leaves nothing behind but the log files.
+func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle, error) {
+	if !idRE.MatchString(spec.ID) {
+		return nil, fmt.Errorf("starting instance: bad ID %q (want a lowercase DNS label)", spec.ID)
+	}
+	if spec.Port == 0 {
+		spec.Port = 3000
+	}
+	unlock := d.lockID(spec.ID)
+	defer unlock()
+	if _, err := os.Lstat(d.dir(spec.ID)); err == nil {
+		return nil, fmt.Errorf("starting instance %s: it already exists", spec.ID)
+	}
+	h, err := d.create(ctx, spec)
+	if err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		d.teardown(cctx, spec.ID)
+		return nil, fmt.Errorf("starting instance %s: %w", spec.ID, err)
+	}
+	return h, nil
+}
+
+// prepared is what an instance's boot needs from its image.
+type prepared struct {
+	digest string
+	disk   string
+	args   []string
+	env    []string
+	dir    string
+	user   oci.User
+}
+
+func (d *Driver) prepare(ctx context.Context, spec runtime.Spec) (*prepared, error) {
+	img, release, err := d.images.Get(ctx, spec.Image)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	cfg := img.Config.Config
+	args, err := oci.Args(spec.Command, cfg)
+	if err != nil {
+		return nil, err
+	}
+	usr, err := oci.ResolveUser(img.Rootfs, cfg.User)
+	if err != nil {
+		return nil, err
+	}
+	disk, err := d.disks.path(ctx, img.Digest, img.Rootfs)
+	if err != nil {
+		return nil, err
+	}
+	return &prepared{
+		digest: img.Digest, disk: disk, args: args, user: usr, dir: cfg.WorkingDir,
+		env: oci.Env(cfg.Env, spec.Env, spec.Port, spec.ID, usr.Home),
+	}, nil
+}
+
+func (d *Driver) create(ctx context.Context, spec runtime.Spec) (*runtime.Handle, error) {
+	id, dir := spec.ID, d.dir(spec.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	// The namespace is wired while the image is prepared.
+	netns := d.netnsPath(id)
+	var (
+		lease  *netLease
+		tap    *os.File
+		netErr error
+	)
+	netDone := make(chan struct{})
+	go func() {
+		defer close(netDone)
+		lease, tap, netErr = d.wireNetns(ctx, id, spec.Group, netns)
+	}()
+	defer func() {
+		<-netDone
+		if tap != nil {
+			tap.Close()
+		}
+	}()
+	p, err := d.prepare(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	base, err := d.initrd()
+	if err != nil {
+		return nil, err
+	}
+	accel := d.accel(ctx, base)
+	<-netDone
+	if netErr != nil {
+		return nil, netErr
+	}
+	gcfg := guestConfig(spec, p, lease, base)
+	config, err := json.Marshal(gcfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := base.writeInitrd(filepath.Join(dir, "initrd"), config); err != nil {
+		return nil, fmt.Errorf("writing the initramfs: %w", err)
+	}
+	for _, path := range []string{spec.StdoutPath, spec.StderrPath} {
+		if err := touchLog(path); err != nil {
+			return nil, err
+		}
+	}
+	ns, err := os.Open(netns)
+	if err != nil {
+		return nil, fmt.Errorf("opening network namespace: %w", err)
+	}
+	nsConn, err := ns.SyscallConn()
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	args := d.qemuArgs(qemuParams{
+		id: id, dir: dir, accel: accel, disk: p.disk, stdout: spec.StdoutPath, stderr: spec.StderrPath,
+		memory: spec.Limits.MemoryBytes, cpus: spec.Limits.CPUMillis, mac: guestMAC(id),
+	})
+	startedAt := time.Now()
+	if err := d.runQEMU(ctx, nsConn, args, tap); err != nil {
+		ns.Close()
+		return nil, err
+	}
+	pid, err := readPidFile(filepath.Join(dir, "qemu.pid"))
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	st := state{Dir: dir, Netns: netns, PID: pid, Image: spec.Image, Digest: p.digest, Port: spec.Port,
+		Accel: accel, StartedAt: startedAt}
+	in := &instance{id: id, dir: dir, pid: pid, startedAt: startedAt, ns: ns, nsConn: nsConn,
+		done: make(chan struct{}), detached: make(chan struct{})}
+	if start, err := procStart(pid); err == nil {
+		st.PIDStart = start
+		if in.proc, err = openPidfd(pid, start); err != nil {
+			in.close()
+			return nil, err
+		}
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		in.close()
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), raw, 0o600); err != nil {
+		in.close()
+		return nil, err
+	}
+	d.adopt(in)
+	if err := waitStarted(ctx, in); err != nil {
+		return nil, err
+	}
+	return &runtime.Handle{ID: id, Driver: Name, State: raw}, nil
+}
+
+// waitStarted waits until the guest reports the app started, or QEMU
+// exits without it.
+func waitStarted(ctx context.Context, in *instance) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		b, _ := os.ReadFile(filepath.Join(in.dir, "status"))
+		if started, _, _ := guest.ParseStatus(b); started {
+			return nil
+		}
+		select {
+		case <-in.done:
+			b, _ := os.ReadFile(filepath.Join(in.dir, "status"))
+			if started, _, _ := guest.ParseStatus(b); started {
+				return nil
+			}
+			st := in.status()
+			return fmt.Errorf("the VM stopped before the app started (exit code %d; the stderr log says why)", st.ExitCode)
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the VM to boot: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// guestConfig is what the guest's init is told.
+func guestConfig(spec runtime.Spec, p *prepared, lease *netLease, base *baseInitrd) guest.Config {
+	disk := spec.Limits.DiskBytes
+	if disk <= 0 {
+		disk = DefaultDiskBytes
+	}
+	c := guest.Config{
+		Modules: base.modules, Args: p.args, Env: p.env, Dir: p.dir,
+		UID: p.user.UID, GID: p.user.GID, Groups: p.user.Groups,
+		Hostname: spec.ID, DiskBytes: disk, Now: time.Now().UnixNano(),
+		Addrs: []string{guestLinkAddr + "/30"},
+	}
+	if c.Groups == nil {
+		c.Groups = []uint32{}
+	}
+	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n", spec.ID)
+	var resolv strings.Builder
+	if lease != nil {
+		c.Addrs = append(c.Addrs, lease.Addr.String()+"/"+strconv.Itoa(lease.bits))
+		if lease.Gateway.IsValid() {
+			c.Gateway = lease.Gateway.String()
+		}
+		for _, a := range lease.DNS {
+			fmt.Fprintf(&resolv, "nameserver %s\n", a)
+		}
+		hosts += fmt.Sprintf("%s\t%s\n", lease.Addr, spec.ID)
+	}
+	c.Etc = map[string]string{"hosts": hosts, "hostname": spec.ID + "\n", "resolv.conf": resolv.String()}
+	return c
+}
+
+// touchLog creates a log file if needed, as the runc driver opens it
+// (QEMU then appends to it). An empty path is fine: QEMU gets /dev/null.
+func touchLog(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("opening log file: %w", err)
+	}
+	return f.Close()
+}
+
+// guestMAC is a locally administered unicast MAC address for id's NIC.
+func guestMAC(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return fmt.Sprintf("52:54:%02x:%02x:%02x:%02x", sum[0], sum[1], sum[2], sum[3])
+}
+
+func readPidFile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("reading QEMU's pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("reading QEMU's pid file: %w", err)
+	}
+	return pid, nil
+}
+
+// procExited reports whether the process of a pidfd has exited. (Not
+// through Fd, which would make the file blocking, out of Go's poller.)
+func procExited(proc *os.File) bool {
+	rc, err := proc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	exited := false
+	rc.Control(func(fd uintptr) { exited = pidfdExited(int(fd)) })
+	return exited
+}
+
+// adopt records an attached instance and starts watching its QEMU.
+func (d *Driver) adopt(in *instance) {
+	if in.proc != nil && procExited(in.proc) {
+		// Exited already (a zombie not yet reaped by its parent): known
+		// at once rather than when the watch gets to it.
+		in.proc.Close()
+		in.proc = nil
+	}
+	if in.proc != nil {
+		go in.watch()
+	} else {
+		in.setExited(time.Time{})
+	}
+	d.mu.Lock()
+	d.instances[in.id] = in
+	d.mu.Unlock()
+}
+
+func (d *Driver) lookup(id string) *instance {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.instances[id]
+}
+
+// attach returns the attached instance h names, attaching to it first if
+// this driver value has not yet (Recover, or any call after a restart).
+func (d *Driver) attach(ctx context.Context, h *runtime.Handle) (*instance, error) {
+	if in := d.lookup(h.ID); in != nil {
+		return in, nil
+	}
+	if !idRE.MatchString(h.ID) {
+		return nil, fmt.Errorf("instance %q: %w", h.ID, runtime.ErrNotFound)
+	}
+	unlock := d.lockID(h.ID)
+	defer unlock()
+	return d.attachLocked(h)
+}
+
+func (d *Driver) attachLocked(h *runtime.Handle) (*instance, error) {
+	if in := d.lookup(h.ID); in != nil {
+		return in, nil
+	}
+	dir := d.dir(h.ID)
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("instance %s: %w", h.ID, runtime.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", h.ID, err)
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("instance %s: reading its state: %w", h.ID, err)
+	}
+	in := &instance{id: h.ID, dir: dir, pid: st.PID, startedAt: st.StartedAt,
+		done: make(chan struct{}), detached: make(chan struct{})}
+	if in.proc, err = openPidfd(st.PID, st.PIDStart); err != nil {
+		return nil, fmt.Errorf("instance %s: %w", h.ID, err)
+	}
+	if err := in.openNetns(st.Netns); err != nil && in.proc != nil {
+		in.close()
+		return nil, fmt.Errorf("instance %s: %w", h.ID, err)
+	}
+	d.adopt(in)
+	return in, nil
+}
+
+// Recover implements runtime.Driver: it re-attaches to the instance h
+// names. An instance whose VM has stopped is recovered as exited, with
+// the exit code its guest reported.
+func (d *Driver) Recover(ctx context.Context, h *runtime.Handle) error {
+	_, err := d.attach(ctx, h)
+	return err
+}
+
+// Inspect implements runtime.Driver. The PID is QEMU's.
+func (d *Driver) Inspect(ctx context.Context, h *runtime.Handle) (runtime.Status, error) {
+	in, err := d.attach(ctx, h)
+	if err != nil {
+		return runtime.Status{}, err
+	}
+	return in.status(), nil
+}
+
+var errDetached = errors.New("driver detached from the instance")
+
+// Wait implements runtime.Driver: QEMU's exit is noticed through a pidfd
+// the moment it happens (the guest powers off when the app exits).
+func (d *Driver) Wait(ctx context.Context, h *runtime.Handle) (runtime.Status, error) {
+	in, err := d.attach(ctx, h)
+	if err != nil {
+		return runtime.Status{}, err
+	}
+	select {
+	case <-in.done:
+		return in.status(), nil
+	case <-in.detached:
+		return runtime.Status{}, fmt.Errorf("waiting for instance %s: %w", h.ID, errDetached)
+	case <-ctx.Done():
+		return runtime.Status{}, ctx.Err()
+	}
+}
+
+// Dial implements runtime.Driver: it connects, from inside the instance's
+// network namespace, to port on the guest's link-local address.
+func (d *Driver) Dial(ctx context.Context, h *runtime.Handle, port int) (net.Conn, error) {
+	in, err := d.attach(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if in.nsConn == nil {
+		return nil, fmt.Errorf("dialling instance %s: no network namespace", h.ID)
+	}
+	c, err := dialIn(ctx, in.nsConn, net.JoinHostPort(guestLinkAddr, strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("dialling instance %s: %w", h.ID, err)
+	}
+	return c, nil
+}
+
+// Stop implements runtime.Driver: SIGTERM to every process of the guest
+// (through its control port; to QEMU itself if the guest cannot be told),
+// SIGKILL to QEMU after Config.StopGrace (or as soon as ctx ends), then it
+// removes the network namespace and the instance's directory. The log
+// files stay. Stop needs only h.ID.
+func (d *Driver) Stop(ctx context.Context, h *runtime.Handle) error {
+	if !idRE.MatchString(h.ID) {
+		return nil
+	}
+	unlock := d.lockID(h.ID)
+	defer unlock()
+	in, err := d.attachLocked(h)
+	if err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		return fmt.Errorf("stopping instance %s: %w", h.ID, err)
+	}
+	finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if in != nil && !in.exited() {
+		if err := signalGuest(in.dir, unix.SIGTERM); err != nil {
+			signalQEMU(in, unix.SIGTERM)
+		}
+		grace := time.NewTimer(d.cfg.StopGrace)
+		defer grace.Stop()
+		select {
+		case <-in.done:
+		case <-grace.C:
+		case <-ctx.Done():
+		}
+		if !in.exited() {
+			signalQEMU(in, unix.SIGKILL)
+			select {
+			case <-in.done:
+			case <-finish.Done():
+				return fmt.Errorf("stopping instance %s: QEMU still runs after SIGKILL: %w", h.ID, finish.Err())
+			}
+		}
+	}
+	if err := d.teardown(finish, h.ID); err != nil {
+		return fmt.Errorf("stopping instance %s: %w", h.ID, err)
+	}
+	return nil
+}
+
+// signalGuest asks the guest's init to send sig to every process.
+func signalGuest(dir string, sig unix.Signal) error {
+	c, err := net.DialTimeout("unix", filepath.Join(dir, "control.sock"), time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, err = fmt.Fprintf(c, "%s %d\n", guest.ControlSignal, int(sig))
+	return err
+}
+
+// signalQEMU signals the instance's QEMU through its pidfd.
+func signalQEMU(in *instance, sig unix.Signal) {
+	if in.proc == nil {
+		return
+	}
+	rc, err := in.proc.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Control(func(fd uintptr) { unix.PidfdSendSignal(int(fd), sig, nil, 0) })
+}
+
+// teardown removes everything Start made but the log files, killing a
+// QEMU that a crash in the middle of Start left unrecorded. Each step
+// tolerates what is already gone.
+func (d *Driver) teardown(ctx context.Context, id string) error {
+	var errs []error
+	d.mu.Lock()
+	in := d.instances[id]
+	delete(d.instances, id)
+	d.mu.Unlock()
+	if in != nil {
+		in.close()
+	}
+	dir := d.dir(id)
+	killStray(dir)
+	if d.cfg.Network != nil {
+		if err := d.cfg.Network.Detach(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("detaching the instance's network: %w", err))
+		}
+	}
+	if err := deleteNetns(d.netnsPath(id)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, fmt.Errorf("removing the instance's directory: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// killStray kills the QEMU of dir's pid file if it still runs: one whose
+// command line names dir's initramfs.
+func killStray(dir string) {
+	pid, err := readPidFile(filepath.Join(dir, "qemu.pid"))
+	if err != nil {
+		return
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || !strings.Contains(string(cmdline), filepath.Join(dir, "initrd")) {
+		return
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	unix.Poll(fds, 10_000)
+}
+
+// RemoveImage frees the unpacked copy and the disk of the image with
+// digest. Running guests keep the disk they opened.
+func (d *Driver) RemoveImage(digest string) error {
+	if err := d.images.Remove(digest); err != nil {
+		return err
+	}
+	return d.disks.remove(digest)
+}
+
+// Close lets go of all attached instances without stopping them, as a
+// server does when it exits. Waits in progress return an error.
+func (d *Driver) Close() error {
+	defer d.images.Wait()
+	d.mu.Lock()
+	instances := d.instances
+	d.instances = make(map[string]*instance)
+	d.mu.Unlock()
+	for _, in := range instances {
+		in.close()
+	}
+	return nil
+}
+
+// Sweep stops every instance under Root whose ID keep rejects: VMs that
+// no record names any more (a server or a test killed in the middle of a
+// start). A server calls it once its records are loaded.
+func (d *Driver) Sweep(ctx context.Context, keep func(id string) bool) error {
+	entries, err := os.ReadDir(filepath.Join(d.cfg.Root, "instances"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if !keep(e.Name()) {
+			if err := d.Stop(ctx, &runtime.Handle{ID: e.Name(), Driver: Name}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var _ runtime.Driver = (*Driver)(nil)

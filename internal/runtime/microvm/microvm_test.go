@@ -1,0 +1,232 @@
+package microvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/drivertest"
+)
+
+// requireVM skips the test when it cannot run VMs here (not root, no
+// QEMU, no cloud kernel), unless CI is set: there a missing piece is a
+// failure.
+func requireVM(t *testing.T) {
+	t.Helper()
+	var missing string
+	if os.Geteuid() != 0 {
+		missing = "root"
+	} else if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		missing = "qemu-system-x86_64 in PATH (scripts/install-microvm.sh)"
+	} else if _, err := exec.LookPath("mkfs.ext4"); err != nil {
+		missing = "mkfs.ext4 in PATH"
+	} else if _, _, err := findKernel(kernelDirs); err != nil {
+		missing = "a Debian cloud kernel (scripts/install-microvm.sh)"
+	}
+	if missing == "" {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("this test needs %s (CI is set, so it may not skip)", missing)
+	}
+	t.Skipf("this test needs %s", missing)
+}
+
+// testRootPrefix starts the roots of test drivers: each run's root holds
+// its process id, so that a later run stops the VMs of a run that was
+// killed before its cleanup (see sweepStale).
+const testRootPrefix = "slipway-microvm-test-"
+
+// fixture holds what every test shares: the guest init, the test app and
+// a registry on loopback with the app image in it, and the run's root.
+var fixture struct {
+	once sync.Once
+	dir  string
+	init string
+	ref  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	sweepStale()
+	code := m.Run()
+	if fixture.dir != "" {
+		sweepRoot(fixture.dir)
+		os.RemoveAll(fixture.dir)
+	}
+	os.Exit(code)
+}
+
+// sweepStale stops the VMs that killed test runs left and removes their
+// roots.
+func sweepStale() {
+	roots, _ := filepath.Glob(filepath.Join(os.TempDir(), testRootPrefix+"*"))
+	for _, root := range roots {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(root), testRootPrefix))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+			continue // still running
+		}
+		sweepRoot(root)
+		os.RemoveAll(root)
+	}
+}
+
+// sweepRoot stops every instance under each driver root in dir.
+func sweepRoot(dir string) {
+	roots, _ := filepath.Glob(filepath.Join(dir, "*", "instances"))
+	for _, inst := range roots {
+		d := &Driver{cfg: Config{Root: filepath.Dir(inst), NetnsDir: "/run/netns", StopGrace: time.Second},
+			instances: map[string]*instance{}, idLocks: map[string]*idLock{}}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		d.Sweep(ctx, func(string) bool { return false })
+		cancel()
+	}
+}
+
+type onceTB struct {
+	testing.TB
+	dir string
+}
+
+func (o onceTB) TempDir() string {
+	d, err := os.MkdirTemp(o.dir, "")
+	if err != nil {
+		o.Fatal(err)
+	}
+	return d
+}
+func (o onceTB) Cleanup(func()) {}
+
+// setup returns the shared fixture, building it on first use.
+func setup(t *testing.T) (initPath, ref string) {
+	t.Helper()
+	requireVM(t)
+	fixture.once.Do(func() {
+		fixture.dir = filepath.Join(os.TempDir(), testRootPrefix+strconv.Itoa(os.Getpid()))
+		if fixture.err = os.MkdirAll(fixture.dir, 0o700); fixture.err != nil {
+			return
+		}
+		tb := onceTB{TB: t, dir: fixture.dir}
+		fixture.init = filepath.Join(fixture.dir, "slipway-init")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", fixture.init,
+			"github.com/slipwayhq/slipway/cmd/slipway-init")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			fixture.err = fmt.Errorf("building slipway-init: %v\n%s", err, b)
+			return
+		}
+		bin := drivertest.BuildApp(tb)
+		host := drivertest.Registry(tb)
+		img := drivertest.Image(t, drivertest.AppConfig(), drivertest.Layer(t, drivertest.AppFiles(t, bin)...))
+		fixture.ref = drivertest.Push(t, host, "testapp", img)
+	})
+	if fixture.err != nil {
+		t.Fatal(fixture.err)
+	}
+	if fixture.ref == "" {
+		t.Fatal("building the fixture failed in an earlier test")
+	}
+	return fixture.init, fixture.ref
+}
+
+// newRoot returns a new driver root inside the run's directory.
+func newRoot(t *testing.T) string {
+	t.Helper()
+	root, err := os.MkdirTemp(fixture.dir, "root-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// newDriver returns a driver on cfg.Root; at the end of the test it stops
+// whatever instance is left there.
+func newDriver(t *testing.T, cfg Config) *Driver {
+	t.Helper()
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := d.Sweep(ctx, func(string) bool { return false }); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		d.Close()
+	})
+	return d
+}
+
+func TestConformance(t *testing.T) {
+	initPath, ref := setup(t)
+	cfg := Config{Root: newRoot(t), Init: initPath, StopGrace: 2 * time.Second}
+	drivertest.Run(t, drivertest.Harness{
+		New:   func(t *testing.T) runtime.Driver { return newDriver(t, cfg) },
+		Image: ref,
+		CheckFreed: func(t *testing.T, h *runtime.Handle) {
+			checkFreed(t, cfg.Root, h.ID)
+		},
+	})
+}
+
+// checkFreed checks that nothing of instance id is left: its directory,
+// its network namespace, its QEMU.
+func checkFreed(t *testing.T, root, id string) {
+	t.Helper()
+	for _, p := range []string{filepath.Join(root, "instances", id), filepath.Join("/run/netns", "slipway-"+id)} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is left after Stop (%v)", p, err)
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if strings.Contains(string(b), filepath.Join(root, "instances", id)+"/") {
+			t.Errorf("a QEMU of %s is left after Stop: %s", id, p)
+		}
+	}
+}
+
+// TestStartToFirstResponse logs how long a start takes to the first 200
+// (a measurement, not an assertion: the machine is shared). With
+// SLIPWAY_MICROVM_DEBUG set, the guest's init logs its boot steps into the
+// stderr file, which the test prints.
+func TestStartToFirstResponse(t *testing.T) {
+	initPath, ref := setup(t)
+	d := newDriver(t, Config{Root: newRoot(t), Init: initPath, StopGrace: time.Second})
+	logs := t.TempDir()
+	for i := range 3 {
+		spec := runtime.Spec{ID: drivertest.NewID(t), Image: ref,
+			StdoutPath: filepath.Join(logs, fmt.Sprint(i, ".out")), StderrPath: filepath.Join(logs, fmt.Sprint(i, ".err"))}
+		ctx, cancel := context.WithTimeout(context.Background(), drivertest.Timeout)
+		t0 := time.Now()
+		h, err := d.Start(ctx, spec)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		started := time.Since(t0)
+		drivertest.WaitHTTP(t, d, h, 3000)
+		first := time.Since(t0)
+		t0 = time.Now()
+		if err := d.Stop(context.Background(), h); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(spec.StderrPath)
+		t.Logf("start %d (unpack and disk first: %v): Start returned after %v, first 200 after %v, Stop took %v\n%s",
+			i, i == 0, started.Round(time.Millisecond), first.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), b)
+	}
+}
