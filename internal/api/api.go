@@ -192,6 +192,7 @@ func (s *Server) routes() []route {
 		{"DELETE /api/v1/projects/{project}/environments/{env}/domains/{domain}", s.removeDomain},
 		{"GET /api/v1/projects/{project}/repository", s.getRepository},
 		{"PUT /api/v1/projects/{project}/repository", s.linkRepository},
+		{"GET /api/v1/projects/{project}/previews", s.listPreviews},
 		{"GET /api/v1/projects/{project}/egress", s.getEgress},
 		{"PATCH /api/v1/projects/{project}/egress", s.setEgressNone},
 		{"POST /api/v1/projects/{project}/egress/allow", s.allowEgress},

@@ -58,7 +58,7 @@ The CLI finds the server through SLIPWAY_URL and SLIPWAY_TOKEN, or what
 		Version:       Version,
 	}
 	root.AddCommand(newServerCmd(), newDeployCmd(), newProjectsCmd(), newDeploymentsCmd(),
-		newLogsCmd(), newStopCmd(), newPlanCmd(), newPromoteCmd(), newRedeployCmd(), newEnvCmd(), newEgressCmd(), newStartCommandCmd(),
+		newLogsCmd(), newStopCmd(), newPlanCmd(), newPromoteCmd(), newRedeployCmd(), newEnvCmd(), newEgressCmd(), newPreviewsCmd(), newStartCommandCmd(),
 		newLoginCmd())
 	return root
 }
@@ -182,6 +182,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.Sandbox, "sandbox", envOr("SLIPWAY_SANDBOX", "runc"), "sandbox of the projects that choose none (their setting \"sandbox\"): runc, gvisor or microvm, of those this host can run (SLIPWAY_SANDBOX)")
 	f.StringVar(&cfg.AppNetwork, "app-network", os.Getenv("SLIPWAY_APP_NETWORK"), "IPv4 range (CIDR) of the apps' addresses on Slipway's bridge; empty = a /16 that no route of the host uses; \"none\" = apps get loopback only (SLIPWAY_APP_NETWORK)")
 	f.StringVar(&cfg.MetricsListen, "metrics-listen", os.Getenv("SLIPWAY_METRICS_LISTEN"), "also serve GET /metrics (Prometheus) here without a token, e.g. :9100 (a port alone is on loopback); on --listen it needs an API token; empty = off (SLIPWAY_METRICS_LISTEN)")
+	f.StringVar(&cfg.GitHubAPIURL, "github-api-url", os.Getenv("SLIPWAY_GITHUB_API_URL"), "GitHub REST API for commit statuses, pull-request comments and default branches, e.g. https://ghe.example.com/api/v3; empty = https://api.github.com for github.com repositories, https://HOST/api/v3 for others (SLIPWAY_GITHUB_API_URL)")
 	f.StringVar(&cfg.DNSUpstream, "dns-upstream", os.Getenv("SLIPWAY_DNS_UPSTREAM"), "HOST:PORT[,HOST:PORT] the apps' resolver forwards to; empty = the host's resolvers from /etc/resolv.conf (SLIPWAY_DNS_UPSTREAM)")
 	f.StringVar(&minFreeDisk, "min-free-disk", envOr("SLIPWAY_MIN_FREE_DISK", "2GiB"), "refuse new builds (the deployment fails, saying why) while the data directory's disk has less free; running apps keep serving; 0 = never (SLIPWAY_MIN_FREE_DISK)")
 	f.DurationVar(&cfg.KeepStopped, "keep-stopped", envDuration("SLIPWAY_KEEP_STOPPED", 7*24*time.Hour), "how long a STOPPED or FAILED deployment keeps its source, runtime logs and image before they are collected (SLIPWAY_KEEP_STOPPED)")

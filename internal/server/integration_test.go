@@ -70,6 +70,8 @@ type harness struct {
 	baseImages string
 	cancel     context.CancelFunc
 	done       chan error
+	// github stands in for GitHub's REST API (the server's GitHubAPIURL).
+	github *ghStandIn
 }
 
 var shared *harness
@@ -98,6 +100,7 @@ func startServer(t *testing.T) *harness {
 	if err := os.MkdirAll(h.data, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	h.github = newGHStandIn("ghp_clone_token")
 	h.start()
 	shared = h
 	return h
@@ -122,8 +125,9 @@ func (h *harness) start() {
 		done <- Run(ctx, Config{
 			DataDir: h.data, Listen: h.api, RouterListen: h.router,
 			BaseImagesDir: h.baseImages, BootstrapToken: testToken, DeployWindow: 20 * time.Second, HistoryInterval: 250 * time.Millisecond,
-			Out:     io.Discard,
-			Started: func(a, r net.Addr) { started <- struct{}{} },
+			GitHubAPIURL: h.github.srv.URL,
+			Out:          io.Discard,
+			Started:      func(a, r net.Addr) { started <- struct{}{} },
 		})
 	}()
 	select {
@@ -194,6 +198,7 @@ func (h *harness) shutdown() {
 		fmt.Fprintln(os.Stderr, "integration server: removing its network:", err)
 	}
 	os.RemoveAll(h.data)
+	h.github.srv.Close()
 }
 
 func (h *harness) do(method, path string, body io.Reader, contentType string) (int, []byte) {

@@ -65,6 +65,7 @@ type server struct {
 	table        *router.Table             // newController: written by ctl, read by app
 	ctl          *deploy.Controller        // newController
 	links        linkReader                // newController
+	gh           *feedback                 // newController: GitHub statuses and comments
 	app          *router.Router            // serveApps
 }
 
@@ -203,6 +204,8 @@ func (s *server) startBuilder(ctx context.Context) error {
 // routing table that the router made in serveApps reads.
 func (s *server) newController(context.Context) error {
 	s.links = linkReader{store: s.store, box: s.box}
+	s.gh = newFeedback(s.store, s.links, &github.Client{BaseURL: s.cfg.GitHubAPIURL}, project.Hosts{Base: s.cfg.BaseDomain},
+		func(host string) string { return appURL(host, s.routerPort) }, s.log)
 	s.table = &router.Table{}
 	var builder build.Builder = s.metrics.Builder(s.builder) // timed without any wait for base images
 	if s.baseImages != nil {
@@ -210,7 +213,7 @@ func (s *server) newController(context.Context) error {
 	}
 	ctl, err := deploy.New(deploy.Config{
 		Store: s.store, Builder: builder, Sandboxes: s.drivers, Sandbox: s.cfg.Sandbox, Unavailable: s.unavailable, Routes: s.table,
-		Observer: metricsObserver{s.metrics},
+		Observer: deploy.Observers{metricsObserver{s.metrics}, s.gh},
 		Registry: s.registryHost, DataDir: s.cfg.DataDir, BaseDomain: s.cfg.BaseDomain,
 		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,
 		Fetch: s.links.fetch, Log: s.log, Retention: s.retention(),
@@ -236,11 +239,11 @@ func (s *server) serveAPI(context.Context) error {
 		fw = firewall{s.network}
 	}
 	rules, err := project.New(project.Config{Store: s.store, Lifecycle: s.ctl, Secrets: s.box,
-		Hosts: project.Hosts{Base: s.cfg.BaseDomain}, Firewall: fw, DefaultBranch: github.DefaultBranch})
+		Hosts: project.Hosts{Base: s.cfg.BaseDomain}, Firewall: fw, DefaultBranch: s.gh.client.DefaultBranch})
 	if err != nil {
 		return err
 	}
-	trig := &triggers{rules: rules, ctl: s.ctl, links: s.links, url: func(host string) string { return appURL(host, s.routerPort) }}
+	trig := &triggers{rules: rules, ctl: s.ctl, links: s.links, url: func(host string) string { return appURL(host, s.routerPort) }, gh: s.gh}
 	git, err := gitserver.New(gitserver.Config{
 		Root: filepath.Join(s.cfg.DataDir, "git"), Authorize: s.authorize, Pusher: trig, Log: s.log,
 		Exists: func(ctx context.Context, name string) (bool, error) {
@@ -255,7 +258,7 @@ func (s *server) serveAPI(context.Context) error {
 		return err
 	}
 	hook, err := github.New(github.Config{
-		Lookup: trig.link, Enqueue: trig.enqueue, Log: s.log,
+		Lookup: trig.link, Enqueue: trig.enqueue, PullRequest: trig.pullRequest, Log: s.log,
 		Seen:   func(ctx context.Context, id string) (bool, error) { return s.store.RecordDelivery(ctx, id, "") },
 		Forget: s.store.ForgetDelivery,
 	})
@@ -266,6 +269,13 @@ func (s *server) serveAPI(context.Context) error {
 		AdminPassword: s.cfg.AdminPassword, SessionKey: s.box.Derive("web-session"), Log: s.log})
 	handler := api.New(api.Config{Store: s.store, Deploy: s.ctl, Projects: rules, Registry: s.registry, Git: git,
 		GitHubHook: hook, Web: dashboard, Secrets: s.box, RouterPort: s.routerPort, Metrics: s.metrics.Handler(), Log: s.log}).Handler()
+
+	// What waits for GitHub is sent from now on (queued before a restart
+	// too).
+	ghCtx, stopGH := context.WithCancel(context.Background())
+	ghDone := make(chan struct{})
+	go func() { defer close(ghDone); s.gh.run(ghCtx) }()
+	s.onStop(func(context.Context) { stopGH(); <-ghDone })
 
 	// Streams (logs, live pages) end when the server shuts down.
 	streams, endStreams := context.WithCancel(context.Background())

@@ -131,6 +131,12 @@ type Config struct {
 	// HistoryInterval is how often the metrics history (the dashboard's
 	// plots) samples the metrics. If zero, 10 seconds.
 	HistoryInterval time.Duration
+	// GitHubAPIURL is the GitHub REST API that commit statuses,
+	// pull-request comments and default-branch look-ups go to, such as
+	// https://ghe.example.com/api/v3. If empty, https://api.github.com
+	// for repositories on github.com and https://HOST/api/v3 for those on
+	// other hosts (GitHub Enterprise Server).
+	GitHubAPIURL string
 	// Started, if set, is called once the server serves, with the API and
 	// router addresses.
 	Started func(api, router net.Addr)

@@ -22,6 +22,9 @@ type triggers struct {
 	links linkReader
 	// url renders a hostname as the URL users open.
 	url func(host string) string
+	// gh reports GitHub-triggered deployments back to GitHub; nil: no
+	// feedback.
+	gh *feedback
 }
 
 // linkReader reads projects' repository links with their secrets.
@@ -124,10 +127,20 @@ func (t *triggers) enqueue(ctx context.Context, ev github.PushEvent) error {
 	if err != nil {
 		return err
 	}
+	// Where it reports to GitHub is recorded before it exists, so that no
+	// status change of it can come first.
+	id := store.NewID()
+	reported := false
+	if link, err := t.links.of(ctx, p.ID, ""); err == nil {
+		reported = t.gh.begin(ctx, link, outcome{project: p.Name, env: env.Name, id: id, sha: ev.NewSHA, status: deploy.Pending}, ev.Repository, nil)
+	}
 	_, err = t.ctl.Create(ctx, deploy.CreateRequest{
-		Project: p.Name, Environment: env.Name, Trigger: "webhook", Promote: true, SourceURL: p.RepoURL,
+		ID: id, Project: p.Name, Environment: env.Name, Trigger: triggerWebhook, Promote: true, SourceURL: p.RepoURL,
 		Branch: ev.Branch, CommitSHA: ev.NewSHA, Message: ev.Message, Author: ev.Author,
 	})
+	if err != nil && reported {
+		t.gh.abandon(context.WithoutCancel(ctx), id)
+	}
 	return err
 }
 

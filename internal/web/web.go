@@ -180,6 +180,7 @@ func (h *handler) routes() {
 	action("POST /projects/{project}/repository/unlink", h.projectForm("git", h.unlinkRepository))
 	action("POST /projects/{project}/repository/token", h.projectForm("git", h.setCloneToken))
 	action("POST /projects/{project}/repository/secret", h.projectForm("git", h.rotateSecret))
+	action("POST /projects/{project}/previews", h.projectForm("previews", h.setPreviews))
 	action("POST /projects/{project}/deploy-image", h.deployImage)
 	action("POST /deployments/{id}/redeploy", h.redeploy)
 	action("POST /deployments/{id}/promote", h.promote)
