@@ -236,6 +236,46 @@ CREATE TABLE pull_requests (
 	PRIMARY KEY (project_id, number)
 );
 `,
+	// 13: a project's outgoing webhooks (their URL and signing secret
+	// sealed, with a hint of the URL in clear), each webhook's deliveries
+	// (pending ones are the retry queue), and a project's log drains.
+	`
+CREATE TABLE notify_hooks (
+	id         TEXT PRIMARY KEY,
+	project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	url        BLOB NOT NULL,
+	url_hint   TEXT NOT NULL,
+	secret     BLOB NOT NULL,
+	format     TEXT NOT NULL,
+	events     TEXT NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE INDEX notify_hooks_project ON notify_hooks (project_id, created_at);
+CREATE TABLE notify_deliveries (
+	id              TEXT PRIMARY KEY,
+	hook_id         TEXT NOT NULL REFERENCES notify_hooks(id) ON DELETE CASCADE,
+	event           TEXT NOT NULL,
+	body            BLOB NOT NULL,
+	state           TEXT NOT NULL,
+	attempts        INTEGER NOT NULL DEFAULT 0,
+	next_attempt_at INTEGER NOT NULL,
+	last_status     INTEGER NOT NULL DEFAULT 0,
+	last_error      TEXT NOT NULL DEFAULT '',
+	created_at      INTEGER NOT NULL,
+	updated_at      INTEGER NOT NULL
+);
+CREATE INDEX notify_deliveries_hook ON notify_deliveries (hook_id, created_at);
+CREATE INDEX notify_deliveries_pending ON notify_deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE TABLE log_drains (
+	id         TEXT PRIMARY KEY,
+	project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	url        BLOB NOT NULL,
+	url_hint   TEXT NOT NULL,
+	ca         TEXT NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL
+);
+CREATE INDEX log_drains_project ON log_drains (project_id, created_at);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
