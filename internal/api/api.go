@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/drain"
+	"github.com/slipwayhq/slipway/internal/notify"
 	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/store"
@@ -51,6 +53,10 @@ type Config struct {
 	// Metrics, if set, serves GET /metrics (the Prometheus text format)
 	// to API tokens.
 	Metrics http.Handler
+	// Notify, if set, manages projects' outgoing webhooks
+	// (…/notifications); Drains, their log drains (…/drains).
+	Notify *notify.Service
+	Drains *drain.Service
 	// Log receives errors. If nil, slog.Default().
 	Log *slog.Logger
 }
@@ -200,6 +206,14 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/projects/{project}/registry-credentials", s.listRegistryCredentials},
 		{"PUT /api/v1/projects/{project}/registry-credentials/{registry}", s.setRegistryCredential},
 		{"DELETE /api/v1/projects/{project}/registry-credentials/{registry}", s.deleteRegistryCredential},
+		{"GET /api/v1/projects/{project}/notifications", s.listWebhooks},
+		{"POST /api/v1/projects/{project}/notifications", s.createWebhook},
+		{"DELETE /api/v1/projects/{project}/notifications/{id}", s.deleteWebhook},
+		{"POST /api/v1/projects/{project}/notifications/{id}/test", s.testWebhook},
+		{"GET /api/v1/projects/{project}/notifications/{id}/deliveries", s.listWebhookDeliveries},
+		{"GET /api/v1/projects/{project}/drains", s.listDrains},
+		{"POST /api/v1/projects/{project}/drains", s.createDrain},
+		{"DELETE /api/v1/projects/{project}/drains/{id}", s.deleteDrain},
 	}
 }
 

@@ -59,7 +59,7 @@ The CLI finds the server through SLIPWAY_URL and SLIPWAY_TOKEN, or what
 	}
 	root.AddCommand(newServerCmd(), newDeployCmd(), newProjectsCmd(), newDeploymentsCmd(),
 		newLogsCmd(), newStopCmd(), newPlanCmd(), newPromoteCmd(), newRedeployCmd(), newEnvCmd(), newEgressCmd(), newPreviewsCmd(), newStartCommandCmd(),
-		newLoginCmd())
+		newLoginCmd(), newNotifyCmd(), newDrainsCmd())
 	return root
 }
 

@@ -17,8 +17,10 @@ import (
 	"github.com/slipwayhq/slipway/internal/build"
 	"github.com/slipwayhq/slipway/internal/build/buildkit"
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/drain"
 	"github.com/slipwayhq/slipway/internal/metrics"
 	"github.com/slipwayhq/slipway/internal/netns"
+	"github.com/slipwayhq/slipway/internal/notify"
 	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/registry"
 	"github.com/slipwayhq/slipway/internal/router"
@@ -62,6 +64,8 @@ type server struct {
 	unavailable  map[string]error          // startRuntime: why a sandbox kind cannot run here
 	metrics      *metrics.Metrics          // startMetrics
 	metricsLn    net.Listener              // startMetrics, with MetricsListen
+	notify       *notify.Service           // startNotify
+	drains       *drain.Service            // startNotify
 	table        *router.Table             // newController: written by ctl, read by app
 	ctl          *deploy.Controller        // newController
 	links        linkReader                // newController
@@ -213,7 +217,7 @@ func (s *server) newController(context.Context) error {
 	}
 	ctl, err := deploy.New(deploy.Config{
 		Store: s.store, Builder: builder, Sandboxes: s.drivers, Sandbox: s.cfg.Sandbox, Unavailable: s.unavailable, Routes: s.table,
-		Observer: deploy.Observers{metricsObserver{s.metrics}, s.gh},
+		Observer: deploy.Observers{metricsObserver{s.metrics}, s.gh, s.notify}, LogTap: s.drains,
 		Registry: s.registryHost, DataDir: s.cfg.DataDir, BaseDomain: s.cfg.BaseDomain,
 		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,
 		Fetch: s.links.fetch, Log: s.log, Retention: s.retention(),
@@ -266,9 +270,11 @@ func (s *server) serveAPI(context.Context) error {
 		return err
 	}
 	dashboard := web.New(web.Config{Store: s.store, Deploy: s.ctl, Projects: rules, RouterPort: s.routerPort,
-		AdminPassword: s.cfg.AdminPassword, SessionKey: s.box.Derive("web-session"), Log: s.log})
+		AdminPassword: s.cfg.AdminPassword, SessionKey: s.box.Derive("web-session"), Log: s.log,
+		Notify: s.notify, Drains: s.drains})
 	handler := api.New(api.Config{Store: s.store, Deploy: s.ctl, Projects: rules, Registry: s.registry, Git: git,
-		GitHubHook: hook, Web: dashboard, Secrets: s.box, RouterPort: s.routerPort, Metrics: s.metrics.Handler(), Log: s.log}).Handler()
+		GitHubHook: hook, Web: dashboard, Secrets: s.box, RouterPort: s.routerPort, Metrics: s.metrics.Handler(), Log: s.log,
+		Notify: s.notify, Drains: s.drains}).Handler()
 
 	// What waits for GitHub is sent from now on (queued before a restart
 	// too).

@@ -211,6 +211,7 @@ func Run(ctx context.Context, cfg Config) error {
 		s.startBuilder,      // buildkitd (ours, or BuildkitHost) and its client
 		s.startRuntime,      // a driver per sandbox kind, attaching instances to the network
 		s.startMetrics,      // what the router, lifecycle and builds report to
+		s.startNotify,       // outgoing webhooks and log drains
 		s.newController,     // the lifecycle (started by serveApps)
 		s.serveAPI,          // project rules, git, webhooks, dashboard, API
 		s.serveApps,         // reconcile, then the router (HTTPS, private names)

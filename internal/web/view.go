@@ -41,7 +41,7 @@ type errorView struct {
 
 // pageNames are the templates under templates/, each rendered inside
 // layout.html.
-var pageNames = []string{"login", "error", "projects", "project", "deployment", "settings"}
+var pageNames = []string{"login", "error", "projects", "project", "deployment", "settings", "notifications"}
 
 func parsePages(funcs template.FuncMap) map[string]*template.Template {
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html", "templates/metrics.html"))

@@ -42,6 +42,8 @@ import (
 
 	"github.com/slipwayhq/slipway/internal/api"
 	"github.com/slipwayhq/slipway/internal/deploy"
+	"github.com/slipwayhq/slipway/internal/drain"
+	"github.com/slipwayhq/slipway/internal/notify"
 	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/secrets"
 	"github.com/slipwayhq/slipway/internal/store"
@@ -65,6 +67,10 @@ type Config struct {
 	SessionKey []byte
 	// SessionTTL is how long a sign-in lasts. If zero, 7 days.
 	SessionTTL time.Duration
+	// Notify and Drains, if set, manage the project's webhooks and log
+	// drains (its notifications page).
+	Notify *notify.Service
+	Drains *drain.Service
 	// LivePoll is how often a live page re-checks state that no deployment
 	// event announces (new deployments, domains, promotions of other
 	// deployments). If zero, 2 seconds.
@@ -185,6 +191,7 @@ func (h *handler) routes() {
 	action("POST /deployments/{id}/redeploy", h.redeploy)
 	action("POST /deployments/{id}/promote", h.promote)
 	action("POST /deployments/{id}/stop", h.stop)
+	h.notifyRoutes(page, action)
 
 	stream("GET /live", h.live)
 	stream("GET /deployments/{id}/build-log/stream", h.logStream(store.LogBuild))
