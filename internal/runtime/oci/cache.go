@@ -32,9 +32,15 @@ var ErrInUse = errors.New("image in use")
 // config.json. A driver mounts an instance's filesystem on rootfs, as the
 // read-only lower layer of an overlay; nothing may write to it. An image
 // is in use while such a mount exists. A Cache is safe for concurrent use.
+//
+// A Cache made by NewMappedCache owns the files it unpacks as an IDMap
+// maps their owners, each image in sha256-<hex>-u<uid>-g<gid>-n<size>,
+// so that instances in a user namespace of that map see the image's own
+// owners; caches of different maps on one directory share nothing.
 type Cache struct {
 	dir  string
 	opts []remote.Option
+	ids  IDMap
 
 	mu    sync.Mutex
 	locks map[string]*sync.RWMutex
@@ -56,10 +62,16 @@ type Cache struct {
 // allowed, as the embedded registry on loopback speaks it. dir must not
 // hold commas, colons or white space if instances mount overlays on it.
 func NewCache(dir string, opts ...remote.Option) (*Cache, error) {
+	return NewMappedCache(dir, IDMap{}, opts...)
+}
+
+// NewMappedCache is NewCache for trees whose files belong to the owners
+// ids maps the image's to (see IDMap).
+func NewMappedCache(dir string, ids IDMap, opts ...remote.Option) (*Cache, error) {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, err
 	}
-	c := &Cache{dir: dir, opts: opts, locks: make(map[string]*sync.RWMutex)}
+	c := &Cache{dir: dir, opts: opts, ids: ids, locks: make(map[string]*sync.RWMutex)}
 	// Unpacking creates many directories at once (see package topdir).
 	topdir.Mark(dir)
 	c.removeStaleTemps()
@@ -131,6 +143,7 @@ func (c *Cache) Get(ctx context.Context, ref string) (*Unpacked, func(), error) 
 	if err != nil {
 		return nil, nil, err
 	}
+	key += c.ids.suffix()
 	lk := c.lock(key)
 	for {
 		lk.RLock()
@@ -195,7 +208,8 @@ func (c *Cache) load(key string) (*Unpacked, error) {
 			return nil, errTorn
 		}
 	}
-	img := &Unpacked{Digest: strings.Replace(key, "-", ":", 1), Rootfs: filepath.Join(dir, "rootfs")}
+	digest := strings.Replace(key[:len("sha256-")+64], "-", ":", 1)
+	img := &Unpacked{Digest: digest, Rootfs: filepath.Join(dir, "rootfs")}
 	if err := json.Unmarshal(b, &img.Config); err != nil {
 		return nil, fmt.Errorf("reading unpacked image %s: %w", key, err)
 	}
@@ -236,7 +250,7 @@ func (c *Cache) unpack(ctx context.Context, key string, img v1.Image) error {
 	if err != nil {
 		return fmt.Errorf("reading image layers: %w", err)
 	}
-	if err := extractLayers(ctx, layers, rootfs); err != nil {
+	if err := extractLayers(ctx, layers, rootfs, c.ids); err != nil {
 		return fmt.Errorf("unpacking image: %w", err)
 	}
 	boot, err := bootID()
@@ -385,15 +399,33 @@ func (c *Cache) removeStaleTemps() {
 	}
 }
 
-// Remove frees the unpacked copy of the image with digest (sha256:...).
-// It fails with ErrInUse while an instance's filesystem is mounted on it
-// (a stopped instance's is not). Removing an image that is not unpacked is
-// not an error. A later Get unpacks it again.
+// Remove frees the unpacked copies of the image with digest (sha256:...),
+// whatever map owns their files (see NewMappedCache). It fails with
+// ErrInUse while an instance's filesystem is mounted on one (a stopped
+// instance's is not); the copies not in use are removed all the same.
+// Removing an image that is not unpacked is not an error. A later Get
+// unpacks it again.
 func (c *Cache) Remove(digest string) error {
 	key, err := imageKey(digest)
 	if err != nil {
 		return err
 	}
+	keys := []string{key}
+	entries, _ := os.ReadDir(c.dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), key+"-") {
+			keys = append(keys, e.Name())
+		}
+	}
+	var errs []error
+	for _, k := range keys {
+		errs = append(errs, c.remove(k, digest))
+	}
+	return errors.Join(errs...)
+}
+
+// remove frees one unpacked tree of the image with digest.
+func (c *Cache) remove(key, digest string) error {
 	lk := c.lock(key)
 	lk.Lock()
 	defer lk.Unlock()

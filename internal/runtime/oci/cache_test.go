@@ -246,3 +246,84 @@ func TestUnpackFormat(t *testing.T) {
 	get(t, c, ref, marker)
 	wantUnpacks(t, c, 2, "an image of an older format unpacked again")
 }
+
+// TestMappedCache checks that a cache with an ID map unpacks an image
+// with its files owned by the mapped IDs (the tree's root by the image's
+// root), apart from the unmapped tree of the same image (unpacked by an
+// older Slipway, or by a driver without a user namespace), and that
+// Remove frees both.
+func TestMappedCache(t *testing.T) {
+	requireRoot(t)
+	ids := IDMap{HostUID: 300000, HostGID: 400000, Size: 65536}
+	marker := drivertest.NewID(t)
+	img := drivertest.Image(t, v1.Config{}, drivertest.Layer(t,
+		drivertest.File{Name: "marker", Body: []byte(marker)},
+		drivertest.File{Name: "home/app/file", Body: []byte("x"), UID: 1000, GID: 1001},
+		drivertest.File{Name: "big", Body: []byte("x"), UID: 70000, GID: 70000},
+		drivertest.File{Name: "link", Symlink: "marker", UID: 5, GID: 6},
+	))
+	ref := drivertest.Push(t, drivertest.Registry(t), "mapped", img)
+	digest := ref[strings.Index(ref, "@")+1:]
+	dir := filepath.Join(t.TempDir(), "images")
+	plain, err := NewCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(plain.Wait)
+	mapped, err := NewMappedCache(dir, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mapped.Wait)
+
+	old := get(t, plain, ref, marker)
+	shifted := get(t, mapped, ref, marker)
+	if old.Rootfs == shifted.Rootfs || shifted.Digest != digest {
+		t.Fatalf("mapped tree %s (digest %s), unmapped %s", shifted.Rootfs, shifted.Digest, old.Rootfs)
+	}
+	owner := func(root, name string) [2]uint32 {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(root, name), &st); err != nil {
+			t.Fatal(err)
+		}
+		return [2]uint32{st.Uid, st.Gid}
+	}
+	for name, want := range map[string][2]uint32{
+		".":             {300000, 400000},
+		"home":          {300000, 400000}, // made for the entries below it
+		"home/app/file": {301000, 401001},
+		"big":           {300000 + 65534, 400000 + 65534},
+		"link":          {300005, 400006},
+	} {
+		if got := owner(shifted.Rootfs, name); got != want {
+			t.Errorf("%s owned by %v in the mapped tree, want %v", name, got, want)
+		}
+	}
+	if got := owner(old.Rootfs, "home/app/file"); got != [2]uint32{1000, 1001} {
+		t.Errorf("the unmapped tree changed: owner %v", got)
+	}
+	get(t, mapped, ref, marker)
+	wantUnpacks(t, mapped, 1, "the mapped tree reused")
+
+	if err := mapped.Remove(digest); err != nil {
+		t.Fatal(err)
+	}
+	for _, root := range []string{old.Rootfs, shifted.Rootfs} {
+		if _, err := os.Stat(filepath.Dir(root)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s left after Remove: %v", filepath.Dir(root), err)
+		}
+	}
+}
+
+func TestIDMap(t *testing.T) {
+	var id IDMap
+	if !id.Identity() || id.UID(70000) != 70000 || id.GID(0) != 0 {
+		t.Errorf("the zero IDMap is not the identity")
+	}
+	m := IDMap{HostUID: 100000, HostGID: 200000, Size: 65536}
+	for _, tc := range []struct{ in, uid, gid int }{{0, 100000, 200000}, {1000, 101000, 201000}, {65535, 165535, 265535}, {65536, 165534, 265534}, {-1, 165534, 265534}} {
+		if u, g := m.UID(tc.in), m.GID(tc.in); u != tc.uid || g != tc.gid {
+			t.Errorf("map of %d = %d:%d, want %d:%d", tc.in, u, g, tc.uid, tc.gid)
+		}
+	}
+}

@@ -21,9 +21,11 @@ import (
 
 // extractLayers writes the filesystem of an image made of layers (bottom
 // first, as v1.Image.Layers returns them) into the directory dir, keeping
-// ownership, modes and times. Nothing in the tree may grant privileges on
-// the host that holds it: setuid and setgid bits of files are cleared,
-// file capabilities dropped and device nodes left out (see mode). Each layer
+// modes and times, and ownership as ids maps it (dir itself, and the
+// directories that no entry describes, belong to the image's root).
+// Nothing in the tree may grant privileges on the host that holds it:
+// setuid and setgid bits of files are cleared, file capabilities dropped
+// and device nodes left out (see mode). Each layer
 // is streamed from its registry, decompressed and written in one pass,
 // upper layers first, applying whiteouts as mutate.Extract does (an entry
 // shadowed by an upper layer is skipped); it never builds a flattened
@@ -40,12 +42,17 @@ import (
 // system calls relative to an open parent directory (kept open while
 // entries of the same directory follow each other), not a walk from dir
 // per operation. Nothing is synced: see Cache.unpack for durability.
-func extractLayers(ctx context.Context, layers []v1.Layer, dir string) error {
-	x, err := newExtractor(dir)
+func extractLayers(ctx context.Context, layers []v1.Layer, dir string, ids IDMap) error {
+	x, err := newExtractor(dir, ids)
 	if err != nil {
 		return err
 	}
 	defer x.close()
+	if !ids.Identity() {
+		if err := unix.Fchownat(x.root, "", ids.UID(0), ids.GID(0), unix.AT_EMPTY_PATH); err != nil {
+			return &pathError{"chown", dir, err}
+		}
+	}
 	fl := &flattener{seen: map[string]bool{}, opaque: map[string]bool{}}
 	for i := len(layers) - 1; i >= 0; i-- {
 		if err := applyLayer(ctx, x, fl, layers[i]); err != nil {
@@ -224,11 +231,11 @@ func (x *extractor) apply(ctx context.Context, tr *tar.Reader, fl *flattener) er
 			} else if err != nil {
 				return &pathError{"creating symlink", name, err}
 			}
-			if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if err := unix.Fchownat(pfd, base, x.ids.UID(hdr.Uid), x.ids.GID(hdr.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return &pathError{"chown", name, err}
 			}
 		case tar.TypeFifo:
-			if err := mknod(pfd, base, hdr); err != nil {
+			if err := mknod(pfd, base, hdr, x.ids); err != nil {
 				return &pathError{"creating fifo", name, err}
 			}
 		case tar.TypeChar, tar.TypeBlock:
@@ -266,6 +273,7 @@ func (e *pathError) Unwrap() error { return e.err }
 // extractor writes entries into a tree.
 type extractor struct {
 	root       int             // the tree's root directory (O_PATH)
+	ids        IDMap           // maps the entries' owners
 	known      map[string]bool // directories known to exist
 	parentName string          // the directory parentFD is open on
 	parentFD   int             // O_PATH; -1 if none
@@ -276,12 +284,12 @@ type extractor struct {
 
 type link struct{ name, target string }
 
-func newExtractor(dir string) (*extractor, error) {
+func newExtractor(dir string, ids IDMap) (*extractor, error) {
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &pathError{"opening", dir, err}
 	}
-	return &extractor{root: fd, known: map[string]bool{".": true}, parentFD: -1, buf: make([]byte, 256<<10)}, nil
+	return &extractor{root: fd, ids: ids, known: map[string]bool{".": true}, parentFD: -1, buf: make([]byte, 256<<10)}, nil
 }
 
 func (x *extractor) close() {
@@ -350,7 +358,11 @@ func (x *extractor) mkdirAll(dir string) error {
 		defer unix.Close(fd)
 		pfd = fd
 	}
-	if err := unix.Mkdirat(pfd, path.Base(dir), 0o755); err != nil && err != unix.EEXIST {
+	err := unix.Mkdirat(pfd, path.Base(dir), 0o755)
+	if err == nil && !x.ids.Identity() {
+		err = unix.Fchownat(pfd, path.Base(dir), x.ids.UID(0), x.ids.GID(0), unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil && err != unix.EEXIST {
 		return err
 	}
 	x.known[dir] = true
@@ -391,7 +403,7 @@ func (x *extractor) writeFile(pfd int, name string, hdr *tar.Header, r io.Reader
 	}
 	// File capabilities (setcap, a PAX xattr) are not written: like a
 	// setuid bit, they would grant privileges to whoever runs the file.
-	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+	if err := unix.Fchown(fd, x.ids.UID(hdr.Uid), x.ids.GID(hdr.Gid)); err != nil {
 		return fmt.Errorf("chown: %w", err)
 	}
 	if err := unix.Fchmod(fd, mode(hdr)); err != nil {
@@ -456,7 +468,7 @@ func (x *extractor) dirMeta(hdr *tar.Header) error {
 		return err
 	}
 	defer unix.Close(fd)
-	if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+	if err := unix.Fchown(fd, x.ids.UID(hdr.Uid), x.ids.GID(hdr.Gid)); err != nil {
 		return err
 	}
 	if err := unix.Fchmod(fd, mode(hdr)); err != nil {
@@ -469,13 +481,13 @@ func (x *extractor) dirMeta(hdr *tar.Header) error {
 }
 
 // mknod creates a fifo (the only kind of node an image may hold).
-func mknod(pfd int, name string, hdr *tar.Header) error {
+func mknod(pfd int, name string, hdr *tar.Header, ids IDMap) error {
 	if err := unix.Mknodat(pfd, name, mode(hdr)|unix.S_IFIFO, 0); err == unix.EEXIST {
 		return nil
 	} else if err != nil {
 		return err
 	}
-	if err := unix.Fchownat(pfd, name, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.Fchownat(pfd, name, ids.UID(hdr.Uid), ids.GID(hdr.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
 	}
 	// The node was just made, so it is no symlink to follow.
@@ -539,5 +551,5 @@ func Unpack(ctx context.Context, img v1.Image, dir string) error {
 	if err != nil {
 		return fmt.Errorf("listing the image's layers: %w", err)
 	}
-	return extractLayers(ctx, layers, dir)
+	return extractLayers(ctx, layers, dir, IDMap{})
 }

@@ -40,13 +40,13 @@ func extractImage(t *testing.T, layers ...v1.Layer) (string, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dir, extractLayers(context.Background(), ls, dir)
+	return dir, extractLayers(context.Background(), ls, dir, IDMap{})
 }
 
 // extract writes one tar stream into dir with the extractor alone, no
 // layer filtering in front: what a hostile entry meets last.
 func extract(ctx context.Context, r io.Reader, dir string) error {
-	x, err := newExtractor(dir)
+	x, err := newExtractor(dir, IDMap{})
 	if err != nil {
 		return err
 	}
