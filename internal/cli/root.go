@@ -193,6 +193,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.Float64Var(&cfg.BuildSteps.CPUs, "build-cpus", envFloat("SLIPWAY_BUILD_CPUS", 0), "CPU cap of each build step, in cores; 0 = none (SLIPWAY_BUILD_CPUS)")
 	buildBase, _ := strconv.ParseBool(os.Getenv("SLIPWAY_BUILD_BASE_IMAGES"))
 	f.BoolVar(&cfg.BuildBaseImages, "build-base-images", buildBase, "make the base-image stand-ins missing from SLIPWAY_BASE_IMAGES in the background (root, debootstrap, the host's Debian mirror); builds that need one wait for it (SLIPWAY_BUILD_BASE_IMAGES)")
+	f.StringVar(&cfg.UserNSRange, "userns-range", os.Getenv("SLIPWAY_USERNS_RANGE"), "host user and group IDs that each instance's IDs map to, in a user namespace of its own: BASE, BASE:SIZE or UID:GID:SIZE (at least 65536 IDs); empty = the \"slipway\" entries of /etc/subuid and /etc/subgid, else 1879048192:65536; \"off\" = no user namespace (root in an image is the host's root) (SLIPWAY_USERNS_RANGE)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug messages")
 	return cmd
 }

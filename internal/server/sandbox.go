@@ -13,6 +13,7 @@ import (
 
 	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/oci"
 	"github.com/slipwayhq/slipway/internal/runtime/runc"
 )
 
@@ -40,11 +41,21 @@ type sandboxEnv struct {
 	// NetworkPool is how many namespaces to keep wired ahead (0 without a
 	// Network).
 	NetworkPool int
+	// IDs is the range of host IDs that instances' IDs map to in their
+	// user namespaces (--userns-range); zero: the driver's default.
+	IDs oci.IDMap
+	// NoUserNS runs instances in the host's user namespace
+	// (--userns-range off).
+	NoUserNS bool
 }
 
 func newRunc(env sandboxEnv) (runtime.Driver, error) {
-	return runc.New(runc.Config{Root: env.Root, RemoteOptions: env.RemoteOptions,
-		Network: env.Network, NetworkPool: env.NetworkPool})
+	d, err := runc.New(runc.Config{Root: env.Root, RemoteOptions: env.RemoteOptions,
+		Network: env.Network, NetworkPool: env.NetworkPool, IDs: env.IDs, NoUserNS: env.NoUserNS})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // startRuntime makes the driver of every registered sandbox kind.
@@ -55,6 +66,18 @@ func (s *server) startRuntime(context.Context) error {
 	if s.network != nil {
 		base.Network = attacher{s.network}
 		base.NetworkPool = networkPool
+	}
+	switch r := s.cfg.UserNSRange; r {
+	case "off":
+		base.NoUserNS = true
+		s.log.Warn("instances run in the host's user namespace (--userns-range off): an image without USER runs as the host's root")
+	case "":
+	default:
+		ids, err := runc.ParseIDs(r)
+		if err != nil {
+			return fmt.Errorf("--userns-range: %w", err)
+		}
+		base.IDs = ids
 	}
 	s.drivers = map[string]runtime.Driver{}
 	s.unavailable = map[string]error{}
@@ -79,6 +102,11 @@ func (s *server) startRuntime(context.Context) error {
 			continue
 		}
 		s.drivers[kind] = d
+		if u, ok := d.(interface{ UserNS() (oci.IDMap, bool) }); ok {
+			if ids, on := u.UserNS(); on {
+				s.log.Info("instances run in user namespaces", "sandbox", kind, "host_uid", ids.HostUID, "host_gid", ids.HostGID, "ids", ids.Size)
+			}
+		}
 		if c, ok := d.(io.Closer); ok {
 			s.onStop(func(context.Context) { c.Close() }) // instances keep running
 		}

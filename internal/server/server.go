@@ -124,6 +124,14 @@ type Config struct {
 	// layers. If empty, /var/cache/slipway/base-images (shared with
 	// scripts/base-images.sh).
 	BaseImagesCache string
+	// UserNSRange is the range of host user and group IDs that the IDs of
+	// every instance map to, each instance in a user namespace of its own:
+	// "BASE" (65536 IDs), "BASE:SIZE" or "UID:GID:SIZE" (at least 65536
+	// IDs). If empty, the range of the user "slipway" in /etc/subuid and
+	// /etc/subgid, else 65536 IDs from 1879048192. "off": instances run in
+	// the host's user namespace (an image without USER runs as the host's
+	// root), for hosts where user namespaces cannot work.
+	UserNSRange string
 	// MetricsListen, if set, also serves GET /metrics there, without a
 	// token (on the API listener it needs one). An address without a host
 	// (":9100") is on loopback. If empty, no such listener.

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/netns/nettest"
+	"github.com/slipwayhq/slipway/internal/runtime/runc"
 )
 
 // Isolation: an attacker app (the test app, asked to misbehave) runs next
@@ -53,13 +54,14 @@ func TestIsolation(t *testing.T) {
 		needle := strings.TrimSpace(string(secret))
 		// Where the secret is on the host: the victim instance's upper
 		// layer. The test can read it; the attacker must not.
-		hostPath := filepath.Join(e.srv.DataDir(), "runtime", "instances", victim.Instance, "layer", "upper", "tmp", "secret")
+		bundle := filepath.Join(runc.DefaultRunDir(filepath.Join(e.srv.DataDir(), "runtime")), victim.Instance)
+		hostPath := filepath.Join(bundle, "layer", "upper", "tmp", "secret")
 		if b, err := os.ReadFile(hostPath); err != nil || string(b) != needle {
 			t.Fatalf("the victim's secret is not at %s on the host (%v); the test needs to know where it is", hostPath, err)
 		}
 		for _, p := range []string{
 			hostPath,
-			filepath.Join(e.srv.DataDir(), "runtime", "instances", victim.Instance, "rootfs", "tmp", "secret"),
+			filepath.Join(bundle, "rootfs", "tmp", "secret"),
 			"/proc/1/root" + hostPath,
 			filepath.Join(e.srv.DataDir(), "admin-token"),
 			filepath.Join(e.srv.DataDir(), "slipway.db"),

@@ -121,7 +121,7 @@ func TestNetworkCycles(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(d.cfg.NetnsDir, "slipway-cyc"+suf+"*")); len(left) > 0 {
 		t.Errorf("network namespaces left: %d, e.g. %s", len(left), left[0])
 	}
-	if entries, _ := os.ReadDir(filepath.Join(root, "instances")); len(entries) > 0 {
+	if entries, _ := os.ReadDir(d.cfg.RunDir); len(entries) > 0 {
 		t.Errorf("instance directories left: %d", len(entries))
 	}
 	out, err := exec.Command("runc", "--root", d.runcRoot(), "list", "-q").CombinedOutput()

@@ -2,9 +2,12 @@
 //
 // Each image is pulled from its registry and unpacked once per digest into
 // Root/images/<digest>/rootfs, by an oci.Cache. Each instance gets an OCI
-// bundle in Root/instances/<id>: an overlay filesystem whose lower layer is
+// bundle in RunDir/<id>: an overlay filesystem whose lower layer is
 // the unpacked image (never written) and whose upper layer is the
-// instance's own, a config.json, and a state file. It runs in its own
+// instance's own, a config.json, and a state file. It runs in a user
+// namespace of its own (see userns.go): the image's root is an
+// unprivileged user of the host, and the image's files are owned on disk
+// by the host IDs its IDs map to. It runs in its own
 // network namespace (a named one, /run/netns/slipway-<id>, so that
 // `ip netns exec slipway-<id> ...` works for debugging) that has only a
 // loopback interface, and the router reaches the app with Driver.Dial. Each
@@ -29,6 +32,8 @@ package runc
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,8 +61,8 @@ const Name = "runc"
 
 // Config configures a Driver. The zero value works.
 type Config struct {
-	// Root holds unpacked images (Root/images), instance bundles
-	// (Root/instances) and runc's state (Root/runc). If empty,
+	// Root holds unpacked images (Root/images) and runc's state
+	// (Root/runc); instance bundles are in RunDir. If empty,
 	// /var/lib/slipway/runtime. Its path must not hold commas, colons or
 	// white space (they would break overlay mount options).
 	Root string
@@ -85,6 +90,32 @@ type Config struct {
 	// for starts and wakes (with a Network), so that those do no network
 	// setup of their own while one is ready. If zero, none.
 	NetworkPool int
+	// IDs is the range of host user and group IDs that the IDs
+	// 0–(IDs.Size-1) of every instance map to, each instance in a user
+	// namespace of its own. If zero, DefaultIDs().
+	IDs oci.IDMap
+	// NoUserNS runs instances in the host's user namespace, as the IDs
+	// their image names: an image without USER runs as the host's root.
+	// For hosts where user namespaces cannot work; IDs is then unused.
+	NoUserNS bool
+	// RunDir holds the instances' bundles, RunDir/<id>. The instances'
+	// root, an unprivileged host user, must be able to reach it (Root
+	// may be under a data directory that only the host's root enters).
+	// Like Root, its path must not hold commas, colons or white space. If
+	// empty, DefaultRunDir(Root).
+	RunDir string
+}
+
+// DefaultRunDir is where a driver on root keeps its instances' bundles if
+// Config.RunDir is empty: a directory of /run/slipway named after root (a
+// hash of its absolute path), so that drivers on different roots keep
+// apart.
+func DefaultRunDir(root string) string {
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	h := sha256.Sum256([]byte(root))
+	return filepath.Join("/run/slipway", "runc-"+hex.EncodeToString(h[:6]))
 }
 
 // Driver runs instances with runc. It is safe for concurrent use.
@@ -92,6 +123,7 @@ type Driver struct {
 	cfg       Config
 	runcPath  string
 	swapLimit bool
+	ids       oci.IDMap  // the identity without a user namespace
 	images    *oci.Cache // Root/images
 
 	pool      *netnsPool // nil without Network or NetworkPool
@@ -126,23 +158,45 @@ func New(cfg Config) (*Driver, error) {
 		return nil, fmt.Errorf("runc driver: root %q holds a comma, colon or space", root)
 	}
 	cfg.Root = root
+	if cfg.RunDir == "" {
+		cfg.RunDir = DefaultRunDir(root)
+	}
+	if cfg.RunDir, err = filepath.Abs(cfg.RunDir); err != nil {
+		return nil, fmt.Errorf("runc driver: %w", err)
+	}
+	if strings.ContainsAny(cfg.RunDir, ",: \t\n") {
+		return nil, fmt.Errorf("runc driver: run directory %q holds a comma, colon or space", cfg.RunDir)
+	}
+	var ids oci.IDMap
+	if !cfg.NoUserNS {
+		if ids = cfg.IDs; ids.Identity() {
+			if ids, err = DefaultIDs(); err != nil {
+				return nil, fmt.Errorf("runc driver: %w", err)
+			}
+		} else if err := checkIDs(ids); err != nil {
+			return nil, fmt.Errorf("runc driver: ID range %s: %w", ids, err)
+		}
+	}
 	runcPath, err := exec.LookPath(cfg.RuncPath)
 	if err != nil {
 		return nil, fmt.Errorf("runc driver: finding runc: %w", err)
 	}
-	images, err := oci.NewCache(filepath.Join(root, "images"), cfg.RemoteOptions...)
+	images, err := oci.NewMappedCache(filepath.Join(root, "images"), ids, cfg.RemoteOptions...)
 	if err != nil {
 		return nil, fmt.Errorf("runc driver: %w", err)
 	}
-	for _, dir := range []string{"instances", "runc"} {
-		if err := os.MkdirAll(filepath.Join(root, dir), 0o711); err != nil {
-			return nil, fmt.Errorf("runc driver: %w", err)
-		}
+	if err := os.MkdirAll(filepath.Join(root, "runc"), 0o711); err != nil {
+		return nil, fmt.Errorf("runc driver: %w", err)
+	}
+	// Searchable by all: the instances' root reaches its bundle through it.
+	if err := os.MkdirAll(cfg.RunDir, 0o711); err != nil {
+		return nil, fmt.Errorf("runc driver: %w", err)
 	}
 	d := &Driver{
 		cfg:       cfg,
 		runcPath:  runcPath,
 		swapLimit: swapAccounting(cgroupRoot),
+		ids:       ids,
 		images:    images,
 		instances: make(map[string]*instance),
 		idLocks:   make(map[string]*idLock),
@@ -197,11 +251,19 @@ func oomKills(root, path string) (int, bool) {
 }
 
 func (d *Driver) runcRoot() string             { return filepath.Join(d.cfg.Root, "runc") }
-func (d *Driver) bundleDir(id string) string   { return filepath.Join(d.cfg.Root, "instances", id) }
+func (d *Driver) bundleDir(id string) string   { return filepath.Join(d.cfg.RunDir, id) }
 func (d *Driver) netnsPath(id string) string   { return filepath.Join(d.cfg.NetnsDir, "slipway-"+id) }
 func (d *Driver) cgroupsPath(id string) string { return filepath.Join(d.cfg.CgroupParent, id) }
 
-// state is Handle.State, also kept as Root/instances/<id>/state.json.
+// legacyBundleDir is where Slipway kept bundles before RunDir: Stop still
+// removes what an instance started then left there.
+func (d *Driver) legacyBundleDir(id string) string { return filepath.Join(d.cfg.Root, "instances", id) }
+
+// UserNS returns the range of host IDs that the instances' IDs map to,
+// and false if instances run in the host's user namespace.
+func (d *Driver) UserNS() (oci.IDMap, bool) { return d.ids, !d.ids.Identity() }
+
+// state is Handle.State, also kept as RunDir/<id>/state.json.
 type state struct {
 	Bundle    string    `json:"bundle"`
 	Netns     string    `json:"netns"`
@@ -345,8 +407,10 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle,
 	}
 	unlock := d.lockID(spec.ID)
 	defer unlock()
-	if _, err := os.Lstat(d.bundleDir(spec.ID)); err == nil {
-		return nil, fmt.Errorf("starting instance %s: it already exists", spec.ID)
+	for _, b := range []string{d.bundleDir(spec.ID), d.legacyBundleDir(spec.ID)} {
+		if _, err := os.Lstat(b); err == nil {
+			return nil, fmt.Errorf("starting instance %s: it already exists", spec.ID)
+		}
 	}
 	img, release, err := d.images.Get(ctx, spec.Image)
 	if err != nil {
@@ -365,7 +429,13 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle,
 
 func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacked) (*runtime.Handle, error) {
 	id, bundle := spec.ID, d.bundleDir(spec.ID)
-	if err := os.Mkdir(bundle, 0o700); err != nil {
+	// Searchable by all until the container runs: runc's init mounts the
+	// root filesystem and the files of /etc and /sys from here as the
+	// instance's root (an unprivileged host user); then 0700.
+	if err := os.MkdirAll(d.cfg.RunDir, 0o711); err != nil { // Close may have removed it
+		return nil, err
+	}
+	if err := os.Mkdir(bundle, 0o711); err != nil {
 		return nil, err
 	}
 	// The network namespace is made and wired while the filesystem is
@@ -402,6 +472,18 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 			return nil, err
 		}
 	}
+	// The instance's / is the upper layer's directory: it gets the owner
+	// and mode of the image's.
+	var top unix.Stat_t
+	if err := unix.Stat(img.Rootfs, &top); err != nil {
+		return nil, err
+	}
+	if err := os.Chown(filepath.Join(layer, "upper"), int(top.Uid), int(top.Gid)); err != nil {
+		return nil, err
+	}
+	if err := unix.Chmod(filepath.Join(layer, "upper"), top.Mode&0o7777); err != nil {
+		return nil, err
+	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", img.Rootfs, layer, layer)
 	// nosuid and nodev: the image holds no setuid file or device node
 	// (oci.Unpack leaves them out), and whatever the app writes over it
@@ -426,6 +508,23 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 	if netErr != nil {
 		return nil, netErr
 	}
+	var sysfs string
+	if !d.ids.Identity() {
+		// In its own user namespace, the instance owns no capability
+		// over its network namespace (made ahead, in the host's): runc
+		// could not mount a sysfs of it, and root could not bind port 80.
+		// The driver mounts one here, for runc to bind read-only on
+		// /sys (the same view as a sysfs of the instance's own: its
+		// interfaces, not the host's, nothing mounted under it), and
+		// opens the ports below 1024 to every user of the namespace.
+		sysfs = filepath.Join(bundle, "sys")
+		if err := os.Mkdir(sysfs, 0o755); err != nil {
+			return nil, err
+		}
+		if err := prepareUserNetns(netns, sysfs); err != nil {
+			return nil, err
+		}
+	}
 	p := specParams{
 		id:           id,
 		rootfs:       rootfs,
@@ -438,6 +537,8 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 		limits:       spec.Limits,
 		swapLimit:    d.swapLimit,
 		maxOpenFiles: openFilesLimit(),
+		ids:          d.ids,
+		sysfs:        sysfs,
 	}
 	// /etc/hosts, hostname and resolv.conf are bind-mounted; where the
 	// image has no /etc (FROM scratch), runc makes the mount points in the
@@ -450,7 +551,12 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 		}
 		resolv, _ := os.ReadFile("/etc/resolv.conf")
 		for name, b := range etcFiles(id, resolv, lease) {
-			if err := os.WriteFile(filepath.Join(p.etcDir, name), b, 0o644); err != nil {
+			f := filepath.Join(p.etcDir, name)
+			if err := os.WriteFile(f, b, 0o644); err != nil {
+				return nil, err
+			}
+			// Root's in the instance, as in an image.
+			if err := os.Chown(f, d.ids.UID(0), d.ids.GID(0)); err != nil {
 				return nil, err
 			}
 		}
@@ -477,6 +583,11 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 		return nil, err
 	}
 	startedAt := time.Now()
+	// The container's mounts are made: no user of the host reaches them
+	// through the bundle any more, the instances' root included.
+	if err := os.Chmod(bundle, 0o700); err != nil {
+		return nil, err
+	}
 	b, err := os.ReadFile(filepath.Join(bundle, "pid"))
 	if err != nil {
 		return nil, fmt.Errorf("reading runc's pid file: %w", err)
@@ -610,8 +721,13 @@ func (d *Driver) attachLocked(ctx context.Context, h *runtime.Handle) (*instance
 		if err := json.Unmarshal(h.State, &st); err != nil {
 			return nil, fmt.Errorf("instance %s: reading handle state: %w", h.ID, err)
 		}
-	} else if b, err := os.ReadFile(filepath.Join(d.bundleDir(h.ID), "state.json")); err == nil {
-		json.Unmarshal(b, &st)
+	} else {
+		for _, b := range []string{d.bundleDir(h.ID), d.legacyBundleDir(h.ID)} {
+			if b, err := os.ReadFile(filepath.Join(b, "state.json")); err == nil {
+				json.Unmarshal(b, &st)
+				break
+			}
+		}
 	}
 	in := &instance{id: h.ID, pid: rs.Pid, startedAt: st.StartedAt, cgroup: d.cgroupsPath(h.ID), done: make(chan struct{}), detached: make(chan struct{})}
 	if in.startedAt.IsZero() {
@@ -766,12 +882,15 @@ func (d *Driver) teardown(ctx context.Context, id string) error {
 	if in != nil {
 		in.close()
 	}
-	bundle := d.bundleDir(id)
-	mounted := false
-	for _, dir := range []string{"rootfs", "layer"} { // the overlay before the layer under it
-		if err := unmount(filepath.Join(bundle, dir)); err != nil {
-			errs = append(errs, err)
-			mounted = true
+	// The bundle, or one an older Slipway made under Root.
+	bundles := []string{d.bundleDir(id), d.legacyBundleDir(id)}
+	mounted := map[string]bool{}
+	for _, bundle := range bundles {
+		for _, dir := range []string{"rootfs", "sys", "layer"} { // the overlay before the layer under it
+			if err := unmount(filepath.Join(bundle, dir)); err != nil {
+				errs = append(errs, err)
+				mounted[bundle] = true
+			}
 		}
 	}
 	if d.cfg.Network != nil {
@@ -783,9 +902,11 @@ func (d *Driver) teardown(ctx context.Context, id string) error {
 		errs = append(errs, err)
 	}
 	removeCgroups(d.cgroupsPath(id))
-	if !mounted { // never remove through a live mount
-		if err := os.RemoveAll(bundle); err != nil {
-			errs = append(errs, fmt.Errorf("removing bundle: %w", err))
+	for _, bundle := range bundles {
+		if !mounted[bundle] { // never remove through a live mount
+			if err := os.RemoveAll(bundle); err != nil {
+				errs = append(errs, fmt.Errorf("removing bundle: %w", err))
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -821,11 +942,13 @@ func (d *Driver) RemoveImage(digest string) error { return d.images.Remove(diges
 
 // Close lets go of all attached instances (their pidfds and network
 // namespace handles) without stopping them, as a server does when it
-// exits. Waits in progress return an error. It waits for the background
-// sync of freshly unpacked images, if one runs. The driver stays usable
-// and attaches again on the next call.
+// exits, and removes RunDir if no instance is left in it. Waits in
+// progress return an error. It waits for the background sync of freshly
+// unpacked images, if one runs. The driver stays usable and attaches
+// again on the next call.
 func (d *Driver) Close() error {
 	defer d.images.Wait()
+	defer os.Remove(d.cfg.RunDir) // only if empty
 	if d.pool != nil {
 		d.pool.close()
 	}

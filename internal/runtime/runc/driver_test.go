@@ -128,7 +128,7 @@ func newDriver(t *testing.T, cfg Config) *Driver {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		entries, _ := os.ReadDir(filepath.Join(cfg.Root, "instances"))
+		entries, _ := os.ReadDir(d.cfg.RunDir)
 		for _, e := range entries {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			if err := d.Stop(ctx, &runtime.Handle{ID: e.Name()}); err != nil {
@@ -142,9 +142,14 @@ func newDriver(t *testing.T, cfg Config) *Driver {
 }
 
 // imageDir is the directory d unpacks the image with digest into,
-// Root/images/sha256-<hex> (the layout of oci.Cache).
+// Root/images/sha256-<hex>, with a suffix naming the ID map when the
+// instances run in a user namespace (the layout of oci.Cache).
 func imageDir(d *Driver, digest string) string {
-	return filepath.Join(d.cfg.Root, "images", strings.Replace(digest, ":", "-", 1))
+	dir := filepath.Join(d.cfg.Root, "images", strings.Replace(digest, ":", "-", 1))
+	if ids, ok := d.UserNS(); ok {
+		dir += fmt.Sprintf("-u%d-g%d-n%d", ids.HostUID, ids.HostGID, ids.Size)
+	}
+	return dir
 }
 
 // kernelAtLeast reports whether the running kernel is major.minor or newer.
@@ -179,7 +184,9 @@ func TestConformance(t *testing.T) {
 // state, overlay mount, network namespace, cgroups.
 func checkFreed(t *testing.T, root, id string) {
 	t.Helper()
+	bundle := filepath.Join(DefaultRunDir(root), id)
 	for _, p := range []string{
+		bundle,
 		filepath.Join(root, "instances", id),
 		filepath.Join(root, "runc", id),
 		filepath.Join("/run/netns", "slipway-"+id),
@@ -189,8 +196,7 @@ func checkFreed(t *testing.T, root, id string) {
 		}
 	}
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
-	inst := filepath.Join(root, "instances", id)
-	if strings.Contains(string(mounts), inst+"/") || strings.Contains(string(mounts), inst+" ") || strings.Contains(string(mounts), "/slipway-"+id+" ") {
+	if strings.Contains(string(mounts), bundle+"/") || strings.Contains(string(mounts), bundle+" ") || strings.Contains(string(mounts), "/slipway-"+id+" ") {
 		t.Errorf("a mount of instance %s is left after Stop", id)
 	}
 	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/slipway/" + id)

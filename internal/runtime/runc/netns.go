@@ -195,3 +195,47 @@ func dialIn(ctx context.Context, ns syscall.RawConn, addr string) (net.Conn, err
 	r := <-ch
 	return r.conn, r.err
 }
+
+// prepareUserNetns readies the network namespace at nsPath for an
+// instance in a user namespace of its own, which owns no capability over
+// it: it mounts a sysfs of the namespace on sysfs, read-only (its
+// class/net lists that namespace's interfaces, as a sysfs mounted inside
+// the instance would; the mount holds the namespace, so it is unmounted
+// before the namespace is deleted), and lets every user bind ports below
+// 1024 there (net.ipv4.ip_unprivileged_port_start=0), as the instance's
+// root could in the host's user namespace.
+func prepareUserNetns(nsPath, sysfs string) error {
+	host, err := hostNetns()
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(nsPath)
+	if err != nil {
+		return fmt.Errorf("preparing the network namespace: %w", err)
+	}
+	defer f.Close()
+	ns, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("preparing the network namespace: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		if err := setns(ns); err != nil {
+			goruntime.UnlockOSThread() // still in the host namespace
+			done <- fmt.Errorf("entering network namespace: %w", err)
+			return
+		}
+		err := unix.Mount("sysfs", sysfs, "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+		if err != nil {
+			err = fmt.Errorf("mounting sysfs on %s: %w", sysfs, err)
+		} else if werr := os.WriteFile("/proc/sys/net/ipv4/ip_unprivileged_port_start", []byte("0\n"), 0); werr != nil {
+			err = fmt.Errorf("opening the ports below 1024: %w", werr)
+		}
+		if setns(host) == nil {
+			goruntime.UnlockOSThread()
+		} // else the thread stays locked and ends with this goroutine
+		done <- err
+	}()
+	return <-done
+}

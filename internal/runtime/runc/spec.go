@@ -38,6 +38,13 @@ type specParams struct {
 	swapLimit    bool // the host accounts swap: swap is capped too (see swapAccounting)
 	maxOpenFiles uint64
 	etcDir       string // if set, holds hosts, hostname and resolv.conf to mount on /etc
+	// ids maps the instance's IDs to the host's in a user namespace of
+	// its own; the identity: none (the host's).
+	ids oci.IDMap
+	// sysfs, if set, is a sysfs of the instance's network namespace
+	// mounted on the host, bound on /sys (runc cannot mount one in a user
+	// namespace that does not own the network namespace).
+	sysfs string
 }
 
 // defaultCaps is Docker's default capability set without NET_RAW (an app
@@ -118,7 +125,7 @@ func ociSpec(p specParams) *specs.Spec {
 			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
-			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			sysMount(p.sysfs),
 		},
 		Linux: &specs.Linux{
 			CgroupsPath: p.cgroupsPath,
@@ -142,6 +149,11 @@ func ociSpec(p specParams) *specs.Spec {
 			Seccomp:       seccompProfile(),
 		},
 	}
+	if !p.ids.Identity() {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: p.ids.HostUID, Size: p.ids.Size}}
+		s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: p.ids.HostGID, Size: p.ids.Size}}
+	}
 	if p.etcDir != "" {
 		for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
 			s.Mounts = append(s.Mounts, specs.Mount{
@@ -151,6 +163,16 @@ func ociSpec(p specParams) *specs.Spec {
 		}
 	}
 	return s
+}
+
+// sysMount is the mount of /sys: a new sysfs, or, if sysfs is set, a
+// bind of that one (not recursive: nothing mounted under it comes along).
+// Read-only either way.
+func sysMount(sysfs string) specs.Mount {
+	if sysfs == "" {
+		return specs.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}}
+	}
+	return specs.Mount{Destination: "/sys", Type: "bind", Source: sysfs, Options: []string{"bind", "nosuid", "noexec", "nodev", "ro"}}
 }
 
 // etcFiles returns the content of /etc/hosts, /etc/hostname and

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/build/buildkit"
+	"github.com/slipwayhq/slipway/internal/runtime/runc"
 	"github.com/slipwayhq/slipway/internal/server"
 )
 
@@ -88,7 +89,14 @@ func Sweep(dataDir string) error {
 			cancel()
 		}
 	}
-	if ents, err := os.ReadDir(filepath.Join(dataDir, "runtime", "instances")); err == nil {
+	// Instances' bundles: in the runc driver's run directory, or under the
+	// data directory where an older Slipway kept them.
+	runDir := runc.DefaultRunDir(filepath.Join(dataDir, "runtime"))
+	for _, dir := range []string{runDir, filepath.Join(dataDir, "runtime", "instances")} {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
 		for _, e := range ents {
 			ns := filepath.Join(NetnsDir, "slipway-"+e.Name())
 			if err := unix.Unmount(ns, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
@@ -100,6 +108,11 @@ func Sweep(dataDir string) error {
 		}
 	}
 	if err := buildkit.UnmountUnder(dataDir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := buildkit.UnmountUnder(runDir); err != nil {
+		errs = append(errs, err)
+	} else if err := os.RemoveAll(runDir); err != nil { // never through a live mount
 		errs = append(errs, err)
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "network")); err == nil {

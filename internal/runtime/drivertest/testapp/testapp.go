@@ -6,7 +6,7 @@
 //
 //	/                      200 "hello from <APP_ID>"
 //	/env?name=K            200 and the value of K, 404 if unset
-//	/stat?path=P           200 if P exists, 404 if not
+//	/stat?path=P           200 "exists uid=U gid=G" (P's owner) if P exists, 404 if not
 //	/read?path=P           200 and the content of P
 //	/write?path=P&data=D   creates P (and its directories) holding D
 //	/log?msg=M[&stream=stderr]  writes M and a newline to stdout (or stderr)
@@ -90,11 +90,16 @@ func Handler(cfg Config) http.Handler {
 		io.WriteString(w, v)
 	})
 	mux.HandleFunc("GET /stat", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := os.Lstat(path(r)); err != nil {
+		fi, err := os.Lstat(path(r))
+		if err != nil {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
-		io.WriteString(w, "exists\n")
+		uid, gid := -1, -1
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+		fmt.Fprintf(w, "exists uid=%d gid=%d\n", uid, gid)
 	})
 	mux.HandleFunc("GET /read", func(w http.ResponseWriter, r *http.Request) {
 		b, err := os.ReadFile(path(r))
