@@ -152,6 +152,10 @@ type githubEnv struct {
 	data    string
 	sources map[string]map[string]string // commit → files
 	n       int
+	// stopSender stops the GitHub sender fb (as a server shutting down
+	// does).
+	stopSender func()
+	fb         *feedback
 }
 
 func newGitHubEnv(t *testing.T) *githubEnv {
@@ -169,6 +173,7 @@ func newGitHubEnv(t *testing.T) *githubEnv {
 	fb := newFeedback(e.st, links, &github.Client{BaseURL: e.gh.srv.URL}, project.Hosts{},
 		func(h string) string { return "http://" + h }, quiet)
 	fb.backoff = func(int) time.Duration { return time.Millisecond }
+	e.fb = fb
 	var mu sync.Mutex
 	fetch := func(ctx context.Context, d store.Deployment, dir string) error {
 		mu.Lock()
@@ -202,7 +207,9 @@ func newGitHubEnv(t *testing.T) *githubEnv {
 	ctx, cancel := context.WithCancel(e.ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); fb.run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	e.stopSender = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(e.stopSender)
 
 	trig := &triggers{rules: e.rules, ctl: e.ctl, links: links, url: func(h string) string { return "http://" + h }, gh: fb}
 	hook, err := github.New(github.Config{Lookup: trig.link, Enqueue: trig.enqueue, PullRequest: trig.pullRequest, Log: quiet,
@@ -534,5 +541,82 @@ func TestPullRequestPreviews(t *testing.T) {
 	}
 	if code, body := e.pullRequest("web", "opened", 9, forked, "acme/web"); code != 200 || !strings.Contains(body, "not a pull request's preview") {
 		t.Errorf("pull request #9 with a user's pr-9: %d %s", code, body)
+	}
+}
+
+// TestGitHubOutboxSurvivesRestart: what could not be sent before a
+// restart (GitHub down) is sent by the next server's sender, in order;
+// a comment deleted on GitHub is posted again rather than lost.
+func TestGitHubOutboxSurvivesRestart(t *testing.T) {
+	e := newGitHubEnv(t)
+	p := e.link("web")
+	p.Settings.Previews = true
+	if err := e.rules.UpdateSettings(e.ctx, p, p.Settings); err != nil {
+		t.Fatal(err)
+	}
+	e.gh.mu.Lock()
+	e.gh.failNext = 1 << 30 // down
+	e.gh.mu.Unlock()
+	e.fb.backoff = func(int) time.Duration { return 300 * time.Millisecond }
+	sha := e.commit(map[string]string{"index.html": "x\n"})
+	if code, body := e.pullRequest("web", "opened", 5, sha, "acme/web"); code != http.StatusAccepted {
+		t.Fatalf("opened: %d %s", code, body)
+	}
+	// The sender keeps retrying; a server restart leaves the outbox as
+	// it is.
+	waitUntilQueued := time.Now().Add(20 * time.Second)
+	for {
+		reqs, _ := e.st.ListGitHubRequests(e.ctx, p.ID)
+		ds, _ := e.st.ListDeployments(e.ctx, store.DeploymentFilter{ProjectID: p.ID, Limit: 1})
+		if len(ds) == 1 && ds[0].Status == "RUNNING" && len(reqs) == 4 && reqs[0].Attempts > 0 && reqs[1].Attempts > 0 {
+			break // pending and success statuses, two comments
+		}
+		if time.Now().After(waitUntilQueued) {
+			t.Fatalf("outbox: %+v", reqs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.stopSender()
+	e.fb.backoff = func(int) time.Duration { return time.Millisecond }
+	e.gh.mu.Lock()
+	e.gh.failNext = 0 // back
+	e.gh.mu.Unlock()
+	// The sender holds nothing but the store: running it again is what a
+	// restarted server does.
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); e.fb.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if ss := e.gh.waitStates(sha, 2); states(ss) != "pending → success" {
+		t.Errorf("statuses after the restart: %s", states(ss))
+	}
+	body, created, _ := e.gh.waitComment(5, "Live")
+	if created != 1 || !strings.Contains(body, "web-pr-5") {
+		t.Errorf("comment after the restart (%d created): %s", created, body)
+	}
+
+	// Someone deletes the comment on GitHub: the next update posts it anew.
+	e.gh.mu.Lock()
+	for id, n := range e.gh.onPR {
+		if n == 5 {
+			delete(e.gh.comments, id)
+			delete(e.gh.onPR, id)
+		}
+	}
+	e.gh.mu.Unlock()
+	second := e.commit(map[string]string{"index.html": "y\n"})
+	if code, body := e.pullRequest("web", "synchronize", 5, second, "acme/web"); code != http.StatusAccepted {
+		t.Fatalf("synchronize: %d %s", code, body)
+	}
+	body, created, _ = e.gh.waitComment(5, "Live", second[:7])
+	if created != 2 || !strings.Contains(body, second[:7]) {
+		t.Errorf("after the comment was deleted (%d created): %s", created, body)
+	}
+	pr, _ := e.st.GetPullRequest(e.ctx, p.ID, 5)
+	e.gh.mu.Lock()
+	_, ok := e.gh.comments[pr.CommentID]
+	e.gh.mu.Unlock()
+	if !ok {
+		t.Errorf("the stored comment id %d is not the new comment", pr.CommentID)
 	}
 }
