@@ -304,3 +304,30 @@ func BenchmarkStartUserNS(b *testing.B) {
 	b.ReportMetric(float64(sum["host"].Microseconds())/1000/float64(b.N), "ms-host/start")
 	b.ReportMetric(float64(sum["userns"])/float64(sum["host"]), "userns/host")
 }
+
+// TestAdoptAfterUpgrade checks that a driver adopts an instance that an
+// older Slipway started (its bundle under Root/instances, no user
+// namespace): it answers, and Stop removes all of it.
+func TestAdoptAfterUpgrade(t *testing.T) {
+	requireSandbox(t)
+	_, ref := app(t)
+	root := t.TempDir()
+	old := newDriver(t, Config{Root: root, RunDir: filepath.Join(root, "instances"), NoUserNS: true})
+	h := startApp(t, old, runtime.Spec{Image: ref})
+	old.Close()
+
+	d := newDriver(t, Config{Root: root})
+	if err := d.Recover(context.Background(), h); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	if code, _ := get(t, d, h, "/"); code != http.StatusOK {
+		t.Errorf("the adopted instance answered %d", code)
+	}
+	if got := procIDs(t, inspectPID(t, d, h), "Uid"); got[0] != "0" {
+		t.Errorf("the adopted instance's uid = %v, want 0 (as it was started)", got)
+	}
+	if err := d.Stop(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	checkFreed(t, root, h.ID)
+}
