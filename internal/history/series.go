@@ -37,6 +37,8 @@ type Series struct {
 	From   time.Time // the first interval's start
 	To     time.Time // when it was read
 	Points []Point
+	// Measured is how many of the intervals have anything stored.
+	Measured int
 	// Over the whole range.
 	Requests, Errors5xx int64
 	P50, P95            *float64
@@ -63,7 +65,7 @@ func Read(ctx context.Context, r PointReader, projectID, deploymentID string, rg
 	for _, p := range stored {
 		byAt[p.At] = p
 	}
-	s := Series{Range: rg, Step: res.Step, From: time.Unix(first, 0).UTC(), To: now}
+	s := Series{Range: rg, Step: res.Step, From: time.Unix(first, 0).UTC(), To: now, Measured: len(byAt)}
 	var all []uint64
 	for at := first; at <= last; at += step {
 		p := byAt[at]

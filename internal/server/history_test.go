@@ -1,6 +1,11 @@
 package server
 
 import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +59,24 @@ func TestMetricsHistory(t *testing.T) {
 	h.call("GET", "/api/v1/projects/plotted/metrics?range=day", nil, &proj)
 	if proj.Requests != 10 || proj.StepSeconds != 300 || len(proj.Points) != 289 {
 		t.Errorf("the project's day: %d requests, step %d, %d points; want 10, 300, 289", proj.Requests, proj.StepSeconds, len(proj.Points))
+	}
+	// The dashboard plots the same: signed in with the token, the
+	// deployment's metrics section counts the requests.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: time.Minute}
+	res, err := browser.PostForm(h.api+"/login", url.Values{"secret": {testToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	res, err = browser.Get(h.api + "/deployments/" + d.ID + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(page), "10 requests over the last hour") || !strings.Contains(string(page), `<svg xmlns="http://www.w3.org/2000/svg" class="chart"`) {
+		t.Errorf("the dashboard's metrics of %s: %s\n%.600s", d.ID, res.Status, page)
 	}
 	if code := h.call("GET", "/api/v1/projects/plotted/metrics?range=year", nil, nil); code != 400 {
 		t.Errorf("range=year: %d, want 400", code)

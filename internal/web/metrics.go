@@ -23,6 +23,8 @@ type metricsView struct {
 	Summary string
 	// Refresh is how often, in seconds, the section is worth reloading.
 	Refresh int
+	// Empty says nothing was measured over the range: no plots then.
+	Empty bool
 }
 
 type rangeLink struct {
@@ -58,6 +60,7 @@ func (h *handler) metricsOf(r *http.Request, projectID, deploymentID, url string
 	}
 	v.Summary = fmt.Sprintf("%s requests over the last %s, in intervals of %s.", countString(s.Requests), rg, stepString(s.Step))
 	v.Charts = charts(s)
+	v.Empty = s.Measured == 0
 	return v, nil
 }
 

@@ -87,6 +87,13 @@ func TestMetricsSections(t *testing.T) {
 		t.Error("a deployment that failed to build shows metrics")
 	}
 
+	// A project with nothing measured says so, without empty plots.
+	e.project("quiet")
+	mustContain(t, "a quiet project", c.get("/projects/quiet").body, `id="metrics"`, "Nothing measured over the last hour")
+	if strings.Contains(c.get("/projects/quiet").body, `id="chart-requests"`) {
+		t.Error("a project with nothing measured shows empty plots")
+	}
+
 	// The API's series say the same.
 	for _, path := range []string{"/api/v1/projects/shop/metrics?range=week", "/api/v1/deployments/" + d.ID + "/metrics?range=week"} {
 		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
