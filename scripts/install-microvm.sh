@@ -9,9 +9,11 @@
 #     the modules themselves, no depmod needed), never installed: installing it would run the
 #     host's kernel hooks (an initramfs, boot symlinks, update-grub) and
 #     could change what the host boots;
-#   - slipway-init, the guests' init, built static beside bin/slipway.
+#   - slipway-init, the guests' init, built static into the same directory
+#     (rebuilt on every run: it must match the slipway binary's protocol).
 # The driver finds the kernel there (or a cloud kernel in /boot with its
-# modules in /lib/modules) and slipway-init beside the slipway binary.
+# modules in /lib/modules), and slipway-init beside the slipway binary or
+# there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX=${PREFIX:-/usr/local}
@@ -57,6 +59,6 @@ else
   echo "unpacked guest kernel $version into $dest"
 fi
 
-mkdir -p bin
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/slipway-init ./cmd/slipway-init
-echo "built $(pwd)/bin/slipway-init"
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dest/slipway-init.tmp" ./cmd/slipway-init
+mv "$dest/slipway-init.tmp" "$dest/slipway-init"
+echo "built $dest/slipway-init"

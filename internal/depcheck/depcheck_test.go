@@ -27,7 +27,7 @@ var allowed = map[string][]string{
 	"internal/web": {"internal/api", "internal/deploy", "internal/history", "internal/project", "internal/secrets", "internal/store"},
 	"internal/server": {"internal/api", "internal/baseimage", "internal/build", "internal/build/buildkit", "internal/deploy",
 		"internal/history", "internal/metrics", "internal/netns", "internal/netns/dns", "internal/project", "internal/registry", "internal/router",
-		"internal/router/certs", "internal/runtime", "internal/runtime/runc", "internal/secrets", "internal/source/github", "internal/source/gitserver",
+		"internal/router/certs", "internal/runtime", "internal/runtime/microvm", "internal/runtime/runc", "internal/secrets", "internal/source/github", "internal/source/gitserver",
 		"internal/store", "internal/web"},
 
 	// The lifecycle drives the contracts (build, runtime, the router's

@@ -13,6 +13,7 @@ import (
 
 	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/microvm"
 	"github.com/slipwayhq/slipway/internal/runtime/oci"
 	"github.com/slipwayhq/slipway/internal/runtime/runc"
 )
@@ -24,7 +25,8 @@ import (
 // out, its deployments then fail saying why, and a server whose default
 // kind (--sandbox) cannot be made does not start.
 var sandboxes = map[string]func(sandboxEnv) (runtime.Driver, error){
-	project.SandboxRunc: newRunc,
+	project.SandboxRunc:    newRunc,
+	project.SandboxMicroVM: newMicroVM,
 }
 
 // sandboxEnv is what a sandbox's driver is made from.
@@ -56,6 +58,12 @@ func newRunc(env sandboxEnv) (runtime.Driver, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// newMicroVM runs each instance in a QEMU microVM; it fails where QEMU,
+// the guest kernel or slipway-init is missing (scripts/install-microvm.sh).
+func newMicroVM(env sandboxEnv) (runtime.Driver, error) {
+	return microvm.New(microvm.Config{Root: env.Root, RemoteOptions: env.RemoteOptions, Network: env.Network})
 }
 
 // startRuntime makes the driver of every registered sandbox kind.

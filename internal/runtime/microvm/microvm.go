@@ -91,7 +91,9 @@ type Config struct {
 	// lib/modules/V beside Kernel, else /lib/modules/V.
 	Modules string
 	// Init is the guests' init, a static binary (cmd/slipway-init). If
-	// empty, slipway-init beside the running executable.
+	// empty, slipway-init beside the running executable, else
+	// /usr/local/lib/slipway/microvm/slipway-init (where
+	// scripts/install-microvm.sh builds it).
 	Init string
 	// Accel is "kvm" or "tcg". If empty, KVM when /dev/kvm works (a probe
 	// boots a guest once), else TCG.
@@ -168,11 +170,7 @@ func New(cfg Config) (*Driver, error) {
 		cfg.Modules = modulesFor(cfg.Kernel)
 	}
 	if cfg.Init == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("microvm driver: %w", err)
-		}
-		cfg.Init = filepath.Join(filepath.Dir(exe), "slipway-init")
+		cfg.Init = findInit()
 	}
 	if err := checkStatic(cfg.Init); err != nil {
 		return nil, fmt.Errorf("microvm driver: %w", err)
@@ -194,6 +192,23 @@ func New(cfg Config) (*Driver, error) {
 		instances: make(map[string]*instance),
 		idLocks:   make(map[string]*idLock),
 	}, nil
+}
+
+// findInit returns the first slipway-init of the default places.
+func findInit() string {
+	var candidates []string
+	if exe, err := os.Executable(); err == nil {
+		candidates = append(candidates, filepath.Join(filepath.Dir(exe), "slipway-init"))
+	}
+	for _, dir := range kernelDirs[:1] {
+		candidates = append(candidates, filepath.Join(dir, "slipway-init"))
+	}
+	for _, c := range candidates {
+		if _, err := os.Stat(c); err == nil {
+			return c
+		}
+	}
+	return candidates[len(candidates)-1]
 }
 
 func (d *Driver) dir(id string) string       { return filepath.Join(d.cfg.Root, "instances", id) }
