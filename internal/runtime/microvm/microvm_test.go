@@ -2,6 +2,7 @@ package microvm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -219,6 +220,8 @@ func TestStartToFirstResponse(t *testing.T) {
 			t.Fatal(err)
 		}
 		started := time.Since(t0)
+		var st state
+		json.Unmarshal(h.State, &st)
 		drivertest.WaitHTTP(t, d, h, 3000)
 		first := time.Since(t0)
 		t0 = time.Now()
@@ -226,7 +229,36 @@ func TestStartToFirstResponse(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := os.ReadFile(spec.StderrPath)
-		t.Logf("start %d (unpack and disk first: %v): Start returned after %v, first 200 after %v, Stop took %v\n%s",
-			i, i == 0, started.Round(time.Millisecond), first.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), b)
+		t.Logf("start %d (%s; unpack and disk first: %v): Start returned after %v, first 200 after %v, Stop took %v\n%s",
+			i, st.Accel, i == 0, started.Round(time.Millisecond), first.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond), b)
+	}
+}
+
+// TestKVMProbeIsBounded plays a host where a KVM guest hangs (nested KVM
+// here): the probe gives up, kills QEMU and reports it, so the driver
+// falls back to TCG instead of hanging its first start.
+func TestKVMProbeIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	qemu := filepath.Join(dir, "qemu")
+	if err := os.WriteFile(qemu, []byte("#!/bin/sh\necho $$ >"+pidFile+"\nexec sleep 600\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "instances"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	d := &Driver{cfg: Config{Root: dir, Kernel: "/nonexistent"}, qemu: qemu}
+	err := d.probeKVM(context.Background(), &baseInitrd{})
+	if err == nil || !strings.Contains(err.Error(), "did not boot") {
+		t.Fatalf("probe of a hanging guest = %v, want a timeout", err)
+	}
+	b, _ := os.ReadFile(pidFile)
+	if pid := strings.TrimSpace(string(b)); pid == "" {
+		t.Fatal("the fake QEMU never ran")
+	} else if st, err := os.ReadFile("/proc/" + pid + "/stat"); err == nil && !strings.Contains(string(st), ") Z") {
+		t.Errorf("the hanging QEMU (pid %s) still runs after the probe", pid)
+	}
+	if left, _ := os.ReadDir(filepath.Join(dir, "instances")); len(left) > 0 {
+		t.Errorf("the probe left %s", left[0].Name())
 	}
 }
