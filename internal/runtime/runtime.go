@@ -137,3 +137,25 @@ type Driver interface {
 	// whose process has exited is recovered and reported by Inspect.
 	Recover(ctx context.Context, h *Handle) error
 }
+
+// Preparer is implemented by drivers that can prepare an instance ahead
+// of its start, so that starting it later costs little more than the
+// app's own start (a wake from zero):
+//
+//	h, err := p.Prepare(ctx, spec) // persist h; the app does not run yet
+//	h, err = p.StartPrepared(ctx, h) // persist the new h; as after Start
+//
+// A prepared instance holds everything Start would have made (filesystem,
+// network namespace and lease, cgroup, the sandbox's own process waiting)
+// and counts against its limits. Stop discards it, as it stops a started
+// one, without waiting a grace period; Recover re-attaches to it after a
+// restart of the server.
+type Preparer interface {
+	// Prepare does all that Start does except running the app. If it
+	// fails it leaves nothing behind but the log files.
+	Prepare(ctx context.Context, spec Spec) (*Handle, error)
+	// StartPrepared runs the app of an instance Prepare made and returns
+	// its handle, which replaces h. It fails if the instance is gone or
+	// was started already; the caller then stops it and starts afresh.
+	StartPrepared(ctx context.Context, h *Handle) (*Handle, error)
+}

@@ -13,7 +13,10 @@
 // files, two instances on the same port side by side, Spec.Env and PORT,
 // a per-instance writable filesystem, exits noticed by Wait, Stop being
 // idempotent and freeing the instance, and Recover from a new driver value
-// (as after a restart of the server).
+// (as after a restart of the server). For a driver that implements
+// runtime.Preparer it also checks that a prepared instance serves nothing
+// until StartPrepared, then serves as a started one; that Stop frees it;
+// and that a new driver value can start or stop it.
 //
 // The suite bounds every wait with a generous deadline so that a broken
 // driver fails instead of hanging; it asserts no timings.
@@ -76,6 +79,10 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Recover", s.recover)
 	t.Run("RecoverExited", s.recoverExited)
 	t.Run("RecoverStopped", s.recoverStopped)
+	t.Run("PrepareStart", s.prepareStart)
+	t.Run("PrepareStop", s.prepareStop)
+	t.Run("PrepareRecoverStart", s.prepareRecoverStart)
+	t.Run("PrepareRecoverStop", s.prepareRecoverStop)
 }
 
 type suite struct{ h Harness }
@@ -573,4 +580,138 @@ func (s *suite) recoverStopped(t *testing.T) {
 	if err := d2.Stop(ctx, h2); err != nil {
 		t.Errorf("Stop of a stopped instance: %v", err)
 	}
+}
+
+// preparer returns a new driver value as a runtime.Preparer, or skips the
+// test for a driver that does not prepare instances ahead.
+func (s *suite) preparer(t *testing.T) (runtime.Driver, runtime.Preparer) {
+	t.Helper()
+	d := s.driver(t)
+	p, ok := d.(runtime.Preparer)
+	if !ok {
+		t.Skipf("%s does not implement runtime.Preparer", d.Name())
+	}
+	return d, p
+}
+
+// prepare prepares spec on p and stops the instance at the end of the
+// test.
+func prepare(t *testing.T, d runtime.Driver, p runtime.Preparer, spec runtime.Spec) *runtime.Handle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	h, err := p.Prepare(ctx, spec)
+	if err != nil {
+		t.Fatalf("Prepare(%s): %v", spec.ID, err)
+	}
+	if h.ID != spec.ID || h.Driver != d.Name() {
+		t.Errorf("handle = %s/%s, want %s/%s", h.Driver, h.ID, d.Name(), spec.ID)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+		defer cancel()
+		if err := d.Stop(ctx, h); err != nil {
+			t.Errorf("cleanup: Stop(%s): %v", h.ID, err)
+		}
+	})
+	return h
+}
+
+// startPrepared starts a prepared instance and checks the handle.
+func startPrepared(t *testing.T, p runtime.Preparer, h *runtime.Handle) *runtime.Handle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	h2, err := p.StartPrepared(ctx, h)
+	if err != nil {
+		t.Fatalf("StartPrepared(%s): %v", h.ID, err)
+	}
+	if h2.ID != h.ID || h2.Driver != h.Driver {
+		t.Errorf("StartPrepared returned a handle of %s/%s, want %s/%s", h2.Driver, h2.ID, h.Driver, h.ID)
+	}
+	return persisted(t, h2)
+}
+
+func (s *suite) prepareStart(t *testing.T) {
+	d, p := s.preparer(t)
+	spec := s.spec(t, "APP_ID=ahead")
+	h := prepare(t, d, p, spec)
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if code, _, err := Get(ctx, d, h, 3000, "/"); err == nil {
+		t.Errorf("a prepared instance answered GET / (status %d) before StartPrepared", code)
+	}
+	if hasLine(spec.StdoutPath, testapp.StartLine) {
+		t.Errorf("a prepared instance's app wrote to stdout before StartPrepared")
+	}
+	h2 := startPrepared(t, p, persisted(t, h))
+	if body := WaitHTTP(t, d, h2, 3000); body != "hello from ahead\n" {
+		t.Errorf("GET / = %q, want %q", body, "hello from ahead\n")
+	}
+	waitFile(t, spec.StdoutPath, testapp.StartLine)
+	if st := inspect(t, d, h2); !st.Running || st.PID <= 0 {
+		t.Errorf("Inspect after StartPrepared = %+v, want running with a PID", st)
+	}
+	if _, err := p.StartPrepared(ctx, h2); err == nil {
+		t.Errorf("StartPrepared of a started instance succeeded")
+	}
+	if code, body := get(t, d, h2, 3000, "/"); code != http.StatusOK || body != "hello from ahead\n" {
+		t.Errorf("after a second StartPrepared: GET / = %d %q", code, body)
+	}
+	if err := d.Stop(ctx, h2); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	s.checkFreed(t, h2)
+}
+
+func (s *suite) prepareStop(t *testing.T) {
+	d, p := s.preparer(t)
+	h := prepare(t, d, p, s.spec(t))
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if err := d.Stop(ctx, h); err != nil {
+		t.Fatalf("Stop of a prepared instance: %v", err)
+	}
+	if _, err := d.Inspect(ctx, h); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("Inspect after Stop = %v, want ErrNotFound", err)
+	}
+	if _, err := p.StartPrepared(ctx, h); err == nil {
+		t.Errorf("StartPrepared after Stop succeeded")
+	}
+	s.checkFreed(t, h)
+}
+
+func (s *suite) prepareRecoverStart(t *testing.T) {
+	d1, p1 := s.preparer(t)
+	h1 := prepare(t, d1, p1, s.spec(t, "APP_ID=adopted"))
+	d2, h2 := s.restart(t, d1, h1)
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if err := d2.Recover(ctx, h2); err != nil {
+		t.Fatalf("Recover of a prepared instance: %v", err)
+	}
+	h3 := startPrepared(t, d2.(runtime.Preparer), h2)
+	t.Cleanup(func() { d2.Stop(context.Background(), h3) })
+	if body := WaitHTTP(t, d2, h3, 3000); body != "hello from adopted\n" {
+		t.Errorf("GET / = %q", body)
+	}
+	if err := d2.Stop(ctx, h3); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	s.checkFreed(t, h3)
+}
+
+func (s *suite) prepareRecoverStop(t *testing.T) {
+	d1, p1 := s.preparer(t)
+	h1 := prepare(t, d1, p1, s.spec(t))
+	d2, h2 := s.restart(t, d1, h1)
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if err := d2.Stop(ctx, h2); err != nil {
+		t.Fatalf("Stop of a prepared instance from a new driver value: %v", err)
+	}
+	if _, err := d2.Inspect(ctx, h2); !errors.Is(err, runtime.ErrNotFound) {
+		t.Errorf("Inspect after Stop = %v, want ErrNotFound", err)
+	}
+	s.checkFreed(t, h2)
 }

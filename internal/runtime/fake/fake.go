@@ -45,7 +45,8 @@ const Name = "fake"
 const ExitStopped = 128 + int(syscall.SIGTERM)
 
 // Machine holds instances the way a host holds processes: they outlive the
-// driver values that started them.
+// driver values that started them. An instance made by Prepare is there,
+// its app not serving, until StartPrepared or Stop.
 type Machine struct {
 	mu        sync.Mutex
 	instances map[string]*instance
@@ -104,6 +105,8 @@ type instance struct {
 	done      chan struct{} // closed when the process has exited
 
 	mu       sync.Mutex
+	prepared bool // made by Prepare, not yet started
+	starting bool // StartPrepared was called
 	exited   bool
 	exitCode int
 	exitedAt time.Time
@@ -130,7 +133,11 @@ func (in *instance) exit(code int) {
 	}
 	in.exited, in.exitCode, in.exitedAt = true, code, time.Now()
 	in.mu.Unlock()
-	in.srv.Close()
+	if in.srv != nil {
+		in.srv.Close()
+	} else if in.ln != nil {
+		in.ln.Close()
+	}
 	in.out.Close()
 	in.errw.Close()
 	close(in.done)
@@ -141,6 +148,16 @@ func (d *Driver) Name() string { return d.cfg.Name }
 
 // Start implements runtime.Driver.
 func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle, error) {
+	return d.start(ctx, spec, false)
+}
+
+// Prepare implements runtime.Preparer: the instance exists, with its log
+// files open, and serves nothing until StartPrepared.
+func (d *Driver) Prepare(ctx context.Context, spec runtime.Spec) (*runtime.Handle, error) {
+	return d.start(ctx, spec, true)
+}
+
+func (d *Driver) start(ctx context.Context, spec runtime.Spec, prepare bool) (*runtime.Handle, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -155,7 +172,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle,
 	if spec.Port == 0 {
 		spec.Port = 3000
 	}
-	in := &instance{spec: spec, env: make(map[string]string), startedAt: time.Now(), done: make(chan struct{})}
+	in := &instance{spec: spec, env: make(map[string]string), startedAt: time.Now(), prepared: prepare, done: make(chan struct{})}
 	for _, kv := range spec.Env {
 		k, v, _ := strings.Cut(kv, "=")
 		in.env[k] = v
@@ -175,21 +192,77 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle,
 	d.m.instances[spec.ID] = in
 	d.m.mu.Unlock()
 
-	if err := in.start(); err != nil {
+	err := in.open()
+	if err == nil && !prepare {
+		err = in.serve()
+	}
+	if err != nil {
 		d.m.mu.Lock()
 		delete(d.m.instances, spec.ID)
 		d.m.mu.Unlock()
 		in.cleanup()
 		return nil, fmt.Errorf("fake: starting instance %s: %w", spec.ID, err)
 	}
+	return in.handle(d.cfg.Name), nil
+}
+
+func (in *instance) handle(name string) *runtime.Handle {
+	addr := ""
+	if in.ln != nil {
+		addr = in.ln.Addr().String()
+	}
 	state, _ := json.Marshal(struct {
 		PID  int    `json:"pid"`
 		Addr string `json:"addr"`
-	}{in.pid, in.ln.Addr().String()})
-	return &runtime.Handle{ID: spec.ID, Driver: d.cfg.Name, State: state}, nil
+	}{in.pid, addr})
+	return &runtime.Handle{ID: in.spec.ID, Driver: name, State: state}
 }
 
-func (in *instance) start() error {
+// StartPrepared implements runtime.Preparer.
+func (d *Driver) StartPrepared(ctx context.Context, h *runtime.Handle) (*runtime.Handle, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	in, err := d.lookup(h)
+	if err != nil {
+		return nil, err
+	}
+	in.mu.Lock()
+	ok := in.prepared && !in.exited && !in.starting
+	in.starting = true
+	in.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("fake: starting prepared instance %s: it was started already", h.ID)
+	}
+	if err := in.serve(); err != nil {
+		in.exit(1)
+		return nil, fmt.Errorf("fake: starting prepared instance %s: %w", h.ID, err)
+	}
+	// Dial reads the listener once prepared is false.
+	in.mu.Lock()
+	in.prepared, in.startedAt = false, time.Now()
+	in.mu.Unlock()
+	return in.handle(d.cfg.Name), nil
+}
+
+// Prepared returns the IDs of the machine's instances made by Prepare and
+// not yet started.
+func (m *Machine) Prepared() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []string
+	for id, in := range m.instances {
+		in.mu.Lock()
+		if in.prepared {
+			ids = append(ids, id)
+		}
+		in.mu.Unlock()
+	}
+	return ids
+}
+
+// open makes what an instance has before its app serves: its log files.
+func (in *instance) open() error {
 	// The instance's filesystem is made on the first write, so that
 	// instances that never write leave nothing behind even if never stopped.
 	b := make([]byte, 6)
@@ -202,6 +275,12 @@ func (in *instance) start() error {
 	if in.errw, err = openLog(in.spec.StderrPath); err != nil {
 		return err
 	}
+	return nil
+}
+
+// serve starts the app.
+func (in *instance) serve() error {
+	var err error
 	if in.ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return err
 	}
@@ -313,6 +392,12 @@ func (d *Driver) Dial(ctx context.Context, h *runtime.Handle, port int) (net.Con
 		return nil, refused
 	default:
 	}
+	in.mu.Lock()
+	prepared := in.prepared
+	in.mu.Unlock()
+	if prepared {
+		return nil, refused
+	}
 	var dl net.Dialer
 	return dl.DialContext(ctx, "tcp", in.ln.Addr().String())
 }
@@ -358,4 +443,7 @@ func (d *Driver) SetNeverAnswer(id string, never bool) error {
 	return nil
 }
 
-var _ runtime.Driver = (*Driver)(nil)
+var (
+	_ runtime.Driver   = (*Driver)(nil)
+	_ runtime.Preparer = (*Driver)(nil)
+)

@@ -206,3 +206,111 @@ func BenchmarkDial(b *testing.B) {
 		}
 	})
 }
+
+// TestPrepareCycles prepares instances on a real bridge and discards them
+// (Stop) again, 200 times (SLIPWAY_TEST_CYCLES), starting every third
+// before it is stopped and checking that every 50th started one answers
+// HTTP; a fourth of them are discarded by a new driver value, as a
+// restarted server discards what the previous one prepared. Then it
+// closes the driver and counts what is left: no veth, lease, nftables
+// element, network namespace, runc container, cgroup, mount or instance
+// directory.
+func TestPrepareCycles(t *testing.T) {
+	requireSandbox(t)
+	nettest.Require(t)
+	_, ref := app(t)
+	suf := nettest.Suffix(t)
+	nw, err := netns.Open(netns.Config{Bridge: "swpre" + suf, Table: "swpre_" + suf,
+		Prefix: netip.MustParsePrefix("10.123.14.0/26"), StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := nw.Remove(); err != nil {
+			t.Errorf("removing the network: %v", err)
+		}
+	})
+	root := t.TempDir()
+	var claims atomic.Int64
+	cfg := Config{Root: root, Network: realNetwork{nw, &claims}, NetworkPool: 2}
+	d := newDriver(t, cfg)
+	cycles := 200
+	if n, err := strconv.Atoi(os.Getenv("SLIPWAY_TEST_CYCLES")); err == nil {
+		cycles = n
+	}
+	const bound = 10 * time.Minute // a guard against a hang, not a target
+	logs := t.TempDir()
+	var prepares, starts, stops []time.Duration
+	begin := time.Now()
+	for i := range cycles {
+		if time.Since(begin) > bound {
+			t.Fatalf("stopped after %d cycles: over %v", i, bound)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), drivertest.Timeout)
+		id := fmt.Sprintf("pre%s%04d", suf, i)
+		t0 := time.Now()
+		h, err := d.Prepare(ctx, runtime.Spec{ID: id, Image: ref, Group: fmt.Sprintf("g%d", i%3),
+			StdoutPath: filepath.Join(logs, "out"), StderrPath: filepath.Join(logs, "err")})
+		prepares = append(prepares, time.Since(t0))
+		if err != nil {
+			cancel()
+			t.Fatalf("cycle %d: prepare: %v", i, err)
+		}
+		if i%3 == 0 {
+			t0 = time.Now()
+			if h, err = d.StartPrepared(ctx, h); err != nil {
+				cancel()
+				t.Fatalf("cycle %d: start: %v", i, err)
+			}
+			starts = append(starts, time.Since(t0))
+			if i%50 == 0 {
+				drivertest.WaitHTTP(t, d, h, 3000)
+			}
+		}
+		stopper := d
+		if i%4 == 1 { // as a restarted server does
+			stopper = newDriver(t, Config{Root: root, Network: cfg.Network})
+		}
+		t0 = time.Now()
+		err = stopper.Stop(ctx, h)
+		stops = append(stops, time.Since(t0))
+		if stopper != d {
+			stopper.Close()
+		}
+		cancel()
+		if err != nil {
+			t.Fatalf("cycle %d: stop: %v", i, err)
+		}
+	}
+	elapsed := time.Since(begin)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := nw.Census(); err != nil || c != (netns.Census{}) {
+		t.Errorf("after %d cycles the network holds %+v (err %v)", cycles, c, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(d.cfg.NetnsDir, "slipway-pre"+suf+"*")); len(left) > 0 {
+		t.Errorf("network namespaces left: %d, e.g. %s", len(left), left[0])
+	}
+	if entries, _ := os.ReadDir(filepath.Join(root, "instances")); len(entries) > 0 {
+		t.Errorf("instance directories left: %d", len(entries))
+	}
+	if cg, _ := filepath.Glob("/sys/fs/cgroup/*/slipway/pre" + suf + "*"); len(cg) > 0 {
+		t.Errorf("cgroups left: %d, e.g. %s", len(cg), cg[0])
+	}
+	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mounts), filepath.Join(root, "instances")+"/") {
+		t.Errorf("mounts under %s left", filepath.Join(root, "instances"))
+	}
+	out, err := exec.Command("runc", "--root", d.runcRoot(), "list", "-q").CombinedOutput()
+	if err != nil {
+		t.Errorf("runc list: %v: %s", err, out)
+	} else if ids := strings.Fields(string(out)); len(ids) > 0 {
+		t.Errorf("runc containers left: %d, e.g. %s", len(ids), ids[0])
+	}
+	p := func(ds []time.Duration, q int) time.Duration {
+		slices.Sort(ds)
+		return ds[len(ds)*q/100].Round(10 * time.Microsecond)
+	}
+	t.Logf("%d prepare/discard cycles in %v (%d started); prepare p50 %v; start p50 %v p99 %v; stop p50 %v p99 %v", cycles,
+		elapsed.Round(time.Millisecond), len(starts), p(prepares, 50), p(starts, 50), p(starts, 99), p(stops, 50), p(stops, 99))
+}

@@ -273,23 +273,27 @@ type state struct {
 	Digest    string    `json:"digest"`
 	Port      int       `json:"port"`
 	StartedAt time.Time `json:"startedAt"`
+	// Prepared: made by Prepare, its app not started yet (runc's
+	// container is "created", its process waiting in runc's init).
+	Prepared bool `json:"prepared,omitempty"`
 }
 
 // instance is an attached instance: its process watched through a pidfd
 // and its network namespace held open for Dial.
 type instance struct {
-	id        string
-	pid       int
-	pidStart  uint64
-	startedAt time.Time
-	proc      *os.File        // pidfd; nil if the process was gone when attached
-	ns        *os.File        // network namespace; nil if missing
-	nsConn    syscall.RawConn // of ns
-	done      chan struct{}   // closed when the process has exited
-	detached  chan struct{}   // closed when the driver let go of the instance
+	id       string
+	pid      int
+	pidStart uint64
+	proc     *os.File        // pidfd; nil if the process was gone when attached
+	ns       *os.File        // network namespace; nil if missing
+	nsConn   syscall.RawConn // of ns
+	done     chan struct{}   // closed when the process has exited
+	detached chan struct{}   // closed when the driver let go of the instance
 
 	cgroup    string // the instance's cgroup, relative to each hierarchy
 	mu        sync.Mutex
+	startedAt time.Time
+	prepared  bool // its process waits in runc's init for runcStart
 	exitCode  int
 	exitedAt  time.Time
 	oomKilled bool
@@ -305,13 +309,21 @@ func (in *instance) exited() bool {
 }
 
 func (in *instance) status() runtime.Status {
+	exited := in.exited()
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	st := runtime.Status{Running: true, PID: in.pid, StartedAt: in.startedAt}
-	if in.exited() {
-		in.mu.Lock()
+	if exited {
 		st.Running, st.ExitCode, st.ExitedAt, st.OOMKilled = false, in.exitCode, in.exitedAt, in.oomKilled
-		in.mu.Unlock()
 	}
 	return st
+}
+
+// isPrepared reports whether the instance's app has yet to be started.
+func (in *instance) isPrepared() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.prepared
 }
 
 // setExited records the exit. The instance's cgroup is still there (the
@@ -399,6 +411,11 @@ func (d *Driver) Name() string { return Name }
 // namespace and cgroup, and runs the process. It returns once the process
 // runs. If Start fails it leaves nothing behind but the log files.
 func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle, error) {
+	return d.start(ctx, spec, false)
+}
+
+// start is Start, or with prepare Prepare (see prepare.go).
+func (d *Driver) start(ctx context.Context, spec runtime.Spec, prepare bool) (*runtime.Handle, error) {
 	if !idRE.MatchString(spec.ID) {
 		return nil, fmt.Errorf("starting instance: bad ID %q (want a lowercase DNS label)", spec.ID)
 	}
@@ -416,7 +433,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle,
 	if err != nil {
 		return nil, fmt.Errorf("starting instance %s: %w", spec.ID, err)
 	}
-	h, err := d.create(ctx, spec, img)
+	h, err := d.create(ctx, spec, img, prepare)
 	release()
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -427,7 +444,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle,
 	return h, nil
 }
 
-func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacked) (*runtime.Handle, error) {
+func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacked, prepare bool) (*runtime.Handle, error) {
 	id, bundle := spec.ID, d.bundleDir(spec.ID)
 	// Searchable by all until the container runs: runc's init mounts the
 	// root filesystem and the files of /etc and /sys from here as the
@@ -579,7 +596,7 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 		return nil, err
 	}
 	defer stderr.Close()
-	if err := d.runcRun(ctx, id, bundle, stdout, stderr); err != nil {
+	if err := d.runcRun(ctx, id, bundle, stdout, stderr, prepare); err != nil {
 		return nil, err
 	}
 	startedAt := time.Now()
@@ -598,9 +615,10 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 	}
 	st := state{
 		Bundle: bundle, Netns: netns, PID: pid, Image: spec.Image, Digest: img.Digest,
-		Port: spec.Port, StartedAt: startedAt,
+		Port: spec.Port, StartedAt: startedAt, Prepared: prepare,
 	}
-	in := &instance{id: id, pid: pid, startedAt: startedAt, cgroup: d.cgroupsPath(id), done: make(chan struct{}), detached: make(chan struct{})}
+	in := &instance{id: id, pid: pid, startedAt: startedAt, prepared: prepare, cgroup: d.cgroupsPath(id),
+		done: make(chan struct{}), detached: make(chan struct{})}
 	if ps, err := readProcStat(pid); err == nil {
 		st.PIDStart, in.pidStart = ps.start, ps.start
 		if in.proc, err = openPidfd(pid, ps.start); err != nil {
@@ -729,7 +747,8 @@ func (d *Driver) attachLocked(ctx context.Context, h *runtime.Handle) (*instance
 			}
 		}
 	}
-	in := &instance{id: h.ID, pid: rs.Pid, startedAt: st.StartedAt, cgroup: d.cgroupsPath(h.ID), done: make(chan struct{}), detached: make(chan struct{})}
+	in := &instance{id: h.ID, pid: rs.Pid, startedAt: st.StartedAt, prepared: rs.Status == "created", cgroup: d.cgroupsPath(h.ID),
+		done: make(chan struct{}), detached: make(chan struct{})}
 	if in.startedAt.IsZero() {
 		in.startedAt = rs.Created
 	}
@@ -840,7 +859,10 @@ func (d *Driver) Stop(ctx context.Context, h *runtime.Handle) error {
 	}
 	finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if in != nil && !in.exited() {
+	// A prepared instance runs no app yet: teardown's forced delete kills
+	// its waiting process at once (as PID 1 of its namespace, it ignores
+	// SIGTERM).
+	if in != nil && !in.exited() && !in.isPrepared() {
 		if err := d.runcKill(ctx, h.ID, "TERM"); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("stopping instance %s: %w", h.ID, err)
 		}

@@ -36,21 +36,39 @@ func (d *Driver) command(ctx context.Context, args ...string) *exec.Cmd {
 }
 
 // runcRun runs `runc run --detach` for the bundle with the container's
-// stdout and stderr on the given files. runc passes its own stdio to the
-// container when no terminal is asked for, so the files stay the app's
-// output after runc and the server are gone. runc runs in a session of its
-// own so that signals aimed at the server's terminal never reach apps.
-func (d *Driver) runcRun(ctx context.Context, id, bundle string, stdout, stderr *os.File) error {
+// stdout and stderr on the given files, or with create `runc create`,
+// which makes the container and leaves its process waiting in runc's init
+// for runcStart. runc passes its own stdio to the container when no
+// terminal is asked for, so the files stay the app's output after runc and
+// the server are gone. runc runs in a session of its own so that signals
+// aimed at the server's terminal never reach apps.
+func (d *Driver) runcRun(ctx context.Context, id, bundle string, stdout, stderr *os.File, create bool) error {
 	logPath := filepath.Join(bundle, "runc.log")
-	cmd := d.command(ctx, "--log", logPath, "--log-format", "json",
-		"run", "--detach", "--pid-file", filepath.Join(bundle, "pid"), "--bundle", bundle, id)
+	verb := []string{"run", "--detach"}
+	if create {
+		verb = []string{"create"}
+	}
+	cmd := d.command(ctx, append(append([]string{"--log", logPath, "--log-format", "json"}, verb...),
+		"--pid-file", filepath.Join(bundle, "pid"), "--bundle", bundle, id)...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Run(); err != nil {
 		if msg := lastRuncError(logPath); msg != "" {
-			return fmt.Errorf("runc run: %w: %s", err, msg)
+			return fmt.Errorf("runc %s: %w: %s", verb[0], err, msg)
 		}
-		return fmt.Errorf("runc run: %w", err)
+		return fmt.Errorf("runc %s: %w", verb[0], err)
+	}
+	return nil
+}
+
+// runcStart runs `runc start`: the process of a container runcRun created
+// execs the app.
+func (d *Driver) runcStart(ctx context.Context, id string) error {
+	var stderr bytes.Buffer
+	cmd := d.command(ctx, "start", id)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("runc start: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
 }
