@@ -20,7 +20,12 @@
 //
 // Usage:
 //
-//	wakebench -bin bin/slipway -data DIR [-hello examples/hello] [-python examples/fastapi-uv] [-wakes 25]
+//	wakebench -bin bin/slipway -data DIR [-hello examples/hello] [-python examples/fastapi-uv] [-wakes 25] [-prepared-sandboxes 8]
+//
+// With -prepared-sandboxes above 0 (the default) each wake waits, before
+// it is sent, until the deployment's sandbox for it is prepared ahead, as
+// a request after a real idle timeout finds it; the wakes are reported in
+// all and split by whether they started a prepared sandbox.
 package main
 
 import (
@@ -72,6 +77,7 @@ func run() error {
 	python := flag.String("python", "", "a Python example app (optional)")
 	wakes := flag.Int("wakes", 25, "wakes to measure per app")
 	idle := flag.Duration("idle", 2*time.Second, "the server's --idle-timeout")
+	preparedN := flag.Int("prepared-sandboxes", 8, "the server's --prepared-sandboxes (0: wakes start new sandboxes)")
 	out := flag.String("out", "", "Markdown section to write (default: stdout)")
 	jsonOut := flag.String("json", "", "JSON results to write")
 	flag.Parse()
@@ -96,7 +102,9 @@ func run() error {
 		return fmt.Errorf("building %s natively: %v\n%s", *hello, err, out)
 	}
 
-	srv, _, err := benchsrv.Start(ctx, serverproc.Config{Binary: *bin, DataDir: *data, IdleTimeout: *idle, DeployWindow: 5 * time.Minute})
+	waitPrepared = *preparedN > 0
+	srv, _, err := benchsrv.Start(ctx, serverproc.Config{Binary: *bin, DataDir: *data, IdleTimeout: *idle, DeployWindow: 5 * time.Minute,
+		Args: []string{"--prepared-sandboxes", strconv.Itoa(*preparedN)}})
 	if err != nil {
 		return err
 	}
@@ -156,6 +164,11 @@ func run() error {
 	s.Heading("2. Wake from zero")
 	s.P("Each app is deployed on a server started with `--idle-timeout %s`; before each wake the test waits for the runtime log's \"scaled to zero\" event and for the app's process to be gone, then sends one GET through the router on a new connection and times the first byte of the answer. The server's own record of each wake (`GET /api/v1/deployments/{id}/wakes`: from the request that found no instance to the first passed health check) is shown beside it. Load average before/after: %s / %s.",
 		*idle, loadBefore, report.LoadAvg())
+	if *preparedN > 0 {
+		s.P("The server runs with `--prepared-sandboxes %d`: a deployment that falls asleep gets the sandbox of its next wake prepared ahead (filesystem, network, cgroup, `runc create`), so the wake runs `runc start`, the app's own start and one health check. Before each wake the test also waits until that sandbox is prepared (the deployment's newest instance says `prepared`, no longer `preparing`), as a request after a real idle timeout finds it. The server's record says which wakes started a prepared sandbox; when some did and some did not, the client's samples are also shown split.", *preparedN)
+	} else {
+		s.P("The server runs with `--prepared-sandboxes 0`: every wake makes its sandbox.")
+	}
 	s.P("Each app is compared with two baselines of its own, measured in the same run with as many samples as wakes; the ratio columns divide a row's p50 by the p50 of the baseline of the same app, never of another:")
 	s.P("- *plain process*: the app started on the host as an ordinary process — no namespaces, no cgroups, no overlay filesystem, no proxy — timed from exec to the first 200 on its port, the process group killed after each sample. For %s, the app built natively with `go build` (CGO_ENABLED=0) and exec'd with PORT set. For the Python app, the deployment's start command (run as the control plane runs it, `/bin/sh -c \"…\"`) chrooted into the app's deployed image unpacked into a plain directory, with the image config's Env, WorkingDir and User and PORT set to a free loopback port.\n"+
 		"- *runc driver alone*: the app's deployed image started in a sandbox by Slipway's runc driver directly, with the deployment's start command — no control plane, no router — timed from Driver.Start to the first 200 through Driver.Dial; the image is already unpacked (the first start, which pulls and unpacks it, is not counted). It is the floor a wake approaches.\n\n"+
@@ -299,18 +312,40 @@ func measureWakes(ctx context.Context, c *serverproc.Client, srv *serverproc.Ser
 		return nil, err
 	}
 	server := &series{Name: name + ": the server's record of the same wakes (request → first passed health check)"}
-	failed := 0
+	failed, prepared := 0, 0
 	for _, w := range ws {
+		if w.Prepared {
+			prepared++
+		}
 		if !w.OK {
 			failed++
 			continue
 		}
 		server.Samples = append(server.Samples, time.Duration(w.DurationMS*float64(time.Millisecond)))
 	}
+	var notes []string
 	if failed > 0 {
-		server.Note = fmt.Sprintf("%d wakes failed", failed)
+		notes = append(notes, fmt.Sprintf("%d wakes failed", failed))
 	}
-	return []*series{ttfb, server}, nil
+	notes = append(notes, fmt.Sprintf("%d of %d wakes started a sandbox prepared ahead", prepared, len(ws)))
+	server.Note = strings.Join(notes, "; ")
+	out := []*series{ttfb, server}
+	// The client's samples split by whether the wake started a sandbox
+	// prepared ahead: the server's record lists this run's wakes newest
+	// first, one per sample.
+	if len(ws) == len(ttfb.Samples) && prepared > 0 && prepared < len(ws) {
+		ahead := &series{Name: name + ": wake through Slipway, request → first byte (client), sandbox prepared ahead"}
+		fresh := &series{Name: name + ": wake through Slipway, request → first byte (client), new sandbox"}
+		for i, t := range ttfb.Samples {
+			if ws[len(ws)-1-i].Prepared {
+				ahead.Samples = append(ahead.Samples, t)
+			} else {
+				fresh.Samples = append(fresh.Samples, t)
+			}
+		}
+		out = append(out, ahead, fresh)
+	}
+	return out, nil
 }
 
 // waitAsleep waits until the deployment's runtime log holds its n-th
@@ -329,11 +364,33 @@ func waitAsleep(ctx context.Context, c *serverproc.Client, id string, n int) err
 			}
 		}
 		if count >= n && len(serverproc.AppProcesses()[id]) == 0 {
-			return nil
+			return waitForPrepared(ctx, c, id)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("deployment %s was not scaled to zero (wake %d) within a minute", id, n)
+}
+
+// waitPrepared: the server prepares sandboxes ahead (waitForPrepared).
+var waitPrepared bool
+
+// waitForPrepared waits, as a request after a real idle timeout would
+// find it, until the sleeping deployment's sandbox for its next wake is
+// prepared (its newest instance says "prepared", not "preparing"), for at
+// most 10 s: a
+// sandbox that cannot be prepared leaves the wake to start a new one.
+func waitForPrepared(ctx context.Context, c *serverproc.Client, id string) error {
+	for deadline := time.Now().Add(10 * time.Second); waitPrepared && time.Now().Before(deadline); {
+		d, err := c.Deployment(ctx, id)
+		if err != nil {
+			return err
+		}
+		if len(d.Instances) > 0 && d.Instances[0].Status == "prepared" {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
 }
 
 // plainStart starts the binary as a plain process and times exec → first

@@ -59,6 +59,7 @@ type Wake struct {
 	StartedAt  time.Time `json:"startedAt"`
 	DurationMS float64   `json:"durationMs"`
 	OK         bool      `json:"ok"`
+	Prepared   bool      `json:"prepared"` // it started a sandbox prepared ahead
 }
 
 func (s *Server) environment(r *http.Request) (store.Project, store.Environment, error) {
@@ -310,7 +311,7 @@ func (s *Server) listWakes(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := []Wake{}
 	for _, wk := range wakes {
-		out = append(out, Wake{StartedAt: wk.StartedAt, DurationMS: float64(wk.Duration.Microseconds()) / 1000, OK: wk.OK})
+		out = append(out, Wake{StartedAt: wk.StartedAt, DurationMS: float64(wk.Duration.Microseconds()) / 1000, OK: wk.OK, Prepared: wk.Prepared})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

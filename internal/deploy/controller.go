@@ -111,6 +111,11 @@ type Config struct {
 	// burst, and lines kept per deployment. Its zero value means the
 	// defaults (see LogLimits).
 	Logs LogLimits
+	// PreparedSandboxes is how many sandboxes are kept prepared ahead for
+	// the next wake of deployments scaled to zero, with a driver that can
+	// (runtime.Preparer): the deployments that fell asleep last keep
+	// theirs. If zero, 8; negative: none.
+	PreparedSandboxes int
 	// Observer, if set, is told of status changes, wakes, sleeps and
 	// restarts (Observers tells several).
 	Observer Observer
@@ -120,6 +125,9 @@ type Config struct {
 	// Log receives operational messages. If nil, slog.Default().
 	Log *slog.Logger
 }
+
+// DefaultPreparedSandboxes is Config.PreparedSandboxes when zero.
+const DefaultPreparedSandboxes = 8
 
 // Controller runs deployments through their lifecycle.
 type Controller struct {
@@ -148,7 +156,8 @@ type Controller struct {
 	gc   collector // Collect, RunCollection
 	// drivers holds every driver of cfg.Sandboxes by its Name, the name
 	// handles record.
-	drivers map[string]runtime.Driver
+	drivers  map[string]runtime.Driver
+	prepared preparedSet // sandboxes prepared ahead for wakes
 }
 
 // New validates cfg and returns a Controller. Call Start to reconcile and
@@ -187,6 +196,9 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.Keep <= 0 {
 		cfg.Keep = 20
+	}
+	if cfg.PreparedSandboxes == 0 {
+		cfg.PreparedSandboxes = DefaultPreparedSandboxes
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -239,6 +251,7 @@ func (c *Controller) Start(ctx context.Context) error {
 func (c *Controller) Close() error {
 	c.stop()
 	c.wg.Wait()
+	c.closePrepared()
 	// Copy what the apps wrote so far; the files keep filling while the
 	// server is down and the next start continues from the stored offsets.
 	live := c.liveDeployments(func(*liveDeployment) bool { return true })

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +60,7 @@ type env struct {
 	perProject  int // builds of one project at once (Config.BuildsPerProject)
 	box         *secrets.Box
 	retention   Retention
+	prepared    int // Config.PreparedSandboxes
 	// wrap, if set, decorates the driver the controller is given.
 	wrap func(runtime.Driver) runtime.Driver
 	// observer, if set, is the controller's Config.Observer.
@@ -110,7 +112,7 @@ func (e *env) start() {
 	}
 	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: driver, Sandboxes: sandboxes, Sandbox: sandbox, Routes: e.table,
 		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second, Secrets: e.box, Keep: e.keep, BuildsPerProject: e.perProject,
-		Retention: e.retention, Observer: e.observer,
+		Retention: e.retention, Observer: e.observer, PreparedSandboxes: e.prepared,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		e.t.Fatal(err)
@@ -352,13 +354,19 @@ func (e *env) deployIdling(timeout string) (store.Deployment, func() bool) {
 	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: timeout})
 	d := e.waitFor(e.deploy().ID, settled)
 	return d, func() bool {
+		// The newest instance that ran (a sandbox prepared ahead for the
+		// next wake never has).
 		insts, _ := e.store.ListInstances(ctx, d.ID)
+		insts = slices.DeleteFunc(insts, func(in store.Instance) bool { return preparedStatus(in.Status) })
 		return len(insts) > 0 && insts[len(insts)-1].Status == "idle"
 	}
 }
 
 func TestScaleToZeroAndWake(t *testing.T) {
 	e := newEnv(t)
+	e.ctl.Close()
+	e.prepared = -1 // wakes that start a new instance (see prepared_test.go)
+	e.start()
 	ctx := context.Background()
 	d, asleep := e.deployIdling("1s")
 	waitUntil(t, "scaled to zero", asleep)

@@ -131,7 +131,7 @@ func (c *Controller) deploy(d store.Deployment) {
 	// The window opens once the sandbox runs: pulling and unpacking a large
 	// image does not count against the app.
 	deadline := time.Now().Add(l.health.Window)
-	if err := c.waitHealthy(ctx, l, deadline); err != nil {
+	if err := c.waitHealthy(ctx, l, deadline, nil); err != nil {
 		if ctx.Err() != nil {
 			return
 		}
@@ -158,10 +158,12 @@ func (c *Controller) deploy(d store.Deployment) {
 	c.retire(ctx, d.EnvironmentID)
 }
 
-// waitHealthy probes at once, then after 5 ms, each wait half as long
+// waitHealthy probes at once, then after 1 ms, each wait half as long
 // again as the one before up to 1 s, until the first success, the
-// instance's exit, or the deadline.
-func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadline time.Time) error {
+// instance's exit, or the deadline. The passed check is recorded at once,
+// or, with later, appended to it (a wake records it once the held
+// requests are on their way).
+func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadline time.Time, later *[]func()) error {
 	l.mu.Lock()
 	h := l.handle
 	l.mu.Unlock()
@@ -177,20 +179,28 @@ func (c *Controller) waitHealthy(ctx context.Context, l *liveDeployment, deadlin
 		}()
 	}
 	start := time.Now()
-	delay := 5 * time.Millisecond
+	delay := time.Millisecond
 	var last error
 	for attempt := 1; ; attempt++ {
 		pctx, pcancel := context.WithDeadline(ctx, deadline)
 		err := l.probe(pctx)
 		pcancel()
 		if err == nil {
-			c.recordProbe(l, 0, nil)
-			kind := store.LogRuntime
-			if Status(l.d.Status) == Deploying {
-				kind = store.LogBuild
+			took := time.Since(start)
+			record := func() {
+				c.recordProbe(l, 0, nil)
+				kind := store.LogRuntime
+				if Status(l.d.Status) == Deploying {
+					kind = store.LogBuild
+				}
+				c.event(l.d.ID, kind, "health check passed: GET %s on port %d answered after %s (%d probes)",
+					l.health.Path, l.health.Port, took.Round(time.Millisecond), attempt)
 			}
-			c.event(l.d.ID, kind, "health check passed: GET %s on port %d answered after %s (%d probes)",
-				l.health.Path, l.health.Port, time.Since(start).Round(time.Millisecond), attempt)
+			if later != nil {
+				*later = append(*later, record)
+			} else {
+				record()
+			}
 			return nil
 		}
 		last = err
@@ -280,52 +290,11 @@ func exitText(st runtime.Status) string {
 // captured when it was created (see settingsOf), however the project has
 // changed since.
 func (c *Controller) startInstance(ctx context.Context, l *liveDeployment) error {
-	settings, err := c.settingsOf(ctx, l.d)
+	inst, spec, driver, err := c.newInstance(ctx, l.d, "starting")
 	if err != nil {
 		return err
 	}
-	driver, err := c.driverFor(project.SandboxOf(settings, c.cfg.Sandbox))
-	if err != nil {
-		return err
-	}
-	vars, err := c.varsOf(ctx, l.d)
-	if err != nil {
-		return err
-	}
-	id := store.NewID()
-	logDir := filepath.Join(c.cfg.DataDir, "logs", l.d.ID)
-	inst, err := c.store.CreateInstance(ctx, store.Instance{
-		ID: id, DeploymentID: l.d.ID, Driver: driver.Name(), Status: "starting", Health: store.InstanceHealth{State: HealthStarting},
-		StdoutPath: filepath.Join(logDir, id+".stdout"), StderrPath: filepath.Join(logDir, id+".stderr"),
-	})
-	if err != nil {
-		return fmt.Errorf("internal error: %v", err)
-	}
-	if err := ensureDir(logDir); err != nil {
-		return err
-	}
-	env := make([]string, 0, len(vars)+5)
-	for _, v := range vars {
-		env = append(env, v.Name+"="+v.Value)
-	}
-	spec := runtime.Spec{
-		ID:      id,
-		Image:   l.d.Image,
-		Group:   l.d.ProjectID,
-		Command: startCommand(l.d.StartCommand),
-		Env: append(env,
-			"SLIPWAY_DEPLOYMENT_ID="+l.d.ID,
-			"SLIPWAY_PROJECT="+l.d.ProjectName,
-			"SLIPWAY_ENVIRONMENT="+l.d.EnvironmentName,
-			"SLIPWAY_GIT_COMMIT_SHA="+l.d.CommitSHA,
-			"SLIPWAY_GIT_BRANCH="+l.d.Branch,
-		),
-		Port: l.health.Port,
-		Limits: runtime.Limits{MemoryBytes: settings.MemoryBytes, CPUMillis: settings.CPUMillis, Pids: settings.Pids,
-			DiskBytes: settings.DiskBytes},
-		StdoutPath: inst.StdoutPath,
-		StderrPath: inst.StderrPath,
-	}
+	id := inst.ID
 	l.tailFrom(inst) // logs flow from the first byte, also when the start fails
 	h, err := driver.Start(ctx, spec)
 	if err != nil {
@@ -345,6 +314,61 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment) error
 	c.register(l)
 	c.event(l.d.ID, store.LogRuntime, "instance %s started", id)
 	return nil
+}
+
+// newInstance records a new instance of deployment d with status (persisted
+// before the driver acts) and returns it with the spec to start it with and
+// the driver of its sandbox kind:
+// what d captured when it was created (see settingsOf), however the
+// project has changed since.
+func (c *Controller) newInstance(ctx context.Context, d store.Deployment, status string) (store.Instance, runtime.Spec, runtime.Driver, error) {
+	settings, err := c.settingsOf(ctx, d)
+	if err != nil {
+		return store.Instance{}, runtime.Spec{}, nil, err
+	}
+	driver, err := c.driverFor(project.SandboxOf(settings, c.cfg.Sandbox))
+	if err != nil {
+		return store.Instance{}, runtime.Spec{}, nil, err
+	}
+	vars, err := c.varsOf(ctx, d)
+	if err != nil {
+		return store.Instance{}, runtime.Spec{}, nil, err
+	}
+	id := store.NewID()
+	logDir := filepath.Join(c.cfg.DataDir, "logs", d.ID)
+	inst, err := c.store.CreateInstance(ctx, store.Instance{
+		ID: id, DeploymentID: d.ID, Driver: driver.Name(), Status: status, Health: store.InstanceHealth{State: HealthStarting},
+		StdoutPath: filepath.Join(logDir, id+".stdout"), StderrPath: filepath.Join(logDir, id+".stderr"),
+	})
+	if err != nil {
+		return store.Instance{}, runtime.Spec{}, nil, fmt.Errorf("internal error: %v", err)
+	}
+	if err := ensureDir(logDir); err != nil {
+		return store.Instance{}, runtime.Spec{}, nil, err
+	}
+	env := make([]string, 0, len(vars)+5)
+	for _, v := range vars {
+		env = append(env, v.Name+"="+v.Value)
+	}
+	spec := runtime.Spec{
+		ID:      id,
+		Image:   d.Image,
+		Group:   d.ProjectID,
+		Command: startCommand(d.StartCommand),
+		Env: append(env,
+			"SLIPWAY_DEPLOYMENT_ID="+d.ID,
+			"SLIPWAY_PROJECT="+d.ProjectName,
+			"SLIPWAY_ENVIRONMENT="+d.EnvironmentName,
+			"SLIPWAY_GIT_COMMIT_SHA="+d.CommitSHA,
+			"SLIPWAY_GIT_BRANCH="+d.Branch,
+		),
+		Port: c.healthOf(settings).Port,
+		Limits: runtime.Limits{MemoryBytes: settings.MemoryBytes, CPUMillis: settings.CPUMillis, Pids: settings.Pids,
+			DiskBytes: settings.DiskBytes},
+		StdoutPath: inst.StdoutPath,
+		StderrPath: inst.StderrPath,
+	}
+	return inst, spec, driver, nil
 }
 
 // attach re-attaches l to a live instance of its deployment recorded by a
@@ -426,7 +450,7 @@ func (c *Controller) supervise(l *liveDeployment) {
 				c.event(l.d.ID, store.LogRuntime, "restart failed: %v", err)
 				continue
 			}
-			if err := c.waitHealthy(ctx, l, time.Now().Add(l.health.Window)); err != nil {
+			if err := c.waitHealthy(ctx, l, time.Now().Add(l.health.Window), nil); err != nil {
 				c.event(l.d.ID, store.LogRuntime, "restarted instance not healthy: %v", err)
 				continue
 			}
@@ -525,6 +549,7 @@ func (c *Controller) stopInstances(ctx context.Context, id string) {
 	if l := c.liveByID(id); l != nil {
 		c.stopLive(ctx, l)
 	}
+	c.invalidatePrepared(id)
 	insts, _ := c.store.ListInstances(ctx, id)
 	for _, in := range insts {
 		if in.Status == "running" || in.Status == "starting" {

@@ -25,6 +25,9 @@ import (
 //   - RUNNING ones are re-attached to their instances, never restarted; one
 //     scaled to zero stays asleep until a request comes; one whose instance
 //     is gone gets a new instance;
+//   - sandboxes prepared ahead by the previous server are discarded, and
+//     the deployments asleep get theirs again, the last to fall asleep
+//     first (in the background, see prepareAtStart);
 //   - every deployment's hostnames are routed as its status says.
 //
 // It reads the store in a handful of queries whatever the number of
@@ -42,6 +45,7 @@ func (c *Controller) reconcile(ctx context.Context) error {
 		restarts []*liveDeployment  // RUNNING with no instance left
 		attach   []*liveDeployment  // RUNNING with an instance recorded live
 		attached []*liveDeployment  // … and re-attached to it
+		sleeping []sleeper          // RUNNING and scaled to zero
 		lines    []store.LogLine
 	)
 	healths := map[string]project.Health{} // of deployments without a capture, by project
@@ -94,10 +98,11 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			switch {
 			case len(s.live[d.ID]) > 0:
 				attach = append(attach, l)
-			case s.latest[d.ID].Status == "idle":
+			case asleep(s.latest[d.ID]):
 				// Scaled to zero: it stays asleep until a request comes.
 				l.asleep, l.ready = true, true
 				c.register(l)
+				sleeping = append(sleeping, sleeper{l, sleptAt(s.latest[d.ID])})
 			default:
 				restarts = append(restarts, l)
 			}
@@ -122,9 +127,12 @@ func (c *Controller) reconcile(ctx context.Context) error {
 			return
 		}
 		// The live records were stale; a newer one may say it sleeps.
-		if s.latest[l.d.ID].Status == "idle" {
+		if asleep(s.latest[l.d.ID]) {
 			l.asleep, l.ready = true, true
 			c.register(l)
+			mu.Lock()
+			sleeping = append(sleeping, sleeper{l, sleptAt(s.latest[l.d.ID])})
+			mu.Unlock()
 			return
 		}
 		mu.Lock()
@@ -171,7 +179,24 @@ func (c *Controller) reconcile(ctx context.Context) error {
 	for _, d := range queue {
 		c.enqueue(d)
 	}
+	c.prepareAtStart(ctx, sleeping)
 	return nil
+}
+
+// asleep reports whether in, the newest instance of a RUNNING deployment,
+// says the deployment sleeps: stopped for idleness, or a sandbox prepared
+// ahead for its next wake (the previous server's, which is discarded).
+func asleep(in store.Instance) bool {
+	return in.Status == "idle" || preparedStatus(in.Status)
+}
+
+// sleptAt is when the deployment whose newest instance is in (asleep)
+// fell asleep, as near as the store knows.
+func sleptAt(in store.Instance) time.Time {
+	if !in.StoppedAt.IsZero() {
+		return in.StoppedAt
+	}
+	return in.CreatedAt
 }
 
 // fallBackStopped makes the newest RUNNING deployment of each environment
@@ -312,7 +337,7 @@ func (c *Controller) restart(l *liveDeployment) {
 		c.event(l.d.ID, store.LogRuntime, "instance gone after a server restart; starting a new one")
 		if err := c.startInstance(c.ctx, l); err != nil {
 			c.event(l.d.ID, store.LogRuntime, "restart failed: %v", err)
-		} else if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.Window)); err != nil {
+		} else if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.Window), nil); err != nil {
 			c.event(l.d.ID, store.LogRuntime, "restarted instance not healthy: %v", err)
 		}
 		l.mu.Lock()

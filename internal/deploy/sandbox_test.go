@@ -117,6 +117,7 @@ func TestDeploymentRunsInItsProjectsSandbox(t *testing.T) {
 	w := e.waitFor(e.deploy().ID, settled)
 	asleep := func() bool {
 		insts, _ := e.store.ListInstances(ctx, w.ID)
+		insts = slices.DeleteFunc(insts, func(in store.Instance) bool { return preparedStatus(in.Status) })
 		return len(insts) > 0 && insts[len(insts)-1].Status == "idle"
 	}
 	waitUntil(t, "scaled to zero", asleep)

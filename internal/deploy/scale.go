@@ -16,7 +16,9 @@ import (
 // its first health check, within the deployment window. Each wake's latency
 // is recorded. The state survives a restart: an instance stopped for
 // idleness is stored as "idle", and a restarted server leaves the
-// deployment asleep.
+// deployment asleep. A deployment put to sleep gets the sandbox of its
+// next wake prepared ahead (prepared.go), so that the wake only starts the
+// app.
 
 func (l *liveDeployment) touch() { l.lastUsed.Store(time.Now().UnixNano()) }
 
@@ -111,6 +113,7 @@ func (c *Controller) sleep(l *liveDeployment) {
 	if o := c.cfg.Observer; o != nil {
 		o.Slept(l.d)
 	}
+	c.prepareAhead(l, time.Now())
 }
 
 // wake starts an instance for a sleeping deployment, or joins the wake in
@@ -140,7 +143,7 @@ func (l *liveDeployment) wake(ctx context.Context) error {
 
 func (c *Controller) doWake(l *liveDeployment, done chan struct{}) {
 	start := time.Now()
-	err := c.wakeInstance(l)
+	prepared, later, err := c.wakeInstance(l)
 	dur := time.Since(start)
 	l.mu.Lock()
 	l.wakeErr = err
@@ -152,7 +155,10 @@ func (c *Controller) doWake(l *liveDeployment, done chan struct{}) {
 	l.held = 0
 	l.mu.Unlock()
 	close(done)
-	c.store.RecordWake(context.Background(), store.Wake{DeploymentID: l.d.ID, StartedAt: start, Duration: dur, OK: err == nil})
+	for _, f := range later {
+		f()
+	}
+	c.store.RecordWake(context.Background(), store.Wake{DeploymentID: l.d.ID, StartedAt: start, Duration: dur, OK: err == nil, Prepared: prepared})
 	if o := c.cfg.Observer; o != nil {
 		o.Woke(l.d, dur, held, err)
 	}
@@ -160,19 +166,39 @@ func (c *Controller) doWake(l *liveDeployment, done chan struct{}) {
 		c.event(l.d.ID, store.LogRuntime, "wake failed after %s: %v", dur.Round(time.Millisecond), err)
 		return
 	}
-	c.event(l.d.ID, store.LogRuntime, "woke in %s", dur.Round(time.Millisecond))
+	how := ""
+	if prepared {
+		how = " (a sandbox prepared ahead)"
+	}
+	c.event(l.d.ID, store.LogRuntime, "woke in %s%s", dur.Round(time.Millisecond), how)
 	c.supervise(l)
 }
 
-func (c *Controller) wakeInstance(l *liveDeployment) error {
-	if err := c.startInstance(c.ctx, l); err != nil {
-		return err
+// wakeInstance starts l's instance — the one prepared ahead, if there is
+// one and it starts, else a new one — and waits for its first passed
+// health check. It reports whether the prepared one served, and what to
+// record once the held requests are released.
+func (c *Controller) wakeInstance(l *liveDeployment) (prepared bool, later []func(), err error) {
+	if e := c.takePrepared(l.d.ID); e != nil {
+		if err := c.startPrepared(l, e, &later); err != nil {
+			c.event(l.d.ID, store.LogRuntime, "the sandbox prepared ahead did not start (%v); starting a new one", err)
+		} else {
+			prepared = true
+		}
 	}
-	if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.Window)); err != nil {
+	if !prepared {
+		if err := c.startInstance(c.ctx, l); err != nil {
+			return false, nil, err
+		}
+	}
+	if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.Window), &later); err != nil {
+		for _, f := range later { // the start, before the stop
+			f()
+		}
 		c.stopInstanceOf(l)
-		return err
+		return prepared, nil, err
 	}
-	return nil
+	return prepared, later, nil
 }
 
 // Wakes returns the deployment's most recent wake latencies.

@@ -220,7 +220,8 @@ func (s *server) newController(context.Context) error {
 		Observer: deploy.Observers{metricsObserver{s.metrics}, s.gh, s.notify}, LogTap: s.drains,
 		Registry: s.registryHost, DataDir: s.cfg.DataDir, BaseDomain: s.cfg.BaseDomain,
 		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,
-		Fetch: s.links.fetch, Log: s.log, Retention: s.retention(),
+		PreparedSandboxes: s.cfg.PreparedSandboxes,
+		Fetch:             s.links.fetch, Log: s.log, Retention: s.retention(),
 		RegistryGrant: func(project string) (string, func()) {
 			return s.registry.Grant(registry.Grant{Pull: []string{"library/", project + "/"}, Push: project})
 		},

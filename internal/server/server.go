@@ -145,6 +145,10 @@ type Config struct {
 	// for repositories on github.com and https://HOST/api/v3 for those on
 	// other hosts (GitHub Enterprise Server).
 	GitHubAPIURL string
+	// PreparedSandboxes is how many sandboxes are kept prepared ahead for
+	// the next wake of apps scaled to zero (the apps that fell asleep
+	// last keep theirs). If zero, 8; negative: none.
+	PreparedSandboxes int
 	// Started, if set, is called once the server serves, with the API and
 	// router addresses.
 	Started func(api, router net.Addr)

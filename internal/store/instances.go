@@ -17,7 +17,7 @@ type Instance struct {
 	DeploymentID string
 	Driver       string
 	State        []byte
-	Status       string // "starting", "running", "idle", "exited", "stopped"
+	Status       string // "preparing", "prepared", "starting", "running", "idle", "exited", "stopped"
 	StdoutPath   string
 	StderrPath   string
 	StdoutOffset int64
@@ -80,7 +80,7 @@ func (s *Store) CreateInstance(ctx context.Context, in Instance) (Instance, erro
 func (s *Store) UpdateInstance(ctx context.Context, id string, state []byte, status string) error {
 	q := `UPDATE instances SET state = ?, status = ? WHERE id = ?`
 	args := []any{state, status, id}
-	if status == "stopped" || status == "exited" {
+	if status == "stopped" || status == "exited" || status == "idle" {
 		q = `UPDATE instances SET state = ?, status = ?, stopped_at = coalesce(stopped_at, ?) WHERE id = ?`
 		args = []any{state, status, now().UnixNano(), id}
 	}
@@ -89,6 +89,19 @@ func (s *Store) UpdateInstance(ctx context.Context, id string, state []byte, sta
 		return err
 	}
 	return oneRow(res)
+}
+
+// DeleteInstance removes an instance's record, for one that never ran (a
+// sandbox prepared ahead and discarded). A missing record is not an error.
+func (s *Store) DeleteInstance(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM instances WHERE id = ?`, id)
+	return err
+}
+
+// ListInstancesWithStatus returns every instance whose status is status,
+// oldest first.
+func (s *Store) ListInstancesWithStatus(ctx context.Context, status string) ([]Instance, error) {
+	return s.queryInstances(ctx, `SELECT `+instanceCols+` FROM instances WHERE status = ? ORDER BY created_at`, status)
 }
 
 // SetInstanceHealth records what the latest health check found of an
@@ -168,12 +181,13 @@ type Wake struct {
 	StartedAt    time.Time
 	Duration     time.Duration
 	OK           bool
+	Prepared     bool // it started a sandbox prepared ahead
 }
 
 // RecordWake stores a wake's latency.
 func (s *Store) RecordWake(ctx context.Context, w Wake) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO wakes (deployment_id, started_at, duration_ns, ok) VALUES (?, ?, ?, ?)`,
-		w.DeploymentID, w.StartedAt.UnixNano(), int64(w.Duration), w.OK)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO wakes (deployment_id, started_at, duration_ns, ok, prepared) VALUES (?, ?, ?, ?, ?)`,
+		w.DeploymentID, w.StartedAt.UnixNano(), int64(w.Duration), w.OK, w.Prepared)
 	return err
 }
 
@@ -182,7 +196,7 @@ func (s *Store) ListWakes(ctx context.Context, deploymentID string, limit int) (
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT started_at, duration_ns, ok FROM wakes WHERE deployment_id = ? ORDER BY id DESC LIMIT ?`, deploymentID, limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT started_at, duration_ns, ok, prepared FROM wakes WHERE deployment_id = ? ORDER BY id DESC LIMIT ?`, deploymentID, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +205,7 @@ func (s *Store) ListWakes(ctx context.Context, deploymentID string, limit int) (
 	for rows.Next() {
 		w := Wake{DeploymentID: deploymentID}
 		var started, dur int64
-		if err := rows.Scan(&started, &dur, &w.OK); err != nil {
+		if err := rows.Scan(&started, &dur, &w.OK, &w.Prepared); err != nil {
 			return nil, err
 		}
 		w.StartedAt, w.Duration = time.Unix(0, started).UTC(), time.Duration(dur)

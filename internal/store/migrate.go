@@ -276,6 +276,10 @@ CREATE TABLE log_drains (
 );
 CREATE INDEX log_drains_project ON log_drains (project_id, created_at);
 `,
+	// 14: whether a wake started a sandbox prepared ahead.
+	`
+ALTER TABLE wakes ADD COLUMN prepared INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
