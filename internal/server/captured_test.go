@@ -118,7 +118,14 @@ func TestRunningDeploymentKeepsWhatItWasCreatedWith(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 		h.call("GET", "/api/v1/deployments/"+d.ID, nil, &d)
-		asleep = d.Instances[0]
+		// The newest that ran: the sandbox prepared ahead for the next
+		// wake is listed first.
+		for _, in := range d.Instances {
+			if in.Status != "preparing" && in.Status != "prepared" {
+				asleep = in
+				break
+			}
+		}
 	}
 	if g := greeting(); g != "one" {
 		t.Errorf("after a wake the app sees GREETING=%q, want \"one\"", g)
