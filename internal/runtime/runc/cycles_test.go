@@ -292,14 +292,14 @@ func TestPrepareCycles(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(d.cfg.NetnsDir, "slipway-pre"+suf+"*")); len(left) > 0 {
 		t.Errorf("network namespaces left: %d, e.g. %s", len(left), left[0])
 	}
-	if entries, _ := os.ReadDir(filepath.Join(root, "instances")); len(entries) > 0 {
+	if entries, _ := os.ReadDir(d.cfg.RunDir); len(entries) > 0 {
 		t.Errorf("instance directories left: %d", len(entries))
 	}
 	if cg, _ := filepath.Glob("/sys/fs/cgroup/*/slipway/pre" + suf + "*"); len(cg) > 0 {
 		t.Errorf("cgroups left: %d, e.g. %s", len(cg), cg[0])
 	}
-	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mounts), filepath.Join(root, "instances")+"/") {
-		t.Errorf("mounts under %s left", filepath.Join(root, "instances"))
+	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mounts), d.cfg.RunDir+"/") {
+		t.Errorf("mounts under %s left", d.cfg.RunDir)
 	}
 	out, err := exec.Command("runc", "--root", d.runcRoot(), "list", "-q").CombinedOutput()
 	if err != nil {
