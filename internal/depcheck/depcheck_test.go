@@ -23,9 +23,9 @@ const module = "github.com/slipwayhq/slipway/"
 var allowed = map[string][]string{
 	"cmd/slipway":  {"internal/cli"},
 	"internal/cli": {"internal/api", "internal/build/plan", "internal/server", "internal/source"},
-	"internal/api": {"internal/deploy", "internal/history", "internal/project", "internal/secrets", "internal/store"},
-	"internal/web": {"internal/api", "internal/deploy", "internal/history", "internal/project", "internal/secrets", "internal/store"},
-	"internal/server": {"internal/api", "internal/baseimage", "internal/build", "internal/build/buildkit", "internal/deploy",
+	"internal/api": {"internal/deploy", "internal/drain", "internal/history", "internal/notify", "internal/project", "internal/secrets", "internal/store"},
+	"internal/web": {"internal/api", "internal/deploy", "internal/drain", "internal/history", "internal/notify", "internal/project", "internal/secrets", "internal/store"},
+	"internal/server": {"internal/api", "internal/baseimage", "internal/build", "internal/build/buildkit", "internal/deploy", "internal/drain", "internal/notify", "internal/runtime/oci", "internal/source",
 		"internal/history", "internal/metrics", "internal/netns", "internal/netns/dns", "internal/project", "internal/registry", "internal/router",
 		"internal/router/certs", "internal/runtime", "internal/runtime/microvm", "internal/runtime/runc", "internal/secrets", "internal/source/github", "internal/source/gitserver",
 		"internal/store", "internal/web"},
@@ -42,6 +42,8 @@ var allowed = map[string][]string{
 	// The metrics history reads its samples through its own Source (the
 	// server adapts the metrics to it) and keeps them in the store.
 	"internal/history": {"internal/store"},
+	"internal/notify":  {"internal/deploy", "internal/project", "internal/secrets", "internal/store"},
+	"internal/drain":   {"internal/project", "internal/secrets", "internal/store"},
 	"internal/secrets": {},
 
 	"internal/build":             {},
