@@ -253,32 +253,45 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	key := DeliveryKey(ev)
-	seen, err := h.cfg.Seen(ctx, key)
-	if err != nil {
-		h.log.Error("github: recording delivery", "delivery", ev.DeliveryID, "err", err)
-		reply(w, http.StatusInternalServerError, "error", "internal error")
-		return
-	}
-	if seen {
-		reply(w, http.StatusOK, "duplicate", "this push (%s of %s at %s) was received before", ev.Branch, ev.Repository, source.ShortSHA(ev.NewSHA))
-		return
-	}
-	if err := h.cfg.Enqueue(ctx, ev); err != nil {
-		if errors.Is(err, ErrIgnored) {
-			reply(w, http.StatusOK, "ignored", "%v", err)
-			return
-		}
-		h.log.Error("github: queueing push", "project", project, "delivery", ev.DeliveryID, "err", err)
-		if h.cfg.Forget != nil {
-			if ferr := h.cfg.Forget(context.WithoutCancel(ctx), key); ferr != nil {
-				h.log.Error("github: forgetting delivery", "delivery", ev.DeliveryID, "err", ferr)
-			}
-		}
-		reply(w, http.StatusInternalServerError, "error", "internal error: the push was not queued")
+	dup := fmt.Sprintf("this push (%s of %s at %s) was received before", ev.Branch, ev.Repository, source.ShortSHA(ev.NewSHA))
+	if !h.handleOnce(ctx, w, DeliveryKey(ev), ev.DeliveryID, project, dup, "queueing push", "the push was not queued",
+		func() error { return h.cfg.Enqueue(ctx, ev) }) {
 		return
 	}
 	reply(w, http.StatusAccepted, "queued", "deploying %s of %s at %s", ev.Branch, ev.Repository, source.ShortSHA(ev.NewSHA))
+}
+
+// handleOnce hands a delivery to handle unless its key was seen before
+// (then it answers duplicate with dup). When handle fails, the key is
+// forgotten so that GitHub's redelivery is handled, and the answer is a
+// 500 saying failed; an ErrIgnored answers 200 ignored. It reports
+// whether handle succeeded, with nothing answered yet.
+func (h *Handler) handleOnce(ctx context.Context, w http.ResponseWriter, key, delivery, project, dup, doing, failed string, handle func() error) bool {
+	seen, err := h.cfg.Seen(ctx, key)
+	if err != nil {
+		h.log.Error("github: recording delivery", "delivery", delivery, "err", err)
+		reply(w, http.StatusInternalServerError, "error", "internal error")
+		return false
+	}
+	if seen {
+		reply(w, http.StatusOK, "duplicate", "%s", dup)
+		return false
+	}
+	if err := handle(); err != nil {
+		if errors.Is(err, ErrIgnored) {
+			reply(w, http.StatusOK, "ignored", "%v", err)
+			return false
+		}
+		h.log.Error("github: "+doing, "project", project, "delivery", delivery, "err", err)
+		if h.cfg.Forget != nil {
+			if ferr := h.cfg.Forget(context.WithoutCancel(ctx), key); ferr != nil {
+				h.log.Error("github: forgetting delivery", "delivery", delivery, "err", ferr)
+			}
+		}
+		reply(w, http.StatusInternalServerError, "error", "internal error: %s", failed)
+		return false
+	}
+	return true
 }
 
 // pullRequest handles a verified pull_request delivery: parsed, checked
@@ -313,29 +326,9 @@ func (h *Handler) pullRequest(w http.ResponseWriter, r *http.Request, project st
 		reply(w, http.StatusBadRequest, "error", "missing X-GitHub-Delivery header")
 		return
 	}
-	key := PullRequestKey(ev)
-	seen, err := h.cfg.Seen(ctx, key)
-	if err != nil {
-		h.log.Error("github: recording delivery", "delivery", ev.DeliveryID, "err", err)
-		reply(w, http.StatusInternalServerError, "error", "internal error")
-		return
-	}
-	if seen {
-		reply(w, http.StatusOK, "duplicate", "this event (%s of pull request #%d at %s) was received before", ev.Action, ev.Number, source.ShortSHA(ev.HeadSHA))
-		return
-	}
-	if err := h.cfg.PullRequest(ctx, ev); err != nil {
-		if errors.Is(err, ErrIgnored) {
-			reply(w, http.StatusOK, "ignored", "%v", err)
-			return
-		}
-		h.log.Error("github: handling pull request", "project", project, "delivery", ev.DeliveryID, "err", err)
-		if h.cfg.Forget != nil {
-			if ferr := h.cfg.Forget(context.WithoutCancel(ctx), key); ferr != nil {
-				h.log.Error("github: forgetting delivery", "delivery", ev.DeliveryID, "err", ferr)
-			}
-		}
-		reply(w, http.StatusInternalServerError, "error", "internal error: the pull request event was not handled")
+	dup := fmt.Sprintf("this event (%s of pull request #%d at %s) was received before", ev.Action, ev.Number, source.ShortSHA(ev.HeadSHA))
+	if !h.handleOnce(ctx, w, PullRequestKey(ev), ev.DeliveryID, project, dup, "handling pull request", "the pull request event was not handled",
+		func() error { return h.cfg.PullRequest(ctx, ev) }) {
 		return
 	}
 	if ev.Action == "closed" {
