@@ -78,6 +78,8 @@ else
   density_args=(-steps 1000,10000 -max-running 200 -budget 8m)
   egress_args=(-test.benchtime 3s -test.count 5)
 fi
+# hello in the gvisor sandbox too, where runsc is installed.
+command -v runsc >/dev/null && wake_args+=(-gvisor)
 
 # egress_md FILE: the median MB/s of BenchmarkEgress's host and instance
 # runs in FILE (go test -bench output), as a markdown section.

@@ -5,10 +5,13 @@
 #                       git, iproute2, debootstrap, curl, ca-certificates,
 #                       containernetworking-plugins, npm and chromium from
 #                       Debian; buildkitd built from its Go module; pebble; the
-#                       microvm sandbox (scripts/install-microvm.sh); the
-#                       slipway binary; and every offline base-image stand-in.
+#                       microvm sandbox (scripts/install-microvm.sh); gVisor's
+#                       runsc (scripts/install-gvisor.sh); the slipway binary;
+#                       and every offline base-image stand-in.
 #   setup.sh --for-run  what scripts/run.sh needs, fast: the same without
-#                       chromium and pebble (test tools); the base images that
+#                       chromium and pebble (test tools) and the sandboxes
+#                       other than runc (install them with their scripts for
+#                       --sandbox gvisor or microvm); the base images that
 #                       examples/hello needs (debian, golang) are begun in the
 #                       background while buildkitd and slipway compile (log:
 #                       <base images dir>/../base-images.log), then npm; the
@@ -65,6 +68,7 @@ fi
 bash scripts/install-buildkit.sh
 $for_run || bash scripts/install-pebble.sh   # the ACME test CA for the router's TLS tests
 $for_run || bash scripts/install-microvm.sh  # QEMU, a guest kernel and slipway-init: the microvm sandbox
+$for_run || bash scripts/install-gvisor.sh   # runsc, for the gvisor sandbox and its tests
 mkdir -p bin
 go build -o bin/slipway ./cmd/slipway
 echo "built $(pwd)/bin/slipway"

@@ -18,9 +18,14 @@
 // The baselines are interleaved with the wakes: one sample of each after
 // every wake.
 //
+// With -gvisor (runsc installed), hello is also measured in the gvisor
+// sandbox: its image started by the driver with gVisor's runsc alone (a
+// third baseline, set beside runc's), and woken through Slipway as a
+// project whose sandbox is gvisor.
+//
 // Usage:
 //
-//	wakebench -bin bin/slipway -data DIR [-hello examples/hello] [-python examples/fastapi-uv] [-wakes 25] [-prepared-sandboxes 8]
+//	wakebench -bin bin/slipway -data DIR [-hello examples/hello] [-python examples/fastapi-uv] [-wakes 25] [-prepared-sandboxes 8] [-gvisor]
 //
 // With -prepared-sandboxes above 0 (the default) each wake waits, before
 // it is sent, until the deployment's sandbox for it is prepared ahead, as
@@ -76,6 +81,7 @@ func run() error {
 	hello := flag.String("hello", "examples/hello", "the Go example app")
 	python := flag.String("python", "", "a Python example app (optional)")
 	wakes := flag.Int("wakes", 25, "wakes to measure per app")
+	gvisor := flag.Bool("gvisor", false, "also measure hello in the gvisor sandbox (needs runsc)")
 	idle := flag.Duration("idle", 2*time.Second, "the server's --idle-timeout")
 	preparedN := flag.Int("prepared-sandboxes", 8, "the server's --prepared-sandboxes (0: wakes start new sandboxes)")
 	out := flag.String("out", "", "Markdown section to write (default: stdout)")
@@ -124,8 +130,27 @@ func run() error {
 		defer ds.close()
 		baselines = append(baselines, ds)
 	}
+	// hello's gvisor driver alone: the same image, the same driver, with
+	// runsc as the runtime.
+	if *gvisor {
+		gs := &series{Name: helloApp.Name + ": gvisor driver alone: Driver.Start → first 200 through Driver.Dial (runsc; image already unpacked)"}
+		helloApp.Extra = append(helloApp.Extra, gs)
+		if ds, err := driverSampler(ctx, gs, work, "gv", runc.GVisor, helloApp.Dep.Image, srv.Token(), startCommandArgs(helloApp.Dep.StartCommand)); err != nil {
+			gs.Failed = err.Error()
+		} else {
+			defer ds.close()
+			baselines = append(baselines, ds)
+		}
+	}
 	if helloApp.Wakes, err = measureWakes(ctx, c, srv, "hello", helloApp.Name, helloApp.Dep, *wakes, baselines); err != nil {
 		return err
+	}
+	if *gvisor {
+		ws, err := gvisorWakes(ctx, c, srv, helloApp, work, *wakes)
+		if err != nil {
+			ws = []*series{{Name: helloApp.Name + ": wake through Slipway on gvisor", Failed: err.Error()}}
+		}
+		helloApp.Wakes = append(helloApp.Wakes, ws...)
 	}
 	apps := []*appResult{helloApp}
 
@@ -202,13 +227,14 @@ type appResult struct {
 	Dep    api.Deployment
 	Plain  *series   // exec → first 200 as a plain process
 	Driver *series   // the runc driver alone
+	Extra  []*series // other baselines (the gvisor driver alone)
 	Wakes  []*series // wakes through Slipway, and the server's record of them
 }
 
 // driverBaseline returns the sampler of the app's runc-driver-alone
 // baseline, or nil with its series marked failed.
 func (a *appResult) driverBaseline(ctx context.Context, work, tag, token string) *sampler {
-	ds, err := driverSampler(ctx, a.Driver, work, tag, a.Dep.Image, token, startCommandArgs(a.Dep.StartCommand))
+	ds, err := driverSampler(ctx, a.Driver, work, tag, runc.Name, a.Dep.Image, token, startCommandArgs(a.Dep.StartCommand))
 	if err != nil {
 		a.Driver.Failed = err.Error()
 		return nil
@@ -222,7 +248,7 @@ func driverSeries(app string) *series {
 
 // series lists the app's series, baselines first (the JSON results).
 func (a *appResult) series() []*series {
-	return append([]*series{a.Plain, a.Driver}, a.Wakes...)
+	return append(append([]*series{a.Plain, a.Driver}, a.Extra...), a.Wakes...)
 }
 
 // label is a series' name without the app's name in front of it.
@@ -465,11 +491,12 @@ func get200(dial func() (net.Conn, error)) bool {
 // (nil: the image's own), as the control plane would: once to pull and
 // unpack it (not counted), then once per sample. tag keeps the driver's
 // root and instance IDs apart from another app's.
-func driverSampler(ctx context.Context, se *series, work, tag, image, token string, command []string) (*sampler, error) {
+func driverSampler(ctx context.Context, se *series, work, tag, rt, image, token string, command []string) (*sampler, error) {
 	if image == "" {
 		return nil, errors.New("no deployed image to start")
 	}
 	d, err := runc.New(runc.Config{
+		Runtime:       rt,
 		Root:          filepath.Join(work, "runc-"+tag),
 		RemoteOptions: []remote.Option{remote.WithAuth(&authn.Basic{Username: "slipway", Password: token})},
 		StopGrace:     time.Second,
@@ -504,4 +531,30 @@ func driverSampler(ctx context.Context, se *series, work, tag, image, token stri
 	}
 	se.Note = fmt.Sprintf("the first start, which also pulled and unpacked the image, took %s ms and is not counted", stats.MS(first))
 	return &sampler{se: se, sample: start, close: func() { d.Close() }}, nil
+}
+
+// gvisorWakes deploys the app again as a project whose sandbox is gvisor
+// and measures n wakes of it, as measureWakes does (no baselines: the
+// app's are measured beside its runc wakes).
+func gvisorWakes(ctx context.Context, c *serverproc.Client, srv *serverproc.Server, a *appResult, work string, n int) ([]*series, error) {
+	const project = "hello-gvisor"
+	if err := c.CreateProject(ctx, project); err != nil {
+		return nil, err
+	}
+	if err := c.JSON(ctx, "PATCH", "/api/v1/projects/"+project+"/settings", map[string]string{"sandbox": "gvisor"}, nil); err != nil {
+		return nil, err
+	}
+	d, err := deployApp(ctx, c, project, a.Dir, work)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := measureWakes(ctx, c, srv, project, a.Name, d, n, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range ws {
+		w.Name = strings.Replace(w.Name, "wake through Slipway", "wake through Slipway on gvisor", 1)
+		w.Name = strings.Replace(w.Name, "the server's record of the same wakes", "the server's record of the gvisor wakes", 1)
+	}
+	return ws, nil
 }

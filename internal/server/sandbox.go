@@ -26,6 +26,7 @@ import (
 // kind (--sandbox) cannot be made does not start.
 var sandboxes = map[string]func(sandboxEnv) (runtime.Driver, error){
 	project.SandboxRunc:    newRunc,
+	project.SandboxGVisor:  newGVisor,
 	project.SandboxMicroVM: newMicroVM,
 }
 
@@ -64,6 +65,13 @@ func newRunc(env sandboxEnv) (runtime.Driver, error) {
 // the guest kernel or slipway-init is missing (scripts/install-microvm.sh).
 func newMicroVM(env sandboxEnv) (runtime.Driver, error) {
 	return microvm.New(microvm.Config{Root: env.Root, RemoteOptions: env.RemoteOptions, Network: env.Network})
+}
+
+// newGVisor is the same driver with gVisor's runsc as the runtime; it
+// fails where runsc is not installed (scripts/install-gvisor.sh).
+func newGVisor(env sandboxEnv) (runtime.Driver, error) {
+	return runc.New(runc.Config{Runtime: runc.GVisor, Root: env.Root, RemoteOptions: env.RemoteOptions,
+		Network: env.Network, NetworkPool: env.NetworkPool})
 }
 
 // startRuntime makes the driver of every registered sandbox kind.

@@ -1,4 +1,5 @@
-// Package runc runs app instances as OCI containers with runc.
+// Package runc runs app instances as OCI containers with runc, or with
+// gVisor's runsc behind the same code (Config.Runtime, see gvisor.go).
 //
 // Each image is pulled from its registry and unpacked once per digest into
 // Root/images/<digest>/rootfs, by an oci.Cache. Each instance gets an OCI
@@ -56,7 +57,8 @@ import (
 	"github.com/slipwayhq/slipway/internal/runtime/oci"
 )
 
-// Name is the driver's name, as stored in Handle.Driver.
+// Name is the driver's name, as stored in Handle.Driver, with the runc
+// runtime; with gVisor's it is GVisor.
 const Name = "runc"
 
 // Config configures a Driver. The zero value works.
@@ -66,7 +68,12 @@ type Config struct {
 	// /var/lib/slipway/runtime. Its path must not hold commas, colons or
 	// white space (they would break overlay mount options).
 	Root string
-	// RuncPath is the runc binary. If empty, "runc" is looked up in PATH.
+	// Runtime is the OCI runtime that runs the instances: Runc (if
+	// empty) or GVisor (gVisor's runsc, see gvisor.go). It is also the
+	// driver's Name.
+	Runtime string
+	// RuncPath is the runtime's binary. If empty, "runc" (for GVisor,
+	// "runsc") is looked up in PATH.
 	RuncPath string
 	// RemoteOptions are passed to go-containerregistry's remote.Image when
 	// pulling an image (authentication, transport). If empty, images are
@@ -122,6 +129,7 @@ func DefaultRunDir(root string) string {
 type Driver struct {
 	cfg       Config
 	runcPath  string
+	args      []string // the runtime's global flags, before each command
 	swapLimit bool
 	ids       oci.IDMap  // the identity without a user namespace
 	images    *oci.Cache // Root/images
@@ -138,8 +146,20 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.Root == "" {
 		cfg.Root = "/var/lib/slipway/runtime"
 	}
-	if cfg.RuncPath == "" {
-		cfg.RuncPath = "runc"
+	var args []string
+	switch cfg.Runtime {
+	case "", Name:
+		cfg.Runtime = Name
+		if cfg.RuncPath == "" {
+			cfg.RuncPath = "runc"
+		}
+	case GVisor:
+		if cfg.RuncPath == "" {
+			cfg.RuncPath = "runsc"
+		}
+		args = gvisorArgs
+	default:
+		return nil, fmt.Errorf("runc driver: unknown runtime %q (want %q or %q)", cfg.Runtime, Name, GVisor)
 	}
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 5 * time.Second
@@ -179,7 +199,7 @@ func New(cfg Config) (*Driver, error) {
 	}
 	runcPath, err := exec.LookPath(cfg.RuncPath)
 	if err != nil {
-		return nil, fmt.Errorf("runc driver: finding runc: %w", err)
+		return nil, fmt.Errorf("%s driver: finding %s: %w", cfg.Runtime, cfg.RuncPath, err)
 	}
 	images, err := oci.NewMappedCache(filepath.Join(root, "images"), ids, cfg.RemoteOptions...)
 	if err != nil {
@@ -195,6 +215,7 @@ func New(cfg Config) (*Driver, error) {
 	d := &Driver{
 		cfg:       cfg,
 		runcPath:  runcPath,
+		args:      args,
 		swapLimit: swapAccounting(cgroupRoot),
 		ids:       ids,
 		images:    images,
@@ -359,6 +380,22 @@ func (in *instance) watch() {
 	in.setExited(code, at)
 }
 
+// exitedAlready records the exit, with its code, if the pidfd's process
+// has exited, and reports whether it had.
+func (in *instance) exitedAlready() bool {
+	rc, err := in.proc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	exited := false
+	rc.Control(func(fd uintptr) {
+		if exited = pidfdExited(int(fd)); exited {
+			in.setExited(exitCode(int(fd), in.pid, in.pidStart), time.Time{})
+		}
+	})
+	return exited
+}
+
 // close lets go of the instance's file descriptors. The process runs on.
 func (in *instance) close() {
 	if in.proc != nil {
@@ -404,7 +441,10 @@ func (d *Driver) lockID(id string) func() {
 var idRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Name implements runtime.Driver.
-func (d *Driver) Name() string { return Name }
+func (d *Driver) Name() string { return d.cfg.Runtime }
+
+// gvisor reports whether the driver runs instances with gVisor's runsc.
+func (d *Driver) gvisor() bool { return d.cfg.Runtime == GVisor }
 
 // Start implements runtime.Driver. It pulls and unpacks the image if this
 // digest has not been unpacked yet, builds the instance's bundle, network
@@ -639,7 +679,7 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 		return nil, err
 	}
 	d.adopt(in)
-	return &runtime.Handle{ID: id, Driver: Name, State: raw}, nil
+	return &runtime.Handle{ID: id, Driver: d.Name(), State: raw}, nil
 }
 
 // wireNetns creates the instance's network namespace at path and, with
@@ -695,11 +735,16 @@ func (in *instance) openNetns(path string) error {
 }
 
 // adopt records an attached instance and starts watching its process.
+// A process that has already exited (a zombie not yet reaped, which runsc
+// still reports running) is recorded exited at once, so that Inspect right
+// after Recover tells the truth.
 func (d *Driver) adopt(in *instance) {
-	if in.proc != nil {
-		go in.watch()
-	} else {
+	switch {
+	case in.proc == nil:
 		in.setExited(-1, time.Time{})
+	case in.exitedAlready():
+	default:
+		go in.watch()
 	}
 	d.mu.Lock()
 	d.instances[in.id] = in

@@ -19,6 +19,9 @@ import (
 
 // This file wraps the runc command line.
 
+// tool is the runtime's command name (runc, runsc), for messages.
+func (d *Driver) tool() string { return filepath.Base(d.runcPath) }
+
 // runcState is the output of `runc state`.
 type runcState struct {
 	ID      string    `json:"id"`
@@ -30,7 +33,8 @@ type runcState struct {
 
 // command returns a runc command with the driver's state root.
 func (d *Driver) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, d.runcPath, append([]string{"--root", d.runcRoot()}, args...)...)
+	global := append([]string{"--root", d.runcRoot()}, d.args...)
+	cmd := exec.CommandContext(ctx, d.runcPath, append(global, args...)...)
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
@@ -54,9 +58,9 @@ func (d *Driver) runcRun(ctx context.Context, id, bundle string, stdout, stderr 
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Run(); err != nil {
 		if msg := lastRuncError(logPath); msg != "" {
-			return fmt.Errorf("runc %s: %w: %s", verb[0], err, msg)
+			return fmt.Errorf("%s %s: %w: %s", d.tool(), verb[0], err, msg)
 		}
-		return fmt.Errorf("runc %s: %w", verb[0], err)
+		return fmt.Errorf("%s %s: %w", d.tool(), verb[0], err)
 	}
 	return nil
 }
@@ -68,7 +72,7 @@ func (d *Driver) runcStart(ctx context.Context, id string) error {
 	cmd := d.command(ctx, "start", id)
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("runc start: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("%s start: %w: %s", d.tool(), err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
 }
@@ -94,8 +98,10 @@ func lastRuncError(path string) string {
 
 // runcStateOf returns runc's view of container id, or ErrNotFound.
 func (d *Driver) runcStateOf(ctx context.Context, id string) (*runcState, error) {
-	if _, err := os.Stat(filepath.Join(d.runcRoot(), id)); errors.Is(err, os.ErrNotExist) {
-		return nil, runtime.ErrNotFound
+	if !d.gvisor() { // runsc keeps its state in files named otherwise
+		if _, err := os.Stat(filepath.Join(d.runcRoot(), id)); errors.Is(err, os.ErrNotExist) {
+			return nil, runtime.ErrNotFound
+		}
 	}
 	var stderr bytes.Buffer
 	cmd := d.command(ctx, "state", id)
@@ -105,11 +111,11 @@ func (d *Driver) runcStateOf(ctx context.Context, id string) (*runcState, error)
 		if notExist(stderr.String()) {
 			return nil, runtime.ErrNotFound
 		}
-		return nil, fmt.Errorf("runc state: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("%s state: %w: %s", d.tool(), err, strings.TrimSpace(stderr.String()))
 	}
 	var st runcState
 	if err := json.Unmarshal(out, &st); err != nil {
-		return nil, fmt.Errorf("runc state: %w", err)
+		return nil, fmt.Errorf("%s state: %w", d.tool(), err)
 	}
 	return &st, nil
 }
@@ -125,7 +131,7 @@ func (d *Driver) runcKill(ctx context.Context, id, sig string) error {
 		if notExist(msg) || strings.Contains(msg, "not running") || strings.Contains(msg, "process already finished") {
 			return nil
 		}
-		return fmt.Errorf("runc kill %s: %w: %s", sig, err, strings.TrimSpace(msg))
+		return fmt.Errorf("%s kill %s: %w: %s", d.tool(), sig, err, strings.TrimSpace(msg))
 	}
 	return nil
 }
@@ -140,7 +146,7 @@ func (d *Driver) runcDelete(ctx context.Context, id string) error {
 		if notExist(stderr.String()) {
 			return nil
 		}
-		return fmt.Errorf("runc delete: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("%s delete: %w: %s", d.tool(), err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
 }
