@@ -75,7 +75,7 @@ func (d *Driver) StartPrepared(ctx context.Context, h *runtime.Handle) (*runtime
 	if err := os.WriteFile(filepath.Join(d.bundleDir(h.ID), "state.json"), raw, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("starting prepared instance %s: %w", h.ID, err)
 	}
-	return &runtime.Handle{ID: h.ID, Driver: Name, State: raw}, nil
+	return &runtime.Handle{ID: h.ID, Driver: d.Name(), State: raw}, nil
 }
 
 var _ runtime.Preparer = (*Driver)(nil)
