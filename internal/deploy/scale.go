@@ -187,7 +187,13 @@ func (c *Controller) wakeInstance(l *liveDeployment) (prepared bool, later []fun
 		}
 	}
 	if !prepared {
-		if err := c.startInstance(c.ctx, l); err != nil {
+		// A sandbox that does not start within the window (a VM whose
+		// boot stalls) fails the wake rather than holding its requests
+		// for ever.
+		ctx, cancel := context.WithTimeout(c.ctx, l.health.Window)
+		err := c.startInstance(ctx, l)
+		cancel()
+		if err != nil {
 			return false, nil, err
 		}
 	}

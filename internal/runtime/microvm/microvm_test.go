@@ -262,3 +262,44 @@ func TestKVMProbeIsBounded(t *testing.T) {
 		t.Errorf("the probe left %s", left[0].Name())
 	}
 }
+
+// TestBootTimeout plays a guest that never starts its app in time (one
+// boot stalled past a minute under a loaded CI machine): Start gives up
+// after Config.BootTimeout, says how far the guest got, and leaves no VM,
+// directory or namespace behind.
+func TestBootTimeout(t *testing.T) {
+	initPath, ref := setup(t)
+	// No guest boots to its app in 50 ms, under TCG or KVM.
+	d := newDriver(t, Config{Root: newRoot(t), Init: initPath, StopGrace: time.Second, BootTimeout: 50 * time.Millisecond})
+	logs := t.TempDir()
+	spec := runtime.Spec{ID: drivertest.NewID(t), Image: ref,
+		StdoutPath: filepath.Join(logs, "out"), StderrPath: filepath.Join(logs, "err")}
+	ctx, cancel := context.WithTimeout(context.Background(), drivertest.Timeout)
+	defer cancel()
+	h, err := d.Start(ctx, spec)
+	if err == nil {
+		d.Stop(context.Background(), h)
+		t.Fatal("Start returned a running instance within a 50 ms boot timeout")
+	}
+	if !strings.Contains(err.Error(), "did not start the app within 50ms") || !strings.Contains(err.Error(), "boot steps the guest reported") {
+		t.Errorf("Start = %v, want the boot timeout and the guest's steps", err)
+	}
+	checkFreed(t, d.cfg.Root, spec.ID)
+}
+
+func TestLastLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	var b strings.Builder
+	for i := range 2000 { // more than the 4 KiB read
+		fmt.Fprintf(&b, "line %d\n\n", i)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := lastLines(path, 3), "line 1997 | line 1998 | line 1999"; got != want {
+		t.Errorf("lastLines = %q, want %q", got, want)
+	}
+	if got := lastLines(filepath.Join(t.TempDir(), "missing"), 3); got != "" {
+		t.Errorf("lastLines of a missing file = %q, want none", got)
+	}
+}

@@ -30,7 +30,7 @@ const ConfigPath = "/slipway/config.json"
 const (
 	PortStdout  = "slipway.stdout"  // the app's stdout
 	PortStderr  = "slipway.stderr"  // the app's stderr, and the init's own errors
-	PortStatus  = "slipway.status"  // guest → driver: StatusStarted, then StatusExit
+	PortStatus  = "slipway.status"  // guest → driver: StatusStep lines, StatusStarted, then StatusExit
 	PortControl = "slipway.control" // driver → guest: ControlSignal lines
 )
 
@@ -42,6 +42,7 @@ const DebugExitPort = 0xf4
 const (
 	StatusStarted = "started"       // the app's process runs
 	StatusExit    = "exit"          // "exit N": it exited with code N (128+S for signal S)
+	StatusStep    = "step"          // "step NAME": the init finished a boot step (ports, network, root, …)
 	ControlSignal = "signal"        // "signal N": send signal N to every process
 	ProbeArg      = "slipway.probe" // on the kernel command line: report and stop at once
 	DebugArg      = "slipway.debug" // on the kernel command line: log the time of each boot step
@@ -74,6 +75,18 @@ type Config struct {
 	// Now is the host's clock (Unix nanoseconds) when it made the config:
 	// a guest whose clock is behind it is set to it.
 	Now int64 `json:"now"`
+}
+
+// ParseSteps returns the boot steps the status port's output reports, in
+// order: where a guest that never started its app got to.
+func ParseSteps(b []byte) []string {
+	var steps []string
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == StatusStep {
+			steps = append(steps, f[1])
+		}
+	}
+	return steps
 }
 
 // ParseStatus reads the status port's output: whether the app started

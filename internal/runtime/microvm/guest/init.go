@@ -35,7 +35,10 @@ type initProc struct {
 }
 
 // step notes the end of a step of the boot, in debug mode.
+// step reports a finished boot step on the status port (once it is open),
+// and with DebugArg logs its time.
 func (in *initProc) step(name string) {
+	in.report(StatusStep + " " + name)
 	if in.debug {
 		in.logf("%-10s %v", name, time.Since(in.start).Round(time.Millisecond))
 	}
