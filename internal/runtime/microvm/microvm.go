@@ -402,15 +402,48 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle,
 	if _, err := os.Lstat(d.dir(spec.ID)); err == nil {
 		return nil, fmt.Errorf("starting instance %s: it already exists", spec.ID)
 	}
-	h, err := d.create(ctx, spec)
+	h, err := d.create(ctx, spec, kernelStall)
+	if errors.Is(err, errKernelStalled) {
+		// Booted again once: the stall is the emulated CPU's, not the
+		// app's (seen once in many boots on a loaded machine).
+		d.teardownAfterFailure(ctx, spec.ID)
+		appendLine(spec.StderrPath, fmt.Sprintf("slipway: %v; booting the VM again", err))
+		h, err = d.create(ctx, spec, 0)
+	}
 	if err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		d.teardown(cctx, spec.ID)
+		d.teardownAfterFailure(ctx, spec.ID)
 		return nil, fmt.Errorf("starting instance %s: %w", spec.ID, err)
 	}
 	return h, nil
 }
+
+// teardownAfterFailure removes what a failed create left, even once ctx
+// has ended.
+func (d *Driver) teardownAfterFailure(ctx context.Context, id string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	d.teardown(cctx, id)
+}
+
+// appendLine appends a line to the log file at path, if there is one.
+func appendLine(path, line string) {
+	if path == "" {
+		return
+	}
+	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+		f.WriteString(line + "\n")
+		f.Close()
+	}
+}
+
+// kernelStall is how long a guest's kernel may take to run the init to
+// its first reported step (its serial ports found) before Start boots it
+// again, once: about 1 s under TCG on an idle machine, 5 s at a load of
+// 20 on two cores.
+var kernelStall = 30 * time.Second
+
+// errKernelStalled: the guest reported no boot step within kernelStall.
+var errKernelStalled = errors.New("the VM's kernel did not run its init in time")
 
 // prepared is what an instance's boot needs from its image.
 type prepared struct {
@@ -447,7 +480,9 @@ func (d *Driver) prepare(ctx context.Context, spec runtime.Spec) (*prepared, err
 	}, nil
 }
 
-func (d *Driver) create(ctx context.Context, spec runtime.Spec) (*runtime.Handle, error) {
+// create boots an instance; with stall above zero, a guest that reports
+// no boot step within it fails with errKernelStalled.
+func (d *Driver) create(ctx context.Context, spec runtime.Spec, stall time.Duration) (*runtime.Handle, error) {
 	id, dir := spec.ID, d.dir(spec.ID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
@@ -540,7 +575,7 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec) (*runtime.Handle
 		return nil, err
 	}
 	d.adopt(in)
-	if err := waitStarted(ctx, in, d.cfg.BootTimeout); err != nil {
+	if err := waitStarted(ctx, in, d.cfg.BootTimeout, stall); err != nil {
 		if tail := lastLines(spec.StderrPath, 5); tail != "" {
 			err = fmt.Errorf("%w; the console's last lines: %s", err, tail)
 		}
@@ -583,18 +618,31 @@ func lastLines(path string, n int) string {
 }
 
 // waitStarted waits until the guest reports the app started, or QEMU
-// exits without it, for at most timeout.
-func waitStarted(ctx context.Context, in *instance, timeout time.Duration) error {
+// exits without it, for at most timeout; with stall above zero (and below
+// timeout), a guest that has reported no boot step by then fails it with
+// errKernelStalled.
+func waitStarted(ctx context.Context, in *instance, timeout, stall time.Duration) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	limit := time.NewTimer(timeout)
 	defer limit.Stop()
+	var stalled <-chan time.Time
+	if stall > 0 && stall < timeout {
+		t := time.NewTimer(stall)
+		defer t.Stop()
+		stalled = t.C
+	}
 	for {
 		b, _ := os.ReadFile(filepath.Join(in.dir, "status"))
 		if started, _, _ := guest.ParseStatus(b); started {
 			return nil
 		}
 		select {
+		case <-stalled:
+			b, _ := os.ReadFile(filepath.Join(in.dir, "status"))
+			if len(guest.ParseSteps(b)) == 0 {
+				return fmt.Errorf("%w (%s)", errKernelStalled, stall)
+			}
 		case <-in.done:
 			b, _ := os.ReadFile(filepath.Join(in.dir, "status"))
 			if started, _, _ := guest.ParseStatus(b); started {

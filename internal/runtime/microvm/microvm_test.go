@@ -303,3 +303,31 @@ func TestLastLines(t *testing.T) {
 		t.Errorf("lastLines of a missing file = %q, want none", got)
 	}
 }
+
+// TestKernelStallBootsAgain plays a guest whose kernel stalls before its
+// init runs (no guest reaches its first step in 1 ms): Start boots it
+// again, once, says so in the instance's log, and the second boot serves.
+func TestKernelStallBootsAgain(t *testing.T) {
+	initPath, ref := setup(t)
+	defer func(old time.Duration) { kernelStall = old }(kernelStall)
+	kernelStall = time.Millisecond
+	d := newDriver(t, Config{Root: newRoot(t), Init: initPath, StopGrace: time.Second})
+	logs := t.TempDir()
+	spec := runtime.Spec{ID: drivertest.NewID(t), Image: ref,
+		StdoutPath: filepath.Join(logs, "out"), StderrPath: filepath.Join(logs, "err")}
+	ctx, cancel := context.WithTimeout(context.Background(), drivertest.Timeout)
+	defer cancel()
+	h, err := d.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drivertest.WaitHTTP(t, d, h, 3000)
+	b, _ := os.ReadFile(spec.StderrPath)
+	if n := strings.Count(string(b), "booting the VM again"); n != 1 {
+		t.Errorf("the instance's log says %d times that the VM was booted again, want once:\n%s", n, b)
+	}
+	if err := d.Stop(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	checkFreed(t, d.cfg.Root, spec.ID)
+}
