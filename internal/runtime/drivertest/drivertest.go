@@ -18,7 +18,12 @@
 // until StartPrepared, then serves as a started one; that Stop frees it;
 // and that a new driver value can start or stop it.
 //
-// The suite bounds every wait with a generous deadline so that a broken
+// RunIsolation (isolation.go) is the isolation suite, which every driver
+// but the in-process fake passes: from inside an instance, no host file,
+// process or service is reached, and the limits on processes, disk and
+// memory hold.
+//
+// The suites bound every wait with a generous deadline so that a broken
 // driver fails instead of hanging; it asserts no timings.
 package drivertest
 
@@ -57,6 +62,10 @@ type Harness struct {
 	// CheckFreed, if set, is called after Stop to check that the driver
 	// freed everything the instance used (mounts, namespaces, files).
 	CheckFreed func(t *testing.T, h *runtime.Handle)
+	// PidsNotLimited skips the isolation suite's check of Limits.Pids, for
+	// a driver whose boundary makes a process limit moot (a VM's processes
+	// run on its own kernel, in its own memory).
+	PidsNotLimited bool
 }
 
 // Timeout bounds each wait of the suite. It is a deadline for failure, not

@@ -183,6 +183,20 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestIsolation runs the drivers' isolation suite (drivertest.RunIsolation)
+// on microVMs. The guest's processes are not limited in number: they run
+// on the guest's own kernel in the guest's own memory, which its memory
+// limit bounds (README, "microvm").
+func TestIsolation(t *testing.T) {
+	initPath, ref := setup(t)
+	cfg := Config{Root: newRoot(t), Init: initPath, StopGrace: 2 * time.Second}
+	drivertest.RunIsolation(t, drivertest.Harness{
+		New:            func(t *testing.T) runtime.Driver { return newDriver(t, cfg) },
+		Image:          ref,
+		PidsNotLimited: true,
+	})
+}
+
 // checkFreed checks that nothing of instance id is left: its directory,
 // its network namespace, its QEMU.
 func checkFreed(t *testing.T, root, id string) {

@@ -15,12 +15,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/slipwayhq/slipway/internal/netns"
+	"github.com/slipwayhq/slipway/internal/netns/nettest"
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/runtime/drivertest"
 	"github.com/slipwayhq/slipway/internal/runtime/oci"
@@ -184,6 +187,31 @@ func TestConformance(t *testing.T) {
 		CheckFreed: func(t *testing.T, h *runtime.Handle) {
 			checkFreed(t, cfg.Root, h.ID)
 		},
+	})
+}
+
+// TestIsolation runs the drivers' isolation suite (drivertest.RunIsolation)
+// on runc, with the instance network that deployments get.
+func TestIsolation(t *testing.T) {
+	requireSandbox(t)
+	nettest.Require(t)
+	_, ref := app(t)
+	suf := nettest.Suffix(t)
+	nw, err := netns.Open(netns.Config{Bridge: "swiso" + suf, Table: "swiso_" + suf,
+		Prefix: netip.MustParsePrefix("10.123.15.0/28"), StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := nw.Remove(); err != nil {
+			t.Errorf("removing the network: %v", err)
+		}
+	})
+	var claims atomic.Int64
+	cfg := Config{Root: t.TempDir(), Network: realNetwork{nw, &claims}}
+	drivertest.RunIsolation(t, drivertest.Harness{
+		New:   func(t *testing.T) runtime.Driver { return newDriver(t, cfg) },
+		Image: ref,
 	})
 }
 

@@ -21,6 +21,7 @@ func TestGVisor(t *testing.T) {
 		test func(*testing.T)
 	}{
 		{"Conformance", TestConformance},
+		{"Isolation", TestIsolation},
 		{"Sandbox", TestSandbox},
 		{"Seccomp", TestSeccomp},
 		{"User", TestUser},

@@ -17,6 +17,13 @@
 //	                       child process: "ok", "EPERM", ..., or "killed by SIG..."
 //	/alloc?mb=N            allocates and touches N MiB more, kept until exit;
 //	                       200 "allocated"
+//	/fill?path=P&kb=N      creates P holding N KiB; 200 "written", 500 and the error
+//	/dial?addr=A           200 "connected" if a TCP connection to A opens
+//	                       within 2 s, else 200 "error: ..."
+//	/procs                 200, a line "PID CMDLINE" per process the app can see
+//	/spawn?n=N             starts up to N child processes (each sleeping), counts
+//	                       those that started, ends them; 200 "spawned K" and, if
+//	                       one failed to start, ": error"
 //
 // On start the app writes StartLine to stdout and to stderr. With
 // TESTAPP_EXIT=N in its environment it then exits with code N at once.
@@ -25,8 +32,10 @@ package testapp
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -168,6 +177,50 @@ func Handler(cfg Config) http.Handler {
 		case <-r.Context().Done():
 		}
 	})
+	mux.HandleFunc("GET /fill", func(w http.ResponseWriter, r *http.Request) {
+		kb, err := strconv.Atoi(r.URL.Query().Get("kb"))
+		if err != nil || kb < 0 {
+			http.Error(w, "bad kb", http.StatusBadRequest)
+			return
+		}
+		if err := fill(path(r), kb); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "written\n")
+	})
+	mux.HandleFunc("GET /dial", func(w http.ResponseWriter, r *http.Request) {
+		c, err := net.DialTimeout("tcp", r.URL.Query().Get("addr"), 2*time.Second)
+		if err != nil {
+			fmt.Fprintf(w, "error: %v\n", err)
+			return
+		}
+		c.Close()
+		io.WriteString(w, "connected\n")
+	})
+	mux.HandleFunc("GET /procs", func(w http.ResponseWriter, r *http.Request) {
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			if _, err := strconv.Atoi(e.Name()); err != nil {
+				continue
+			}
+			b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			fmt.Fprintf(w, "%s %s\n", e.Name(), strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	})
+	mux.HandleFunc("GET /spawn", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil || n < 0 || n > 1024 {
+			http.Error(w, "bad n", http.StatusBadRequest)
+			return
+		}
+		k, err := spawn(n)
+		if err != nil {
+			fmt.Fprintf(w, "spawned %d: %v\n", k, err)
+			return
+		}
+		fmt.Fprintf(w, "spawned %d\n", k)
+	})
 	mux.HandleFunc("GET /id", func(w http.ResponseWriter, r *http.Request) {
 		groups, _ := os.Getgroups()
 		gs := make([]string, len(groups))
@@ -194,6 +247,54 @@ func Handler(cfg Config) http.Handler {
 	return mux
 }
 
+// fill writes kb KiB of zeros to path, syncing them to the file system.
+func fill(path string, kb int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	block := make([]byte, 1<<10)
+	for range kb {
+		if _, err := f.Write(block); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// spawn starts up to n copies of the app that sleep (sleepArg), stops at
+// the first that fails to start, then kills and reaps them all.
+func spawn(n int) (int, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	var cmds []*exec.Cmd
+	defer func() {
+		for _, c := range cmds {
+			c.Process.Kill()
+			c.Wait()
+		}
+	}()
+	for range n {
+		c := exec.Command(exe, sleepArg)
+		if err := c.Start(); err != nil {
+			return len(cmds), err
+		}
+		cmds = append(cmds, c)
+	}
+	return len(cmds), nil
+}
+
+// sleepArg, as the only argument of the app, makes it sleep for a minute
+// (a child of /spawn).
+const sleepArg = "-sleep"
+
 // allocated holds what /alloc allocated.
 var allocated [][]byte
 
@@ -203,6 +304,10 @@ var allocated [][]byte
 func Main() {
 	if len(os.Args) == 3 && os.Args[1] == probeArg {
 		runProbe(os.Args[2])
+	}
+	if len(os.Args) == 2 && os.Args[1] == sleepArg {
+		time.Sleep(time.Minute)
+		os.Exit(0)
 	}
 	port := os.Getenv("PORT")
 	if port == "" {
