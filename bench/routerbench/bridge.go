@@ -8,12 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/netns"
+	"github.com/slipwayhq/slipway/internal/runtime/linuxns"
 )
 
 // appOnBridge is the backend as an app on Slipway's instance network: a
@@ -64,38 +61,18 @@ func (a *appOnBridge) Close() error {
 }
 
 // nsDialer dials addr from inside the network namespace at path, as the
-// runc driver dials instances: a locked thread enters the namespace,
-// creates the socket and returns; the connection stays in the namespace.
+// runc driver dials instances (linuxns.Dial): the connection stays in the
+// namespace.
 func nsDialer(path, addr string) (func(context.Context) (net.Conn, error), error) {
 	target, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	host, err := os.Open("/proc/self/ns/net")
+	ns, err := target.SyscallConn() // target stays open for the life of the process
 	if err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread()
-			if err := unix.Setns(int(target.Fd()), syscall.CLONE_NEWNET); err != nil {
-				runtime.UnlockOSThread()
-				ch <- result{nil, fmt.Errorf("entering %s: %w", path, err)}
-				return
-			}
-			var d net.Dialer
-			c, err := d.DialContext(ctx, "tcp", addr)
-			if unix.Setns(int(host.Fd()), syscall.CLONE_NEWNET) == nil {
-				runtime.UnlockOSThread()
-			} // else the thread ends with this goroutine
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		return r.c, r.err
+		return linuxns.Dial(ctx, ns, addr)
 	}, nil
 }

@@ -52,16 +52,20 @@ var allowed = map[string][]string{
 	"internal/build/buildtest":   {"internal/build"},
 	"internal/build/buildertest": {"internal/build"},
 
-	"internal/runtime":                    {},
-	"internal/runtime/oci":                {"internal/topdir"},
-	"internal/runtime/runc":               {"internal/runtime", "internal/runtime/oci", "internal/topdir"},
+	"internal/runtime":      {},
+	"internal/runtime/oci":  {"internal/topdir"},
+	"internal/runtime/runc": {"internal/runtime", "internal/runtime/linuxns", "internal/runtime/oci", "internal/runtime/pidfd", "internal/topdir"},
+	// What the drivers share besides the contract and the image layer:
+	// named network namespaces, and watching processes through pidfds.
+	"internal/runtime/linuxns":            {},
+	"internal/runtime/pidfd":              {},
 	"internal/runtime/fake":               {"internal/runtime", "internal/runtime/drivertest/testapp"},
 	"internal/runtime/drivertest":         {"internal/runtime", "internal/runtime/drivertest/testapp"},
 	"internal/runtime/drivertest/testapp": {},
 
 	// The microvm driver, and its guests' init, which runs inside the VM
 	// and knows nothing of the host (cmd/slipway-init is its binary).
-	"internal/runtime/microvm":       {"internal/runtime", "internal/runtime/microvm/guest", "internal/runtime/oci"},
+	"internal/runtime/microvm":       {"internal/runtime", "internal/runtime/linuxns", "internal/runtime/microvm/guest", "internal/runtime/oci", "internal/runtime/pidfd"},
 	"internal/runtime/microvm/guest": {},
 	"cmd/slipway-init":               {"internal/runtime/microvm/guest"},
 
@@ -101,6 +105,9 @@ var thirdParty = map[string][]string{
 	// container-networking stack.
 	"internal/netns": {"github.com/google/nftables", "github.com/vishvananda/netlink", "github.com/vishvananda/netns",
 		"github.com/mdlayher/netlink", "github.com/mdlayher/socket", "golang.org/x/net/", "golang.org/x/sync/", "golang.org/x/sys/"},
+	// The drivers' shared host parts: the kernel only.
+	"internal/runtime/linuxns": {"golang.org/x/sys/"},
+	"internal/runtime/pidfd":   {"golang.org/x/sys/"},
 	// The guests' init, in every guest's initramfs: netlink and the kernel.
 	"internal/runtime/microvm/guest": {"github.com/vishvananda/netlink", "github.com/vishvananda/netns", "golang.org/x/sys/"},
 	// A resolver: miekg/dns and what it needs.
@@ -108,8 +115,12 @@ var thirdParty = map[string][]string{
 }
 
 // drivers are the runtime's implementations: each imports the contract
-// and the shared image layer, never another driver.
+// and the shared layers (image, namespaces, pidfds), never another driver.
 var drivers = []string{"internal/runtime/runc", "internal/runtime/fake", "internal/runtime/microvm"}
+
+// shared are the layers the drivers share: they must not depend on a
+// driver either.
+var shared = []string{"internal/runtime/oci", "internal/runtime/linuxns", "internal/runtime/pidfd"}
 
 // httpLayers may read the store (store.Reader) but not hold its writer.
 var httpLayers = []string{"internal/api", "internal/web"}
@@ -190,12 +201,12 @@ func TestImportsArePinned(t *testing.T) {
 
 func TestDriversDontImportDrivers(t *testing.T) {
 	for _, p := range list(t, 5, "./internal/runtime/...") {
-		if !slices.Contains(drivers, p.ImportPath) && p.ImportPath != "internal/runtime/oci" {
+		if !slices.Contains(drivers, p.ImportPath) && !slices.Contains(shared, p.ImportPath) {
 			continue
 		}
 		for _, dep := range internalOnly(p.Deps) {
 			if slices.Contains(drivers, dep) {
-				t.Errorf("%s depends on the driver %s: drivers share internal/runtime and internal/runtime/oci, never each other", p.ImportPath, dep)
+				t.Errorf("%s depends on the driver %s: drivers share internal/runtime and its shared layers, never each other", p.ImportPath, dep)
 			}
 		}
 	}

@@ -60,8 +60,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/linuxns"
 	"github.com/slipwayhq/slipway/internal/runtime/microvm/guest"
 	"github.com/slipwayhq/slipway/internal/runtime/oci"
+	"github.com/slipwayhq/slipway/internal/runtime/pidfd"
 )
 
 // Name is the driver's name, as stored in Handle.Driver.
@@ -316,7 +318,7 @@ func (in *instance) watch() {
 	}
 	exited := false
 	err = rc.Read(func(fd uintptr) bool {
-		exited = pidfdExited(int(fd))
+		exited = pidfd.Exited(int(fd))
 		return exited
 	})
 	if !exited {
@@ -558,9 +560,9 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, stall time.Durat
 		Accel: accel, StartedAt: startedAt}
 	in := &instance{id: id, dir: dir, pid: pid, startedAt: startedAt, ns: ns, nsConn: nsConn,
 		done: make(chan struct{}), detached: make(chan struct{})}
-	if start, err := procStart(pid); err == nil {
-		st.PIDStart = start
-		if in.proc, err = openPidfd(pid, start); err != nil {
+	if ps, err := pidfd.ReadStat(pid); err == nil {
+		st.PIDStart = ps.Start
+		if in.proc, err = pidfd.Open(pid, ps.Start); err != nil {
 			in.close()
 			return nil, err
 		}
@@ -729,7 +731,7 @@ func procExited(proc *os.File) bool {
 		return false
 	}
 	exited := false
-	rc.Control(func(fd uintptr) { exited = pidfdExited(int(fd)) })
+	rc.Control(func(fd uintptr) { exited = pidfd.Exited(int(fd)) })
 	return exited
 }
 
@@ -789,7 +791,7 @@ func (d *Driver) attachLocked(h *runtime.Handle) (*instance, error) {
 	}
 	in := &instance{id: h.ID, dir: dir, pid: st.PID, startedAt: st.StartedAt,
 		done: make(chan struct{}), detached: make(chan struct{})}
-	if in.proc, err = openPidfd(st.PID, st.PIDStart); err != nil {
+	if in.proc, err = pidfd.Open(st.PID, st.PIDStart); err != nil {
 		return nil, fmt.Errorf("instance %s: %w", h.ID, err)
 	}
 	if err := in.openNetns(st.Netns); err != nil && in.proc != nil {
@@ -846,7 +848,7 @@ func (d *Driver) Dial(ctx context.Context, h *runtime.Handle, port int) (net.Con
 	if in.nsConn == nil {
 		return nil, fmt.Errorf("dialling instance %s: no network namespace", h.ID)
 	}
-	c, err := dialIn(ctx, in.nsConn, net.JoinHostPort(guestLinkAddr, strconv.Itoa(port)))
+	c, err := linuxns.Dial(ctx, in.nsConn, net.JoinHostPort(guestLinkAddr, strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("dialling instance %s: %w", h.ID, err)
 	}
@@ -939,7 +941,7 @@ func (d *Driver) teardown(ctx context.Context, id string) error {
 			errs = append(errs, fmt.Errorf("detaching the instance's network: %w", err))
 		}
 	}
-	if err := deleteNetns(d.netnsPath(id)); err != nil {
+	if err := linuxns.Delete(d.netnsPath(id)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/linuxns"
 )
 
 // The namespace's own link to its guest: a /30 on the namespace's bridge,
@@ -36,7 +37,7 @@ type netLease struct {
 // a dial before the guest is up waits for it instead of failing on ARP.
 // It returns the lease (nil without a Network) and the open tap.
 func (d *Driver) wireNetns(ctx context.Context, id, group, path string) (*netLease, *os.File, error) {
-	if err := createNetns(path); err != nil {
+	if err := linuxns.Create(path); err != nil {
 		return nil, nil, err
 	}
 	var lease *netLease
@@ -60,7 +61,7 @@ func (d *Driver) wireNetns(ctx context.Context, id, group, path string) (*netLea
 		tap  *os.File
 		bits = 32
 	)
-	err = inNetns(rc, func() error {
+	err = linuxns.Do(rc, func() error {
 		var err error
 		tap, bits, err = rewire(guestMAC(id))
 		return err

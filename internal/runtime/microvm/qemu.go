@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/runtime/microvm/guest"
+
+	"github.com/slipwayhq/slipway/internal/runtime/linuxns"
 )
 
 // qemuParams is what one VM's command line is made of.
@@ -150,7 +152,7 @@ func (d *Driver) runQEMU(ctx context.Context, ns syscall.RawConn, args []string,
 	cmd.ExtraFiles = []*os.File{tap}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.WaitDelay = 5 * time.Second
-	err := inNetns(ns, cmd.Start)
+	err := linuxns.Do(ns, cmd.Start)
 	if err == nil {
 		err = cmd.Wait()
 	}

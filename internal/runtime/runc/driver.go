@@ -54,7 +54,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/linuxns"
 	"github.com/slipwayhq/slipway/internal/runtime/oci"
+	"github.com/slipwayhq/slipway/internal/runtime/pidfd"
 )
 
 // Name is the driver's name, as stored in Handle.Driver, with the runc
@@ -367,7 +369,7 @@ func (in *instance) watch() {
 	}
 	exited := false
 	err = rc.Read(func(fd uintptr) bool {
-		exited = pidfdExited(int(fd))
+		exited = pidfd.Exited(int(fd))
 		return exited
 	})
 	if !exited { // the pidfd was closed: the driver let go
@@ -376,7 +378,7 @@ func (in *instance) watch() {
 	}
 	at := time.Now()
 	code := -1
-	rc.Control(func(fd uintptr) { code = exitCode(int(fd), in.pid, in.pidStart) })
+	rc.Control(func(fd uintptr) { code = pidfd.ExitCode(int(fd), in.pid, in.pidStart) })
 	in.setExited(code, at)
 }
 
@@ -389,8 +391,8 @@ func (in *instance) exitedAlready() bool {
 	}
 	exited := false
 	rc.Control(func(fd uintptr) {
-		if exited = pidfdExited(int(fd)); exited {
-			in.setExited(exitCode(int(fd), in.pid, in.pidStart), time.Time{})
+		if exited = pidfd.Exited(int(fd)); exited {
+			in.setExited(pidfd.ExitCode(int(fd), in.pid, in.pidStart), time.Time{})
 		}
 	})
 	return exited
@@ -659,9 +661,9 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 	}
 	in := &instance{id: id, pid: pid, startedAt: startedAt, prepared: prepare, cgroup: d.cgroupsPath(id),
 		done: make(chan struct{}), detached: make(chan struct{})}
-	if ps, err := readProcStat(pid); err == nil {
-		st.PIDStart, in.pidStart = ps.start, ps.start
-		if in.proc, err = openPidfd(pid, ps.start); err != nil {
+	if ps, err := pidfd.ReadStat(pid); err == nil {
+		st.PIDStart, in.pidStart = ps.Start, ps.Start
+		if in.proc, err = pidfd.Open(pid, ps.Start); err != nil {
 			return nil, err
 		}
 	}
@@ -695,7 +697,7 @@ func (d *Driver) wireNetns(ctx context.Context, id, group, path string) (*runtim
 			return &l, nil
 		}
 	}
-	if err := createNetns(path); err != nil {
+	if err := linuxns.Create(path); err != nil {
 		return nil, err
 	}
 	if d.cfg.Network == nil {
@@ -805,12 +807,12 @@ func (d *Driver) attachLocked(ctx context.Context, h *runtime.Handle) (*instance
 		if st.PID != rs.Pid || start == 0 {
 			// No record of this process: trust runc, which has just
 			// checked its identity.
-			if ps, err := readProcStat(rs.Pid); err == nil {
-				start = ps.start
+			if ps, err := pidfd.ReadStat(rs.Pid); err == nil {
+				start = ps.Start
 			}
 		}
 		in.pidStart = start
-		if in.proc, err = openPidfd(rs.Pid, start); err != nil {
+		if in.proc, err = pidfd.Open(rs.Pid, start); err != nil {
 			return nil, fmt.Errorf("instance %s: %w", h.ID, err)
 		}
 	}
@@ -876,7 +878,7 @@ func (d *Driver) Dial(ctx context.Context, h *runtime.Handle, port int) (net.Con
 	if in.nsConn == nil {
 		return nil, fmt.Errorf("dialling instance %s: no network namespace", h.ID)
 	}
-	c, err := dialIn(ctx, in.nsConn, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	c, err := linuxns.Dial(ctx, in.nsConn, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("dialling instance %s: %w", h.ID, err)
 	}
@@ -965,7 +967,7 @@ func (d *Driver) teardown(ctx context.Context, id string) error {
 			errs = append(errs, fmt.Errorf("detaching the instance's network: %w", err))
 		}
 	}
-	if err := deleteNetns(d.netnsPath(id)); err != nil {
+	if err := linuxns.Delete(d.netnsPath(id)); err != nil {
 		errs = append(errs, err)
 	}
 	removeCgroups(d.cgroupsPath(id))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/linuxns"
 )
 
 // netnsPool keeps network namespaces wired ahead: created, with lo up, and
@@ -85,11 +86,11 @@ func (p *netnsPool) prepare(ctx context.Context) (pooledNetns, error) {
 	b := make([]byte, 4)
 	rand.Read(b)
 	id := poolIDPrefix + hex.EncodeToString(b)
-	ns, err := newNetns()
+	ns, err := linuxns.New()
 	if err != nil {
 		return pooledNetns{}, err
 	}
-	if _, err := p.nw.Attach(ctx, id, "", fdPath(ns)); err != nil {
+	if _, err := p.nw.Attach(ctx, id, "", linuxns.FdPath(ns)); err != nil {
 		ns.Close()
 		p.nw.Detach(context.WithoutCancel(ctx), id)
 		return pooledNetns{}, fmt.Errorf("attaching %s: %w", id, err)
@@ -141,7 +142,7 @@ func (p *netnsPool) close() {
 // (the caller's teardown removes path and id's lease).
 func (p *netnsPool) claim(ctx context.Context, pn pooledNetns, id, group, path string) (runtime.Lease, error) {
 	defer pn.ns.Close()
-	if err := bindNetns(pn.ns, path); err != nil {
+	if err := linuxns.Bind(pn.ns, path); err != nil {
 		p.nw.Detach(context.WithoutCancel(ctx), pn.id)
 		return runtime.Lease{}, err
 	}

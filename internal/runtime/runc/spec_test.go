@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/slipwayhq/slipway/internal/runtime"
@@ -88,24 +87,6 @@ func TestEtcFiles(t *testing.T) {
 	}
 	if !strings.Contains(string(f["hosts"]), "10.88.0.7\tweb-1") {
 		t.Errorf("hosts on a network = %q", f["hosts"])
-	}
-}
-
-func TestDecodeWaitStatus(t *testing.T) {
-	for ws, want := range map[int]int{0: 0, 3 << 8: 3, 255 << 8: 255, int(syscall.SIGKILL): 137, int(syscall.SIGTERM): 143} {
-		if got := decodeWaitStatus(ws); got != want {
-			t.Errorf("decodeWaitStatus(%#x) = %d, want %d", ws, got, want)
-		}
-	}
-}
-
-func TestReadProcStat(t *testing.T) {
-	st, err := readProcStat(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.start == 0 || (st.state != 'R' && st.state != 'S') {
-		t.Errorf("readProcStat(self) = %+v", st)
 	}
 }
 
