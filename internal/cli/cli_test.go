@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -114,6 +115,16 @@ func TestDeployPrintsURLsAndRecordsGitMetadata(t *testing.T) {
 		if c.Branch != "main" || len(c.SHA) != 40 || c.Author != "Ada <ada@example.com>" || !strings.HasPrefix(c.Message, "add the app") {
 			t.Errorf("commit metadata: %+v", c)
 		}
+	}
+	// The list says the status and its summary, the current one starred.
+	out, _, err = run(t, "deployments", "--project", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 ||
+		!slices.Equal(strings.Fields(lines[0])[:3], []string{"ID", "STATUS", "SUMMARY"}) ||
+		!slices.Equal(strings.Fields(lines[1])[:3], []string{ds[0].ID, "RUNNING*", "successful"}) {
+		t.Errorf("deployments list:\n%s", out)
 	}
 	out, _, err = run(t, "logs", "--build", ds[0].ID)
 	if err != nil || !strings.Contains(out, "DEPLOYING → RUNNING") {

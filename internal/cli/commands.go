@@ -84,13 +84,13 @@ func newDeploymentsCmd() *cobra.Command {
 			q.Set("limit", strconv.Itoa(limit))
 			return show(cmd, asJSON, "GET", projectPath(project)+"/deployments?"+q.Encode(), nil, func(ds []api.Deployment) error {
 				w := table(cmd)
-				fmt.Fprintln(w, "ID\tSTATUS\tENV\tBRANCH\tCOMMIT\tMESSAGE\tTRIGGER\tCREATED")
+				fmt.Fprintln(w, "ID\tSTATUS\tSUMMARY\tENV\tBRANCH\tCOMMIT\tMESSAGE\tTRIGGER\tCREATED")
 				for _, d := range ds {
 					status := d.Status
 					if d.Current {
 						status += "*"
 					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, status, d.Environment, dash(d.Commit.Branch),
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, status, dash(d.Summary), d.Environment, dash(d.Commit.Branch),
 						dash(short(d.Commit.SHA, 7)), dash(short(firstLine(d.Commit.Message), 40)), d.Trigger, since(d.CreatedAt))
 				}
 				return w.Flush()
