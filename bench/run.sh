@@ -80,6 +80,8 @@ else
 fi
 # hello in the gvisor sandbox too, where runsc is installed.
 command -v runsc >/dev/null && wake_args+=(-gvisor)
+# And in the microvm sandbox, where QEMU and the guest kernel are installed.
+command -v qemu-system-x86_64 >/dev/null && [ -x /usr/local/lib/slipway/microvm/slipway-init ] && wake_args+=(-microvm)
 
 # egress_md FILE: the median MB/s of BenchmarkEgress's host and instance
 # runs in FILE (go test -bench output), as a markdown section.

@@ -21,11 +21,13 @@
 // With -gvisor (runsc installed), hello is also measured in the gvisor
 // sandbox: its image started by the driver with gVisor's runsc alone (a
 // third baseline, set beside runc's), and woken through Slipway as a
-// project whose sandbox is gvisor.
+// project whose sandbox is gvisor. With -microvm, hello is also woken
+// through Slipway as a project whose sandbox is microvm (each wake boots
+// a VM).
 //
 // Usage:
 //
-//	wakebench -bin bin/slipway -data DIR [-hello examples/hello] [-python examples/fastapi-uv] [-wakes 25] [-prepared-sandboxes 8] [-gvisor]
+//	wakebench -bin bin/slipway -data DIR [-hello examples/hello] [-python examples/fastapi-uv] [-wakes 25] [-prepared-sandboxes 8] [-gvisor] [-microvm]
 //
 // With -prepared-sandboxes above 0 (the default) each wake waits, before
 // it is sent, until the deployment's sandbox for it is prepared ahead, as
@@ -82,6 +84,7 @@ func run() error {
 	python := flag.String("python", "", "a Python example app (optional)")
 	wakes := flag.Int("wakes", 25, "wakes to measure per app")
 	gvisor := flag.Bool("gvisor", false, "also measure hello in the gvisor sandbox (needs runsc)")
+	microvm := flag.Bool("microvm", false, "also measure hello's wakes in the microvm sandbox (needs scripts/install-microvm.sh)")
 	idle := flag.Duration("idle", 2*time.Second, "the server's --idle-timeout")
 	preparedN := flag.Int("prepared-sandboxes", 8, "the server's --prepared-sandboxes (0: wakes start new sandboxes)")
 	out := flag.String("out", "", "Markdown section to write (default: stdout)")
@@ -145,10 +148,17 @@ func run() error {
 	if helloApp.Wakes, err = measureWakes(ctx, c, srv, "hello", helloApp.Name, helloApp.Dep, *wakes, baselines); err != nil {
 		return err
 	}
-	if *gvisor {
-		ws, err := gvisorWakes(ctx, c, srv, helloApp, work, *wakes)
+	for _, sb := range []struct {
+		kind string
+		on   bool
+	}{{"gvisor", *gvisor}, {"microvm", *microvm}} {
+		kind := sb.kind
+		if !sb.on {
+			continue
+		}
+		ws, err := sandboxWakes(ctx, c, srv, helloApp, work, *wakes, kind)
 		if err != nil {
-			ws = []*series{{Name: helloApp.Name + ": wake through Slipway on gvisor", Failed: err.Error()}}
+			ws = []*series{{Name: helloApp.Name + ": wake through Slipway on " + kind, Failed: err.Error()}}
 		}
 		helloApp.Wakes = append(helloApp.Wakes, ws...)
 	}
@@ -533,15 +543,15 @@ func driverSampler(ctx context.Context, se *series, work, tag, rt, image, token 
 	return &sampler{se: se, sample: start, close: func() { d.Close() }}, nil
 }
 
-// gvisorWakes deploys the app again as a project whose sandbox is gvisor
-// and measures n wakes of it, as measureWakes does (no baselines: the
-// app's are measured beside its runc wakes).
-func gvisorWakes(ctx context.Context, c *serverproc.Client, srv *serverproc.Server, a *appResult, work string, n int) ([]*series, error) {
-	const project = "hello-gvisor"
+// sandboxWakes deploys the app again as a project whose sandbox is kind
+// (gvisor, microvm) and measures n wakes of it, as measureWakes does (no
+// baselines: the app's are measured beside its runc wakes).
+func sandboxWakes(ctx context.Context, c *serverproc.Client, srv *serverproc.Server, a *appResult, work string, n int, kind string) ([]*series, error) {
+	project := "hello-" + kind
 	if err := c.CreateProject(ctx, project); err != nil {
 		return nil, err
 	}
-	if err := c.JSON(ctx, "PATCH", "/api/v1/projects/"+project+"/settings", map[string]string{"sandbox": "gvisor"}, nil); err != nil {
+	if err := c.JSON(ctx, "PATCH", "/api/v1/projects/"+project+"/settings", map[string]string{"sandbox": kind}, nil); err != nil {
 		return nil, err
 	}
 	d, err := deployApp(ctx, c, project, a.Dir, work)
@@ -553,8 +563,8 @@ func gvisorWakes(ctx context.Context, c *serverproc.Client, srv *serverproc.Serv
 		return nil, err
 	}
 	for _, w := range ws {
-		w.Name = strings.Replace(w.Name, "wake through Slipway", "wake through Slipway on gvisor", 1)
-		w.Name = strings.Replace(w.Name, "the server's record of the same wakes", "the server's record of the gvisor wakes", 1)
+		w.Name = strings.Replace(w.Name, "wake through Slipway", "wake through Slipway on "+kind, 1)
+		w.Name = strings.Replace(w.Name, "the server's record of the same wakes", "the server's record of the "+kind+" wakes", 1)
 	}
 	return ws, nil
 }
