@@ -69,6 +69,7 @@ bash scripts/install-buildkit.sh
 $for_run || bash scripts/install-pebble.sh   # the ACME test CA for the router's TLS tests
 $for_run || bash scripts/install-microvm.sh  # QEMU, a guest kernel and slipway-init: the microvm sandbox
 $for_run || bash scripts/install-gvisor.sh   # runsc, for the gvisor sandbox and its tests
+$for_run || bash scripts/install-kubernetes.sh  # etcd, kube-apiserver, kubelet (cached), containerd: the kubernetes driver's tests
 mkdir -p bin
 go build -o bin/slipway ./cmd/slipway
 echo "built $(pwd)/bin/slipway"
