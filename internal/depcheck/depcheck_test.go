@@ -27,7 +27,7 @@ var allowed = map[string][]string{
 	"internal/web": {"internal/api", "internal/deploy", "internal/drain", "internal/history", "internal/notify", "internal/project", "internal/secrets", "internal/store"},
 	"internal/server": {"internal/api", "internal/baseimage", "internal/build", "internal/build/buildkit", "internal/deploy", "internal/drain", "internal/notify", "internal/runtime/oci", "internal/source",
 		"internal/history", "internal/metrics", "internal/netns", "internal/netns/dns", "internal/project", "internal/registry", "internal/router",
-		"internal/router/certs", "internal/runtime", "internal/runtime/microvm", "internal/runtime/runc", "internal/secrets", "internal/source/github", "internal/source/gitserver",
+		"internal/router/certs", "internal/runtime", "internal/runtime/kubernetes", "internal/runtime/microvm", "internal/runtime/runc", "internal/secrets", "internal/source/github", "internal/source/gitserver",
 		"internal/store", "internal/web"},
 
 	// The lifecycle drives the contracts (build, runtime, the router's
@@ -68,6 +68,13 @@ var allowed = map[string][]string{
 	"internal/runtime/microvm":       {"internal/runtime", "internal/runtime/linuxns", "internal/runtime/microvm/guest", "internal/runtime/oci", "internal/runtime/pidfd"},
 	"internal/runtime/microvm/guest": {},
 	"cmd/slipway-init":               {"internal/runtime/microvm/guest"},
+
+	// The kubernetes driver (client-go stays inside it), and its test
+	// cluster: etcd, an API server and a kubelet, with a pause program of
+	// its own for the pods' sandboxes.
+	"internal/runtime/kubernetes":             {"internal/runtime"},
+	"internal/runtime/kubernetes/ktest":       {"internal/runtime/drivertest"},
+	"internal/runtime/kubernetes/ktest/pause": {},
 
 	// Instance networking knows the kernel, not Slipway: the server
 	// adapts it to runtime.Network and project.Firewall.
@@ -116,7 +123,11 @@ var thirdParty = map[string][]string{
 
 // drivers are the runtime's implementations: each imports the contract
 // and the shared layers (image, namespaces, pidfds), never another driver.
-var drivers = []string{"internal/runtime/runc", "internal/runtime/fake", "internal/runtime/microvm"}
+var drivers = []string{"internal/runtime/runc", "internal/runtime/fake", "internal/runtime/microvm", "internal/runtime/kubernetes"}
+
+// kubeClients may depend on k8s.io modules (client-go is heavy): the
+// kubernetes driver, its test cluster, and what links the driver in.
+var kubeClients = []string{"internal/runtime/kubernetes", "internal/runtime/kubernetes/ktest", "internal/server", "internal/cli", "cmd/slipway"}
 
 // shared are the layers the drivers share: they must not depend on a
 // driver either.
@@ -281,6 +292,20 @@ func TestThirdPartyPinned(t *testing.T) {
 				return dep == strings.TrimSuffix(prefix, "/") || strings.HasPrefix(dep, prefix)
 			}) {
 				t.Errorf("%s depends on %s, which depcheck does not allow", p.ImportPath, dep)
+			}
+		}
+	}
+}
+
+func TestKubernetesStaysInItsDriver(t *testing.T) {
+	for _, p := range list(t, 30, "./cmd/...", "./internal/...") {
+		if slices.Contains(kubeClients, p.ImportPath) {
+			continue
+		}
+		for _, dep := range p.Deps {
+			if strings.HasPrefix(dep, "k8s.io/") {
+				t.Errorf("%s depends on %s: only the kubernetes driver (and what links it in) may use client-go", p.ImportPath, dep)
+				break
 			}
 		}
 	}

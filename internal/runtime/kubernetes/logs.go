@@ -1,0 +1,128 @@
+package kubernetes
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/slipwayhq/slipway/internal/runtime"
+)
+
+// follow starts copying the app's output into the spec's files, one
+// goroutine per stream, until the container has terminated and its log is
+// read to the end, or ctx ends.
+//
+// The API server's timestamps are the cursor: each line written is one
+// stamped after the last one written. A file's modification time is set
+// to the stamp of its last line whenever a follower stops, so that the
+// follower of a recovered instance resumes after it (a server killed
+// before that resumes after the file's last write: it may miss lines in
+// flight, never repeats one).
+func (d *Driver) follow(ctx context.Context, in *instance, resume bool) {
+	type stream struct{ name, path string }
+	streams := []stream{{corev1.LogStreamAll, in.st.Stdout}}
+	if d.cfg.SplitLogStreams {
+		streams = []stream{{corev1.LogStreamStdout, in.st.Stdout}, {corev1.LogStreamStderr, in.st.Stderr}}
+	}
+	for _, s := range streams {
+		if s.path == "" {
+			continue
+		}
+		var since time.Time
+		if resume {
+			if fi, err := os.Stat(s.path); err == nil {
+				since = fi.ModTime()
+			}
+		}
+		in.logs.Add(1)
+		go func() {
+			defer in.logs.Done()
+			d.followStream(ctx, in.st, s.name, s.path, since)
+		}()
+	}
+}
+
+func (d *Driver) followStream(ctx context.Context, st state, stream, path string, since time.Time) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	last := since
+	defer func() {
+		f.Close()
+		if !last.IsZero() && !last.Equal(since) {
+			os.Chtimes(path, time.Time{}, last)
+		}
+	}()
+	delay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		opts := &corev1.PodLogOptions{Container: container, Follow: true, Timestamps: true}
+		if stream != corev1.LogStreamAll {
+			opts.Stream = &stream
+		}
+		if !last.IsZero() {
+			// Whole seconds on the wire: lines up to last are skipped below.
+			t := metav1.NewTime(last.Truncate(time.Second))
+			opts.SinceTime = &t
+		}
+		rc, err := d.c.CoreV1().Pods(st.Namespace).GetLogs(st.Pod, opts).Stream(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.cfg.Log.Debug("kubernetes: reading a pod's log", "pod", st.Namespace+"/"+st.Pod, "stream", stream, "err", err)
+		}
+		if err == nil {
+			w := bufio.NewWriterSize(f, 32<<10)
+			br := bufio.NewReaderSize(rc, 64<<10)
+			for {
+				text, rerr := br.ReadString('\n')
+				if text != "" {
+					stamp, line, ok := strings.Cut(strings.TrimSuffix(text, "\n"), " ")
+					t, perr := time.Parse(time.RFC3339Nano, stamp)
+					if ok && perr == nil && (last.IsZero() || t.After(last)) {
+						w.WriteString(line)
+						w.WriteByte('\n')
+						last = t
+					}
+				}
+				if rerr != nil || br.Buffered() == 0 {
+					w.Flush()
+				}
+				if rerr != nil {
+					break
+				}
+			}
+			rc.Close()
+			if ctx.Err() != nil {
+				return
+			}
+			delay = 100 * time.Millisecond
+		}
+		// The stream ended: the container has terminated (its log is
+		// complete), or the connection dropped (follow it again).
+		if done, gone := d.terminated(ctx, st); gone || (done && err == nil) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// terminated reports whether the app's container has terminated, and
+// whether its pod is gone.
+func (d *Driver) terminated(ctx context.Context, st state) (done, gone bool) {
+	pod, err := d.getPod(ctx, st.Pod, st)
+	if err != nil {
+		return false, errors.Is(err, runtime.ErrNotFound)
+	}
+	cs := appStatus(pod)
+	return cs != nil && cs.State.Terminated != nil, false
+}
