@@ -53,7 +53,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -77,8 +77,9 @@ const container = "app"
 
 // Config configures a Driver.
 type Config struct {
-	// Client talks to the cluster. Required.
-	Client kubernetes.Interface
+	// Client talks to the cluster's core API group (pods, secrets,
+	// namespaces), all the driver uses. Required.
+	Client corev1client.CoreV1Interface
 	// Name is the driver's name (Handle.Driver): drivers of one server
 	// that differ in their isolation (RuntimeClass) go by different
 	// names. If empty, Name.
@@ -119,7 +120,7 @@ type Config struct {
 // Driver runs instances as pods. It is safe for concurrent use.
 type Driver struct {
 	cfg Config
-	c   kubernetes.Interface
+	c   corev1client.CoreV1Interface
 
 	ctx    context.Context // ends when the driver is closed
 	cancel context.CancelFunc
@@ -236,9 +237,9 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec) (state, error) {
 	}
 	for _, s := range secrets {
 		if err := retry(ctx, func() error {
-			_, err := d.c.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{})
+			_, err := d.c.Secrets(ns).Create(ctx, s, metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
-				_, err = d.c.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+				_, err = d.c.Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
 			}
 			return err
 		}); err != nil {
@@ -248,7 +249,7 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec) (state, error) {
 	}
 	var created *corev1.Pod
 	if err := retry(ctx, func() (err error) {
-		created, err = d.c.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+		created, err = d.c.Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 		return err
 	}); err != nil {
 		d.cleanup(ns, spec.ID)
@@ -271,7 +272,7 @@ func (d *Driver) ensureNamespace(ctx context.Context, ns, group string) error {
 		labels[LabelProject] = group
 	}
 	err := retry(ctx, func() error {
-		_, err := d.c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		_, err := d.c.Namespaces().Create(ctx, &corev1.Namespace{
 			ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
 			return nil
@@ -430,7 +431,7 @@ func (d *Driver) cleanup(ns, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	zero := int64(0)
-	d.c.CoreV1().Pods(ns).Delete(ctx, id, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	d.c.Pods(ns).Delete(ctx, id, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	d.deleteSecrets(ctx, ns, id)
 	d.revoke(id)
 }
@@ -448,7 +449,7 @@ func (d *Driver) revoke(id string) {
 
 func (d *Driver) deleteSecrets(ctx context.Context, ns, id string) error {
 	return retry(ctx, func() error {
-		err := d.c.CoreV1().Secrets(ns).DeleteCollection(ctx, metav1.DeleteOptions{},
+		err := d.c.Secrets(ns).DeleteCollection(ctx, metav1.DeleteOptions{},
 			metav1.ListOptions{LabelSelector: LabelInstance + "=" + id})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -493,7 +494,7 @@ func (d *Driver) lookup(h *runtime.Handle) (*instance, state, error) {
 func (d *Driver) getPod(ctx context.Context, id string, st state) (*corev1.Pod, error) {
 	var pod *corev1.Pod
 	err := retry(ctx, func() (err error) {
-		pod, err = d.c.CoreV1().Pods(st.Namespace).Get(ctx, st.Pod, metav1.GetOptions{})
+		pod, err = d.c.Pods(st.Namespace).Get(ctx, st.Pod, metav1.GetOptions{})
 		return err
 	})
 	if apierrors.IsNotFound(err) || (err == nil && st.UID != "" && pod.UID != st.UID) {
@@ -619,7 +620,7 @@ func (d *Driver) Stop(ctx context.Context, h *runtime.Handle) error {
 		if st.UID != "" {
 			opts.Preconditions = &metav1.Preconditions{UID: &st.UID}
 		}
-		err := d.c.CoreV1().Pods(st.Namespace).Delete(ctx, st.Pod, opts)
+		err := d.c.Pods(st.Namespace).Delete(ctx, st.Pod, opts)
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 			return nil // gone, or another pod of the same name
 		}
@@ -671,7 +672,7 @@ func (d *Driver) Recover(ctx context.Context, h *runtime.Handle) error {
 	if errors.Is(err, runtime.ErrNotFound) {
 		var list *corev1.PodList
 		err = retry(ctx, func() (err error) {
-			list, err = d.c.CoreV1().Pods(st.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelInstance + "=" + h.ID})
+			list, err = d.c.Pods(st.Namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelInstance + "=" + h.ID})
 			return err
 		})
 		if err != nil {
@@ -699,7 +700,7 @@ var (
 // NewClient returns a client of the cluster that kubeconfig (a file)
 // names, or, if kubeconfig is empty, of the cluster the process runs in
 // (its service account).
-func NewClient(kubeconfig string) (kubernetes.Interface, error) {
+func NewClient(kubeconfig string) (corev1client.CoreV1Interface, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig == "" {
@@ -713,5 +714,7 @@ func NewClient(kubeconfig string) (kubernetes.Interface, error) {
 	// Each start and stop takes a few calls; the default (5/s) would
 	// queue wakes behind each other.
 	cfg.QPS, cfg.Burst = 50, 100
-	return kubernetes.NewForConfig(cfg)
+	// Only the core group's client: the whole clientset would double
+	// the size of the slipway binary.
+	return corev1client.NewForConfig(cfg)
 }

@@ -71,7 +71,7 @@ func (d *Driver) followStream(ctx context.Context, st state, stream, path string
 			t := metav1.NewTime(last.Truncate(time.Second))
 			opts.SinceTime = &t
 		}
-		rc, err := d.c.CoreV1().Pods(st.Namespace).GetLogs(st.Pod, opts).Stream(ctx)
+		rc, err := d.c.Pods(st.Namespace).GetLogs(st.Pod, opts).Stream(ctx)
 		if err != nil && ctx.Err() == nil {
 			d.cfg.Log.Debug("kubernetes: reading a pod's log", "pod", st.Namespace+"/"+st.Pod, "stream", stream, "err", err)
 		}

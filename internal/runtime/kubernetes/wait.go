@@ -95,7 +95,7 @@ func (d *Driver) watchPod(ctx context.Context, id string, st state, fn func(pod 
 		if fn(pod, false) {
 			return nil
 		}
-		w, err := d.c.CoreV1().Pods(st.Namespace).Watch(ctx, metav1.ListOptions{
+		w, err := d.c.Pods(st.Namespace).Watch(ctx, metav1.ListOptions{
 			FieldSelector: "metadata.name=" + st.Pod, ResourceVersion: pod.ResourceVersion})
 		if err != nil {
 			if ctx.Err() != nil {
