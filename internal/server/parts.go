@@ -61,6 +61,7 @@ type server struct {
 	network      *netns.Network            // startNetwork; nil when instance networking is off
 	privateLn    net.Listener              // startNetwork: on the gateway, where private names are served
 	drivers      map[string]runtime.Driver // startRuntime: by sandbox kind
+	kube         kubeClient                // startRuntime, with --runtime kubernetes
 	unavailable  map[string]error          // startRuntime: why a sandbox kind cannot run here
 	metrics      *metrics.Metrics          // startMetrics
 	metricsLn    net.Listener              // startMetrics, with MetricsListen

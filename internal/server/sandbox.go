@@ -108,7 +108,11 @@ func (s *server) startRuntime(context.Context) error {
 		if kind != project.SandboxRunc {
 			env.Root += "-" + kind
 		}
-		d, err := sandboxes[kind](env)
+		newDriver := sandboxes[kind]
+		if s.cfg.Runtime == RuntimeKubernetes {
+			newDriver = s.kubeSandbox(kind)
+		}
+		d, err := newDriver(env)
 		if err != nil {
 			if kind == s.cfg.Sandbox {
 				return fmt.Errorf("the default sandbox (--sandbox %s): %w", kind, err)

@@ -51,6 +51,24 @@ type Config struct {
 	// whose project sets none; the server does not start if it cannot run
 	// it. If empty, "runc".
 	Sandbox string
+	// Runtime is where instances run: "local" (this host, in each
+	// kind's sandbox) or "kubernetes" (pods of the cluster Kubeconfig
+	// names; every sandbox kind is then a kubernetes driver). If empty,
+	// "local".
+	Runtime string
+	// Kubeconfig is the kubeconfig file of the cluster, with --runtime
+	// kubernetes. If empty, the cluster the server runs in.
+	Kubeconfig string
+	// RegistryURL is where the cluster's nodes reach Slipway's registry
+	// (this server's Listen address as they see it), with --runtime
+	// kubernetes. Required then.
+	RegistryURL string
+	// KubeNode, if set, places every pod on that node, without the
+	// cluster's scheduler.
+	KubeNode string
+	// KubeSplitLogs asks the API server for pods' stdout and stderr apart
+	// (its PodLogsQuerySplitStreams feature); else both go to stdout.
+	KubeSplitLogs bool
 	// BuildkitHost is the address of an existing buildkitd. If empty, the
 	// server starts and supervises its own.
 	BuildkitHost string
@@ -255,6 +273,15 @@ func (c *Config) validate() error {
 	}
 	if !project.ValidSandbox(c.Sandbox) {
 		return fmt.Errorf("--sandbox %q: want one of %s", c.Sandbox, strings.Join(project.Sandboxes, ", "))
+	}
+	switch c.Runtime {
+	case "", RuntimeLocal:
+	case RuntimeKubernetes:
+		if _, err := registryURLHost(c.RegistryURL); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("--runtime %q: want %s or %s", c.Runtime, RuntimeLocal, RuntimeKubernetes)
 	}
 	return nil
 }
