@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"strings"
 
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/registry"
@@ -23,8 +23,9 @@ const (
 	RuntimeKubernetes = "kubernetes"
 )
 
-// kubeClient is the cluster's client, made once for every kind.
-type kubeClient = corev1client.CoreV1Interface
+// kubeClient is the cluster's API server and credentials, read once for
+// every kind.
+type kubeClient = *rest.Config
 
 // kubeRuntimeClasses maps a sandbox kind to the RuntimeClass its pods ask
 // for; the cluster defines them (runc needs none: the nodes' default).
@@ -39,7 +40,7 @@ var kubeRuntimeClasses = map[string]string{
 func (s *server) kubeSandbox(kind string) func(sandboxEnv) (runtime.Driver, error) {
 	return func(env sandboxEnv) (runtime.Driver, error) {
 		if s.kube == nil {
-			c, err := kubernetes.NewClient(s.cfg.Kubeconfig)
+			c, err := kubernetes.NewRESTConfig(s.cfg.Kubeconfig)
 			if err != nil {
 				return nil, err
 			}
@@ -55,7 +56,7 @@ func (s *server) kubeSandbox(kind string) func(sandboxEnv) (runtime.Driver, erro
 		}
 		return kubernetes.New(kubernetes.Config{
 			Name:            name,
-			Client:          s.kube,
+			REST:            s.kube,
 			RegistryHost:    host,
 			NodeName:        s.cfg.KubeNode,
 			RuntimeClass:    kubeRuntimeClasses[kind],

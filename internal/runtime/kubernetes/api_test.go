@@ -58,7 +58,7 @@ func testSpec(t *testing.T, id string) runtime.Spec {
 func TestObjects(t *testing.T) {
 	c := apiCluster(t)
 	var asked, revoked []string
-	d := newDriver(t, Config{Client: c.Client.CoreV1(), RegistryHost: "registry.internal:5000", UserNamespaces: true,
+	d := newDriver(t, Config{REST: c.Config, RegistryHost: "registry.internal:5000", UserNamespaces: true,
 		RuntimeClass: "gvisor",
 		PullToken: func(repo string) (string, func(), error) {
 			asked = append(asked, repo)
@@ -205,7 +205,7 @@ func TestObjects(t *testing.T) {
 // no longer matches, and reports ErrNotFound when there is none.
 func TestRecoverByLabel(t *testing.T) {
 	c := apiCluster(t)
-	d := newDriver(t, Config{Client: c.Client.CoreV1()})
+	d := newDriver(t, Config{REST: c.Config})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := d.create(ctx, testSpec(t, "inst2"))
@@ -217,7 +217,7 @@ func TestRecoverByLabel(t *testing.T) {
 	lost.Pod, lost.UID = "renamed", ""
 	raw, _ := json.Marshal(lost)
 	h := &runtime.Handle{ID: "inst2", Driver: Name, State: raw}
-	d2 := newDriver(t, Config{Client: c.Client.CoreV1()})
+	d2 := newDriver(t, Config{REST: c.Config})
 	if err := d2.Recover(ctx, h); err != nil {
 		t.Fatalf("Recover by label: %v", err)
 	}
@@ -228,7 +228,7 @@ func TestRecoverByLabel(t *testing.T) {
 	if err := d2.Stop(ctx, h); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	if err := newDriver(t, Config{Client: c.Client.CoreV1()}).Recover(ctx, h); !errors.Is(err, runtime.ErrNotFound) {
+	if err := newDriver(t, Config{REST: c.Config}).Recover(ctx, h); !errors.Is(err, runtime.ErrNotFound) {
 		t.Errorf("Recover after Stop = %v, want ErrNotFound", err)
 	}
 }
@@ -237,7 +237,7 @@ func TestRecoverByLabel(t *testing.T) {
 // ends, saying where it is stuck, and leaves nothing behind.
 func TestStartPendingFails(t *testing.T) {
 	c := apiCluster(t)
-	d := newDriver(t, Config{Client: c.Client.CoreV1()})
+	d := newDriver(t, Config{REST: c.Config})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_, err := d.Start(ctx, testSpec(t, "inst3"))
@@ -250,7 +250,7 @@ func TestStartPendingFails(t *testing.T) {
 // A namespace over its quota refuses the pod: Start says so.
 func TestStartQuotaExceeded(t *testing.T) {
 	c := apiCluster(t)
-	d := newDriver(t, Config{Client: c.Client.CoreV1()})
+	d := newDriver(t, Config{REST: c.Config})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ns := d.Namespace("proj1")
@@ -286,11 +286,8 @@ func TestStartAPIUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
-	cl, err := k8s.NewForConfig(&rest.Config{Host: "https://" + addr, TLSClientConfig: rest.TLSClientConfig{Insecure: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := newDriver(t, Config{Client: cl.CoreV1()})
+	cl := &rest.Config{Host: "https://" + addr, TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
+	d := newDriver(t, Config{REST: cl})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -362,11 +359,7 @@ func TestREADMERBACSuffices(t *testing.T) {
 	if _, err := c.Client.RbacV1().ClusterRoleBindings().Create(ctx, &binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	user, err := k8s.NewForConfig(c.User)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := newDriver(t, Config{Client: user.CoreV1(), PullToken: func(string) (string, func(), error) { return "swg_x", func() {}, nil }})
+	d := newDriver(t, Config{REST: c.User, PullToken: func(string) (string, func(), error) { return "swg_x", func() {}, nil }})
 	st, err := d.create(ctx, testSpec(t, "inst6"))
 	if err != nil {
 		t.Fatalf("create with the README's rights: %v", err)
@@ -387,7 +380,7 @@ func TestREADMERBACSuffices(t *testing.T) {
 	if err := c.Client.RbacV1().ClusterRoleBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	d2 := newDriver(t, Config{Client: user.CoreV1()})
+	d2 := newDriver(t, Config{REST: c.User})
 	if _, err := d2.create(ctx, testSpec(t, "inst7")); err == nil || !strings.Contains(err.Error(), "RBAC") {
 		t.Errorf("create without rights = %v, want the cluster's refusal pointing at the RBAC manifest", err)
 	}

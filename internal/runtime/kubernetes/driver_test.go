@@ -25,7 +25,7 @@ func TestDriver(t *testing.T) {
 	bin := drivertest.BuildApp(t)
 	img := drivertest.Image(t, drivertest.AppConfig(), drivertest.Layer(t, drivertest.AppFiles(t, bin)...))
 	ref := drivertest.Push(t, host, "testapp", img)
-	cfg := Config{Client: c.Client.CoreV1(), NodeName: c.Node, SplitLogStreams: true, StopGrace: 2 * time.Second,
+	cfg := Config{REST: c.Config, NodeName: c.Node, SplitLogStreams: true, StopGrace: 2 * time.Second,
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	newD := func(t *testing.T) runtime.Driver {
 		d, err := New(cfg)

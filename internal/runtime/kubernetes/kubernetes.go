@@ -53,7 +53,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -77,9 +76,9 @@ const container = "app"
 
 // Config configures a Driver.
 type Config struct {
-	// Client talks to the cluster's core API group (pods, secrets,
-	// namespaces), all the driver uses. Required.
-	Client corev1client.CoreV1Interface
+	// REST says where the cluster's API server is and how to
+	// authenticate (NewRESTConfig reads a kubeconfig). Required.
+	REST *rest.Config
 	// Name is the driver's name (Handle.Driver): drivers of one server
 	// that differ in their isolation (RuntimeClass) go by different
 	// names. If empty, Name.
@@ -120,7 +119,7 @@ type Config struct {
 // Driver runs instances as pods. It is safe for concurrent use.
 type Driver struct {
 	cfg Config
-	c   corev1client.CoreV1Interface
+	c   *client
 
 	ctx    context.Context // ends when the driver is closed
 	cancel context.CancelFunc
@@ -152,8 +151,12 @@ type state struct {
 
 // New returns a driver.
 func New(cfg Config) (*Driver, error) {
-	if cfg.Client == nil {
-		return nil, errors.New("kubernetes driver: no client")
+	if cfg.REST == nil {
+		return nil, errors.New("kubernetes driver: no API server (Config.REST)")
+	}
+	c, err := newClient(cfg.REST)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes driver: %w", err)
 	}
 	if cfg.Name == "" {
 		cfg.Name = Name
@@ -168,7 +171,7 @@ func New(cfg Config) (*Driver, error) {
 		cfg.Log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Driver{cfg: cfg, c: cfg.Client, ctx: ctx, cancel: cancel,
+	return &Driver{cfg: cfg, c: c, ctx: ctx, cancel: cancel,
 		namespaces: map[string]bool{}, instances: map[string]*instance{}, revokes: map[string]func(){}}, nil
 }
 
@@ -697,10 +700,10 @@ var (
 	_ runtime.Driver = (*Driver)(nil)
 )
 
-// NewClient returns a client of the cluster that kubeconfig (a file)
-// names, or, if kubeconfig is empty, of the cluster the process runs in
-// (its service account).
-func NewClient(kubeconfig string) (corev1client.CoreV1Interface, error) {
+// NewRESTConfig returns the API server's address and credentials from
+// kubeconfig (a file), or, if kubeconfig is empty, those of the cluster
+// the process runs in (its service account).
+func NewRESTConfig(kubeconfig string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
 	if kubeconfig == "" {
@@ -714,7 +717,5 @@ func NewClient(kubeconfig string) (corev1client.CoreV1Interface, error) {
 	// Each start and stop takes a few calls; the default (5/s) would
 	// queue wakes behind each other.
 	cfg.QPS, cfg.Burst = 50, 100
-	// Only the core group's client: the whole clientset would double
-	// the size of the slipway binary.
-	return corev1client.NewForConfig(cfg)
+	return cfg, nil
 }
