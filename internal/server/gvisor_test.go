@@ -85,19 +85,15 @@ func TestGVisorSandbox(t *testing.T) {
 	if code, body, err := h.body("gv.slipway.localhost", "/"); err != nil || code != 200 || !strings.Contains(body, d.ID) {
 		t.Fatalf("GET through the router: %d %q %v", code, body, err)
 	}
+	slept := h.sleeps(d.ID)
 	for i := range 3 {
-		deadline := time.Now().Add(30 * time.Second)
-		for strings.Count(h.runtimeLog(d.ID), "scaled to zero") <= i {
-			if time.Now().After(deadline) {
-				t.Fatalf("wake %d: never scaled to zero; log:\n%s", i, h.runtimeLog(d.ID))
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		h.waitSleep(d.ID, slept, 30*time.Second)
 		start := time.Now()
 		code, body, err := h.body(d.ID+".slipway.localhost", "/")
 		if err != nil || code != 200 || !strings.Contains(body, d.ID) {
 			t.Fatalf("wake %d: %d %q %v", i, code, body, err)
 		}
+		slept = h.sleeps(d.ID)
 		t.Logf("wake %d from zero on gvisor, request → response through the router: %s", i, time.Since(start).Round(time.Millisecond))
 	}
 	var again api.Deployment

@@ -62,20 +62,16 @@ func TestMicroVMSandbox(t *testing.T) {
 			t.Fatalf("GET %s/: %d %q %v\nruntime log:\n%s", host, code, body, err, h.runtimeLog(d.ID))
 		}
 		t.Logf("%s: upload → RUNNING %v", sandbox, took.Round(100*time.Millisecond))
+		slept := h.sleeps(d.ID)
 		for i := range 3 {
-			deadline := time.Now().Add(2 * time.Minute)
-			for strings.Count(h.runtimeLog(d.ID), "scaled to zero") <= i {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: wake %d: never scaled to zero; runtime log:\n%s", sandbox, i, h.runtimeLog(d.ID))
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+			h.waitSleep(d.ID, slept, 2*time.Minute)
 			t0 := time.Now()
 			code, body, err := h.body(host, "/")
 			if err != nil || code != 200 {
 				t.Fatalf("%s: wake %d: %d %q %v\nruntime log:\n%s", sandbox, i, code, body, err, h.runtimeLog(d.ID))
 			}
 			wakes[sandbox] = append(wakes[sandbox], time.Since(t0).Round(time.Millisecond))
+			slept = h.sleeps(d.ID)
 		}
 		// Stop it: no VM outlives the test.
 		h.call("POST", "/api/v1/deployments/"+d.ID+"/stop", nil, nil)

@@ -58,6 +58,10 @@ var fixture struct {
 }
 
 func TestMain(m *testing.M) {
+	// A guest boots in about 2 s under TCG on an idle machine and in 10 to
+	// 20 s on one as loaded as CI's (the package runs beside others): the
+	// suites' 20 s would fail a slow start, not a broken one.
+	drivertest.Timeout = time.Minute
 	sweepStale()
 	code := m.Run()
 	if fixture.dir != "" {
