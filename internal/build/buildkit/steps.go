@@ -234,8 +234,7 @@ func applyStepPolicy(s *specs.Spec, p StepPolicy, swap bool) {
 		}
 	}
 	if p.Pids > 0 {
-		pids := p.Pids
-		r.Pids = &specs.LinuxPids{Limit: &pids}
+		r.Pids = &specs.LinuxPids{Limit: p.Pids}
 	}
 	if p.CPUs > 0 {
 		if r.CPU == nil {

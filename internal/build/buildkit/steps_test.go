@@ -73,7 +73,7 @@ func TestFilterRunSpec(t *testing.T) {
 		t.Errorf("spec lost fields: %+v", s)
 	}
 	r := s.Linux.Resources
-	if r == nil || *r.Memory.Limit != 256<<20 || *r.Memory.Swap != 256<<20 || *r.Pids.Limit != 100 || *r.CPU.Quota != 150_000 || *r.CPU.Period != 100_000 {
+	if r == nil || *r.Memory.Limit != 256<<20 || *r.Memory.Swap != 256<<20 || r.Pids.Limit != 100 || *r.CPU.Quota != 150_000 || *r.CPU.Period != 100_000 {
 		t.Fatalf("resources = %+v", r)
 	}
 

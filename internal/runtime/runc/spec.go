@@ -142,7 +142,7 @@ func ociSpec(p specParams) *specs.Spec {
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 				Memory:  memory,
 				CPU:     &specs.LinuxCPU{Quota: &quota, Period: &period},
-				Pids:    &specs.LinuxPids{Limit: &limits.Pids},
+				Pids:    &specs.LinuxPids{Limit: limits.Pids},
 			},
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,

@@ -16,8 +16,8 @@ func TestOCISpec(t *testing.T) {
 	p := specParams{id: "app", rootfs: "/r", netns: "/run/netns/slipway-app", cgroupsPath: "/slipway/app", args: []string{"/app"}, cwd: "/", maxOpenFiles: 1024}
 	s := ociSpec(p)
 	res := s.Linux.Resources
-	if *res.Memory.Limit != DefaultMemoryBytes || *res.CPU.Quota != DefaultCPUMillis*100 || *res.CPU.Period != 100000 || *res.Pids.Limit != DefaultPids {
-		t.Errorf("default limits: memory %d, quota %d/%d, pids %d", *res.Memory.Limit, *res.CPU.Quota, *res.CPU.Period, *res.Pids.Limit)
+	if *res.Memory.Limit != DefaultMemoryBytes || *res.CPU.Quota != DefaultCPUMillis*100 || *res.CPU.Period != 100000 || res.Pids.Limit != DefaultPids {
+		t.Errorf("default limits: memory %d, quota %d/%d, pids %d", *res.Memory.Limit, *res.CPU.Quota, *res.CPU.Period, res.Pids.Limit)
 	}
 	if res.Memory.Swap != nil {
 		t.Errorf("swap limited without swap accounting")
@@ -49,8 +49,8 @@ func TestOCISpec(t *testing.T) {
 	p.etcDir = "/b/etc"
 	s = ociSpec(p)
 	res = s.Linux.Resources
-	if *res.Memory.Limit != 1<<30 || *res.Memory.Swap != 1<<30 || *res.CPU.Quota != 150000 || *res.Pids.Limit != 10 {
-		t.Errorf("limits: memory %d swap %d, quota %d, pids %d", *res.Memory.Limit, *res.Memory.Swap, *res.CPU.Quota, *res.Pids.Limit)
+	if *res.Memory.Limit != 1<<30 || *res.Memory.Swap != 1<<30 || *res.CPU.Quota != 150000 || res.Pids.Limit != 10 {
+		t.Errorf("limits: memory %d swap %d, quota %d, pids %d", *res.Memory.Limit, *res.Memory.Swap, *res.CPU.Quota, res.Pids.Limit)
 	}
 	if len(s.Process.Capabilities.Effective) != 0 || len(s.Process.Capabilities.Permitted) != 0 {
 		t.Errorf("a non-root user gets capabilities: %+v", s.Process.Capabilities)
