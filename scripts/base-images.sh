@@ -22,4 +22,7 @@ if ! command -v debootstrap >/dev/null 2>&1; then
   echo "base-images.sh: debootstrap is missing: apt-get install -y debootstrap" >&2
   exit 1
 fi
-exec go run ./internal/baseimage/cmd/slipway-base-images "$@"
+export PATH=/usr/local/go/bin:$PATH
+mkdir -p bin
+go build -o bin/slipway-base-images ./internal/baseimage/cmd/slipway-base-images
+exec bin/slipway-base-images "$@"

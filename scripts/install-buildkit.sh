@@ -1,24 +1,53 @@
 #!/usr/bin/env bash
-# Builds buildkitd (and buildctl) from BuildKit's Go module and installs them
-# into ${PREFIX:-/usr/local}/bin. `go install` refuses the module because of
-# its exclude directives, so the binaries are built inside the module's
-# download directory with -mod=mod (see shared FIELD-NOTES).
+# Builds buildkitd and buildctl and installs them into ${PREFIX:-/usr/local}/bin.
+# They are built from this module: go.mod pins github.com/moby/buildkit (the
+# version of Slipway's BuildKit client) and names both commands as tools, so
+# they build with Slipway's own dependencies (`go install …@VERSION` refuses
+# BuildKit's module for its exclude directives, see shared FIELD-NOTES).
+# Main packages of this module given as arguments are built by the same
+# `go build` into bin/: setup.sh passes ./cmd/slipway, so the ~550 packages
+# slipway shares with buildkitd compile once (same flags, one build).
+# A command already installed at go.mod's version is not rebuilt.
+#
+#   install-buildkit.sh [--no-buildctl] [PKG...]
+#
+# --no-buildctl: buildkitd only; buildctl, BuildKit's CLI, is for the tests
+# (internal/baseimage) and debugging, Slipway does not run it.
 set -euo pipefail
-VERSION=${BUILDKIT_VERSION:-v0.26.3}
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
 PREFIX=${PREFIX:-/usr/local}
-if command -v buildkitd >/dev/null 2>&1 && buildkitd --version 2>/dev/null | grep -q -- "$VERSION"; then
-  echo "buildkitd $VERSION already installed: $(command -v buildkitd)"
-  exit 0
+cmds=(buildkitd buildctl)
+if [ "${1:-}" = --no-buildctl ]; then
+  cmds=(buildkitd)
+  shift
 fi
-work=$(mktemp -d)
+VERSION=$(go list -m -f '{{.Version}}' github.com/moby/buildkit)
+pkgs=("$@")
+for cmd in "${cmds[@]}"; do
+  if "$PREFIX/bin/$cmd" --version 2>/dev/null | grep -q -- "$VERSION"; then
+    echo "$cmd $VERSION already installed: $PREFIX/bin/$cmd"
+  else
+    pkgs+=("github.com/moby/buildkit/cmd/$cmd")
+  fi
+done
+[ ${#pkgs[@]} -gt 0 ] || exit 0
+work=$(mktemp -d "${TMPDIR:-/tmp}/install-buildkit.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-cd "$work"
-dir=$(GOFLAGS=-mod=mod go mod download -json "github.com/moby/buildkit@$VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-[ -n "$dir" ] || { echo "could not download github.com/moby/buildkit@$VERSION" >&2; exit 1; }
-cd "$dir"
-mkdir -p "$PREFIX/bin"
-GOFLAGS=-mod=mod go build -trimpath -o "$PREFIX/bin/buildkitd" \
-  -ldflags "-X github.com/moby/buildkit/version.Version=$VERSION" ./cmd/buildkitd
-GOFLAGS=-mod=mod go build -trimpath -o "$PREFIX/bin/buildctl" \
-  -ldflags "-X github.com/moby/buildkit/version.Version=$VERSION" ./cmd/buildctl
-echo "installed $("$PREFIX/bin/buildkitd" --version)"
+echo "building ${pkgs[*]} (BuildKit $VERSION); on 2 cores with empty Go caches this takes a few minutes"
+SECONDS=0
+go build -ldflags "-X github.com/moby/buildkit/version.Version=$VERSION" -o "$work/" "${pkgs[@]}"
+mkdir -p bin "$PREFIX/bin"
+for pkg in "${pkgs[@]}"; do
+  name=${pkg##*/}
+  case "$pkg" in
+    github.com/moby/buildkit/cmd/*)
+      # Replace, not overwrite: a running buildkitd keeps its binary.
+      cp "$work/$name" "$PREFIX/bin/.$name.tmp" && mv -f "$PREFIX/bin/.$name.tmp" "$PREFIX/bin/$name"
+      echo "installed $("$PREFIX/bin/$name" --version)" ;;
+    *)
+      mv -f "$work/$name" "bin/$name"
+      echo "built $(pwd)/bin/$name" ;;
+  esac
+done
+echo "install-buildkit.sh: built in ${SECONDS}s"

@@ -4,14 +4,15 @@
 #   setup.sh            everything the tests need (scripts/test.sh, CI): runc,
 #                       git, iproute2, debootstrap, curl, ca-certificates,
 #                       containernetworking-plugins, npm and chromium from
-#                       Debian; buildkitd built from its Go module; pebble; the
-#                       microvm sandbox (scripts/install-microvm.sh); gVisor's
-#                       runsc (scripts/install-gvisor.sh); the slipway binary;
-#                       and every offline base-image stand-in.
+#                       Debian; buildkitd and buildctl, built with the slipway
+#                       binary by one `go build` (scripts/install-buildkit.sh);
+#                       pebble; the microvm sandbox (scripts/install-microvm.sh);
+#                       gVisor's runsc (scripts/install-gvisor.sh); and every
+#                       offline base-image stand-in.
 #   setup.sh --for-run  what scripts/run.sh needs, fast: the same without
-#                       chromium and pebble (test tools) and the sandboxes
-#                       other than runc (install them with their scripts for
-#                       --sandbox gvisor or microvm); the base images that
+#                       chromium, pebble and buildctl (test tools) and the
+#                       sandboxes other than runc (install them with their
+#                       scripts for --sandbox gvisor or microvm); the base images that
 #                       examples/hello needs (debian, golang) are begun in the
 #                       background while buildkitd and slipway compile (log:
 #                       <base images dir>/../base-images.log), then npm; the
@@ -54,8 +55,11 @@ export PATH=/usr/local/go/bin:$PATH
 if $for_run; then
   # debootstrap and apt mostly wait for the mirror and the disk while Go
   # compiles: make the first images meanwhile. The server waits for this
-  # build (its cache lock) and makes what is still missing.
-  mkdir -p "$(dirname "$out")"
+  # build (its cache lock) and makes what is still missing. The image tool
+  # is compiled first, alone: the standard library it shares with slipway
+  # and buildkitd then compiles once, not twice side by side.
+  mkdir -p "$(dirname "$out")" bin
+  go build -o bin/slipway-base-images ./internal/baseimage/cmd/slipway-base-images
   log="$(dirname "$out")/base-images.log"
   (
     bash scripts/base-images.sh -images debian,golang "$out" || true
@@ -65,12 +69,15 @@ if $for_run; then
   ) >"$log" 2>&1 </dev/null &
   echo "setup.sh: making the debian and golang base images in the background (pid $!, log $log)"
 fi
-bash scripts/install-buildkit.sh
+# bin/slipway, and buildkitd (buildctl too for the tests) when missing, in one
+# `go build`: the packages they share compile once.
+if $for_run; then
+  bash scripts/install-buildkit.sh --no-buildctl ./cmd/slipway
+else
+  bash scripts/install-buildkit.sh ./cmd/slipway
+fi
 $for_run || bash scripts/install-pebble.sh   # the ACME test CA for the router's TLS tests
 $for_run || bash scripts/install-microvm.sh  # QEMU, a guest kernel and slipway-init: the microvm sandbox
 $for_run || bash scripts/install-gvisor.sh   # runsc, for the gvisor sandbox and its tests
 $for_run || bash scripts/install-kubernetes.sh  # etcd, kube-apiserver, kubelet (cached), containerd: the kubernetes driver's tests
-mkdir -p bin
-go build -o bin/slipway ./cmd/slipway
-echo "built $(pwd)/bin/slipway"
 $for_run || bash scripts/base-images.sh "$out"
