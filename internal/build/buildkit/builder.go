@@ -126,6 +126,13 @@ func (b *Builder) Build(ctx context.Context, req build.Request) (build.Result, e
 				"name":              req.Image,
 				"push":              "true",
 				"registry.insecure": "true",
+				// OCI media types: a layer that BuildKit keeps zstd
+				// compressed (the base images' are) has no Docker media
+				// type, and containerd (a Kubernetes node's runtime)
+				// skips the layer of a Docker manifest whose type it
+				// does not know ("number of layers and diffIDs don't
+				// match").
+				"oci-mediatypes": "true",
 			},
 		}},
 		Session: []session.Attachable{b.auth.with(req.RegistryAuth)},
