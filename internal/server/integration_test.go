@@ -73,6 +73,8 @@ type harness struct {
 	done       chan error
 	// github stands in for GitHub's REST API (the server's GitHubAPIURL).
 	github *ghStandIn
+	// edit, if set, changes the server's configuration before each start.
+	edit func(*Config)
 }
 
 var shared *harness
@@ -123,13 +125,17 @@ func (h *harness) start() {
 	started := make(chan struct{}, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{
+		cfg := Config{
 			DataDir: h.data, Listen: h.api, RouterListen: h.router,
 			BaseImagesDir: h.baseImages, BootstrapToken: testToken, DeployWindow: 20 * time.Second, HistoryInterval: 250 * time.Millisecond,
 			GitHubAPIURL: h.github.srv.URL,
 			Out:          io.Discard,
 			Started:      func(a, r net.Addr) { started <- struct{}{} },
-		})
+		}
+		if h.edit != nil {
+			h.edit(&cfg)
+		}
+		done <- Run(ctx, cfg)
 	}()
 	select {
 	case <-started:

@@ -60,7 +60,7 @@ func (s *server) kubeSandbox(kind string) func(sandboxEnv) (runtime.Driver, erro
 			RegistryHost:    host,
 			NodeName:        s.cfg.KubeNode,
 			RuntimeClass:    kubeRuntimeClasses[kind],
-			UserNamespaces:  env.IDs.Size > 0 && !env.NoUserNS,
+			UserNamespaces:  !env.NoUserNS,
 			SplitLogStreams: s.cfg.KubeSplitLogs,
 			PullToken: func(repo string) (string, func(), error) {
 				tok, revoke := s.registry.Grant(registry.Grant{Pull: []string{repo}})

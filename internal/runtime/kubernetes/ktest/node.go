@@ -128,6 +128,7 @@ func (c *Cluster) startNode(t testing.TB, procs []*proc, containerdBin, ctrBin, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lock.Close() }) // after the teardown: cleanups run last in, first out
+	reclaim(t)
 	checkSubnet(t)
 	// A bridge left by a run that was killed: nothing else uses its name.
 	exec.Command("ip", "link", "del", Bridge).Run()
@@ -443,6 +444,13 @@ func (c *Cluster) removeHostState(t testing.TB, before hostState) {
 	}
 	after := cgroupDirs()
 	sort.Slice(after, func(i, j int) bool { return len(after[i]) > len(after[j]) })
+	// Whatever still runs in the pods' cgroups (the kubelet and
+	// containerd are gone) is the cluster's.
+	for _, cg := range after {
+		if !slices.Contains(before.cgroups, cg) && podCgroup(cg) {
+			killCgroup(cg)
+		}
+	}
 	for _, cg := range after {
 		if slices.Contains(before.cgroups, cg) || !podCgroup(cg) {
 			continue
@@ -473,4 +481,58 @@ func podCgroup(p string) bool {
 	}
 	_, err := hex.DecodeString(base)
 	return err == nil
+}
+
+// killCgroup kills every process in a cgroup.
+func killCgroup(cg string) {
+	for _, l := range lines(filepath.Join(cg, "cgroup.procs")) {
+		var pid int
+		if _, err := fmt.Sscanf(l, "%d", &pid); err == nil && pid > 1 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// reclaim removes what a node of an earlier test left when its process
+// was killed before its teardown (a test binary's timeout): the
+// containers and shims still running, their mounts and cgroups, and its
+// directory. The caller holds the lock, so no other node is live; the
+// directories of clusters without a node (no containerd socket) are
+// another test's and left alone.
+func reclaim(t testing.TB) {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "ktest-*"))
+	var stale []string
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "containerd.toml")); err == nil {
+			stale = append(stale, d)
+		}
+	}
+	if len(stale) == 0 {
+		return
+	}
+	t.Logf("ktest: reclaiming what earlier nodes left: %v", stale)
+	cgs := cgroupDirs()
+	sort.Slice(cgs, func(i, j int) bool { return len(cgs[i]) > len(cgs[j]) })
+	for _, cg := range cgs {
+		if strings.Contains(cg, "/k8s.io") {
+			killCgroup(cg)
+		}
+	}
+	for _, d := range stale {
+		for _, pid := range pidsWith(filepath.Join(d, "containerd.sock")) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, cg := range cgs {
+		if strings.Contains(cg, "/k8s.io") {
+			syscall.Rmdir(cg)
+		}
+	}
+	for _, d := range stale {
+		unmountUnder(t, d)
+		os.RemoveAll(d)
+	}
+	exec.Command("ip", "link", "del", Bridge).Run()
 }
