@@ -54,18 +54,20 @@ var allowed = map[string][]string{
 
 	"internal/runtime":      {},
 	"internal/runtime/oci":  {"internal/topdir"},
-	"internal/runtime/runc": {"internal/runtime", "internal/runtime/linuxns", "internal/runtime/oci", "internal/runtime/pidfd", "internal/topdir"},
+	"internal/runtime/runc": {"internal/runtime", "internal/runtime/attached", "internal/runtime/linuxns", "internal/runtime/oci", "internal/runtime/pidfd", "internal/topdir"},
 	// What the drivers share besides the contract and the image layer:
-	// named network namespaces, and watching processes through pidfds.
+	// named network namespaces, watching processes through pidfds, and
+	// the instances a driver is attached to (built on both).
 	"internal/runtime/linuxns":            {},
 	"internal/runtime/pidfd":              {},
+	"internal/runtime/attached":           {"internal/runtime", "internal/runtime/linuxns", "internal/runtime/pidfd"},
 	"internal/runtime/fake":               {"internal/runtime", "internal/runtime/drivertest/testapp"},
 	"internal/runtime/drivertest":         {"internal/runtime", "internal/runtime/drivertest/testapp"},
 	"internal/runtime/drivertest/testapp": {},
 
 	// The microvm driver, and its guests' init, which runs inside the VM
 	// and knows nothing of the host (cmd/slipway-init is its binary).
-	"internal/runtime/microvm":       {"internal/runtime", "internal/runtime/linuxns", "internal/runtime/microvm/guest", "internal/runtime/oci", "internal/runtime/pidfd"},
+	"internal/runtime/microvm":       {"internal/runtime", "internal/runtime/attached", "internal/runtime/linuxns", "internal/runtime/microvm/guest", "internal/runtime/oci", "internal/runtime/pidfd"},
 	"internal/runtime/microvm/guest": {},
 	"cmd/slipway-init":               {"internal/runtime/microvm/guest"},
 
@@ -113,8 +115,9 @@ var thirdParty = map[string][]string{
 	"internal/netns": {"github.com/google/nftables", "github.com/vishvananda/netlink", "github.com/vishvananda/netns",
 		"github.com/mdlayher/netlink", "github.com/mdlayher/socket", "golang.org/x/net/", "golang.org/x/sync/", "golang.org/x/sys/"},
 	// The drivers' shared host parts: the kernel only.
-	"internal/runtime/linuxns": {"golang.org/x/sys/"},
-	"internal/runtime/pidfd":   {"golang.org/x/sys/"},
+	"internal/runtime/linuxns":  {"golang.org/x/sys/"},
+	"internal/runtime/pidfd":    {"golang.org/x/sys/"},
+	"internal/runtime/attached": {"golang.org/x/sys/"},
 	// The guests' init, in every guest's initramfs: netlink and the kernel.
 	"internal/runtime/microvm/guest": {"github.com/vishvananda/netlink", "github.com/vishvananda/netns", "golang.org/x/sys/"},
 	// A resolver: miekg/dns and what it needs.
@@ -122,7 +125,8 @@ var thirdParty = map[string][]string{
 }
 
 // drivers are the runtime's implementations: each imports the contract
-// and the shared layers (image, namespaces, pidfds), never another driver.
+// and the shared layers (image, namespaces, pidfds, attached instances),
+// never another driver.
 var drivers = []string{"internal/runtime/runc", "internal/runtime/fake", "internal/runtime/microvm", "internal/runtime/kubernetes"}
 
 // kubeClients may depend on k8s.io modules (client-go is heavy): the
@@ -131,7 +135,7 @@ var kubeClients = []string{"internal/runtime/kubernetes", "internal/runtime/kube
 
 // shared are the layers the drivers share: they must not depend on a
 // driver either.
-var shared = []string{"internal/runtime/oci", "internal/runtime/linuxns", "internal/runtime/pidfd"}
+var shared = []string{"internal/runtime/oci", "internal/runtime/linuxns", "internal/runtime/pidfd", "internal/runtime/attached"}
 
 // httpLayers may read the store (store.Reader) but not hold its writer.
 var httpLayers = []string{"internal/api", "internal/web"}

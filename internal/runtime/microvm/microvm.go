@@ -53,13 +53,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/attached"
 	"github.com/slipwayhq/slipway/internal/runtime/linuxns"
 	"github.com/slipwayhq/slipway/internal/runtime/microvm/guest"
 	"github.com/slipwayhq/slipway/internal/runtime/oci"
@@ -132,9 +132,7 @@ type Driver struct {
 	baseMu sync.Mutex
 	base   *baseInitrd
 
-	mu        sync.Mutex
-	instances map[string]*instance
-	idLocks   map[string]*idLock
+	instances attached.Set
 }
 
 // New returns a driver. It fails if QEMU, mkfs.ext4, the kernel or the
@@ -197,12 +195,10 @@ func New(cfg Config) (*Driver, error) {
 		}
 	}
 	return &Driver{
-		cfg:       cfg,
-		qemu:      qemu,
-		images:    images,
-		disks:     &disks{dir: filepath.Join(root, "disks"), mkfs: mkfs, keys: map[string]*sync.Mutex{}},
-		instances: make(map[string]*instance),
-		idLocks:   make(map[string]*idLock),
+		cfg:    cfg,
+		qemu:   qemu,
+		images: images,
+		disks:  &disks{dir: filepath.Join(root, "disks"), mkfs: mkfs, keys: map[string]*sync.Mutex{}},
 	}, nil
 }
 
@@ -254,133 +250,26 @@ type state struct {
 	StartedAt time.Time `json:"startedAt"`
 }
 
-// instance is an attached instance: its QEMU watched through a pidfd and
-// its network namespace held open for Dial.
-type instance struct {
-	id        string
-	dir       string
-	pid       int
-	startedAt time.Time
-	proc      *os.File // pidfd; nil if QEMU was gone when attached
-	ns        *os.File
-	nsConn    syscall.RawConn
-	done      chan struct{} // closed when QEMU has exited
-	detached  chan struct{} // closed when the driver let go
-
-	mu       sync.Mutex
-	exitCode int
-	exitedAt time.Time
-}
-
-func (in *instance) exited() bool {
-	select {
-	case <-in.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (in *instance) status() runtime.Status {
-	st := runtime.Status{Running: true, PID: in.pid, StartedAt: in.startedAt}
-	if in.exited() {
-		in.mu.Lock()
-		st.Running, st.ExitCode, st.ExitedAt = false, in.exitCode, in.exitedAt
-		in.mu.Unlock()
-	}
-	return st
-}
-
-// setExited records the exit: the app's exit code as the guest reported
-// it, or -1 if it did not (QEMU was killed, the guest failed).
-func (in *instance) setExited(at time.Time) {
-	code := -1
-	b, _ := os.ReadFile(filepath.Join(in.dir, "status"))
-	if _, exited, c := guest.ParseStatus(b); exited {
-		code = c
-	}
-	if at.IsZero() {
-		if fi, err := os.Stat(filepath.Join(in.dir, "status")); err == nil && fi.ModTime().After(in.startedAt) {
-			at = fi.ModTime()
+// newInstance returns an instance to attach to (see attached.New), whose
+// exit code is the app's as the guest reported it in dir's status file,
+// or -1 if it did not (QEMU was killed, the guest failed); an exit that
+// was not seen happening (QEMU stopped while the server was down) is
+// dated by the status file.
+func newInstance(id, dir string, pid int, startedAt time.Time) *attached.Instance {
+	in := attached.New(id, pid, startedAt, false)
+	in.OnExit = func(e *attached.Exit) {
+		e.Code = -1
+		b, _ := os.ReadFile(filepath.Join(dir, "status"))
+		if _, exited, c := guest.ParseStatus(b); exited {
+			e.Code = c
+		}
+		if e.At.IsZero() {
+			if fi, err := os.Stat(filepath.Join(dir, "status")); err == nil && fi.ModTime().After(startedAt) {
+				e.At = fi.ModTime()
+			}
 		}
 	}
-	in.mu.Lock()
-	in.exitCode, in.exitedAt = code, at
-	in.mu.Unlock()
-	close(in.done)
-}
-
-func (in *instance) watch() {
-	rc, err := in.proc.SyscallConn()
-	if err != nil {
-		close(in.detached)
-		return
-	}
-	exited := false
-	err = rc.Read(func(fd uintptr) bool {
-		exited = pidfd.Exited(int(fd))
-		return exited
-	})
-	if !exited {
-		close(in.detached)
-		return
-	}
-	in.setExited(time.Now())
-}
-
-func (in *instance) close() {
-	if in.proc != nil {
-		in.proc.Close()
-	} else {
-		select {
-		case <-in.detached:
-		default:
-			close(in.detached)
-		}
-	}
-	if in.ns != nil {
-		in.ns.Close()
-	}
-}
-
-func (in *instance) openNetns(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("opening network namespace: %w", err)
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("opening network namespace: %w", err)
-	}
-	in.ns, in.nsConn = f, rc
-	return nil
-}
-
-type idLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-// lockID serializes Start, Stop and attaching for one instance ID.
-func (d *Driver) lockID(id string) func() {
-	d.mu.Lock()
-	l, ok := d.idLocks[id]
-	if !ok {
-		l = &idLock{}
-		d.idLocks[id] = l
-	}
-	l.refs++
-	d.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		d.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(d.idLocks, id)
-		}
-		d.mu.Unlock()
-	}
+	return in
 }
 
 var idRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -399,7 +288,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Handle,
 	if spec.Port == 0 {
 		spec.Port = 3000
 	}
-	unlock := d.lockID(spec.ID)
+	unlock := d.instances.Lock(spec.ID)
 	defer unlock()
 	if _, err := os.Lstat(d.dir(spec.ID)); err == nil {
 		return nil, fmt.Errorf("starting instance %s: it already exists", spec.ID)
@@ -537,9 +426,9 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, stall time.Durat
 	if err != nil {
 		return nil, fmt.Errorf("opening network namespace: %w", err)
 	}
+	defer ns.Close()
 	nsConn, err := ns.SyscallConn()
 	if err != nil {
-		ns.Close()
 		return nil, err
 	}
 	args := d.qemuArgs(qemuParams{
@@ -548,36 +437,36 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, stall time.Durat
 	})
 	startedAt := time.Now()
 	if err := d.runQEMU(ctx, nsConn, args, tap); err != nil {
-		ns.Close()
 		return nil, err
 	}
 	pid, err := readPidFile(filepath.Join(dir, "qemu.pid"))
 	if err != nil {
-		ns.Close()
 		return nil, err
 	}
 	st := state{Dir: dir, Netns: netns, PID: pid, Image: spec.Image, Digest: p.digest, Port: spec.Port,
 		Accel: accel, StartedAt: startedAt}
-	in := &instance{id: id, dir: dir, pid: pid, startedAt: startedAt, ns: ns, nsConn: nsConn,
-		done: make(chan struct{}), detached: make(chan struct{})}
+	in := newInstance(id, dir, pid, startedAt)
 	if ps, err := pidfd.ReadStat(pid); err == nil {
 		st.PIDStart = ps.Start
-		if in.proc, err = pidfd.Open(pid, ps.Start); err != nil {
-			in.close()
+		if _, err := in.OpenProcess(ps.Start); err != nil {
 			return nil, err
 		}
 	}
+	if err := in.OpenNetns(netns); err != nil {
+		in.Close()
+		return nil, err
+	}
 	raw, err := json.Marshal(st)
 	if err != nil {
-		in.close()
+		in.Close()
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "state.json"), raw, 0o600); err != nil {
-		in.close()
+		in.Close()
 		return nil, err
 	}
-	d.adopt(in)
-	if err := waitStarted(ctx, in, d.cfg.BootTimeout, stall); err != nil {
+	d.instances.Adopt(in)
+	if err := waitStarted(ctx, in, dir, d.cfg.BootTimeout, stall); err != nil {
 		if tail := lastLines(spec.StderrPath, 5); tail != "" {
 			err = fmt.Errorf("%w; the console's last lines: %s", err, tail)
 		}
@@ -623,7 +512,7 @@ func lastLines(path string, n int) string {
 // exits without it, for at most timeout; with stall above zero (and below
 // timeout), a guest that has reported no boot step by then fails it with
 // errKernelStalled.
-func waitStarted(ctx context.Context, in *instance, timeout, stall time.Duration) error {
+func waitStarted(ctx context.Context, in *attached.Instance, dir string, timeout, stall time.Duration) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	limit := time.NewTimer(timeout)
@@ -635,27 +524,27 @@ func waitStarted(ctx context.Context, in *instance, timeout, stall time.Duration
 		stalled = t.C
 	}
 	for {
-		b, _ := os.ReadFile(filepath.Join(in.dir, "status"))
+		b, _ := os.ReadFile(filepath.Join(dir, "status"))
 		if started, _, _ := guest.ParseStatus(b); started {
 			return nil
 		}
 		select {
 		case <-stalled:
-			b, _ := os.ReadFile(filepath.Join(in.dir, "status"))
+			b, _ := os.ReadFile(filepath.Join(dir, "status"))
 			if len(guest.ParseSteps(b)) == 0 {
 				return fmt.Errorf("%w (%s)", errKernelStalled, stall)
 			}
-		case <-in.done:
-			b, _ := os.ReadFile(filepath.Join(in.dir, "status"))
+		case <-in.Done():
+			b, _ := os.ReadFile(filepath.Join(dir, "status"))
 			if started, _, _ := guest.ParseStatus(b); started {
 				return nil
 			}
-			st := in.status()
+			st := in.Status()
 			return fmt.Errorf("the VM stopped before the app started (exit code %d; the stderr log says why)", st.ExitCode)
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the VM to boot: %w", ctx.Err())
 		case <-limit.C:
-			return fmt.Errorf("the VM did not start the app within %s (boot steps the guest reported: %s)", timeout, guestSteps(in.dir))
+			return fmt.Errorf("the VM did not start the app within %s (boot steps the guest reported: %s)", timeout, guestSteps(dir))
 		case <-t.C:
 		}
 	}
@@ -723,59 +612,18 @@ func readPidFile(path string) (int, error) {
 	return pid, nil
 }
 
-// procExited reports whether the process of a pidfd has exited. (Not
-// through Fd, which would make the file blocking, out of Go's poller.)
-func procExited(proc *os.File) bool {
-	rc, err := proc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	exited := false
-	rc.Control(func(fd uintptr) { exited = pidfd.Exited(int(fd)) })
-	return exited
-}
-
-// adopt records an attached instance and starts watching its QEMU.
-func (d *Driver) adopt(in *instance) {
-	if in.proc != nil && procExited(in.proc) {
-		// Exited already (a zombie not yet reaped by its parent): known
-		// at once rather than when the watch gets to it.
-		in.proc.Close()
-		in.proc = nil
-	}
-	if in.proc != nil {
-		go in.watch()
-	} else {
-		in.setExited(time.Time{})
-	}
-	d.mu.Lock()
-	d.instances[in.id] = in
-	d.mu.Unlock()
-}
-
-func (d *Driver) lookup(id string) *instance {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.instances[id]
-}
-
 // attach returns the attached instance h names, attaching to it first if
 // this driver value has not yet (Recover, or any call after a restart).
-func (d *Driver) attach(ctx context.Context, h *runtime.Handle) (*instance, error) {
-	if in := d.lookup(h.ID); in != nil {
-		return in, nil
-	}
-	if !idRE.MatchString(h.ID) {
-		return nil, fmt.Errorf("instance %q: %w", h.ID, runtime.ErrNotFound)
-	}
-	unlock := d.lockID(h.ID)
-	defer unlock()
-	return d.attachLocked(h)
+func (d *Driver) attach(h *runtime.Handle) (*attached.Instance, error) {
+	return d.instances.Attach(h.ID, func() (*attached.Instance, error) { return d.load(h) })
 }
 
-func (d *Driver) attachLocked(h *runtime.Handle) (*instance, error) {
-	if in := d.lookup(h.ID); in != nil {
-		return in, nil
+// load finds the instance h names, from its state file, for attaching to
+// it. A QEMU that has already exited (a zombie not yet reaped by its
+// parent) is recorded exited at once (see attached).
+func (d *Driver) load(h *runtime.Handle) (*attached.Instance, error) {
+	if !idRE.MatchString(h.ID) {
+		return nil, fmt.Errorf("instance %q: %w", h.ID, runtime.ErrNotFound)
 	}
 	dir := d.dir(h.ID)
 	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
@@ -789,16 +637,15 @@ func (d *Driver) attachLocked(h *runtime.Handle) (*instance, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("instance %s: reading its state: %w", h.ID, err)
 	}
-	in := &instance{id: h.ID, dir: dir, pid: st.PID, startedAt: st.StartedAt,
-		done: make(chan struct{}), detached: make(chan struct{})}
-	if in.proc, err = pidfd.Open(st.PID, st.PIDStart); err != nil {
+	in := newInstance(h.ID, dir, st.PID, st.StartedAt)
+	running, err := in.OpenProcess(st.PIDStart)
+	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", h.ID, err)
 	}
-	if err := in.openNetns(st.Netns); err != nil && in.proc != nil {
-		in.close()
+	if err := in.OpenNetns(st.Netns); err != nil && running {
+		in.Close()
 		return nil, fmt.Errorf("instance %s: %w", h.ID, err)
 	}
-	d.adopt(in)
 	return in, nil
 }
 
@@ -806,53 +653,37 @@ func (d *Driver) attachLocked(h *runtime.Handle) (*instance, error) {
 // names. An instance whose VM has stopped is recovered as exited, with
 // the exit code its guest reported.
 func (d *Driver) Recover(ctx context.Context, h *runtime.Handle) error {
-	_, err := d.attach(ctx, h)
+	_, err := d.attach(h)
 	return err
 }
 
 // Inspect implements runtime.Driver. The PID is QEMU's.
 func (d *Driver) Inspect(ctx context.Context, h *runtime.Handle) (runtime.Status, error) {
-	in, err := d.attach(ctx, h)
+	in, err := d.attach(h)
 	if err != nil {
 		return runtime.Status{}, err
 	}
-	return in.status(), nil
+	return in.Status(), nil
 }
-
-var errDetached = errors.New("driver detached from the instance")
 
 // Wait implements runtime.Driver: QEMU's exit is noticed through a pidfd
 // the moment it happens (the guest powers off when the app exits).
 func (d *Driver) Wait(ctx context.Context, h *runtime.Handle) (runtime.Status, error) {
-	in, err := d.attach(ctx, h)
+	in, err := d.attach(h)
 	if err != nil {
 		return runtime.Status{}, err
 	}
-	select {
-	case <-in.done:
-		return in.status(), nil
-	case <-in.detached:
-		return runtime.Status{}, fmt.Errorf("waiting for instance %s: %w", h.ID, errDetached)
-	case <-ctx.Done():
-		return runtime.Status{}, ctx.Err()
-	}
+	return in.Wait(ctx)
 }
 
 // Dial implements runtime.Driver: it connects, from inside the instance's
 // network namespace, to port on the guest's link-local address.
 func (d *Driver) Dial(ctx context.Context, h *runtime.Handle, port int) (net.Conn, error) {
-	in, err := d.attach(ctx, h)
+	in, err := d.attach(h)
 	if err != nil {
 		return nil, err
 	}
-	if in.nsConn == nil {
-		return nil, fmt.Errorf("dialling instance %s: no network namespace", h.ID)
-	}
-	c, err := linuxns.Dial(ctx, in.nsConn, net.JoinHostPort(guestLinkAddr, strconv.Itoa(port)))
-	if err != nil {
-		return nil, fmt.Errorf("dialling instance %s: %w", h.ID, err)
-	}
-	return c, nil
+	return in.Dial(ctx, net.JoinHostPort(guestLinkAddr, strconv.Itoa(port)))
 }
 
 // Stop implements runtime.Driver: SIGTERM to every process of the guest
@@ -864,29 +695,29 @@ func (d *Driver) Stop(ctx context.Context, h *runtime.Handle) error {
 	if !idRE.MatchString(h.ID) {
 		return nil
 	}
-	unlock := d.lockID(h.ID)
+	unlock := d.instances.Lock(h.ID)
 	defer unlock()
-	in, err := d.attachLocked(h)
+	in, err := d.instances.AttachLocked(h.ID, func() (*attached.Instance, error) { return d.load(h) })
 	if err != nil && !errors.Is(err, runtime.ErrNotFound) {
 		return fmt.Errorf("stopping instance %s: %w", h.ID, err)
 	}
 	finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if in != nil && !in.exited() {
-		if err := signalGuest(in.dir, unix.SIGTERM); err != nil {
-			signalQEMU(in, unix.SIGTERM)
+	if in != nil && !in.Exited() {
+		if err := signalGuest(d.dir(h.ID), unix.SIGTERM); err != nil {
+			in.Signal(unix.SIGTERM) // QEMU's
 		}
 		grace := time.NewTimer(d.cfg.StopGrace)
 		defer grace.Stop()
 		select {
-		case <-in.done:
+		case <-in.Done():
 		case <-grace.C:
 		case <-ctx.Done():
 		}
-		if !in.exited() {
-			signalQEMU(in, unix.SIGKILL)
+		if !in.Exited() {
+			in.Signal(unix.SIGKILL)
 			select {
-			case <-in.done:
+			case <-in.Done():
 			case <-finish.Done():
 				return fmt.Errorf("stopping instance %s: QEMU still runs after SIGKILL: %w", h.ID, finish.Err())
 			}
@@ -910,30 +741,12 @@ func signalGuest(dir string, sig unix.Signal) error {
 	return err
 }
 
-// signalQEMU signals the instance's QEMU through its pidfd.
-func signalQEMU(in *instance, sig unix.Signal) {
-	if in.proc == nil {
-		return
-	}
-	rc, err := in.proc.SyscallConn()
-	if err != nil {
-		return
-	}
-	rc.Control(func(fd uintptr) { unix.PidfdSendSignal(int(fd), sig, nil, 0) })
-}
-
 // teardown removes everything Start made but the log files, killing a
 // QEMU that a crash in the middle of Start left unrecorded. Each step
 // tolerates what is already gone.
 func (d *Driver) teardown(ctx context.Context, id string) error {
 	var errs []error
-	d.mu.Lock()
-	in := d.instances[id]
-	delete(d.instances, id)
-	d.mu.Unlock()
-	if in != nil {
-		in.close()
-	}
+	d.instances.Remove(id)
 	dir := d.dir(id)
 	killStray(dir)
 	if d.cfg.Network != nil {
@@ -984,13 +797,7 @@ func (d *Driver) RemoveImage(digest string) error {
 // server does when it exits. Waits in progress return an error.
 func (d *Driver) Close() error {
 	defer d.images.Wait()
-	d.mu.Lock()
-	instances := d.instances
-	d.instances = make(map[string]*instance)
-	d.mu.Unlock()
-	for _, in := range instances {
-		in.close()
-	}
+	d.instances.Close()
 	return nil
 }
 

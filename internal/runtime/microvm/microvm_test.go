@@ -92,8 +92,7 @@ func sweepStale() {
 func sweepRoot(dir string) {
 	roots, _ := filepath.Glob(filepath.Join(dir, "*", "instances"))
 	for _, inst := range roots {
-		d := &Driver{cfg: Config{Root: filepath.Dir(inst), NetnsDir: "/run/netns", StopGrace: time.Second},
-			instances: map[string]*instance{}, idLocks: map[string]*idLock{}}
+		d := &Driver{cfg: Config{Root: filepath.Dir(inst), NetnsDir: "/run/netns", StopGrace: time.Second}}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		d.Sweep(ctx, func(string) bool { return false })
 		cancel()

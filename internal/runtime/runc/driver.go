@@ -46,14 +46,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sys/unix"
 
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/attached"
 	"github.com/slipwayhq/slipway/internal/runtime/linuxns"
 	"github.com/slipwayhq/slipway/internal/runtime/oci"
 	"github.com/slipwayhq/slipway/internal/runtime/pidfd"
@@ -136,10 +135,8 @@ type Driver struct {
 	ids       oci.IDMap  // the identity without a user namespace
 	images    *oci.Cache // Root/images
 
-	pool      *netnsPool // nil without Network or NetworkPool
-	mu        sync.Mutex
-	instances map[string]*instance // attached instances
-	idLocks   map[string]*idLock
+	pool      *netnsPool   // nil without Network or NetworkPool
+	instances attached.Set // attached instances
 }
 
 // New returns a driver. It creates Root if needed and fails if runc cannot
@@ -221,8 +218,6 @@ func New(cfg Config) (*Driver, error) {
 		swapLimit: swapAccounting(cgroupRoot),
 		ids:       ids,
 		images:    images,
-		instances: make(map[string]*instance),
-		idLocks:   make(map[string]*idLock),
 	}
 	if cfg.Network != nil && cfg.NetworkPool > 0 {
 		d.pool = newNetnsPool(cfg.Network, cfg.NetworkPool)
@@ -301,143 +296,18 @@ type state struct {
 	Prepared bool `json:"prepared,omitempty"`
 }
 
-// instance is an attached instance: its process watched through a pidfd
-// and its network namespace held open for Dial.
-type instance struct {
-	id       string
-	pid      int
-	pidStart uint64
-	proc     *os.File        // pidfd; nil if the process was gone when attached
-	ns       *os.File        // network namespace; nil if missing
-	nsConn   syscall.RawConn // of ns
-	done     chan struct{}   // closed when the process has exited
-	detached chan struct{}   // closed when the driver let go of the instance
-
-	cgroup    string // the instance's cgroup, relative to each hierarchy
-	mu        sync.Mutex
-	startedAt time.Time
-	prepared  bool // its process waits in runc's init for runcStart
-	exitCode  int
-	exitedAt  time.Time
-	oomKilled bool
-}
-
-func (in *instance) exited() bool {
-	select {
-	case <-in.done:
-		return true
-	default:
-		return false
+// newInstance returns an instance to attach to (see attached.New). Its
+// cgroup is still there when its exit is recorded (the driver removes it
+// only once it has seen the exit), so its count of out-of-memory kills
+// tells whether one ended the instance.
+func (d *Driver) newInstance(id string, pid int, startedAt time.Time, prepared bool) *attached.Instance {
+	in := attached.New(id, pid, startedAt, prepared)
+	cgroup := d.cgroupsPath(id)
+	in.OnExit = func(e *attached.Exit) {
+		n, _ := oomKills(cgroupRoot, cgroup)
+		e.OOMKilled = n > 0
 	}
-}
-
-func (in *instance) status() runtime.Status {
-	exited := in.exited()
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	st := runtime.Status{Running: true, PID: in.pid, StartedAt: in.startedAt}
-	if exited {
-		st.Running, st.ExitCode, st.ExitedAt, st.OOMKilled = false, in.exitCode, in.exitedAt, in.oomKilled
-	}
-	return st
-}
-
-// isPrepared reports whether the instance's app has yet to be started.
-func (in *instance) isPrepared() bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	return in.prepared
-}
-
-// setExited records the exit. The instance's cgroup is still there (the
-// driver removes it only once it has seen the exit), so its count of
-// out-of-memory kills tells whether one ended the instance.
-func (in *instance) setExited(code int, at time.Time) {
-	n, _ := oomKills(cgroupRoot, in.cgroup)
-	in.mu.Lock()
-	in.exitCode, in.exitedAt, in.oomKilled = code, at, n > 0
-	in.mu.Unlock()
-	close(in.done)
-}
-
-// watch waits, parked in Go's poller, until the pidfd reports the exit.
-func (in *instance) watch() {
-	rc, err := in.proc.SyscallConn()
-	if err != nil {
-		close(in.detached)
-		return
-	}
-	exited := false
-	err = rc.Read(func(fd uintptr) bool {
-		exited = pidfd.Exited(int(fd))
-		return exited
-	})
-	if !exited { // the pidfd was closed: the driver let go
-		close(in.detached)
-		return
-	}
-	at := time.Now()
-	code := -1
-	rc.Control(func(fd uintptr) { code = pidfd.ExitCode(int(fd), in.pid, in.pidStart) })
-	in.setExited(code, at)
-}
-
-// exitedAlready records the exit, with its code, if the pidfd's process
-// has exited, and reports whether it had.
-func (in *instance) exitedAlready() bool {
-	rc, err := in.proc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	exited := false
-	rc.Control(func(fd uintptr) {
-		if exited = pidfd.Exited(int(fd)); exited {
-			in.setExited(pidfd.ExitCode(int(fd), in.pid, in.pidStart), time.Time{})
-		}
-	})
-	return exited
-}
-
-// close lets go of the instance's file descriptors. The process runs on.
-func (in *instance) close() {
-	if in.proc != nil {
-		in.proc.Close()
-	} else {
-		select {
-		case <-in.detached:
-		default:
-			close(in.detached)
-		}
-	}
-	if in.ns != nil {
-		in.ns.Close()
-	}
-}
-
-type idLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-// lockID serializes Start, Stop and attaching for one instance ID.
-func (d *Driver) lockID(id string) func() {
-	d.mu.Lock()
-	l, ok := d.idLocks[id]
-	if !ok {
-		l = &idLock{}
-		d.idLocks[id] = l
-	}
-	l.refs++
-	d.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		d.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(d.idLocks, id)
-		}
-		d.mu.Unlock()
-	}
+	return in
 }
 
 var idRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -464,7 +334,7 @@ func (d *Driver) start(ctx context.Context, spec runtime.Spec, prepare bool) (*r
 	if spec.Port == 0 {
 		spec.Port = 3000
 	}
-	unlock := d.lockID(spec.ID)
+	unlock := d.instances.Lock(spec.ID)
 	defer unlock()
 	for _, b := range []string{d.bundleDir(spec.ID), d.legacyBundleDir(spec.ID)} {
 		if _, err := os.Lstat(b); err == nil {
@@ -659,28 +529,27 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 		Bundle: bundle, Netns: netns, PID: pid, Image: spec.Image, Digest: img.Digest,
 		Port: spec.Port, StartedAt: startedAt, Prepared: prepare,
 	}
-	in := &instance{id: id, pid: pid, startedAt: startedAt, prepared: prepare, cgroup: d.cgroupsPath(id),
-		done: make(chan struct{}), detached: make(chan struct{})}
+	in := d.newInstance(id, pid, startedAt, prepare)
 	if ps, err := pidfd.ReadStat(pid); err == nil {
-		st.PIDStart, in.pidStart = ps.Start, ps.Start
-		if in.proc, err = pidfd.Open(pid, ps.Start); err != nil {
+		st.PIDStart = ps.Start
+		if _, err := in.OpenProcess(ps.Start); err != nil {
 			return nil, err
 		}
 	}
-	if err := in.openNetns(netns); err != nil {
-		in.close()
+	if err := in.OpenNetns(netns); err != nil {
+		in.Close()
 		return nil, err
 	}
 	raw, err := json.Marshal(st)
 	if err != nil {
-		in.close()
+		in.Close()
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(bundle, "state.json"), raw, 0o600); err != nil {
-		in.close()
+		in.Close()
 		return nil, err
 	}
-	d.adopt(in)
+	d.instances.Adopt(in)
 	return &runtime.Handle{ID: id, Driver: d.Name(), State: raw}, nil
 }
 
@@ -722,60 +591,24 @@ func openLog(path string) (*os.File, error) {
 	return f, nil
 }
 
-func (in *instance) openNetns(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("opening network namespace: %w", err)
-	}
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("opening network namespace: %w", err)
-	}
-	in.ns, in.nsConn = f, rc
-	return nil
-}
-
-// adopt records an attached instance and starts watching its process.
-// A process that has already exited (a zombie not yet reaped, which runsc
-// still reports running) is recorded exited at once, so that Inspect right
-// after Recover tells the truth.
-func (d *Driver) adopt(in *instance) {
-	switch {
-	case in.proc == nil:
-		in.setExited(-1, time.Time{})
-	case in.exitedAlready():
-	default:
-		go in.watch()
-	}
-	d.mu.Lock()
-	d.instances[in.id] = in
-	d.mu.Unlock()
-}
-
-func (d *Driver) lookup(id string) *instance {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.instances[id]
-}
-
 // attach returns the attached instance h names, attaching to it first if
 // this driver value has not yet (Recover, or any call after a restart).
-func (d *Driver) attach(ctx context.Context, h *runtime.Handle) (*instance, error) {
-	if in := d.lookup(h.ID); in != nil {
-		return in, nil
-	}
-	if !idRE.MatchString(h.ID) {
-		return nil, fmt.Errorf("instance %q: %w", h.ID, runtime.ErrNotFound)
-	}
-	unlock := d.lockID(h.ID)
-	defer unlock()
-	return d.attachLocked(ctx, h)
+func (d *Driver) attach(ctx context.Context, h *runtime.Handle) (*attached.Instance, error) {
+	return d.instances.Attach(h.ID, func() (*attached.Instance, error) { return d.load(ctx, h) })
 }
 
-func (d *Driver) attachLocked(ctx context.Context, h *runtime.Handle) (*instance, error) {
-	if in := d.lookup(h.ID); in != nil {
-		return in, nil
+// attachLocked is attach for a caller that holds h.ID's lock.
+func (d *Driver) attachLocked(ctx context.Context, h *runtime.Handle) (*attached.Instance, error) {
+	return d.instances.AttachLocked(h.ID, func() (*attached.Instance, error) { return d.load(ctx, h) })
+}
+
+// load finds the instance h names, as runc knows it, for attaching to it.
+// A process that has already exited (a zombie not yet reaped, which runsc
+// still reports running) is recorded exited at once (see attached), so
+// that Inspect right after Recover tells the truth.
+func (d *Driver) load(ctx context.Context, h *runtime.Handle) (*attached.Instance, error) {
+	if !idRE.MatchString(h.ID) {
+		return nil, fmt.Errorf("instance %q: %w", h.ID, runtime.ErrNotFound)
 	}
 	rs, err := d.runcStateOf(ctx, h.ID)
 	if err != nil {
@@ -794,14 +627,15 @@ func (d *Driver) attachLocked(ctx context.Context, h *runtime.Handle) (*instance
 			}
 		}
 	}
-	in := &instance{id: h.ID, pid: rs.Pid, startedAt: st.StartedAt, prepared: rs.Status == "created", cgroup: d.cgroupsPath(h.ID),
-		done: make(chan struct{}), detached: make(chan struct{})}
-	if in.startedAt.IsZero() {
-		in.startedAt = rs.Created
+	pid, startedAt := rs.Pid, st.StartedAt
+	if startedAt.IsZero() {
+		startedAt = rs.Created
 	}
-	if in.pid == 0 {
-		in.pid = st.PID
+	if pid == 0 {
+		pid = st.PID
 	}
+	in := d.newInstance(h.ID, pid, startedAt, rs.Status == "created")
+	running := false
 	if rs.Status != "stopped" && rs.Pid > 0 {
 		start := st.PIDStart
 		if st.PID != rs.Pid || start == 0 {
@@ -811,8 +645,7 @@ func (d *Driver) attachLocked(ctx context.Context, h *runtime.Handle) (*instance
 				start = ps.Start
 			}
 		}
-		in.pidStart = start
-		if in.proc, err = pidfd.Open(rs.Pid, start); err != nil {
+		if running, err = in.OpenProcess(start); err != nil {
 			return nil, fmt.Errorf("instance %s: %w", h.ID, err)
 		}
 	}
@@ -820,11 +653,10 @@ func (d *Driver) attachLocked(ctx context.Context, h *runtime.Handle) (*instance
 	if netns == "" {
 		netns = d.netnsPath(h.ID)
 	}
-	if err := in.openNetns(netns); err != nil && in.proc != nil {
-		in.close()
+	if err := in.OpenNetns(netns); err != nil && running {
+		in.Close()
 		return nil, fmt.Errorf("instance %s: %w", h.ID, err)
 	}
-	d.adopt(in)
 	return in, nil
 }
 
@@ -843,12 +675,8 @@ func (d *Driver) Inspect(ctx context.Context, h *runtime.Handle) (runtime.Status
 	if err != nil {
 		return runtime.Status{}, err
 	}
-	return in.status(), nil
+	return in.Status(), nil
 }
-
-// errDetached reports that the driver let go of an instance while a Wait
-// was in progress (Close, or Stop that could not wait for the exit).
-var errDetached = errors.New("driver detached from the instance")
 
 // Wait implements runtime.Driver. The exit is noticed through a pidfd the
 // moment it happens.
@@ -857,14 +685,7 @@ func (d *Driver) Wait(ctx context.Context, h *runtime.Handle) (runtime.Status, e
 	if err != nil {
 		return runtime.Status{}, err
 	}
-	select {
-	case <-in.done:
-		return in.status(), nil
-	case <-in.detached:
-		return runtime.Status{}, fmt.Errorf("waiting for instance %s: %w", h.ID, errDetached)
-	case <-ctx.Done():
-		return runtime.Status{}, ctx.Err()
-	}
+	return in.Wait(ctx)
 }
 
 // Dial implements runtime.Driver: it connects to 127.0.0.1:port inside the
@@ -875,14 +696,7 @@ func (d *Driver) Dial(ctx context.Context, h *runtime.Handle, port int) (net.Con
 	if err != nil {
 		return nil, err
 	}
-	if in.nsConn == nil {
-		return nil, fmt.Errorf("dialling instance %s: no network namespace", h.ID)
-	}
-	c, err := linuxns.Dial(ctx, in.nsConn, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return nil, fmt.Errorf("dialling instance %s: %w", h.ID, err)
-	}
-	return c, nil
+	return in.Dial(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 }
 
 // Stop implements runtime.Driver: SIGTERM to the instance's processes,
@@ -898,7 +712,7 @@ func (d *Driver) Stop(ctx context.Context, h *runtime.Handle) error {
 	if !idRE.MatchString(h.ID) {
 		return nil // Start never made such an instance
 	}
-	unlock := d.lockID(h.ID)
+	unlock := d.instances.Lock(h.ID)
 	defer unlock()
 	in, err := d.attachLocked(ctx, h)
 	if err != nil && !errors.Is(err, runtime.ErrNotFound) {
@@ -909,23 +723,23 @@ func (d *Driver) Stop(ctx context.Context, h *runtime.Handle) error {
 	// A prepared instance runs no app yet: teardown's forced delete kills
 	// its waiting process at once (as PID 1 of its namespace, it ignores
 	// SIGTERM).
-	if in != nil && !in.exited() && !in.isPrepared() {
+	if in != nil && !in.Exited() && !in.Prepared() {
 		if err := d.runcKill(ctx, h.ID, "TERM"); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("stopping instance %s: %w", h.ID, err)
 		}
 		grace := time.NewTimer(d.cfg.StopGrace)
 		defer grace.Stop()
 		select {
-		case <-in.done:
+		case <-in.Done():
 		case <-grace.C:
 		case <-ctx.Done():
 		}
-		if !in.exited() {
+		if !in.Exited() {
 			if err := d.runcKill(finish, h.ID, "KILL"); err != nil {
 				return fmt.Errorf("stopping instance %s: %w", h.ID, err)
 			}
 			select {
-			case <-in.done:
+			case <-in.Done():
 			case <-finish.Done():
 				return fmt.Errorf("stopping instance %s: no exit after SIGKILL: %w", h.ID, finish.Err())
 			}
@@ -944,13 +758,7 @@ func (d *Driver) teardown(ctx context.Context, id string) error {
 	if err := d.runcDelete(ctx, id); err != nil {
 		errs = append(errs, err)
 	}
-	d.mu.Lock()
-	in := d.instances[id]
-	delete(d.instances, id)
-	d.mu.Unlock()
-	if in != nil {
-		in.close()
-	}
+	d.instances.Remove(id)
 	// The bundle, or one an older Slipway made under Root.
 	bundles := []string{d.bundleDir(id), d.legacyBundleDir(id)}
 	mounted := map[string]bool{}
@@ -1021,13 +829,7 @@ func (d *Driver) Close() error {
 	if d.pool != nil {
 		d.pool.close()
 	}
-	d.mu.Lock()
-	instances := d.instances
-	d.instances = make(map[string]*instance)
-	d.mu.Unlock()
-	for _, in := range instances {
-		in.close()
-	}
+	d.instances.Close()
 	return nil
 }
 

@@ -670,14 +670,14 @@ func TestStopGraceful(t *testing.T) {
 	_, ref := app(t)
 	d := newDriver(t, Config{})
 	h := startApp(t, d, runtime.Spec{Image: ref})
-	in := d.lookup(h.ID)
+	in := d.instances.Get(h.ID)
 	ctx, cancel := context.WithTimeout(context.Background(), drivertest.Timeout)
 	defer cancel()
 	if err := d.Stop(ctx, h); err != nil {
 		t.Fatal(err)
 	}
 	// The app exits 0 on SIGTERM.
-	if s := in.status(); s.Running || s.ExitCode != 0 {
+	if s := in.Status(); s.Running || s.ExitCode != 0 {
 		t.Errorf("status after a graceful stop = %+v, want exit code 0", s)
 	}
 }

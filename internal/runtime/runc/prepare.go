@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/runtime"
+	"github.com/slipwayhq/slipway/internal/runtime/attached"
 )
 
 // Prepare implements runtime.Preparer: it does all that Start does — the
@@ -32,16 +33,16 @@ func (d *Driver) StartPrepared(ctx context.Context, h *runtime.Handle) (*runtime
 	if !idRE.MatchString(h.ID) {
 		return nil, fmt.Errorf("starting prepared instance %q: %w", h.ID, runtime.ErrNotFound)
 	}
-	unlock := d.lockID(h.ID)
+	unlock := d.instances.Lock(h.ID)
 	defer unlock()
 	in, err := d.attachLocked(ctx, h)
 	if err != nil {
 		return nil, fmt.Errorf("starting prepared instance %s: %w", h.ID, err)
 	}
-	if !in.isPrepared() {
+	if !in.Prepared() {
 		return nil, fmt.Errorf("starting prepared instance %s: it was started already", h.ID)
 	}
-	if in.exited() {
+	if in.Exited() {
 		return nil, fmt.Errorf("starting prepared instance %s: its sandbox's process exited", h.ID)
 	}
 	// What `runc start` does, without the cost of starting runc (several
@@ -54,9 +55,7 @@ func (d *Driver) StartPrepared(ctx context.Context, h *runtime.Handle) (*runtime
 		return nil, fmt.Errorf("starting prepared instance %s: %w", h.ID, err)
 	}
 	now := time.Now()
-	in.mu.Lock()
-	in.prepared, in.startedAt = false, now
-	in.mu.Unlock()
+	in.Started(now)
 	var st state
 	if len(h.State) == 0 || json.Unmarshal(h.State, &st) != nil {
 		b, err := os.ReadFile(filepath.Join(d.bundleDir(h.ID), "state.json"))
@@ -92,8 +91,8 @@ const execFifo = "exec.fifo"
 // removes it. The blocking open of the FIFO is undone by opening its
 // writing end ourselves if the waiting process exits or ctx ends. It
 // returns errNoFifo when the FIFO is not where runc keeps it.
-func (d *Driver) startByFifo(ctx context.Context, in *instance) error {
-	path := filepath.Join(d.runcRoot(), in.id, execFifo)
+func (d *Driver) startByFifo(ctx context.Context, in *attached.Instance) error {
+	path := filepath.Join(d.runcRoot(), in.ID, execFifo)
 	if fi, err := os.Stat(path); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
 		return errNoFifo
 	}
@@ -109,7 +108,7 @@ func (d *Driver) startByFifo(ctx context.Context, in *instance) error {
 	var o opened
 	select {
 	case o = <-ch:
-	case <-in.done:
+	case <-in.Done():
 	case <-ctx.Done():
 	}
 	if o.f == nil && o.err == nil { // unblock the open, and read nothing
