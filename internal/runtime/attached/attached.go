@@ -167,6 +167,40 @@ func (in *Instance) Dial(ctx context.Context, address string) (net.Conn, error) 
 	return c, nil
 }
 
+// Terminate ends the instance's process, if it has not exited: term (a
+// SIGTERM, or the driver's gentler way), then kill if it has not exited
+// after grace or once ctx ends, then it waits for the exit until finish
+// ends. An error of term is returned only while ctx has not ended (kill
+// is then not tried).
+func (in *Instance) Terminate(ctx, finish context.Context, grace time.Duration, term, kill func() error) error {
+	if in.Exited() {
+		return nil
+	}
+	if err := term(); err != nil && ctx.Err() == nil {
+		return err
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-in.done:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if in.Exited() {
+		return nil
+	}
+	if err := kill(); err != nil {
+		return err
+	}
+	select {
+	case <-in.done:
+		return nil
+	case <-finish.Done():
+		return fmt.Errorf("no exit after SIGKILL: %w", finish.Err())
+	}
+}
+
 // Signal sends sig to the instance's process through its pidfd (never to
 // a process that reused its pid). An instance without one is not
 // signalled.

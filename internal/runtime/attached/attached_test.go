@@ -71,11 +71,10 @@ func TestWaitSeesExit(t *testing.T) {
 	if in.Exited() {
 		t.Fatal("Exited before the process ended")
 	}
-	// Signalled through the pidfd; the test, its parent, reaps it.
+	// Signalled through the pidfd; its parent (the test) reaps it later.
 	if err := in.Signal(unix.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
 	st, err := in.Wait(waitCtx(t))
 	if err != nil {
 		t.Fatal(err)
@@ -143,6 +142,44 @@ func TestAdoptGoneProcess(t *testing.T) {
 		t.Errorf("Signal without a pidfd = %v", err)
 	}
 	checkRuns(t, cmd)
+}
+
+// TestTerminate: a process that exits on term is not killed; one that
+// does not is killed once ctx ends (here before the grace period could);
+// term's error stops Terminate while ctx lasts; an exited process gets
+// neither.
+func TestTerminate(t *testing.T) {
+	var s Set
+	in, _ := sleeper(t, "t")
+	s.Adopt(in)
+	term := func() error { return in.Signal(unix.SIGTERM) }
+	kill := func() error { t.Error("killed a process that exits on SIGTERM"); return nil }
+	if err := in.Terminate(waitCtx(t), waitCtx(t), time.Hour, term, kill); err != nil {
+		t.Fatal(err)
+	}
+	if st := in.Status(); st.Running || st.ExitCode != 128+int(syscall.SIGTERM) {
+		t.Errorf("after SIGTERM: %+v", st)
+	}
+	if err := in.Terminate(waitCtx(t), waitCtx(t), time.Hour, nil, nil); err != nil {
+		t.Errorf("Terminate of an exited process = %v", err)
+	}
+
+	in, _ = sleeper(t, "k")
+	s.Adopt(in)
+	errTerm := errors.New("no SIGTERM")
+	noTerm := func() error { return errTerm }
+	if err := in.Terminate(waitCtx(t), waitCtx(t), time.Hour, noTerm, kill); !errors.Is(err, errTerm) {
+		t.Errorf("Terminate with a failing term = %v", err)
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	kill = func() error { return in.Signal(unix.SIGKILL) }
+	if err := in.Terminate(ended, waitCtx(t), time.Hour, noTerm, kill); err != nil {
+		t.Fatal(err)
+	}
+	if st := in.Status(); st.Running || st.ExitCode != 128+int(syscall.SIGKILL) {
+		t.Errorf("after SIGKILL: %+v", st)
+	}
 }
 
 // TestCloseDetachesWait: letting go of an instance ends a Wait in progress

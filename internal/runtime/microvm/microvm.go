@@ -703,24 +703,16 @@ func (d *Driver) Stop(ctx context.Context, h *runtime.Handle) error {
 	}
 	finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if in != nil && !in.Exited() {
-		if err := signalGuest(d.dir(h.ID), unix.SIGTERM); err != nil {
-			in.Signal(unix.SIGTERM) // QEMU's
-		}
-		grace := time.NewTimer(d.cfg.StopGrace)
-		defer grace.Stop()
-		select {
-		case <-in.Done():
-		case <-grace.C:
-		case <-ctx.Done():
-		}
-		if !in.Exited() {
-			in.Signal(unix.SIGKILL)
-			select {
-			case <-in.Done():
-			case <-finish.Done():
-				return fmt.Errorf("stopping instance %s: QEMU still runs after SIGKILL: %w", h.ID, finish.Err())
+	if in != nil {
+		term := func() error {
+			if err := signalGuest(d.dir(h.ID), unix.SIGTERM); err != nil {
+				in.Signal(unix.SIGTERM) // QEMU's
 			}
+			return nil
+		}
+		kill := func() error { in.Signal(unix.SIGKILL); return nil }
+		if err := in.Terminate(ctx, finish, d.cfg.StopGrace, term, kill); err != nil {
+			return fmt.Errorf("stopping instance %s: %w", h.ID, err)
 		}
 	}
 	if err := d.teardown(finish, h.ID); err != nil {

@@ -723,26 +723,12 @@ func (d *Driver) Stop(ctx context.Context, h *runtime.Handle) error {
 	// A prepared instance runs no app yet: teardown's forced delete kills
 	// its waiting process at once (as PID 1 of its namespace, it ignores
 	// SIGTERM).
-	if in != nil && !in.Exited() && !in.Prepared() {
-		if err := d.runcKill(ctx, h.ID, "TERM"); err != nil && ctx.Err() == nil {
+	if in != nil && !in.Prepared() {
+		err := in.Terminate(ctx, finish, d.cfg.StopGrace,
+			func() error { return d.runcKill(ctx, h.ID, "TERM") },
+			func() error { return d.runcKill(finish, h.ID, "KILL") })
+		if err != nil {
 			return fmt.Errorf("stopping instance %s: %w", h.ID, err)
-		}
-		grace := time.NewTimer(d.cfg.StopGrace)
-		defer grace.Stop()
-		select {
-		case <-in.Done():
-		case <-grace.C:
-		case <-ctx.Done():
-		}
-		if !in.Exited() {
-			if err := d.runcKill(finish, h.ID, "KILL"); err != nil {
-				return fmt.Errorf("stopping instance %s: %w", h.ID, err)
-			}
-			select {
-			case <-in.Done():
-			case <-finish.Done():
-				return fmt.Errorf("stopping instance %s: no exit after SIGKILL: %w", h.ID, finish.Err())
-			}
 		}
 	}
 	if err := d.teardown(finish, h.ID); err != nil {
