@@ -119,6 +119,11 @@ type Config struct {
 	// Observer, if set, is told of status changes, wakes, sleeps and
 	// restarts (Observers tells several).
 	Observer Observer
+	// InstanceStopped, if set, is called once an instance of a deployment
+	// has stopped (scaled to zero, restarted, stopped, found stale): the
+	// router drops its idle connections to it, which the end of a VM
+	// does not close.
+	InstanceStopped func(deployment string)
 	// LogTap, if set, is given each instance's runtime log lines once they
 	// are stored (log drains).
 	LogTap LogTap

@@ -65,6 +65,7 @@ type env struct {
 	wrap func(runtime.Driver) runtime.Driver
 	// observer, if set, is the controller's Config.Observer.
 	observer Observer
+	stopped  func(deployment string) // Config.InstanceStopped
 	// gvisor, if set, holds the instances of a second sandbox kind,
 	// "gvisor", run by gvisorDriver beside the default kind, "runc" (the
 	// driver above).
@@ -112,7 +113,7 @@ func (e *env) start() {
 	}
 	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: driver, Sandboxes: sandboxes, Sandbox: sandbox, Routes: e.table,
 		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second, Secrets: e.box, Keep: e.keep, BuildsPerProject: e.perProject,
-		Retention: e.retention, Observer: e.observer, PreparedSandboxes: e.prepared,
+		Retention: e.retention, Observer: e.observer, PreparedSandboxes: e.prepared, InstanceStopped: e.stopped,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		e.t.Fatal(err)

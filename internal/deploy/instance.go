@@ -404,6 +404,7 @@ func (c *Controller) markStopped(in store.Instance, h *runtime.Handle) {
 		}
 	}
 	c.store.UpdateInstance(context.Background(), in.ID, in.State, "stopped")
+	c.instanceStopped(in.DeploymentID)
 }
 
 func (c *Controller) register(l *liveDeployment) {
@@ -528,6 +529,15 @@ func (c *Controller) stopInstanceOf(l *liveDeployment) {
 	}
 	l.stopTail()
 	c.store.UpdateInstance(context.Background(), inst.ID, inst.State, "stopped")
+	c.instanceStopped(l.d.ID)
+}
+
+// instanceStopped tells Config.InstanceStopped that an instance of
+// deployment has stopped.
+func (c *Controller) instanceStopped(deployment string) {
+	if f := c.cfg.InstanceStopped; f != nil {
+		f(deployment)
+	}
 }
 
 // stopLive ends supervision and stops the instance.

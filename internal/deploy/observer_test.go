@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -85,4 +86,36 @@ func TestObserversAreEachToldOfCrashesAndSleep(t *testing.T) {
 	}
 	waitUntil(t, "scaled to zero", asleep)
 	waitUntil(t, "sleep seen", func() bool { return rs[0].saw("slept") && rs[1].saw("slept") })
+}
+
+// TestInstanceStoppedIsToldOfSleepsAndRestarts: the router is told each
+// time an instance of a deployment stops — scaled to zero, or replaced
+// after a crash — so that it drops its idle connections to it.
+func TestInstanceStoppedIsToldOfSleepsAndRestarts(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	var told []string
+	e.ctl.Close()
+	e.stopped = func(deployment string) {
+		mu.Lock()
+		told = append(told, deployment)
+		mu.Unlock()
+	}
+	e.start()
+	count := func(id string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(slices.DeleteFunc(slices.Clone(told), func(s string) bool { return s != id }))
+	}
+	d, asleep := e.deployIdling("1s")
+	if n := count(d.ID); n != 0 {
+		t.Fatalf("told %d stops of a running deployment", n)
+	}
+	insts, _ := e.store.ListInstances(context.Background(), d.ID)
+	if err := e.driver.Crash(insts[0].ID, 3); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the crashed instance's stop told", func() bool { return count(d.ID) >= 1 })
+	waitUntil(t, "scaled to zero", asleep)
+	waitUntil(t, "the sleep told", func() bool { return count(d.ID) >= 2 })
 }

@@ -109,6 +109,7 @@ func (c *Controller) sleep(l *liveDeployment) {
 	}
 	l.stopTail()
 	c.store.UpdateInstance(context.Background(), inst.ID, inst.State, "idle")
+	c.instanceStopped(l.d.ID)
 	c.event(l.d.ID, store.LogRuntime, "scaled to zero after %s without requests", l.health.Idle)
 	if o := c.cfg.Observer; o != nil {
 		o.Slept(l.d)

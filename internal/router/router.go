@@ -216,6 +216,22 @@ func (rt *Router) CloseIdleConnections() {
 	})
 }
 
+// CloseIdleConnectionsTo closes the idle connections to deployment, to
+// call when its instance has stopped (scaled to zero, restarted, stopped):
+// an instance whose end sends no FIN or RST — a VM that was switched off
+// — would otherwise leave pooled connections on which a request waits for
+// an answer that never comes. net/http's Transport cannot close one host's
+// idle connections, so those of every deployment on the fallback path are
+// closed (stops are rare next to requests; a closed idle connection costs
+// one dial).
+func (rt *Router) CloseIdleConnectionsTo(deployment string) {
+	rt.once.Do(rt.init)
+	if p, ok := rt.pools.Load(poolKey(deployment) + ":80"); ok {
+		p.(*connPool).closeIdle()
+	}
+	rt.transport.CloseIdleConnections()
+}
+
 var (
 	_ http.Handler = (*Router)(nil)
 	_ Backend      = BackendFunc(nil)

@@ -766,3 +766,49 @@ func TestRequestBody(t *testing.T) {
 		t.Errorf("status %d, body of %d bytes (%.200q); want the %d bytes sent back", res.StatusCode, len(b), b, len(want))
 	}
 }
+
+// TestCloseIdleConnectionsToASilentInstance plays an instance that ended
+// without closing its connections (a VM switched off): the router's pooled
+// connection to it would hold the next request for ever. Once told that
+// the deployment's instance stopped, the router dials afresh.
+func TestCloseIdleConnectionsToASilentInstance(t *testing.T) {
+	var generation atomic.Int64 // connections accepted before a bump are the dead instance's
+	type genKey struct{}
+	done := make(chan struct{})
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g := r.Context().Value(genKey{}).(int64); g != generation.Load() {
+			<-done // silent: no answer, no FIN
+			return
+		}
+		fmt.Fprintf(w, "instance %d", generation.Load())
+	}))
+	app.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, genKey{}, generation.Load())
+	}
+	app.Start()
+	t.Cleanup(app.Close)
+	t.Cleanup(func() { close(done) })
+	var tb router.Table
+	tb.Set("app.example.test", router.Route{Deployment: "dep1", Project: "p", Backend: tcpBackend(app.Listener.Addr().String())})
+	rt := &router.Router{Table: &tb}
+	url, client := startRouter(t, rt)
+	get := func() (string, error) {
+		req, _ := http.NewRequest("GET", url+"/", nil)
+		req.Host = "app.example.test"
+		res, err := client.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		return string(b), err
+	}
+	if body, err := get(); err != nil || body != "instance 0" {
+		t.Fatalf("first GET: %q %v", body, err)
+	}
+	generation.Add(1) // the instance ended silently; the next one answers new connections
+	rt.CloseIdleConnectionsTo("dep1")
+	if body, err := get(); err != nil || body != "instance 1" {
+		t.Fatalf("GET after the instance stopped: %q %v, want an answer from a new connection", body, err)
+	}
+}

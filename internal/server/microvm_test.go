@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -68,7 +69,11 @@ func TestMicroVMSandbox(t *testing.T) {
 			t0 := time.Now()
 			code, body, err := h.body(host, "/")
 			if err != nil || code != 200 {
-				t.Fatalf("%s: wake %d: %d %q %v\nruntime log:\n%s", sandbox, i, code, body, err, h.runtimeLog(d.ID))
+				// The server runs in this process: where its goroutines
+				// wait tells what held the wake.
+				var stacks strings.Builder
+				pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+				t.Fatalf("%s: wake %d: %d %q %v\nruntime log:\n%s\ngoroutines:\n%s", sandbox, i, code, body, err, h.runtimeLog(d.ID), stacks.String())
 			}
 			wakes[sandbox] = append(wakes[sandbox], time.Since(t0).Round(time.Millisecond))
 			slept = h.sleeps(d.ID)

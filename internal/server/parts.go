@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/api"
@@ -53,25 +54,26 @@ type server struct {
 	registryHost    string       // listen: host:port builds push to and runtimes pull from
 	routerPort      int          // listen
 
-	registry     *registry.Registry        // startRegistry
-	baseImages   *baseimage.Maker          // makeBaseImages; nil unless Config.BuildBaseImages
-	buildNet     *buildkit.Network         // startBuildNetwork; nil: BuildKit's default
-	builder      *buildkit.Builder         // startBuilder
-	buildkitAddr string                    // startBuilder
-	network      *netns.Network            // startNetwork; nil when instance networking is off
-	privateLn    net.Listener              // startNetwork: on the gateway, where private names are served
-	drivers      map[string]runtime.Driver // startRuntime: by sandbox kind
-	kube         kubeClient                // startRuntime, with --runtime kubernetes
-	unavailable  map[string]error          // startRuntime: why a sandbox kind cannot run here
-	metrics      *metrics.Metrics          // startMetrics
-	metricsLn    net.Listener              // startMetrics, with MetricsListen
-	notify       *notify.Service           // startNotify
-	drains       *drain.Service            // startNotify
-	table        *router.Table             // newController: written by ctl, read by app
-	ctl          *deploy.Controller        // newController
-	links        linkReader                // newController
-	gh           *feedback                 // newController: GitHub statuses and comments
-	app          *router.Router            // serveApps
+	registry     *registry.Registry            // startRegistry
+	baseImages   *baseimage.Maker              // makeBaseImages; nil unless Config.BuildBaseImages
+	buildNet     *buildkit.Network             // startBuildNetwork; nil: BuildKit's default
+	builder      *buildkit.Builder             // startBuilder
+	buildkitAddr string                        // startBuilder
+	network      *netns.Network                // startNetwork; nil when instance networking is off
+	privateLn    net.Listener                  // startNetwork: on the gateway, where private names are served
+	drivers      map[string]runtime.Driver     // startRuntime: by sandbox kind
+	kube         kubeClient                    // startRuntime, with --runtime kubernetes
+	unavailable  map[string]error              // startRuntime: why a sandbox kind cannot run here
+	metrics      *metrics.Metrics              // startMetrics
+	metricsLn    net.Listener                  // startMetrics, with MetricsListen
+	notify       *notify.Service               // startNotify
+	drains       *drain.Service                // startNotify
+	table        *router.Table                 // newController: written by ctl, read by app
+	ctl          *deploy.Controller            // newController
+	links        linkReader                    // newController
+	gh           *feedback                     // newController: GitHub statuses and comments
+	app          *router.Router                // serveApps
+	router       atomic.Pointer[router.Router] // s.app, for the lifecycle's goroutines
 }
 
 // onStop registers fn to run at shutdown, before every part started
@@ -222,7 +224,12 @@ func (s *server) newController(context.Context) error {
 		Registry: s.registryHost, DataDir: s.cfg.DataDir, BaseDomain: s.cfg.BaseDomain,
 		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,
 		PreparedSandboxes: s.cfg.PreparedSandboxes,
-		Fetch:             s.links.fetch, Log: s.log, Retention: s.retention(),
+		InstanceStopped: func(deployment string) {
+			if app := s.router.Load(); app != nil {
+				app.CloseIdleConnectionsTo(deployment)
+			}
+		},
+		Fetch: s.links.fetch, Log: s.log, Retention: s.retention(),
 		RegistryGrant: func(project string) (string, func()) {
 			return s.registry.Grant(registry.Grant{Pull: []string{"library/", project + "/"}, Push: project})
 		},
@@ -305,6 +312,7 @@ func (s *server) serveApps(ctx context.Context) error {
 		return err
 	}
 	s.app = &router.Router{Table: s.table, OnRequest: s.ctl.Touch, OnRequestDone: s.ctl.RequestDone, Metrics: s.metrics}
+	s.router.Store(s.app)
 	plain := &http.Server{Handler: s.app, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	if s.cfg.TLSListen != "" {
 		acm, err := s.serveTLS()
