@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -359,6 +360,9 @@ func TestREADMERBACSuffices(t *testing.T) {
 	if _, err := c.Client.RbacV1().ClusterRoleBindings().Create(ctx, &binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The API server's authorizer learns of a binding from its informers,
+	// a moment after the binding is stored.
+	waitCanCreateNamespaces(ctx, t, c.Client, true)
 	d := newDriver(t, Config{REST: c.User, PullToken: func(string) (string, func(), error) { return "swg_x", func() {}, nil }})
 	st, err := d.create(ctx, testSpec(t, "inst6"))
 	if err != nil {
@@ -380,8 +384,30 @@ func TestREADMERBACSuffices(t *testing.T) {
 	if err := c.Client.RbacV1().ClusterRoleBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	waitCanCreateNamespaces(ctx, t, c.Client, false)
 	d2 := newDriver(t, Config{REST: c.User})
 	if _, err := d2.create(ctx, testSpec(t, "inst7")); err == nil || !strings.Contains(err.Error(), "RBAC") {
 		t.Errorf("create without rights = %v, want the cluster's refusal pointing at the RBAC manifest", err)
+	}
+}
+
+// waitCanCreateNamespaces waits, within ctx, until the API server's
+// authorizer says whether ktest's user may create namespaces as want.
+func waitCanCreateNamespaces(ctx context.Context, t *testing.T, client k8s.Interface, want bool) {
+	t.Helper()
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:               ktest.UserName,
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "create", Resource: "namespaces"},
+	}}
+	for {
+		res, err := client.AuthorizationV1().SubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err == nil && res.Status.Allowed == want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the authorizer never said allowed=%v for %s creating namespaces (last: %v, %v)", want, ktest.UserName, res, err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
