@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/slipwayhq/slipway/internal/runtime"
 )
 
 // RunIsolation runs the isolation suite against the driver of h: what an
@@ -27,15 +29,25 @@ func RunIsolation(t *testing.T, h Harness) {
 	t.Run("MemoryLimit", s.memoryLimit)
 }
 
+// serving starts an instance of the test app with limits on a new driver
+// value and waits until it answers.
+func (s *suite) serving(t *testing.T, limits runtime.Limits) (runtime.Driver, *runtime.Handle) {
+	t.Helper()
+	d := s.driver(t)
+	spec := s.spec(t)
+	spec.Limits = limits
+	h := start(t, d, spec)
+	WaitHTTP(t, d, h, 3000)
+	return d, h
+}
+
 // hostFiles: a file the host writes is not in the instance's file system.
 func (s *suite) hostFiles(t *testing.T) {
-	d := s.driver(t)
 	marker := filepath.Join(t.TempDir(), "host-only")
 	if err := os.WriteFile(marker, []byte("secret"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := start(t, d, s.spec(t))
-	WaitHTTP(t, d, h, 3000)
+	d, h := s.serving(t, runtime.Limits{})
 	for _, p := range []string{marker, filepath.Dir(marker)} {
 		if code, body := get(t, d, h, 3000, "/stat?path="+p); code != 404 {
 			t.Errorf("the host's %s in the instance: %d %q, want 404", p, code, body)
@@ -46,9 +58,7 @@ func (s *suite) hostFiles(t *testing.T) {
 // hostProcesses: no process of the host (this test's own, for one) is
 // visible in the instance.
 func (s *suite) hostProcesses(t *testing.T) {
-	d := s.driver(t)
-	h := start(t, d, s.spec(t))
-	WaitHTTP(t, d, h, 3000)
+	d, h := s.serving(t, runtime.Limits{})
 	code, body := get(t, d, h, 3000, "/procs")
 	if code != 200 || strings.TrimSpace(body) == "" {
 		t.Fatalf("/procs: %d %q", code, body)
@@ -89,9 +99,7 @@ func (s *suite) hostServices(t *testing.T) {
 			targets = append(targets, net.JoinHostPort(ip.IP.String(), port))
 		}
 	}
-	d := s.driver(t)
-	h := start(t, d, s.spec(t))
-	WaitHTTP(t, d, h, 3000)
+	d, h := s.serving(t, runtime.Limits{})
 	for _, addr := range targets {
 		code, body := get(t, d, h, 3000, "/dial?addr="+addr)
 		if code != 200 || !strings.HasPrefix(body, "error: ") {
@@ -108,11 +116,7 @@ func (s *suite) pidsLimit(t *testing.T) {
 	if s.h.PidsNotLimited {
 		t.Skip("the harness says the driver does not limit processes")
 	}
-	d := s.driver(t)
-	spec := s.spec(t)
-	spec.Limits.Pids = 32
-	h := start(t, d, spec)
-	WaitHTTP(t, d, h, 3000)
+	d, h := s.serving(t, runtime.Limits{Pids: 32})
 	code, body := get(t, d, h, 3000, "/spawn?n=200")
 	n := -1
 	if f := strings.Fields(strings.TrimSuffix(body, "\n")); len(f) >= 2 {
@@ -129,11 +133,7 @@ func (s *suite) pidsLimit(t *testing.T) {
 // diskLimit: an instance with 1 MiB of disk cannot write 8 MiB, and can
 // write 256 KiB.
 func (s *suite) diskLimit(t *testing.T) {
-	d := s.driver(t)
-	spec := s.spec(t)
-	spec.Limits.DiskBytes = 1 << 20
-	h := start(t, d, spec)
-	WaitHTTP(t, d, h, 3000)
+	d, h := s.serving(t, runtime.Limits{DiskBytes: 1 << 20})
 	if code, body := get(t, d, h, 3000, "/fill?path=/small&kb=256"); code != 200 {
 		t.Errorf("writing 256 KiB within 1 MiB: %d %q", code, body)
 	}
@@ -145,11 +145,7 @@ func (s *suite) diskLimit(t *testing.T) {
 // memoryLimit: an instance with 128 MiB of memory does not get 1 GiB: the
 // allocation fails or the instance is ended.
 func (s *suite) memoryLimit(t *testing.T) {
-	d := s.driver(t)
-	spec := s.spec(t)
-	spec.Limits.MemoryBytes = 128 << 20
-	h := start(t, d, spec)
-	WaitHTTP(t, d, h, 3000)
+	d, h := s.serving(t, runtime.Limits{MemoryBytes: 128 << 20})
 	code, body, err := Get(t.Context(), d, h, 3000, "/alloc?mb=1024")
 	if err == nil && code == 200 && strings.TrimSpace(body) == "allocated" {
 		t.Fatalf("an instance limited to 128 MiB allocated 1 GiB")
