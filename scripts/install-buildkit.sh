@@ -9,19 +9,26 @@
 # slipway shares with buildkitd compile once (same flags, one build).
 # A command already installed at go.mod's version is not rebuilt.
 #
-#   install-buildkit.sh [--no-buildctl] [PKG...]
+#   install-buildkit.sh [--no-buildctl] [--strip] [PKG...]
 #
 # --no-buildctl: buildkitd only; buildctl, BuildKit's CLI, is for the tests
 # (internal/baseimage) and debugging, Slipway does not run it.
+# --strip: link without symbol table and debug information (-s -w), for the
+# first run's faster build (setup.sh --for-run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
 PREFIX=${PREFIX:-/usr/local}
 cmds=(buildkitd buildctl)
-if [ "${1:-}" = --no-buildctl ]; then
-  cmds=(buildkitd)
+ldflags=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-buildctl) cmds=(buildkitd) ;;
+    --strip) ldflags="-s -w " ;;
+    *) break ;;
+  esac
   shift
-fi
+done
 VERSION=$(go list -m -f '{{.Version}}' github.com/moby/buildkit)
 pkgs=("$@")
 for cmd in "${cmds[@]}"; do
@@ -36,7 +43,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/install-buildkit.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 echo "building ${pkgs[*]} (BuildKit $VERSION); on 2 cores with empty Go caches this takes a few minutes"
 SECONDS=0
-go build -ldflags "-X github.com/moby/buildkit/version.Version=$VERSION" -o "$work/" "${pkgs[@]}"
+go build -ldflags "$ldflags-X github.com/moby/buildkit/version.Version=$VERSION" -o "$work/" "${pkgs[@]}"
 mkdir -p bin "$PREFIX/bin"
 for pkg in "${pkgs[@]}"; do
   name=${pkg##*/}

@@ -10,6 +10,9 @@ export PATH=/usr/local/go/bin:$PATH
 export CI=${CI:-true}
 test -z "$(gofmt -l cmd internal bench test)" || { gofmt -l cmd internal bench test; echo "gofmt: files above need formatting" >&2; exit 1; }
 go vet ./...
+# scripts/run.sh builds slipway with the nokubernetes tag: keep that build sound.
+go vet -tags nokubernetes ./internal/server ./cmd/slipway
 go test -count=1 -timeout 45m ./...
+go test -count=1 -tags nokubernetes -run TestValidateRuntime ./internal/server
 # Every fuzz target, for a bounded time each (seed corpora are in testdata/fuzz).
 FUZZTIME=${FUZZTIME:-10s} bash test/fault/fuzz.sh

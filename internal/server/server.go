@@ -277,6 +277,9 @@ func (c *Config) validate() error {
 	switch c.Runtime {
 	case "", RuntimeLocal:
 	case RuntimeKubernetes:
+		if !kubernetesBuilt {
+			return errNoKubernetes
+		}
 		if _, err := registryURLHost(c.RegistryURL); err != nil {
 			return err
 		}
