@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -318,6 +319,12 @@ func infoDirect(ctx context.Context, instance string) (appInfo, error) {
 	if err != nil {
 		return appInfo{}, err
 	}
+	return askInfo(conn, "instance "+instance)
+}
+
+// askInfo asks the app at the other end of conn (who, for errors) who it
+// is, and closes conn.
+func askInfo(conn net.Conn, who string) (appInfo, error) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: direct\r\nConnection: close\r\n\r\n")
@@ -327,11 +334,11 @@ func infoDirect(ctx context.Context, instance string) (appInfo, error) {
 	}
 	head, body, _ := strings.Cut(string(b), "\r\n\r\n")
 	if !strings.HasPrefix(head, "HTTP/1.1 200") {
-		return appInfo{}, fmt.Errorf("instance %s answered %q", instance, head)
+		return appInfo{}, fmt.Errorf("%s answered %q", who, head)
 	}
 	a, ok := parseAppInfo([]byte(body))
 	if !ok {
-		return a, fmt.Errorf("instance %s answered %q", instance, body)
+		return a, fmt.Errorf("%s answered %q", who, body)
 	}
 	return a, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -19,11 +20,16 @@ import (
 // read to the end, or ctx ends.
 //
 // The API server's timestamps are the cursor: each line written is one
-// stamped after the last one written. A file's modification time is set
-// to the stamp of its last line whenever a follower stops, so that the
-// follower of a recovered instance resumes after it (a server killed
-// before that resumes after the file's last write: it may miss lines in
-// flight, never repeats one).
+// stamped after the last one written. The stamp of a file's last line is
+// kept with the file, in its extended attribute cursorAttr, set before
+// each batch of lines is written, so that the follower of a recovered
+// instance resumes after it, even after the server was killed: it may
+// miss the lines of a batch in flight, never repeats one. On a file
+// system without extended attributes the file's modification time
+// stands in: it is set to the stamp of the last line when a follower
+// stops, but a killed server leaves the time of its last write, which
+// the kernel's coarse clock may put before the stamps of the lines it
+// wrote, and those are repeated.
 func (d *Driver) follow(ctx context.Context, in *instance, resume bool) {
 	type stream struct{ name, path string }
 	streams := []stream{{corev1.LogStreamAll, in.st.Stdout}}
@@ -36,9 +42,7 @@ func (d *Driver) follow(ctx context.Context, in *instance, resume bool) {
 		}
 		var since time.Time
 		if resume {
-			if fi, err := os.Stat(s.path); err == nil {
-				since = fi.ModTime()
-			}
+			since = cursor(s.path)
 		}
 		in.logs.Add(1)
 		go func() {
@@ -89,7 +93,8 @@ func (d *Driver) followStream(ctx context.Context, st state, stream, path string
 						last = t
 					}
 				}
-				if rerr != nil || br.Buffered() == 0 {
+				if (rerr != nil || br.Buffered() == 0) && w.Buffered() > 0 {
+					setCursor(f, last)
 					w.Flush()
 				}
 				if rerr != nil {
@@ -125,4 +130,28 @@ func (d *Driver) terminated(ctx context.Context, st state) (done, gone bool) {
 	}
 	cs := appStatus(pod)
 	return cs != nil && cs.State.Terminated != nil, false
+}
+
+// cursorAttr is the extended attribute of a log file that holds the
+// stamp of its last line (RFC 3339, nanoseconds).
+const cursorAttr = "user.slipway.log-cursor"
+
+// setCursor records t as the stamp of f's last line.
+func setCursor(f *os.File, t time.Time) {
+	unix.Fsetxattr(int(f.Fd()), cursorAttr, []byte(t.UTC().Format(time.RFC3339Nano)), 0)
+}
+
+// cursor is the stamp of the last line of the file at path: its
+// cursorAttr, else its modification time, else zero.
+func cursor(path string) time.Time {
+	buf := make([]byte, 64)
+	if n, err := unix.Getxattr(path, cursorAttr, buf); err == nil {
+		if t, err := time.Parse(time.RFC3339Nano, string(buf[:n])); err == nil {
+			return t
+		}
+	}
+	if fi, err := os.Stat(path); err == nil {
+		return fi.ModTime()
+	}
+	return time.Time{}
 }
