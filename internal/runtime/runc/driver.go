@@ -468,6 +468,7 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 		maxOpenFiles: openFilesLimit(),
 		ids:          d.ids,
 		sysfs:        sysfs,
+		gvisor:       d.gvisor(),
 	}
 	// /etc/hosts, hostname and resolv.conf are bind-mounted; where the
 	// image has no /etc (FROM scratch), runc makes the mount points in the

@@ -115,7 +115,15 @@ const nsFlags = unix.CLONE_NEWNS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWUTS | un
 // everything else. Only the host's native ABI is allowed (x86_64 or
 // aarch64): a system call through the i386 or x32 ABI on x86_64, or the
 // 32-bit ARM one on arm64, is refused whatever its number.
-func seccompProfile() *specs.LinuxSeccomp {
+//
+// For gVisor (gvisor), which applies the filter inside its Sentry
+// (--oci-seccomp), clone3 is allowed: runsc turns every errno rule into
+// EPERM (runsc/specutils/seccomp ignores errnoRet), and glibc (2.34 and
+// later) falls back on clone only for ENOSYS, so with EPERM no thread
+// could be made (Node aborts at start, Python's threads fail). The
+// namespaces a clone3 could ask for there are the Sentry's, not the
+// host's.
+func seccompProfile(gvisor bool) *specs.LinuxSeccomp {
 	eperm, enosys := uint(unix.EPERM), uint(unix.ENOSYS)
 	s := &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, DefaultErrnoRet: &eperm}
 	for _, names := range allowedSyscalls {
@@ -125,13 +133,17 @@ func seccompProfile() *specs.LinuxSeccomp {
 		// clone without namespace flags (threads and processes only).
 		specs.LinuxSyscall{Names: []string{"clone"}, Action: specs.ActAllow,
 			Args: []specs.LinuxSeccompArg{{Index: 0, Value: nsFlags, ValueTwo: 0, Op: specs.OpMaskedEqual}}},
-		// clone3's flags sit in memory a filter cannot read: ENOSYS makes
-		// libcs fall back on clone.
-		specs.LinuxSyscall{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: &enosys},
 		// Any socket family but AF_VSOCK, which reaches the hypervisor.
 		specs.LinuxSyscall{Names: []string{"socket"}, Action: specs.ActAllow,
 			Args: []specs.LinuxSeccompArg{{Index: 0, Value: unix.AF_VSOCK, Op: specs.OpNotEqual}}},
 	)
+	if gvisor {
+		s.Syscalls = append(s.Syscalls, specs.LinuxSyscall{Names: []string{"clone3"}, Action: specs.ActAllow})
+	} else {
+		// clone3's flags sit in memory a filter cannot read: ENOSYS makes
+		// libcs fall back on clone.
+		s.Syscalls = append(s.Syscalls, specs.LinuxSyscall{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: &enosys})
+	}
 	// personality: querying, and the harmless personas (Linux, with
 	// UNAME26, with ADDR_NO_RANDOMIZE).
 	for _, p := range []uint64{0, 0x0008, 0x20000, 0x20008, 0xffffffff} {

@@ -45,6 +45,8 @@ type specParams struct {
 	// mounted on the host, bound on /sys (runc cannot mount one in a user
 	// namespace that does not own the network namespace).
 	sysfs string
+	// gvisor: the spec is for runsc (see seccompProfile).
+	gvisor bool
 }
 
 // defaultCaps is Docker's default capability set without NET_RAW (an app
@@ -146,7 +148,7 @@ func ociSpec(p specParams) *specs.Spec {
 			},
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
-			Seccomp:       seccompProfile(),
+			Seccomp:       seccompProfile(p.gvisor),
 		},
 	}
 	if !p.ids.Identity() {

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/runtime/oci"
 )
@@ -139,5 +142,37 @@ func TestOOMKills(t *testing.T) {
 	}
 	if _, ok := oomKills(root, "/slipway/gone"); ok {
 		t.Errorf("oomKills of a missing cgroup reports a count")
+	}
+}
+
+// runc gets clone3 → ENOSYS (libcs then use clone, whose flags the filter
+// checks). runsc returns EPERM for every errno rule, whatever its errnoRet,
+// and glibc makes no thread after an EPERM from clone3: the gVisor profile
+// allows clone3 and has no errno rule meaning anything but EPERM.
+func TestSeccompClone3(t *testing.T) {
+	rule := func(s *specs.LinuxSeccomp, name string) *specs.LinuxSyscall {
+		for i, r := range s.Syscalls {
+			if slices.Contains(r.Names, name) {
+				return &s.Syscalls[i]
+			}
+		}
+		t.Fatalf("no rule for %s", name)
+		return nil
+	}
+	runc := ociSpec(specParams{id: "a", maxOpenFiles: 1024}).Linux.Seccomp
+	if r := rule(runc, "clone3"); r.Action != specs.ActErrno || r.ErrnoRet == nil || *r.ErrnoRet != uint(unix.ENOSYS) {
+		t.Errorf("runc's clone3 rule: %+v, want ENOSYS", r)
+	}
+	gv := ociSpec(specParams{id: "a", maxOpenFiles: 1024, gvisor: true}).Linux.Seccomp
+	if r := rule(gv, "clone3"); r.Action != specs.ActAllow {
+		t.Errorf("gVisor's clone3 rule: %+v, want allowed", r)
+	}
+	for _, r := range gv.Syscalls {
+		if r.Action == specs.ActErrno && r.ErrnoRet != nil && *r.ErrnoRet != uint(unix.EPERM) {
+			t.Errorf("gVisor profile rule %v returns errno %d: runsc would return EPERM", r.Names, *r.ErrnoRet)
+		}
+	}
+	if clone := rule(gv, "clone"); len(clone.Args) == 0 {
+		t.Errorf("gVisor's clone rule lost its namespace-flag check")
 	}
 }
