@@ -3,7 +3,8 @@
 # ratios to baselines measured in the same run, the machine, the date and
 # the exact commands. Run as root on a machine set up by scripts/setup.sh
 # (runc, buildkitd, base images); wrk and nginx are installed from Debian
-# when missing. The whole run is bounded (about 15-20 minutes on 2 cores).
+# when missing. The whole run is bounded (about 25-35 minutes on 2 cores,
+# most of it the microvm sandbox's boots under TCG where KVM does not work).
 #
 #   sudo bash bench/run.sh            # writes BENCHMARKS.md
 #   BENCH_QUICK=1 bash bench/run.sh   # short runs, to check the script
@@ -52,7 +53,7 @@ trap cleanup EXIT
 echo "==> building (work directory $work)"
 mkdir -p "$work/bin" "$work/results"
 go build -o "$work/bin/slipway" ./cmd/slipway
-for p in routerbench pushbench wakebench densitybench summary sweep; do
+for p in routerbench pushbench wakebench sandboxbench densitybench summary sweep; do
   go build -o "$work/bin/$p" "./bench/$p"
 done
 # Egress throughput is a Go benchmark beside the stand-in internet it
@@ -69,12 +70,14 @@ if [ -n "${BENCH_QUICK:-}" ]; then
   router_args=(-duration 2s -rounds 1)
   push_args=(-warm 1)
   wake_args=(-wakes 3)
+  sandbox_args=(-samples 2 -rounds 1 -duration 2s)
   density_args=(-steps 1000 -max-running 20 -budget 2m)
   egress_args=(-test.benchtime 1s -test.count 1)
 else
   router_args=(-duration 6s -rounds 3)
   push_args=(-warm 5)
   wake_args=(-wakes 25)
+  sandbox_args=(-samples 5 -rounds 2 -duration 5s)
   density_args=(-steps 1000,10000 -max-running 200 -budget 8m)
   egress_args=(-test.benchtime 3s -test.count 5)
 fi
@@ -82,6 +85,9 @@ fi
 command -v runsc >/dev/null && wake_args+=(-gvisor)
 # And in the microvm sandbox, where QEMU and the guest kernel are installed.
 command -v qemu-system-x86_64 >/dev/null && [ -x /usr/local/lib/slipway/microvm/slipway-init ] && wake_args+=(-microvm)
+# sandboxbench: the same sandboxes, where they are installed.
+command -v runsc >/dev/null && sandbox_args+=(-gvisor)
+command -v qemu-system-x86_64 >/dev/null && [ -x /usr/local/lib/slipway/microvm/slipway-init ] && sandbox_args+=(-microvm)
 
 # egress_md FILE: the median MB/s of BenchmarkEgress's host and instance
 # runs in FILE (go test -bench output), as a markdown section.
@@ -148,6 +154,8 @@ run push "$work/bin/pushbench" -bin "$work/bin/slipway" -data "$work/data-push" 
   "${push_args[@]}" -out "$work/results/push.md" -json "$work/results/push.json"
 run wake "$work/bin/wakebench" -bin "$work/bin/slipway" -data "$work/data-push" -hello examples/hello ${python:+-python "$python"} \
   "${wake_args[@]}" -out "$work/results/wake.md" -json "$work/results/wake.json"
+run sandbox "$work/bin/sandboxbench" -bin "$work/bin/slipway" -data "$work/data-push" -hello examples/hello ${python:+-python "$python"} \
+  "${sandbox_args[@]}" -out "$work/results/sandbox.md" -json "$work/results/sandbox.json"
 run density "$work/bin/densitybench" -bin "$work/bin/slipway" -data "$work/data-push" -idle-data "$work/data-idle" -hello examples/hello \
   "${density_args[@]}" -out "$work/results/density.md" -json "$work/results/density.json"
 run egress sh -c "\"$work/bin/netns.test\" -test.run '^\$' -test.bench '^BenchmarkEgress\$' ${egress_args[*]} > \"$work/results/egress.txt\""
@@ -179,7 +187,7 @@ mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
   echo "measured side by side in it. The machine is shared (see the load average): absolute numbers"
   echo "move from run to run, ratios less."
   echo
-  for f in summary router wake push density egress; do
+  for f in summary router wake push density sandbox egress; do
     [ -f "$work/results/$f.md" ] && cat "$work/results/$f.md"
   done
   echo "## Commands"
