@@ -55,9 +55,28 @@ func main() {
 	}
 }
 
+// series is one kind of sample: the client's time to the first byte of
+// each 200, and the answers that were not a 200.
 type series struct {
-	Samples []time.Duration `json:"samples_ns"`
-	Failed  string          `json:"failed,omitempty"`
+	Samples  []time.Duration `json:"samples_ns"`
+	Failures int             `json:"failures,omitempty"`
+	Failed   string          `json:"failed,omitempty"` // the first failure
+	// Record is the server's record of the same starts or wakes.
+	Record wakeRecord `json:"server_record"`
+}
+
+// maxFailures is how many answers other than 200 a series takes before it
+// is not sampled again.
+const maxFailures = 2
+
+// wakeRecord is the server's record of a target's wakes in a span of
+// time: each from the request that found no instance to the new
+// instance's first passed health check, whatever the client saw.
+type wakeRecord struct {
+	N        int             `json:"n"`
+	Prepared int             `json:"prepared"` // started a sandbox prepared ahead
+	Failed   int             `json:"failed"`
+	OK       []time.Duration `json:"ok_ns"`
 }
 
 // app is one example app, its plain-process baseline and its deployments.
@@ -85,16 +104,9 @@ type target struct {
 	Failed  string         `json:"failed,omitempty"`
 	Starts  series         `json:"starts"`
 	Wakes   series         `json:"wakes"`
-	// StartsPrepared and WakesPrepared count, in the server's record of
-	// the starts and wakes (StartsRecorded, WakesRecorded), those that
-	// started a sandbox prepared ahead.
-	StartsRecorded int          `json:"starts_recorded"`
-	StartsPrepared int          `json:"starts_prepared"`
-	WakesRecorded  int          `json:"wakes_recorded"`
-	WakesPrepared  int          `json:"wakes_prepared"`
-	Idle           []footprint  `json:"idle_memory"`
-	Running        []footprint  `json:"running_memory"`
-	Router         []wrk.Result `json:"wrk,omitempty"`
+	Idle    []footprint    `json:"idle_memory"`
+	Running []footprint    `json:"running_memory"`
+	Router  []wrk.Result   `json:"wrk,omitempty"`
 
 	noPrepare bool // the driver prepares no sandbox: found asleep without one for 10 s
 }
@@ -227,8 +239,8 @@ func run() error {
 		return err
 	}
 	for _, t := range all {
-		t.StartsRecorded, t.StartsPrepared = countPrepared(ctx, c, t, startsFrom, wakesFrom)
-		t.WakesRecorded, t.WakesPrepared = countPrepared(ctx, c, t, wakesFrom, wakesTo)
+		t.Starts.Record = record(ctx, c, t, startsFrom, wakesFrom)
+		t.Wakes.Record = record(ctx, c, t, wakesFrom, wakesTo)
 	}
 
 	var s report.Section
@@ -237,9 +249,10 @@ func run() error {
 		strings.Join(kinds, ", "), loadBefore, report.LoadAvg())
 	s.P("- *start → first 200*: a GET to the app scaled to zero (the server's `--idle-timeout %s`) on a server with `--prepared-sandboxes 0`: the server makes the sandbox (filesystem, cgroup, the runtime's start; a network namespace wired ahead by the server's pool) and starts the app while the request waits; timed to the first byte of its 200.\n"+
 		"- *wake → first byte*: the same on a server with `--prepared-sandboxes 8`: the wake starts the sandbox prepared when the app fell asleep (runc and gvisor: `runc create` / `runsc create`) after the test has waited for it, as a request after a real idle timeout finds it; microvm prepares none, so its wake is a boot.\n"+
+		"- *the server's record*: the same starts and wakes as the server records them (`GET /api/v1/deployments/{id}/wakes`: from the request that found no instance to the new instance's first passed health check). A request waits at most 30 s for its app (the router's dial timeout) and then gets a 503 (counted under *not 200*; a series stops after %d), while the wake goes on: the record holds it.\n"+
 		"- *plain process*: %s; exec → first 200 on a loopback port, the process group killed after each sample.\n"+
 		"- *memory*: what an instance's sandbox holds of the host's memory — the PSS (proportional set size) summed over the host processes that make it up: the processes in its cgroup (the app; `runc init` waiting in a prepared runc sandbox; runsc's sandbox), those whose command line names it (runsc's sandbox and gofer, QEMU) and their descendants (gVisor's stub processes, an app's workers). PSS counts a page shared between processes (a binary's text, a library, runsc's own binary, shared memory) once in all, split among them, so that N instances add up to what they hold together; RSS counts it in full in each, and is shown beside it. The cgroup's memory (memory.usage_in_bytes here: anonymous memory, page cache first read by the instance, its tmpfs writable layer and kernel memory, as its memory limit counts them) is shown too where the sandbox has one: QEMU runs in none of its own, and a guest's page cache is inside its RAM, so PSS is the one figure the three share. *Idle* is an instance asleep with its sandbox for the next wake prepared (nothing for microvm, which keeps nothing); *running* is read just after the first 200 of a wake. Medians of the samples.",
-		*idle, helloApp.PlainNote)
+		*idle, maxFailures, helloApp.PlainNote)
 	for _, a := range apps {
 		s.Sub(fmt.Sprintf("%s (%s)", a.Dir, a.Kind))
 		if a.PlainNote != "" && a != helloApp {
@@ -257,7 +270,12 @@ func run() error {
 				continue
 			}
 			s.P("*%s*: the server's record: %d of %d starts and %d of %d wakes started a sandbox prepared ahead. Processes counted running: %s; idle: %s.",
-				t.Kind, t.StartsPrepared, t.StartsRecorded, t.WakesPrepared, t.WakesRecorded, procNames(t.Running), procNames(t.Idle))
+				t.Kind, t.Starts.Record.Prepared, t.Starts.Record.N, t.Wakes.Record.Prepared, t.Wakes.Record.N, procNames(t.Running), procNames(t.Idle))
+			for _, se := range []series{t.Starts, t.Wakes} {
+				if se.Failed != "" {
+					s.P("*%s*: %d answers were not a 200, the first: %s", t.Kind, se.Failures, benchsrv.Trim(se.Failed, 300))
+				}
+			}
 		}
 	}
 	s.P("With fewer than 100 samples p99 is the slowest sample (nearest rank).")
@@ -338,7 +356,7 @@ func (a *app) chrootBaseline(ctx context.Context, token, work, logs string) erro
 // plainSample starts the app as a plain process once: its start time and,
 // with mem, its memory after the first 200.
 func (a *app) plainSample(i int, mem bool) {
-	if a.start == nil || a.Plain.Failed != "" {
+	if a.start == nil || a.Plain.Failed != "" { // a failed baseline is not sampled again
 		return
 	}
 	port, err := serverproc.FreePort()
@@ -378,7 +396,7 @@ func measureAll(ctx context.Context, srv *serverproc.Server, apps []*app, all []
 				if wake {
 					se = &t.Wakes
 				}
-				if se.Failed != "" {
+				if se.Failures >= maxFailures {
 					continue
 				}
 				if err := waitAllAsleep(ctx, c, all, wake); err != nil {
@@ -392,12 +410,18 @@ func measureAll(ctx context.Context, srv *serverproc.Server, apps []*app, all []
 					err = fmt.Errorf("%d %q", code, benchsrv.Trim(string(body), 200))
 				}
 				if err != nil {
-					se.Failed = fmt.Sprintf("%s %d: %v", what, i, err)
+					se.Failures++
+					if se.Failed == "" {
+						se.Failed = fmt.Sprintf("%s %d after %s ms: %v", what, i, stats.MS(d), err)
+					}
+					fmt.Fprintf(os.Stderr, "%s %-8s %s %d: after %s ms: %v\n", a.Name, t.Kind, what, i, stats.MS(d), err)
 					continue
 				}
 				se.Samples = append(se.Samples, d)
 				if wake {
-					t.Running = append(t.Running, instanceFootprint(ctx, c, t, "starting", "running"))
+					// The woken instance, newest: its recorded status
+					// may still say prepared just after its first 200.
+					t.Running = append(t.Running, instanceFootprint(ctx, c, t, "prepared", "starting", "running"))
 				}
 				fmt.Fprintf(os.Stderr, "%s %-8s %s %d: %s ms\n", a.Name, t.Kind, what, i, stats.MS(d))
 			}
@@ -463,24 +487,29 @@ func waitAllAsleep(ctx context.Context, c *serverproc.Client, all []*target, pre
 	return errors.New("the deployments did not all fall asleep within 3 minutes")
 }
 
-// countPrepared counts the wakes in the server's record of t's
-// deployment that started between from and to, and those of them that
-// started a sandbox prepared ahead.
-func countPrepared(ctx context.Context, c *serverproc.Client, t *target, from, to time.Time) (n, prepared int) {
+// record is the server's record of the wakes of t's deployment that
+// started between from and to.
+func record(ctx context.Context, c *serverproc.Client, t *target, from, to time.Time) wakeRecord {
 	var ws []api.Wake
+	var r wakeRecord
 	if err := c.JSON(ctx, "GET", "/api/v1/deployments/"+t.Dep.ID+"/wakes", nil, &ws); err != nil {
-		return -1, -1
+		return r
 	}
 	for _, w := range ws {
 		if w.StartedAt.Before(from) || !w.StartedAt.Before(to) {
 			continue
 		}
-		n++
+		r.N++
 		if w.Prepared {
-			prepared++
+			r.Prepared++
 		}
+		if !w.OK {
+			r.Failed++
+			continue
+		}
+		r.OK = append(r.OK, time.Duration(w.DurationMS*float64(time.Millisecond)))
 	}
-	return n, prepared
+	return r
 }
 
 // throughput runs wrk through the router to hello in each sandbox and
@@ -538,26 +567,38 @@ func (a *app) runc() *target {
 
 // timeTable: starts and wakes per sandbox, with the plain process.
 func (a *app) timeTable() [][]string {
-	rows := [][]string{{"what", "n", "p50 ms", "p90 ms", "p99 ms", "p50 vs runc", "p50 vs plain process"}}
+	rows := [][]string{{"what", "n", "p50 ms", "p90 ms", "p99 ms", "p50 vs runc", "p50 vs plain process", "not 200", "the server's record: p50 ms (n)"}}
 	plain := stats.Summarize(a.Plain.Samples)
 	rc := a.runc()
-	row := func(label string, se series, base *series) {
-		if se.Failed != "" && len(se.Samples) == 0 {
-			rows = append(rows, []string{label, "0", "failed: " + benchsrv.Trim(se.Failed, 200), "", "", "", ""})
-			return
-		}
+	row := func(label string, se series, base *series, server bool) {
 		m := stats.Summarize(se.Samples)
-		vsRunc := "–"
-		if base != nil {
-			vsRunc = stats.Ratio(float64(m.P50), float64(stats.Summarize(base.Samples).P50))
+		p50, p90, p99, vsRunc, vsPlain := "–", "–", "–", "–", "–"
+		if m.N > 0 {
+			p50, p90, p99 = stats.MS(m.P50), stats.MS(m.P90), stats.MS(m.P99)
+			vsPlain = stats.Ratio(float64(m.P50), float64(plain.P50))
+			if base != nil {
+				vsRunc = stats.Ratio(float64(m.P50), float64(stats.Summarize(base.Samples).P50))
+			}
+		} else if se.Failed != "" && se.Failures == 0 {
+			p50 = "failed: " + benchsrv.Trim(se.Failed, 200)
 		}
-		rows = append(rows, []string{label, strconv.Itoa(m.N), stats.MS(m.P50), stats.MS(m.P90), stats.MS(m.P99), vsRunc,
-			stats.Ratio(float64(m.P50), float64(plain.P50))})
+		rec := "–"
+		if server {
+			r := stats.Summarize(se.Record.OK)
+			rec = fmt.Sprintf("– (%d)", r.N)
+			if r.N > 0 {
+				rec = fmt.Sprintf("%s (%d)", stats.MS(r.P50), r.N)
+			}
+			if se.Record.Failed > 0 {
+				rec += fmt.Sprintf(", %d failed", se.Record.Failed)
+			}
+		}
+		rows = append(rows, []string{label, strconv.Itoa(m.N), p50, p90, p99, vsRunc, vsPlain, strconv.Itoa(se.Failures), rec})
 	}
-	row("plain process: exec → first 200", a.Plain, nil)
+	row("plain process: exec → first 200", a.Plain, nil, false)
 	for _, phase := range []string{"start → first 200 (new sandbox)", "wake → first byte (sandbox prepared ahead where the driver prepares one)"} {
 		for _, t := range a.Targets {
-			if t.Failed != "" && len(t.Starts.Samples) == 0 {
+			if t.Failed != "" && len(t.Starts.Samples) == 0 && t.Starts.Failures == 0 {
 				continue
 			}
 			se, base := t.Starts, (*series)(nil)
@@ -570,7 +611,7 @@ func (a *app) timeTable() [][]string {
 					base = &rc.Wakes
 				}
 			}
-			row(t.Kind+": "+phase, se, base)
+			row(t.Kind+": "+phase, se, base, true)
 		}
 	}
 	return rows
