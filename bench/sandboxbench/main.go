@@ -183,12 +183,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	stopServer := func() {
-		if srv != nil {
-			benchsrv.Shutdown(srv)
-		}
-	}
-	defer func() { stopServer() }()
+	// The server of the moment, its deployments stopped at the end.
+	defer func() { benchsrv.Shutdown(srv) }()
 	c := srv.Client()
 	var all []*target
 	for _, a := range apps {
@@ -225,7 +221,6 @@ func run() error {
 	cfg.Listen, cfg.Router = srv.Config().Listen, srv.Config().Router
 	cfg.Args = []string{"--prepared-sandboxes", "8"}
 	if srv, _, err = benchsrv.Start(ctx, cfg); err != nil {
-		srv = nil
 		return err
 	}
 	c = srv.Client()
