@@ -268,6 +268,13 @@ func TestStartReconcilesFleet(t *testing.T) {
 		if !ok || r.State != router.Serving || r.Backend == nil {
 			t.Errorf("idle deployment %s: route %+v, %v; want serving (it wakes on a request)", id, r, ok)
 		}
+		// A wake may take its start and first check, each within the
+		// deployment's window: the router waits that long.
+		if l := ctl.liveByID(id); l == nil {
+			t.Errorf("idle deployment %s: not live", id)
+		} else if want := 2 * l.health.Window; r.DialTimeout != want || want <= 0 {
+			t.Errorf("idle deployment %s: route's DialTimeout %v, want twice its window (%v)", id, r.DialTimeout, want)
+		}
 	}
 	for _, d := range f.stopped {
 		if r, _ := table.Lookup(ctl.hosts.Preview(d.ID)); r.State != router.Stopped {

@@ -50,6 +50,10 @@ func (c *Controller) routeFor(d store.Deployment) router.Route {
 		switch {
 		case ready:
 			r.Backend = l
+			// A wake starts an instance and waits for its first passed
+			// check, each bounded by the deployment's window: requests
+			// wait that long (a VM that boots slowly) before a 503.
+			r.DialTimeout = 2 * l.health.Window
 		case Status(d.Status) == Deploying:
 			r.State = router.Deploying
 		default:

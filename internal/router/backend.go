@@ -31,10 +31,11 @@ func (e *dialError) Error() string {
 
 func (e *dialError) Unwrap() error { return e.err }
 
-// dialEntry dials the Backend of e, bounded by DialTimeout even when the
-// Backend ignores its context.
+// dialEntry dials the Backend of e, bounded by DialTimeout (or the
+// route's own, if longer) even when the Backend ignores its context.
 func (rt *Router) dialEntry(ctx context.Context, e *entry) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, rt.dialWait)
+	wait := max(rt.dialWait, e.route.DialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 
 	type result struct {

@@ -66,7 +66,8 @@ type Router struct {
 	// DialTimeout bounds how long a request waits for its Backend to
 	// return a connection, including any wake from zero. A request whose
 	// backend could not be reached in that time gets 503. If zero,
-	// DefaultDialTimeout (30 s).
+	// DefaultDialTimeout (30 s). A Route's own DialTimeout, if longer,
+	// replaces it for that route.
 	DialTimeout time.Duration
 
 	// MaxIdleConnsPerDeployment is how many idle keep-alive connections to

@@ -812,3 +812,31 @@ func TestCloseIdleConnectionsToASilentInstance(t *testing.T) {
 		t.Fatalf("GET after the instance stopped: %q %v, want an answer from a new connection", body, err)
 	}
 }
+
+// A route's own DialTimeout, longer than the router's, lets a slow wake
+// finish (a VM that boots for longer than the router's default); one
+// shorter than the router's does not cut the router's.
+func TestRouteDialTimeout(t *testing.T) {
+	app := startApp(t, named("woken"))
+	slow := func(d time.Duration) router.Backend {
+		return router.BackendFunc(func(ctx context.Context) (net.Conn, error) {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return app.DialContext(ctx)
+		})
+	}
+	var tab router.Table
+	// The router waits 100 ms; the wake takes 400 ms.
+	tab.Set("long.test", router.Route{Deployment: "dlong", Backend: slow(400 * time.Millisecond), DialTimeout: time.Minute})
+	tab.Set("default.test", router.Route{Deployment: "ddefault", Backend: slow(400 * time.Millisecond)})
+	tab.Set("short.test", router.Route{Deployment: "dshort", Backend: slow(50 * time.Millisecond), DialTimeout: time.Nanosecond})
+	url, client := startRouter(t, &router.Router{Table: &tab, DialTimeout: 100 * time.Millisecond})
+	for host, want := range map[string]int{"long.test": 200, "default.test": 503, "short.test": 200} {
+		if res := mustGet(t, client, url, host, ""); res.status != want {
+			t.Errorf("%s: status %d, want %d (body %q)", host, res.status, want, res.body)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Backend is how the router reaches one deployment's app. The control plane
@@ -81,6 +82,12 @@ type Route struct {
 	// than Set: new connections are dialled through it, while pooled ones
 	// stay in use until they close (they do when the old instance goes).
 	Backend Backend
+	// DialTimeout, if longer than Router.DialTimeout, is how long a
+	// request may wait for Backend to give it a connection: a deployment
+	// woken from zero whose app may take that long to start (its
+	// deployment window) holds its requests that long rather than
+	// answering 503 while the app is still starting.
+	DialTimeout time.Duration
 }
 
 // entry is a Route as stored: immutable once published, shared by pointer
