@@ -47,6 +47,13 @@ var reserved = []netip.Prefix{
 	netip.MustParsePrefix("240.0.0.0/4"),
 }
 
+// Reserved returns the ranges that instances never reach unless a
+// project's egress policy opens them, whatever the host (loopback,
+// link-local, RFC 1918, shared address space and the other reserved
+// ranges); other runtimes that keep apps from them (the kubernetes
+// driver's NetworkPolicy) use the same list.
+func Reserved() []netip.Prefix { return slices.Clone(reserved) }
+
 // hostRoutes lists the host's IPv4 routes in every table, leaving out
 // those on the link with index skip (the bridge: its route is ours).
 func hostRoutes(skip int) ([]netlink.Route, error) {

@@ -66,6 +66,27 @@ type Harness struct {
 	// a driver whose boundary makes a process limit moot (a VM's processes
 	// run on its own kernel, in its own memory).
 	PidsNotLimited bool
+	// NodePidsLimit, if set, says that the driver cannot hold an instance
+	// to its Limits.Pids, and that the node holds every instance to this
+	// many processes instead: a Kubernetes pod spec has no process limit,
+	// only the kubelet's podPidsLimit, the same for every pod of the node.
+	// The isolation suite then checks that limit.
+	NodePidsLimit int
+	// DiskLimitEvicts says that the driver's disk limit does not fail a
+	// write past it: the instance is ended instead, a moment later
+	// (Kubernetes' ephemeral-storage limit is enforced by the kubelet's
+	// eviction, which measures each pod's usage periodically; a pod's
+	// writable layer has no quota that would fail the write). The
+	// isolation suite then checks that the instance ends.
+	DiskLimitEvicts bool
+	// HostAddressesByPolicy says that the driver does not itself keep
+	// instances from the host's own addresses, but leaves it to a network
+	// policy that the platform enforces (the kubernetes driver's
+	// NetworkPolicy, which only a policy-enforcing network plugin applies,
+	// and the test cluster's plain bridge plugin does not). The isolation
+	// suite then checks only that the host's loopback is not the
+	// instance's; the driver's own tests check the policy.
+	HostAddressesByPolicy bool
 }
 
 // Timeout bounds each wait of the suites. It is a deadline for failure, not

@@ -8,12 +8,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	nodev1 "k8s.io/api/node/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -96,6 +98,31 @@ func TestObjects(t *testing.T) {
 	}
 	if ns.Labels[LabelProject] != "proj1" || ns.Labels[LabelManagedBy] != "slipway" {
 		t.Errorf("namespace labels = %v", ns.Labels)
+	}
+
+	// The namespace's egress policy: every IPv4 address but the private
+	// and reserved ones, and the cluster's DNS.
+	pol, err := c.Client.NetworkingV1().NetworkPolicies("slipway-proj1").Get(ctx, EgressPolicyName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the project's egress policy: %v", err)
+	}
+	ps0 := pol.Spec
+	if ps0.PodSelector.MatchLabels[LabelManagedBy] != "slipway" || len(ps0.PolicyTypes) != 1 || ps0.PolicyTypes[0] != networkingv1.PolicyTypeEgress || len(ps0.Ingress) != 0 {
+		t.Errorf("egress policy selects %v, types %v, ingress %v", ps0.PodSelector, ps0.PolicyTypes, ps0.Ingress)
+	}
+	if len(ps0.Egress) != 2 || len(ps0.Egress[0].To) != 1 || ps0.Egress[0].To[0].IPBlock == nil || len(ps0.Egress[0].Ports) != 0 {
+		t.Fatalf("egress rules = %+v", ps0.Egress)
+	}
+	block := ps0.Egress[0].To[0].IPBlock
+	for _, want := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10", "127.0.0.0/8"} {
+		if block.CIDR != "0.0.0.0/0" || !slices.Contains(block.Except, want) {
+			t.Errorf("egress allowed to %s except %v, want %s left out", block.CIDR, block.Except, want)
+		}
+	}
+	dnsRule := ps0.Egress[1]
+	if len(dnsRule.To) != 1 || dnsRule.To[0].PodSelector == nil || dnsRule.To[0].PodSelector.MatchLabels["k8s-app"] != "kube-dns" ||
+		dnsRule.To[0].NamespaceSelector == nil || len(dnsRule.Ports) != 2 || dnsRule.Ports[0].Port.IntValue() != 53 {
+		t.Errorf("DNS egress rule = %+v", dnsRule)
 	}
 
 	pod, err := c.Client.CoreV1().Pods("slipway-proj1").Get(ctx, "inst1", metav1.GetOptions{})

@@ -4,21 +4,24 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 )
 
-// client makes the few calls of the core API group the driver needs
-// (namespaces, secrets, pods and their logs) on a REST client whose scheme
-// knows that group alone. client-go's typed clients register every API
+// client makes the few calls the driver needs (namespaces, secrets, pods
+// and their logs of the core API group; network policies) on REST clients
+// whose scheme knows those two groups alone. client-go's typed clients register every API
 // group of Kubernetes at init, which doubled the slipway binary and added
 // 16 MB to every server's memory, whether it runs on a cluster or not.
 type client struct {
-	rc *rest.RESTClient
-	pc k8sruntime.ParameterCodec
+	rc  *rest.RESTClient // the core group
+	net *rest.RESTClient // networking.k8s.io (network policies)
+	pc  k8sruntime.ParameterCodec
 }
 
 func newClient(cfg *rest.Config) (*client, error) {
@@ -26,18 +29,28 @@ func newClient(cfg *rest.Config) (*client, error) {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	c := rest.CopyConfig(cfg)
-	c.APIPath = "/api"
-	c.GroupVersion = &corev1.SchemeGroupVersion
-	c.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
-	if c.UserAgent == "" {
-		c.UserAgent = "slipway"
+	if err := networkingv1.AddToScheme(scheme); err != nil {
+		return nil, err
 	}
-	rc, err := rest.RESTClientFor(c)
+	group := func(path string, gv schema.GroupVersion) (*rest.RESTClient, error) {
+		c := rest.CopyConfig(cfg)
+		c.APIPath = path
+		c.GroupVersion = &gv
+		c.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+		if c.UserAgent == "" {
+			c.UserAgent = "slipway"
+		}
+		return rest.RESTClientFor(c)
+	}
+	rc, err := group("/api", corev1.SchemeGroupVersion)
 	if err != nil {
 		return nil, err
 	}
-	return &client{rc: rc, pc: k8sruntime.NewParameterCodec(scheme)}, nil
+	net, err := group("/apis", networkingv1.SchemeGroupVersion)
+	if err != nil {
+		return nil, err
+	}
+	return &client{rc: rc, net: net, pc: k8sruntime.NewParameterCodec(scheme)}, nil
 }
 
 type (
@@ -50,11 +63,26 @@ type (
 		c  *client
 		ns string
 	}
+	networkPolicies struct {
+		c  *client
+		ns string
+	}
 )
 
-func (c *client) Namespaces() namespaces    { return namespaces{c} }
-func (c *client) Secrets(ns string) secrets { return secrets{c, ns} }
-func (c *client) Pods(ns string) pods       { return pods{c, ns} }
+func (n networkPolicies) Create(ctx context.Context, np *networkingv1.NetworkPolicy) (*networkingv1.NetworkPolicy, error) {
+	out := &networkingv1.NetworkPolicy{}
+	return out, n.c.net.Post().Namespace(n.ns).Resource("networkpolicies").Body(np).Do(ctx).Into(out)
+}
+
+func (n networkPolicies) Update(ctx context.Context, np *networkingv1.NetworkPolicy) (*networkingv1.NetworkPolicy, error) {
+	out := &networkingv1.NetworkPolicy{}
+	return out, n.c.net.Put().Namespace(n.ns).Resource("networkpolicies").Name(np.Name).Body(np).Do(ctx).Into(out)
+}
+
+func (c *client) NetworkPolicies(ns string) networkPolicies { return networkPolicies{c, ns} }
+func (c *client) Namespaces() namespaces                    { return namespaces{c} }
+func (c *client) Secrets(ns string) secrets                 { return secrets{c, ns} }
+func (c *client) Pods(ns string) pods                       { return pods{c, ns} }
 
 func (n namespaces) Create(ctx context.Context, ns *corev1.Namespace, _ metav1.CreateOptions) (*corev1.Namespace, error) {
 	out := &corev1.Namespace{}

@@ -45,6 +45,21 @@ func TestDriver(t *testing.T) {
 		})
 	})
 
+	// The isolation suite, with what a cluster holds instances to by its
+	// nature: processes by the kubelet's podPidsLimit (a pod spec has no
+	// process limit), disk by eviction (no quota fails a write), the
+	// host's addresses by the driver's NetworkPolicy, which the test
+	// cluster's bridge plugin does not enforce (TestObjects checks it).
+	t.Run("Isolation", func(t *testing.T) {
+		drivertest.RunIsolation(t, drivertest.Harness{
+			New:                   newD,
+			Image:                 ref,
+			NodePidsLimit:         ktest.PodPidsLimit,
+			DiskLimitEvicts:       true,
+			HostAddressesByPolicy: true,
+		})
+	})
+
 	t.Run("ImagePullFails", func(t *testing.T) {
 		d := newDriver(t, cfg)
 		spec := testSpec(t, drivertest.NewID(t))

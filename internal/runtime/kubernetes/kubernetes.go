@@ -19,7 +19,10 @@
 //     Config.UserNamespaces is set, and Config.RuntimeClass (gVisor, Kata)
 //     when set;
 //   - restartPolicy Never: Slipway's lifecycle decides what happens when an
-//     app exits, as with the other drivers.
+//     app exits, as with the other drivers;
+//   - its namespace's NetworkPolicy (EgressPolicyName), which keeps it from
+//     the nodes' and other private addresses where the cluster's network
+//     plugin enforces policies.
 //
 // A bare Pod rather than a Deployment of one replica: Slipway already
 // owns replicas, restarts, rollouts and scale to zero; a Deployment would
@@ -49,13 +52,16 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/slipwayhq/slipway/internal/netns"
 	"github.com/slipwayhq/slipway/internal/runtime"
 )
 
@@ -114,7 +120,21 @@ type Config struct {
 	// StopGrace is how long a pod gets after SIGTERM before SIGKILL. If
 	// zero, 5 seconds.
 	StopGrace time.Duration
+	// NoEgressPolicy leaves out each namespace's NetworkPolicy (see
+	// EgressPolicyName), which otherwise keeps the pods from the
+	// addresses that instances on a host never reach either.
+	NoEgressPolicy bool
 }
+
+// EgressPolicyName is the NetworkPolicy of each project's namespace that
+// keeps its pods from private and reserved addresses (the nodes', the
+// cloud's metadata service, other pods, the cluster's services, the LAN):
+// egress is allowed to every other IPv4 address, and to the cluster's DNS
+// (pods labelled k8s-app=kube-dns in kube-system) on port 53; IPv6 egress
+// is denied, as instances on a host have none. Only a network plugin that
+// enforces NetworkPolicy applies it. Policies add up: a cluster's
+// administrator opens more for a namespace with a policy of their own.
+const EgressPolicyName = "slipway-egress"
 
 // Driver runs instances as pods. It is safe for concurrent use.
 type Driver struct {
@@ -285,10 +305,51 @@ func (d *Driver) ensureNamespace(ctx context.Context, ns, group string) error {
 	if err != nil {
 		return refused(ns, "namespace", err)
 	}
+	if !d.cfg.NoEgressPolicy {
+		pol := egressPolicy(ns, labels)
+		err := retry(ctx, func() error {
+			_, err := d.c.NetworkPolicies(ns).Create(ctx, pol)
+			if apierrors.IsAlreadyExists(err) {
+				// Made by an earlier server: this one's rules hold.
+				_, err = d.c.NetworkPolicies(ns).Update(ctx, pol)
+			}
+			return err
+		})
+		if err != nil {
+			return refused(ns, "network policy", err)
+		}
+	}
 	d.mu.Lock()
 	d.namespaces[ns] = true
 	d.mu.Unlock()
 	return nil
+}
+
+// egressPolicy is a namespace's EgressPolicyName.
+func egressPolicy(ns string, labels map[string]string) *networkingv1.NetworkPolicy {
+	var except []string
+	for _, p := range netns.Reserved() {
+		except = append(except, p.String())
+	}
+	udp, tcp := corev1.ProtocolUDP, corev1.ProtocolTCP
+	dns := intstr.FromInt32(53)
+	return &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: EgressPolicyName, Namespace: ns, Labels: labels},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{LabelManagedBy: "slipway"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress: []networkingv1.NetworkPolicyEgressRule{
+				{To: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0", Except: except}}}},
+				{
+					To: []networkingv1.NetworkPolicyPeer{{
+						NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "kube-system"}},
+						PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"k8s-app": "kube-dns"}},
+					}},
+					Ports: []networkingv1.NetworkPolicyPort{{Protocol: &udp, Port: &dns}, {Protocol: &tcp, Port: &dns}},
+				},
+			},
+		},
+	}
 }
 
 // objects builds an instance's pod and secrets.

@@ -26,6 +26,10 @@ import (
 // nodeName is the kubelet's node.
 const nodeName = "ktest-node"
 
+// PodPidsLimit is the kubelet's podPidsLimit: how many processes each
+// pod may have (a pod spec cannot say).
+const PodPidsLimit = 128
+
 // nodeIP is the node's address: the bridge's, the pods' gateway.
 const nodeIP = "10.255.77.1"
 
@@ -207,7 +211,8 @@ authentication:
   webhook: {enabled: false}
 authorization: {mode: AlwaysAllow}
 cgroupDriver: cgroupfs
-cgroupsPerQOS: false
+cgroupsPerQOS: true
+podPidsLimit: %d
 enforceNodeAllocatable: []
 failCgroupV1: false
 failSwapOn: false
@@ -218,7 +223,7 @@ serializeImagePulls: false
 evictionHard: {memory.available: "1Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
 imageGCHighThresholdPercent: 100
 featureGates: {PodLogsQuerySplitStreams: true}
-`, nodeIP, port, c.containerd, filepath.Join(dir, "pod-logs")))
+`, nodeIP, port, PodPidsLimit, c.containerd, filepath.Join(dir, "pod-logs")))
 	write(t, filepath.Join(dir, "kubelet.kubeconfig"), kubeconfig(c.Config.Host, c.Config.BearerToken))
 	kl := startProc(t, dir, "kubelet", kubeletBin,
 		"--config", filepath.Join(dir, "kubelet.yaml"),
