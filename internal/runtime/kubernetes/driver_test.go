@@ -60,6 +60,12 @@ func TestDriver(t *testing.T) {
 		})
 	})
 
+	// Where a start's time goes (logged, not asserted).
+	t.Run("StartTimeline", func(t *testing.T) {
+		d := newDriver(t, cfg)
+		startTimeline(t, c, d, ref, 5)
+	})
+
 	t.Run("ImagePullFails", func(t *testing.T) {
 		d := newDriver(t, cfg)
 		spec := testSpec(t, drivertest.NewID(t))
