@@ -5,7 +5,8 @@
 // break out of their sandbox — plus fuzz targets for what the API reads.
 //
 // The tests need root, runc, buildkitd, ip and the offline base images
-// (scripts/setup.sh installs them). With the environment variable CI set,
+// (scripts/setup.sh installs them); the kubernetes crash test also needs
+// the cluster's binaries (scripts/install-kubernetes.sh). With the environment variable CI set,
 // a missing part fails the tests; without it, they skip and say why.
 // fuzz.sh runs every fuzz target of the repository for a bounded time.
 //

@@ -120,10 +120,6 @@ type Config struct {
 	// StopGrace is how long a pod gets after SIGTERM before SIGKILL. If
 	// zero, 5 seconds.
 	StopGrace time.Duration
-	// NoEgressPolicy leaves out each namespace's NetworkPolicy (see
-	// EgressPolicyName), which otherwise keeps the pods from the
-	// addresses that instances on a host never reach either.
-	NoEgressPolicy bool
 }
 
 // EgressPolicyName is the NetworkPolicy of each project's namespace that
@@ -305,19 +301,17 @@ func (d *Driver) ensureNamespace(ctx context.Context, ns, group string) error {
 	if err != nil {
 		return refused(ns, "namespace", err)
 	}
-	if !d.cfg.NoEgressPolicy {
-		pol := egressPolicy(ns, labels)
-		err := retry(ctx, func() error {
-			_, err := d.c.NetworkPolicies(ns).Create(ctx, pol)
-			if apierrors.IsAlreadyExists(err) {
-				// Made by an earlier server: this one's rules hold.
-				_, err = d.c.NetworkPolicies(ns).Update(ctx, pol)
-			}
-			return err
-		})
-		if err != nil {
-			return refused(ns, "network policy", err)
+	pol := egressPolicy(ns, labels)
+	err = retry(ctx, func() error {
+		_, err := d.c.NetworkPolicies(ns).Create(ctx, pol)
+		if apierrors.IsAlreadyExists(err) {
+			// Made by an earlier server: this one's rules hold.
+			_, err = d.c.NetworkPolicies(ns).Update(ctx, pol)
 		}
+		return err
+	})
+	if err != nil {
+		return refused(ns, "network policy", err)
 	}
 	d.mu.Lock()
 	d.namespaces[ns] = true
