@@ -32,6 +32,11 @@ import (
 // (for example it was removed while the server was down).
 var ErrNotFound = errors.New("instance not found")
 
+// ErrSnapshot reports that an instance could not resume from its
+// Spec.Snapshot: the snapshot is stale (saved from another spec, image or
+// runtime) or restoring it failed.
+var ErrSnapshot = errors.New("snapshot unusable")
+
 // Limits bounds what one instance may use. A zero field means "the driver's
 // default", never "unlimited".
 type Limits struct {
@@ -70,6 +75,15 @@ type Spec struct {
 	// receive the app's output. They outlive the server process.
 	StdoutPath string
 	StderrPath string
+	// Snapshot, if set, is a directory that the driver's Snapshot filled
+	// from a running instance of the same deployment: the instance
+	// resumes the app saved there (its memory, its files) instead of
+	// starting it. A snapshot that does not match the spec, the image or
+	// the runtime any more fails Start or Prepare, and one that does not
+	// resume fails Start or StartPrepared, with an error wrapping
+	// ErrSnapshot: the caller then discards it and starts without. A
+	// driver that is no Snapshotter ignores it.
+	Snapshot string
 }
 
 // Network gives an instance's network namespace its way out: an address
@@ -158,4 +172,25 @@ type Preparer interface {
 	// its handle, which replaces h. It fails if the instance is gone or
 	// was started already; the caller then stops it and starts afresh.
 	StartPrepared(ctx context.Context, h *Handle) (*Handle, error)
+}
+
+// Snapshotter is implemented by drivers that can save a running instance
+// and resume later instances of the same deployment from that save (see
+// Spec.Snapshot) instead of starting their app: a wake then costs the
+// restore, not the app's own start.
+//
+//	err := s.Snapshot(ctx, h, dir)    // h keeps running
+//	spec.Snapshot = dir
+//	h2, err := d.Start(ctx, spec)     // or Prepare, then StartPrepared
+//
+// A restored instance has the saved instance's memory and written files;
+// its connections at the time of the save are gone (listening sockets are
+// listening again), and it keeps the saved environment, which a snapshot
+// is valid for only while the spec's is the same.
+type Snapshotter interface {
+	// Snapshot saves running instance h into dir (made, or replaced
+	// whole), pausing h while it does. It returns errors.ErrUnsupported
+	// when the driver's runtime cannot save instances; dir is then not
+	// made.
+	Snapshot(ctx context.Context, h *Handle, dir string) error
 }

@@ -294,6 +294,10 @@ type state struct {
 	// Prepared: made by Prepare, its app not started yet (runc's
 	// container is "created", its process waiting in runc's init).
 	Prepared bool `json:"prepared,omitempty"`
+	// Snapshot is the snapshot its app resumes from (Spec.Snapshot,
+	// gVisor only) instead of starting: its writable layer holds the
+	// snapshot's files; StartPrepared restores the rest.
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
 // newInstance returns an instance to attach to (see attached.New). Its
@@ -345,8 +349,16 @@ func (d *Driver) start(ctx context.Context, spec runtime.Spec, prepare bool) (*r
 	if err != nil {
 		return nil, fmt.Errorf("starting instance %s: %w", spec.ID, err)
 	}
-	h, err := d.create(ctx, spec, img, prepare)
+	if !d.gvisor() {
+		spec.Snapshot = "" // runc cannot resume one
+	}
+	// An instance that resumes a snapshot is made as a prepared one, and
+	// Start then restores it as StartPrepared does.
+	h, err := d.create(ctx, spec, img, prepare || spec.Snapshot != "")
 	release()
+	if err == nil && spec.Snapshot != "" && !prepare {
+		h, err = d.startPreparedLocked(ctx, h)
+	}
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -412,6 +424,14 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 	}
 	if err := unix.Chmod(filepath.Join(layer, "upper"), top.Mode&0o7777); err != nil {
 		return nil, err
+	}
+	// A snapshot's files go in before the overlay is mounted over them.
+	var snap snapshotMeta
+	if spec.Snapshot != "" {
+		var err error
+		if snap, err = restoreLayer(spec.Snapshot, filepath.Join(layer, "upper")); err != nil {
+			return nil, err
+		}
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", img.Rootfs, layer, layer)
 	// nosuid and nodev: the image holds no setuid file or device node
@@ -498,6 +518,15 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), config, 0o600); err != nil {
 		return nil, err
 	}
+	if spec.Snapshot != "" {
+		key, err := d.snapshotKey(id, img.Digest, config)
+		if err != nil {
+			return nil, err
+		}
+		if key != snap.Key {
+			return nil, fmt.Errorf("%w: it was saved from another spec, image or %s", runtime.ErrSnapshot, d.tool())
+		}
+	}
 
 	stdout, err := openLog(spec.StdoutPath)
 	if err != nil {
@@ -528,7 +557,7 @@ func (d *Driver) create(ctx context.Context, spec runtime.Spec, img *oci.Unpacke
 	}
 	st := state{
 		Bundle: bundle, Netns: netns, PID: pid, Image: spec.Image, Digest: img.Digest,
-		Port: spec.Port, StartedAt: startedAt, Prepared: prepare,
+		Port: spec.Port, StartedAt: startedAt, Prepared: prepare, Snapshot: spec.Snapshot,
 	}
 	in := d.newInstance(id, pid, startedAt, prepare)
 	if ps, err := pidfd.ReadStat(pid); err == nil {
@@ -614,6 +643,14 @@ func (d *Driver) load(ctx context.Context, h *runtime.Handle) (*attached.Instanc
 	rs, err := d.runcStateOf(ctx, h.ID)
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", h.ID, err)
+	}
+	if rs.Status == "paused" {
+		// Only Snapshot pauses an instance: a server that died while
+		// saving one left it so.
+		if err := d.runtimeCmd(ctx, "resume", h.ID); err != nil {
+			return nil, fmt.Errorf("instance %s: %w", h.ID, err)
+		}
+		rs.Status = "running"
 	}
 	var st state
 	if len(h.State) > 0 {

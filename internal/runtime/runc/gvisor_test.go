@@ -35,6 +35,7 @@ func TestGVisor(t *testing.T) {
 		{"StopGraceful", TestStopGraceful},
 		{"RecoverAfterServerCrash", TestRecoverAfterServerCrash},
 		{"StartToFirstResponse", TestStartToFirstResponse},
+		{"Snapshot", testSnapshot},
 	} {
 		t.Run(tc.name, tc.test)
 	}

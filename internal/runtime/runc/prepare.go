@@ -27,14 +27,21 @@ func (d *Driver) Prepare(ctx context.Context, spec runtime.Spec) (*runtime.Handl
 }
 
 // StartPrepared implements runtime.Preparer: what `runc start` does (see
-// startByFifo), after which the instance is as Start leaves one. It also works on an instance that a
-// previous server prepared (after Recover, or attaching on first use).
+// startByFifo), after which the instance is as Start leaves one; or, for
+// an instance made from a snapshot (Spec.Snapshot), `runsc restore` into
+// its sandbox. It also works on an instance that a previous server
+// prepared (after Recover, or attaching on first use).
 func (d *Driver) StartPrepared(ctx context.Context, h *runtime.Handle) (*runtime.Handle, error) {
 	if !idRE.MatchString(h.ID) {
 		return nil, fmt.Errorf("starting prepared instance %q: %w", h.ID, runtime.ErrNotFound)
 	}
 	unlock := d.instances.Lock(h.ID)
 	defer unlock()
+	return d.startPreparedLocked(ctx, h)
+}
+
+// startPreparedLocked is StartPrepared for a caller that holds h.ID's lock.
+func (d *Driver) startPreparedLocked(ctx context.Context, h *runtime.Handle) (*runtime.Handle, error) {
 	in, err := d.attachLocked(ctx, h)
 	if err != nil {
 		return nil, fmt.Errorf("starting prepared instance %s: %w", h.ID, err)
@@ -45,27 +52,28 @@ func (d *Driver) StartPrepared(ctx context.Context, h *runtime.Handle) (*runtime
 	if in.Exited() {
 		return nil, fmt.Errorf("starting prepared instance %s: its sandbox's process exited", h.ID)
 	}
-	// What `runc start` does, without the cost of starting runc (several
-	// milliseconds on a quiet machine, tens on a busy one): see startByFifo.
-	err = d.startByFifo(ctx, in)
-	if errors.Is(err, errNoFifo) {
-		err = d.runcStart(ctx, h.ID)
+	var st state
+	if len(h.State) == 0 || json.Unmarshal(h.State, &st) != nil {
+		if st, err = readState(d.bundleDir(h.ID)); err != nil {
+			return nil, fmt.Errorf("starting prepared instance %s: %w", h.ID, err)
+		}
+	}
+	if st.Snapshot != "" {
+		err = d.runtimeRestore(ctx, h.ID, st.Snapshot)
+	} else {
+		// What `runc start` does, without the cost of starting runc
+		// (several milliseconds on a quiet machine, tens on a busy one):
+		// see startByFifo.
+		err = d.startByFifo(ctx, in)
+		if errors.Is(err, errNoFifo) {
+			err = d.runcStart(ctx, h.ID)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("starting prepared instance %s: %w", h.ID, err)
 	}
 	now := time.Now()
 	in.Started(now)
-	var st state
-	if len(h.State) == 0 || json.Unmarshal(h.State, &st) != nil {
-		b, err := os.ReadFile(filepath.Join(d.bundleDir(h.ID), "state.json"))
-		if err == nil {
-			err = json.Unmarshal(b, &st)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("starting prepared instance %s: reading its state: %w", h.ID, err)
-		}
-	}
 	st.Prepared, st.StartedAt = false, now
 	raw, err := json.Marshal(st)
 	if err != nil {

@@ -12,6 +12,9 @@
 //	/log?msg=M[&stream=stderr]  writes M and a newline to stdout (or stderr)
 //	/hold?ms=N             200 "holding" at once, "done" N ms later
 //	/id                    200 "uid=U gid=G groups=A,B"
+//	/count                 200 and how many times /count was asked, this one
+//	                       included, since the process started (state kept in
+//	                       memory only)
 //	/exit?code=N           answers 200, then the process exits with code N
 //	/syscall?name=P        200 and the outcome of probe P (see Probes), run in a
 //	                       child process: "ok", "EPERM", ..., or "killed by SIG..."
@@ -40,6 +43,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -228,6 +232,10 @@ func Handler(cfg Config) http.Handler {
 			gs[i] = strconv.Itoa(g)
 		}
 		fmt.Fprintf(w, "uid=%d gid=%d groups=%s\n", os.Getuid(), os.Getgid(), strings.Join(gs, ","))
+	})
+	var count atomic.Int64
+	mux.HandleFunc("GET /count", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d\n", count.Add(1))
 	})
 	mux.HandleFunc("GET /exit", func(w http.ResponseWriter, r *http.Request) {
 		code, err := strconv.Atoi(r.URL.Query().Get("code"))
