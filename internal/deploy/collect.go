@@ -252,10 +252,12 @@ func (c *Controller) Collect(ctx context.Context) (Freed, error) {
 			f.Sources++
 			f.Bytes += n
 		}
-		n, err := removeCounting(filepath.Join(c.cfg.DataDir, "logs", d.ID))
-		f.Bytes += n
-		if err != nil {
-			errs = append(errs, err)
+		for _, dir := range []string{"logs", "snapshots"} {
+			n, err := removeCounting(filepath.Join(c.cfg.DataDir, dir, d.ID))
+			f.Bytes += n
+			if err != nil {
+				errs = append(errs, err)
+			}
 		}
 		lines, err := c.store.TrimLogs(ctx, d.ID, store.LogRuntime, 0)
 		f.LogLines += lines

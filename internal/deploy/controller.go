@@ -116,6 +116,11 @@ type Config struct {
 	// (runtime.Preparer): the deployments that fell asleep last keep
 	// theirs. If zero, 8; negative: none.
 	PreparedSandboxes int
+	// NoSnapshots turns snapshot wakes off (see snapshot.go): instances
+	// on a driver that can save them (gVisor's) start the app each time,
+	// as on the others. If false, the first instance of a deployment to
+	// pass a health check is saved, and later ones resume from the save.
+	NoSnapshots bool
 	// Observer, if set, is told of status changes, wakes, sleeps and
 	// restarts (Observers tells several).
 	Observer Observer
@@ -162,7 +167,8 @@ type Controller struct {
 	// drivers holds every driver of cfg.Sandboxes by its Name, the name
 	// handles record.
 	drivers  map[string]runtime.Driver
-	prepared preparedSet // sandboxes prepared ahead for wakes
+	prepared preparedSet   // sandboxes prepared ahead for wakes
+	snaps    snapshotState // snapshots being saved
 }
 
 // New validates cfg and returns a Controller. Call Start to reconcile and

@@ -41,7 +41,7 @@ func (c *Controller) Discard(ctx context.Context, ds []store.Deployment) {
 	}
 	var freed int64
 	for _, d := range ds {
-		for _, path := range []string{c.sourcePath(d.ID), filepath.Join(c.cfg.DataDir, "logs", d.ID)} {
+		for _, path := range []string{c.sourcePath(d.ID), filepath.Join(c.cfg.DataDir, "logs", d.ID), filepath.Join(c.cfg.DataDir, "snapshots", d.ID)} {
 			n, err := removeCounting(path)
 			if err != nil {
 				c.log.Warn("discarding a deleted deployment's files", "deployment", d.ID, "err", err)

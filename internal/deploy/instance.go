@@ -35,6 +35,9 @@ type liveDeployment struct {
 	tail   *tailer
 	ready  bool               // passed its first health check
 	cancel context.CancelFunc // ends supervision
+	// restored: the current instance resumed from the deployment's
+	// snapshot rather than starting the app.
+	restored bool
 
 	// Scale to zero: lastUsed is the time of the last request's start or
 	// end (Unix ns), inflight how many are under way;
@@ -155,6 +158,7 @@ func (c *Controller) deploy(d store.Deployment) {
 	}
 	l.d = d
 	c.supervise(l)
+	c.saveSnapshot(l)
 	c.retire(ctx, d.EnvironmentID)
 }
 
@@ -296,7 +300,7 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment) error
 	}
 	id := inst.ID
 	l.tailFrom(inst) // logs flow from the first byte, also when the start fails
-	h, err := driver.Start(ctx, spec)
+	h, err := c.startFrom(ctx, l.d.ID, &spec, func(s runtime.Spec) (*runtime.Handle, error) { return driver.Start(ctx, s) })
 	if err != nil {
 		c.store.UpdateInstance(context.Background(), id, nil, "stopped")
 		l.stopTail()
@@ -308,11 +312,16 @@ func (c *Controller) startInstance(ctx context.Context, l *liveDeployment) error
 		return fmt.Errorf("internal error: %v", err)
 	}
 	inst.State, inst.Status = state, "running"
+	restored := spec.Snapshot != ""
 	l.mu.Lock()
-	l.handle, l.inst = h, inst
+	l.handle, l.inst, l.restored = h, inst, restored
 	l.mu.Unlock()
 	c.register(l)
-	c.event(l.d.ID, store.LogRuntime, "instance %s started", id)
+	if restored {
+		c.event(l.d.ID, store.LogRuntime, "instance %s started from the deployment's snapshot", id)
+	} else {
+		c.event(l.d.ID, store.LogRuntime, "instance %s started", id)
+	}
 	return nil
 }
 
@@ -367,6 +376,7 @@ func (c *Controller) newInstance(ctx context.Context, d store.Deployment, status
 			DiskBytes: settings.DiskBytes},
 		StdoutPath: inst.StdoutPath,
 		StderrPath: inst.StderrPath,
+		Snapshot:   c.snapshotFor(d.ID, driver),
 	}
 	return inst, spec, driver, nil
 }
@@ -456,6 +466,7 @@ func (c *Controller) supervise(l *liveDeployment) {
 				continue
 			}
 			c.event(l.d.ID, store.LogRuntime, "instance restarted and healthy")
+			c.saveSnapshot(l)
 			backoff = time.Second
 		}
 	}()
@@ -560,6 +571,7 @@ func (c *Controller) stopInstances(ctx context.Context, id string) {
 		c.stopLive(ctx, l)
 	}
 	c.invalidatePrepared(id)
+	defer c.removeSnapshots(id) // once no instance is being saved
 	insts, _ := c.store.ListInstances(ctx, id)
 	for _, in := range insts {
 		if in.Status == "running" || in.Status == "starting" {

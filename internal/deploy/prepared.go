@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -55,6 +56,9 @@ type preparedSandbox struct {
 	ready   chan struct{} // closed once inst and h are set (h nil: it failed)
 	inst    store.Instance
 	h       *runtime.Handle
+	// snapshot is the snapshot its app resumes from (Spec.Snapshot), if
+	// any.
+	snapshot string
 }
 
 // preparerFor returns the driver of d's sandbox kind, if the controller
@@ -141,7 +145,9 @@ func (c *Controller) runPrepare(d store.Deployment, e *preparedSandbox) {
 		c.log.Warn("preparing a sandbox ahead", "deployment", d.ID, "err", err)
 		return
 	}
-	h, err := e.driver.(runtime.Preparer).Prepare(c.ctx, spec)
+	h, err := c.startFrom(c.ctx, d.ID, &spec, func(s runtime.Spec) (*runtime.Handle, error) {
+		return e.driver.(runtime.Preparer).Prepare(c.ctx, s)
+	})
 	if err == nil {
 		inst.State, _ = json.Marshal(h)
 		if err = c.store.UpdateInstance(c.ctx, inst.ID, inst.State, statusPrepared); err != nil {
@@ -155,7 +161,7 @@ func (c *Controller) runPrepare(d store.Deployment, e *preparedSandbox) {
 		c.forgetInstance(inst)
 		return
 	}
-	e.inst, e.h = inst, h
+	e.inst, e.h, e.snapshot = inst, h, spec.Snapshot
 }
 
 // takePrepared removes the deployment's prepared sandbox from the set and
@@ -223,19 +229,26 @@ func (c *Controller) startPrepared(l *liveDeployment, e *preparedSandbox, later 
 	if err != nil {
 		l.stopTail()
 		c.discardPrepared(e)
+		if e.snapshot != "" && errors.Is(err, runtime.ErrSnapshot) {
+			c.dropSnapshot(l.d.ID, e.snapshot, err)
+		}
 		return err
 	}
 	inst.State, _ = json.Marshal(h)
 	inst.Status = "running"
 	l.mu.Lock()
-	l.handle, l.inst = h, inst
+	l.handle, l.inst, l.restored = h, inst, e.snapshot != ""
 	l.mu.Unlock()
 	c.register(l)
 	*later = append(*later, func() {
 		if err := c.store.UpdateInstance(context.Background(), inst.ID, inst.State, inst.Status); err != nil {
 			c.log.Error("recording a woken instance", "instance", inst.ID, "err", err)
 		}
-		c.event(l.d.ID, store.LogRuntime, "instance %s started (prepared ahead)", inst.ID)
+		if e.snapshot != "" {
+			c.event(l.d.ID, store.LogRuntime, "instance %s started from the deployment's snapshot (prepared ahead)", inst.ID)
+		} else {
+			c.event(l.d.ID, store.LogRuntime, "instance %s started (prepared ahead)", inst.ID)
+		}
 	})
 	return nil
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/slipwayhq/slipway/internal/store"
@@ -167,12 +168,22 @@ func (c *Controller) doWake(l *liveDeployment, done chan struct{}) {
 		c.event(l.d.ID, store.LogRuntime, "wake failed after %s: %v", dur.Round(time.Millisecond), err)
 		return
 	}
-	how := ""
+	var how []string
 	if prepared {
-		how = " (a sandbox prepared ahead)"
+		how = append(how, "a sandbox prepared ahead")
 	}
-	c.event(l.d.ID, store.LogRuntime, "woke in %s%s", dur.Round(time.Millisecond), how)
+	l.mu.Lock()
+	if l.restored {
+		how = append(how, "resumed from a snapshot")
+	}
+	l.mu.Unlock()
+	line := "woke in " + dur.Round(time.Millisecond).String()
+	if len(how) > 0 {
+		line += " (" + strings.Join(how, ", ") + ")"
+	}
+	c.event(l.d.ID, store.LogRuntime, "%s", line)
 	c.supervise(l)
+	c.saveSnapshot(l)
 }
 
 // wakeInstance starts l's instance — the one prepared ahead, if there is

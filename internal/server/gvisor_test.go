@@ -1,10 +1,14 @@
 package server
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -102,4 +106,109 @@ func TestGVisorSandbox(t *testing.T) {
 		t.Errorf("instances after 3 wakes: %d, want 4", len(again.Instances))
 	}
 	h.do("PATCH", "/api/v1/projects/gv/settings", strings.NewReader(`{"idleTimeout":"0"}`), "application/json")
+}
+
+// TestGVisorSnapshotWake: on gvisor, the deployment's first healthy
+// instance is saved, and each wake resumes that snapshot instead of
+// starting the app. testdata/app answers with the time its process
+// started, which only memory holds: a wake that answers with the time of
+// the saved instance is a restore, never a cold start. The snapshot is on
+// disk: after a restart of the server, wakes still resume it. One that
+// no longer matches (here, its key rewritten) is discarded, saying so,
+// that wake starts the app, and its instance is saved anew. Stopping the
+// deployment removes its snapshots.
+func TestGVisorSnapshotWake(t *testing.T) {
+	h := startServer(t)
+	requireRunsc(t)
+	h.call("POST", "/api/v1/projects", api.CreateProjectRequest{Name: "gvsnap"}, nil)
+	if code := h.call("PATCH", "/api/v1/projects/gvsnap/settings", map[string]string{"sandbox": "gvisor", "idleTimeout": "1s"}, nil); code != http.StatusOK {
+		t.Fatalf("PATCH settings: %d", code)
+	}
+	d := h.wait(h.upload("gvsnap", "testdata/app", "").ID)
+	if d.Status != "RUNNING" {
+		t.Fatalf("deployment on gvisor: %s %s\nruntime log:\n%s", d.Status, d.FailureReason, h.runtimeLog(d.ID))
+	}
+	host := d.ID + ".slipway.localhost"
+	saves := func() int {
+		return len(regexp.MustCompile(`snapshot of instance \S+ saved in`).FindAllStringIndex(h.runtimeLog(d.ID), -1))
+	}
+	waitSaves := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(2 * time.Minute); saves() < n; time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no snapshot saved (%d wanted) within 2 minutes; runtime log:\n%s", n, h.runtimeLog(d.ID))
+			}
+		}
+	}
+	waitSaves(1)
+	dir := filepath.Join(h.data, "snapshots", d.ID, "gvisor")
+	if _, err := os.Stat(filepath.Join(dir, "snapshot.json")); err != nil {
+		t.Fatalf("the snapshot is not on disk: %v", err)
+	}
+	// started is the saved app's answer: "app <deployment> started <ns>".
+	code, saved, err := h.body(host, "/")
+	if err != nil || code != 200 || !strings.Contains(saved, d.ID) {
+		t.Fatalf("GET /: %d %q %v", code, saved, err)
+	}
+	wake := func(what string) string {
+		t.Helper()
+		h.waitSleep(d.ID, h.sleeps(d.ID), time.Minute)
+		start := time.Now()
+		code, body, err := h.body(host, "/")
+		if err != nil || code != 200 {
+			t.Fatalf("%s: %d %q %v", what, code, body, err)
+		}
+		t.Logf("%s: request → response through the router in %s", what, time.Since(start).Round(time.Millisecond))
+		return body
+	}
+	for i := range 2 {
+		if body := wake(fmt.Sprintf("wake %d", i)); body != saved {
+			t.Errorf("wake %d answered %q, want the saved app's %q (resumed, not started)\nruntime log:\n%s", i, body, saved, h.runtimeLog(d.ID))
+		}
+	}
+	if log := h.runtimeLog(d.ID); !strings.Contains(log, "resumed from a snapshot") {
+		t.Errorf("no wake says it resumed from a snapshot; runtime log:\n%s", log)
+	}
+
+	h.restart()
+	if body := wake("wake after a restart of the server"); body != saved {
+		t.Errorf("after a restart, the wake answered %q, want the saved app's %q", body, saved)
+	}
+
+	// A snapshot that does not match any more (as after a new runsc).
+	meta := filepath.Join(dir, "snapshot.json")
+	b, err := os.ReadFile(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["key"] = "stale"
+	b, _ = json.Marshal(m)
+	if err := os.WriteFile(meta, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Its sandbox for the next wake is prepared when it falls asleep,
+	// after the key changed: preparing it finds the snapshot stale.
+	cold := wake("wake after the snapshot went stale")
+	if cold == saved {
+		t.Errorf("a stale snapshot was resumed: %q", cold)
+	}
+	if log := h.runtimeLog(d.ID); !strings.Contains(log, "snapshot discarded") {
+		t.Errorf("the runtime log does not say the stale snapshot was discarded:\n%s", log)
+	}
+	waitSaves(2)
+	if body := wake("wake from the new snapshot"); body != cold {
+		t.Errorf("after the new save, the wake answered %q, want the newly saved app's %q", body, cold)
+	}
+
+	h.do("PATCH", "/api/v1/projects/gvsnap/settings", strings.NewReader(`{"idleTimeout":"0"}`), "application/json")
+	if code := h.call("POST", "/api/v1/deployments/"+d.ID+"/stop", nil, nil); code != http.StatusOK {
+		t.Fatalf("stop: %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(h.data, "snapshots", d.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the deployment's snapshots outlive its stop (%v)", err)
+	}
 }

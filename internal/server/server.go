@@ -167,6 +167,10 @@ type Config struct {
 	// the next wake of apps scaled to zero (the apps that fell asleep
 	// last keep theirs). If zero, 8; negative: none.
 	PreparedSandboxes int
+	// NoSnapshots turns snapshot wakes off: gvisor instances start the
+	// app at each wake instead of resuming the snapshot of their
+	// deployment's first healthy instance (DataDir/snapshots).
+	NoSnapshots bool
 	// Started, if set, is called once the server serves, with the API and
 	// router addresses.
 	Started func(api, router net.Addr)
