@@ -28,6 +28,13 @@
 // Usage:
 //
 //	wakebench -bin bin/slipway -data DIR [-hello examples/hello] [-python examples/fastapi-uv] [-wakes 25] [-prepared-sandboxes 8] [-gvisor] [-microvm]
+//	wakebench -snapshot -bin bin/slipway -data DIR -python examples/flask-pip [-wakes 25]
+//
+// With -snapshot only the Python app is measured, in the gvisor sandbox:
+// its cold start (plain process; the gvisor driver alone, cold and from a
+// snapshot) beside its wakes through Slipway resuming the deployment's
+// snapshot and, after a restart of the server with --snapshots=false, its
+// cold wakes (see snapshot.go).
 //
 // With -prepared-sandboxes above 0 (the default) each wake waits, before
 // it is sent, until the deployment's sandbox for it is prepared ahead, as
@@ -89,9 +96,16 @@ func run() error {
 	preparedN := flag.Int("prepared-sandboxes", 8, "the server's --prepared-sandboxes (0: wakes start new sandboxes)")
 	out := flag.String("out", "", "Markdown section to write (default: stdout)")
 	jsonOut := flag.String("json", "", "JSON results to write")
+	snapshot := flag.Bool("snapshot", false, "measure only the -python app (a Flask app) on gvisor: its cold start beside snapshot wakes and cold wakes (see snapshot.go)")
 	flag.Parse()
 	if *data == "" {
 		return errors.New("-data is required")
+	}
+	if *snapshot {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		return runSnapshot(ctx, snapshotOpts{bin: *bin, data: *data, python: *python, wakes: *wakes, prepared: *preparedN,
+			idle: *idle, out: *out, json: *jsonOut})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -138,14 +152,14 @@ func run() error {
 	if *gvisor {
 		gs := &series{Name: helloApp.Name + ": gvisor driver alone: Driver.Start → first 200 through Driver.Dial (runsc; image already unpacked)"}
 		helloApp.Extra = append(helloApp.Extra, gs)
-		if ds, err := driverSampler(ctx, gs, work, "gv", runc.GVisor, helloApp.Dep.Image, srv.Token(), startCommandArgs(helloApp.Dep.StartCommand)); err != nil {
+		if ds, err := driverSampler(ctx, gs, work, "gv", runc.GVisor, helloApp.Dep.Image, srv.Token(), startCommandArgs(helloApp.Dep.StartCommand), ""); err != nil {
 			gs.Failed = err.Error()
 		} else {
 			defer ds.close()
 			baselines = append(baselines, ds)
 		}
 	}
-	if helloApp.Wakes, err = measureWakes(ctx, c, srv, "hello", helloApp.Name, helloApp.Dep, *wakes, baselines); err != nil {
+	if helloApp.Wakes, err = measureWakes(ctx, c, srv, "hello", helloApp.Name, helloApp.Dep, *wakes, 0, baselines); err != nil {
 		return err
 	}
 	for _, sb := range []struct {
@@ -184,7 +198,7 @@ func run() error {
 				defer ds.close()
 				baselines = append(baselines, ds)
 			}
-			if py.Wakes, err = measureWakes(ctx, c, srv, "python", py.Name, py.Dep, *wakes, baselines); err != nil {
+			if py.Wakes, err = measureWakes(ctx, c, srv, "python", py.Name, py.Dep, *wakes, 0, baselines); err != nil {
 				py.Wakes = []*series{{Name: py.Name + ": wake through Slipway", Failed: err.Error()}}
 			}
 		}
@@ -244,7 +258,7 @@ type appResult struct {
 // driverBaseline returns the sampler of the app's runc-driver-alone
 // baseline, or nil with its series marked failed.
 func (a *appResult) driverBaseline(ctx context.Context, work, tag, token string) *sampler {
-	ds, err := driverSampler(ctx, a.Driver, work, tag, runc.Name, a.Dep.Image, token, startCommandArgs(a.Dep.StartCommand))
+	ds, err := driverSampler(ctx, a.Driver, work, tag, runc.Name, a.Dep.Image, token, startCommandArgs(a.Dep.StartCommand), "")
 	if err != nil {
 		a.Driver.Failed = err.Error()
 		return nil
@@ -319,10 +333,14 @@ func deployApp(ctx context.Context, c *serverproc.Client, project, dir, work str
 // than before keeps the baselines' own teardown (a sandbox's network
 // namespace, a killed process) out of the wake that follows. name names the
 // series (the example's directory name).
-func measureWakes(ctx context.Context, c *serverproc.Client, srv *serverproc.Server, project, name string, d api.Deployment, n int, baselines []*sampler) ([]*series, error) {
+//
+// offset is how many wakes of the deployment were measured before (by a
+// server before a restart): the server's record is then this call's n
+// newest wakes.
+func measureWakes(ctx context.Context, c *serverproc.Client, srv *serverproc.Server, project, name string, d api.Deployment, n, offset int, baselines []*sampler) ([]*series, error) {
 	ttfb := &series{Name: name + ": wake through Slipway, request → first byte (client)"}
 	for i := 0; i < n; i++ {
-		if err := waitAsleep(ctx, c, d.ID, i+1); err != nil {
+		if err := waitAsleep(ctx, c, d.ID, offset+i+1); err != nil {
 			return nil, err
 		}
 		t, code, body, err := benchsrv.TTFB(ctx, srv.Router(), c.Host(project), "/")
@@ -346,6 +364,9 @@ func measureWakes(ctx context.Context, c *serverproc.Client, srv *serverproc.Ser
 	var ws []api.Wake
 	if err := c.JSON(ctx, "GET", "/api/v1/deployments/"+d.ID+"/wakes", nil, &ws); err != nil {
 		return nil, err
+	}
+	if offset > 0 {
+		ws = ws[:min(len(ws), n)] // newest first
 	}
 	server := &series{Name: name + ": the server's record of the same wakes (request → first passed health check)"}
 	failed, prepared := 0, 0
@@ -501,7 +522,11 @@ func get200(dial func() (net.Conn, error)) bool {
 // (nil: the image's own), as the control plane would: once to pull and
 // unpack it (not counted), then once per sample. tag keeps the driver's
 // root and instance IDs apart from another app's.
-func driverSampler(ctx context.Context, se *series, work, tag, rt, image, token string, command []string) (*sampler, error) {
+//
+// With snapshot set (gvisor), the first instance is saved there once it
+// answers (Driver.Snapshot), and every sample resumes it (Spec.Snapshot)
+// instead of starting the app.
+func driverSampler(ctx context.Context, se *series, work, tag, rt, image, token string, command []string, snapshot string) (*sampler, error) {
 	if image == "" {
 		return nil, errors.New("no deployed image to start")
 	}
@@ -520,19 +545,28 @@ func driverSampler(ctx context.Context, se *series, work, tag, rt, image, token 
 		id := fmt.Sprintf("wakebench%d-%s%d", os.Getpid()%100000, tag, i)
 		spec := runtime.Spec{ID: id, Image: image, Command: command, StdoutPath: filepath.Join(logs, id+".out"), StderrPath: filepath.Join(logs, id+".err"),
 			Env: []string{"SLIPWAY_DEPLOYMENT_ID=wakebench"}}
+		if i > 0 {
+			spec.Snapshot = snapshot
+		}
 		t0 := time.Now()
 		h, err := d.Start(ctx, spec)
 		if err != nil {
 			return 0, err
 		}
 		defer d.Stop(context.Background(), h)
-		for time.Since(t0) < 30*time.Second {
+		for time.Since(t0) < 60*time.Second {
 			if get200(func() (net.Conn, error) { return d.Dial(ctx, h, 3000) }) {
-				return time.Since(t0), nil
+				took := time.Since(t0)
+				if i == 0 && snapshot != "" {
+					if err := d.Snapshot(ctx, h, snapshot); err != nil {
+						return 0, fmt.Errorf("saving a snapshot: %w", err)
+					}
+				}
+				return took, nil
 			}
 			time.Sleep(time.Millisecond)
 		}
-		return 0, errors.New("the sandboxed app did not answer within 30 s")
+		return 0, errors.New("the sandboxed app did not answer within 60 s")
 	}
 	first, err := start(0)
 	if err != nil {
@@ -558,7 +592,7 @@ func sandboxWakes(ctx context.Context, c *serverproc.Client, srv *serverproc.Ser
 	if err != nil {
 		return nil, err
 	}
-	ws, err := measureWakes(ctx, c, srv, project, a.Name, d, n, nil)
+	ws, err := measureWakes(ctx, c, srv, project, a.Name, d, n, 0, nil)
 	if err != nil {
 		return nil, err
 	}
