@@ -431,6 +431,11 @@ func waitAsleep(ctx context.Context, c *serverproc.Client, id string, n int) err
 // waitPrepared: the server prepares sandboxes ahead (waitForPrepared).
 var waitPrepared bool
 
+// settle is how long a wake waits after its sandbox is prepared: runsc's
+// sandbox goes on initialising for a moment after `runsc create`
+// returns, which a wake after a real idle timeout (minutes) never meets.
+var settle time.Duration
+
 // waitForPrepared waits, as a request after a real idle timeout would
 // find it, until the sleeping deployment's sandbox for its next wake is
 // prepared (its newest instance says "prepared", not "preparing"), for at
@@ -443,6 +448,7 @@ func waitForPrepared(ctx context.Context, c *serverproc.Client, id string) error
 			return err
 		}
 		if len(d.Instances) > 0 && d.Instances[0].Status == "prepared" {
+			time.Sleep(settle)
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -53,6 +53,7 @@ func runSnapshot(ctx context.Context, o snapshotOpts) error {
 	cfg := serverproc.Config{Binary: o.bin, DataDir: o.data, IdleTimeout: o.idle, DeployWindow: 5 * time.Minute,
 		Args: []string{"--prepared-sandboxes", strconv.Itoa(o.prepared)}}
 	waitPrepared = o.prepared > 0
+	settle = time.Second
 	srv, _, err := benchsrv.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -135,7 +136,7 @@ func runSnapshot(ctx context.Context, o snapshotOpts) error {
 	all = append(all, coldWakes...)
 	var s report.Section
 	s.Heading("Snapshot wakes (gvisor, " + o.python + ")")
-	s.P("The Python app is deployed as a project whose sandbox is gvisor on a server started with `--idle-timeout %s` and `--prepared-sandboxes %d`. Its first healthy instance is saved (a snapshot, its runtime log says when); then it is woken %d times with the server's default (each wake resumes the snapshot in a sandbox prepared ahead), then the server is restarted with `--snapshots=false` and the same deployment is woken %d times more (each wake starts the app: cold wakes). Each wake is timed as in section 2: the client's request → first byte through the router, and the server's own record (request → first passed health check). Load average before/after: %s / %s.",
+	s.P("The Python app is deployed as a project whose sandbox is gvisor on a server started with `--idle-timeout %s` and `--prepared-sandboxes %d`. Its first healthy instance is saved (a snapshot, its runtime log says when); then it is woken %d times with the server's default (each wake resumes the snapshot in a sandbox prepared ahead), then the server is restarted with `--snapshots=false` and the same deployment is woken %d times more (each wake starts the app: cold wakes). Each wake is timed as in section 2 — the client's request → first byte through the router, and the server's own record (request → first passed health check) — and sent 1 s after its sandbox is prepared: runsc's sandbox goes on initialising for a moment after `runsc create` returns (measured here, a restore into it right away took up to twice as long), which a wake after a real idle timeout (minutes) never meets. Load average before/after: %s / %s.",
 		o.idle, o.prepared, o.wakes, o.wakes, loadBefore, report.LoadAvg())
 	s.P("Baselines, interleaved with the wakes of both phases (one sample of each after every wake): the plain process (the start command chrooted into the unpacked image, as in section 2); the gvisor driver alone starting the app (the app's own cold start in the sandbox, no control plane, no router); the gvisor driver alone resuming a snapshot it saved of its first such instance. The ratio columns divide a row's p50 by the p50 of the gvisor driver's cold start and of the plain process.")
 	start := command(dep.StartCommand)
