@@ -461,7 +461,7 @@ func (c *Controller) supervise(l *liveDeployment) {
 				c.event(l.d.ID, store.LogRuntime, "restart failed: %v", err)
 				continue
 			}
-			if err := c.waitHealthy(ctx, l, time.Now().Add(l.health.Window), nil); err != nil {
+			if err := c.waitStarted(ctx, l, nil); err != nil {
 				c.event(l.d.ID, store.LogRuntime, "restarted instance not healthy: %v", err)
 				continue
 			}

@@ -209,7 +209,7 @@ func (c *Controller) wakeInstance(l *liveDeployment) (prepared bool, later []fun
 			return false, nil, err
 		}
 	}
-	if err := c.waitHealthy(c.ctx, l, time.Now().Add(l.health.Window), &later); err != nil {
+	if err := c.waitStarted(c.ctx, l, &later); err != nil {
 		for _, f := range later { // the start, before the stop
 			f()
 		}

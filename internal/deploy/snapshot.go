@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -157,4 +158,43 @@ func (c *Controller) startFrom(ctx context.Context, dep string, spec *runtime.Sp
 		h, err = start(*spec)
 	}
 	return h, err
+}
+
+// resumeWindow bounds how long an instance resumed from a snapshot may
+// take to pass its first health check (within the deployment's window):
+// a resumed app answers at once, so one that does not is not waited for
+// as long as an app's start.
+const resumeWindow = 20 * time.Second
+
+// waitStarted waits for the first passed health check of l's instance,
+// just started (see waitHealthy; later as there). An instance resumed
+// from a snapshot that does not pass one within resumeWindow is stopped,
+// its snapshot discarded, and the app started instead, with the
+// deployment's window.
+func (c *Controller) waitStarted(ctx context.Context, l *liveDeployment, later *[]func()) error {
+	l.mu.Lock()
+	restored, driver := l.restored, l.inst.Driver
+	l.mu.Unlock()
+	if !restored {
+		return c.waitHealthy(ctx, l, time.Now().Add(l.health.Window), later)
+	}
+	err := c.waitHealthy(ctx, l, time.Now().Add(min(l.health.Window, resumeWindow)), later)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if later != nil { // the start, before the stop
+		for _, f := range *later {
+			f()
+		}
+		*later = nil
+	}
+	c.stopInstanceOf(l)
+	c.dropSnapshot(l.d.ID, c.snapshotDir(l.d.ID, driver), fmt.Errorf("the resumed app did not pass its health check: %v", err))
+	sctx, cancel := context.WithTimeout(ctx, l.health.Window)
+	err = c.startInstance(sctx, l)
+	cancel()
+	if err != nil {
+		return err
+	}
+	return c.waitHealthy(ctx, l, time.Now().Add(l.health.Window), later)
 }
