@@ -70,6 +70,7 @@ if [ -n "${BENCH_QUICK:-}" ]; then
   router_args=(-duration 2s -rounds 1)
   push_args=(-warm 1)
   wake_args=(-wakes 3)
+  snapshot_args=(-wakes 3)
   sandbox_args=(-samples 2 -rounds 1 -duration 2s)
   density_args=(-steps 1000 -max-running 20 -budget 2m)
   egress_args=(-test.benchtime 1s -test.count 1)
@@ -77,6 +78,7 @@ else
   router_args=(-duration 6s -rounds 3)
   push_args=(-warm 5)
   wake_args=(-wakes 25)
+  snapshot_args=(-wakes 15)
   sandbox_args=(-samples 5 -rounds 2 -duration 5s)
   density_args=(-steps 1000,10000 -max-running 200 -budget 8m)
   egress_args=(-test.benchtime 3s -test.count 5)
@@ -154,6 +156,12 @@ run push "$work/bin/pushbench" -bin "$work/bin/slipway" -data "$work/data-push" 
   "${push_args[@]}" -out "$work/results/push.md" -json "$work/results/push.json"
 run wake "$work/bin/wakebench" -bin "$work/bin/slipway" -data "$work/data-push" -hello examples/hello ${python:+-python "$python"} \
   "${wake_args[@]}" -out "$work/results/wake.md" -json "$work/results/wake.json"
+# The Flask app's snapshot wakes on gvisor (beside its cold start and its
+# cold wakes), where runsc is installed.
+if command -v runsc >/dev/null && [ -n "$python" ]; then
+  run wake-snapshot "$work/bin/wakebench" -snapshot -bin "$work/bin/slipway" -data "$work/data-push" -python "$python" \
+    "${snapshot_args[@]}" -out "$work/results/wake-snapshot.md" -json "$work/results/wake-snapshot.json"
+fi
 run sandbox "$work/bin/sandboxbench" -bin "$work/bin/slipway" -data "$work/data-push" -hello examples/hello ${python:+-python "$python"} \
   "${sandbox_args[@]}" -out "$work/results/sandbox.md" -json "$work/results/sandbox.json"
 run density "$work/bin/densitybench" -bin "$work/bin/slipway" -data "$work/data-push" -idle-data "$work/data-idle" -hello examples/hello \
@@ -187,7 +195,7 @@ mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
   echo "measured side by side in it. The machine is shared (see the load average): absolute numbers"
   echo "move from run to run, ratios less."
   echo
-  for f in summary router wake push density sandbox egress; do
+  for f in summary router wake wake-snapshot push density sandbox egress; do
     [ -f "$work/results/$f.md" ] && cat "$work/results/$f.md"
   done
   echo "## Commands"

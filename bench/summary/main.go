@@ -92,6 +92,38 @@ func main() {
 	if !found {
 		add("wake from zero", "p50 ≤ 20 ms, p99 ≤ 50 ms", "not measured", nil)
 	}
+	// The Flask app's snapshot wakes on gvisor (wakebench -snapshot)
+	// against its cold start in the same sandbox and its cold wakes.
+	var snap []struct {
+		Name    string          `json:"name"`
+		Samples []time.Duration `json:"samples_ns"`
+	}
+	if load(*dir, "wake-snapshot.json", &snap) {
+		var wake, coldStart, coldWake stats.Summary
+		for _, w := range snap {
+			if len(w.Samples) == 0 {
+				continue
+			}
+			switch _, name, _ := strings.Cut(w.Name, ": "); {
+			case strings.HasPrefix(name, "wake through Slipway on gvisor, resuming") && !strings.Contains(name, "prepared ahead") && !strings.Contains(name, "new sandbox"):
+				wake = stats.Summarize(w.Samples)
+			case strings.HasPrefix(name, "gvisor driver alone, cold"):
+				coldStart = stats.Summarize(w.Samples)
+			case strings.HasPrefix(name, "wake through Slipway on gvisor with --snapshots=false") && !strings.Contains(name, "prepared ahead") && !strings.Contains(name, "new sandbox"):
+				coldWake = stats.Summarize(w.Samples)
+			}
+		}
+		if wake.N > 0 && coldStart.N > 0 {
+			add("snapshot wake of the Python app on gvisor against its cold start there (gvisor driver alone)", "≤ 0.5×",
+				fmt.Sprintf("p50 %s ms vs %s ms (%s)", stats.MS(wake.P50), stats.MS(coldStart.P50), stats.Ratio(float64(wake.P50), float64(coldStart.P50))),
+				b(float64(wake.P50) <= 0.5*float64(coldStart.P50)))
+		}
+		if wake.N > 0 && coldWake.N > 0 {
+			add("snapshot wake of the Python app on gvisor against its cold wake there (--snapshots=false)", "≤ 0.5×",
+				fmt.Sprintf("p50 %s ms vs %s ms (%s)", stats.MS(wake.P50), stats.MS(coldWake.P50), stats.Ratio(float64(wake.P50), float64(coldWake.P50))),
+				b(float64(wake.P50) <= 0.5*float64(coldWake.P50)))
+		}
+	}
 
 	var push struct {
 		Scenarios []struct {
