@@ -14,7 +14,8 @@ import (
 // examples/ (Go, Node, a static site, Flask) to a project whose sandbox is
 // gvisor and to one whose sandbox is microvm: each goes RUNNING in that
 // sandbox, answers through the router as the example says it must, scales
-// to zero and answers again after a wake. (runc runs them in
+// to zero and answers again after a wake — on gvisor, resuming the
+// snapshot of its first healthy instance. (runc runs them in
 // TestExamplesEndToEnd; the build is the same whatever the sandbox, so a
 // second build of a source is served from BuildKit's cache.) Durations are
 // logged, not asserted.
@@ -63,6 +64,16 @@ func TestExamplesOnEverySandbox(t *testing.T) {
 				h.waitSleep(d.ID, slept, 2*time.Minute)
 				t0 := time.Now()
 				get("wake from zero")
+				if sandbox == "gvisor" {
+					// The deployment's first healthy instance was saved,
+					// and the wake resumed it (README, "gvisor").
+					for deadline := time.Now().Add(10 * time.Second); !strings.Contains(h.runtimeLog(d.ID), "resumed from a snapshot"); time.Sleep(100 * time.Millisecond) {
+						if time.Now().After(deadline) {
+							t.Errorf("the wake on gvisor did not resume the deployment's snapshot; runtime log:\n%s", h.runtimeLog(d.ID))
+							break
+						}
+					}
+				}
 				t.Logf("examples/%s on %s: upload → RUNNING %v, wake → first 200 through the router %v",
 					ex.dir, sandbox, took.Round(100*time.Millisecond), time.Since(t0).Round(time.Millisecond))
 			})
