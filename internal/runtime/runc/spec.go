@@ -78,6 +78,25 @@ func openFilesLimit() uint64 {
 	return maxOpenFiles
 }
 
+// gvisorHostTasks is what a gVisor sandbox's own host threads need on top
+// of the app's: the Sentry's Go runtime (a thread per blocking host system
+// call), the gofer's, and systrap's stub threads, one per app thread at
+// most.
+const gvisorHostTasks = 128
+
+// hostPids is the instance cgroup's process limit. With runc it is the
+// app's own limit. With gVisor the cgroup holds the Sentry, the gofer and
+// systrap's stubs rather than the app's processes, whose limit is
+// RLIMIT_NPROC inside the sandbox (see ociSpec): an app at its limit must
+// find the Sentry still able to make a host thread, or the whole sandbox
+// dies (as the isolation suite's process check saw, 2 to 3 runs in 9).
+func hostPids(limit int64, gvisor bool) int64 {
+	if !gvisor {
+		return limit
+	}
+	return 2*limit + gvisorHostTasks
+}
+
 // ociSpec builds the runtime spec (config.json) of an instance.
 func ociSpec(p specParams) *specs.Spec {
 	caps := &specs.LinuxCapabilities{Bounding: defaultCaps}
@@ -144,12 +163,18 @@ func ociSpec(p specParams) *specs.Spec {
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 				Memory:  memory,
 				CPU:     &specs.LinuxCPU{Quota: &quota, Period: &period},
-				Pids:    &specs.LinuxPids{Limit: limits.Pids},
+				Pids:    &specs.LinuxPids{Limit: hostPids(limits.Pids, p.gvisor)},
 			},
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
 			Seccomp:       seccompProfile(p.gvisor),
 		},
+	}
+	if p.gvisor {
+		// Inside gVisor the app's processes and threads are the Sentry's
+		// tasks: RLIMIT_NPROC bounds them there (the Sentry enforces it
+		// for a user without CAP_SYS_RESOURCE, which an app never has).
+		s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_NPROC", Hard: uint64(limits.Pids), Soft: uint64(limits.Pids)})
 	}
 	if !p.ids.Identity() {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})

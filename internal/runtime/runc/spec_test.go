@@ -176,3 +176,33 @@ func TestSeccompClone3(t *testing.T) {
 		t.Errorf("gVisor's clone rule lost its namespace-flag check")
 	}
 }
+
+// Under gVisor the app's process limit is RLIMIT_NPROC inside the
+// sandbox, and the cgroup (which holds the Sentry, the gofer and systrap's
+// stubs, not the app's processes) leaves them room; runc's cgroup limit is
+// the app's, with no RLIMIT_NPROC.
+func TestGVisorPidsLimit(t *testing.T) {
+	nproc := func(s *specs.Spec) (uint64, bool) {
+		for _, r := range s.Process.Rlimits {
+			if r.Type == "RLIMIT_NPROC" {
+				return r.Hard, r.Hard == r.Soft
+			}
+		}
+		return 0, false
+	}
+	limits := runtime.Limits{Pids: 32}
+	s := ociSpec(specParams{id: "a", maxOpenFiles: 1024, limits: limits})
+	if got := s.Linux.Resources.Pids.Limit; got != 32 {
+		t.Errorf("runc: cgroup pids limit %d, want 32", got)
+	}
+	if n, _ := nproc(s); n != 0 {
+		t.Errorf("runc: RLIMIT_NPROC %d set; the cgroup limits the app", n)
+	}
+	s = ociSpec(specParams{id: "a", maxOpenFiles: 1024, limits: limits, gvisor: true})
+	if n, same := nproc(s); n != 32 || !same {
+		t.Errorf("gvisor: RLIMIT_NPROC %d (soft = hard: %v), want 32", n, same)
+	}
+	if got := s.Linux.Resources.Pids.Limit; got != 2*32+gvisorHostTasks {
+		t.Errorf("gvisor: cgroup pids limit %d, want %d", got, 2*32+gvisorHostTasks)
+	}
+}
