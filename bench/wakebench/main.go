@@ -43,24 +43,22 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/slipwayhq/slipway/bench/internal/appstart"
 	"github.com/slipwayhq/slipway/bench/internal/benchsrv"
 	"github.com/slipwayhq/slipway/bench/internal/report"
 	"github.com/slipwayhq/slipway/bench/internal/stats"
@@ -152,7 +150,7 @@ func run() error {
 	if *gvisor {
 		gs := &series{Name: helloApp.Name + ": gvisor driver alone: Driver.Start → first 200 through Driver.Dial (runsc; image already unpacked)"}
 		helloApp.Extra = append(helloApp.Extra, gs)
-		if ds, err := driverSampler(ctx, gs, work, "gv", runc.GVisor, helloApp.Dep.Image, srv.Token(), startCommandArgs(helloApp.Dep.StartCommand), ""); err != nil {
+		if ds, err := driverSampler(ctx, gs, work, "gv", runc.GVisor, helloApp.Dep.Image, srv.Token(), appstart.StartCommandArgs(helloApp.Dep.StartCommand), ""); err != nil {
 			gs.Failed = err.Error()
 		} else {
 			defer ds.close()
@@ -258,7 +256,7 @@ type appResult struct {
 // driverBaseline returns the sampler of the app's runc-driver-alone
 // baseline, or nil with its series marked failed.
 func (a *appResult) driverBaseline(ctx context.Context, work, tag, token string) *sampler {
-	ds, err := driverSampler(ctx, a.Driver, work, tag, runc.Name, a.Dep.Image, token, startCommandArgs(a.Dep.StartCommand), "")
+	ds, err := driverSampler(ctx, a.Driver, work, tag, runc.Name, a.Dep.Image, token, appstart.StartCommandArgs(a.Dep.StartCommand), "")
 	if err != nil {
 		a.Driver.Failed = err.Error()
 		return nil
@@ -463,65 +461,11 @@ func plainStart(binary string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	cmd := exec.Command(binary)
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-	d, err := timeStart(cmd, "127.0.0.1:"+strconv.Itoa(port), 200*time.Microsecond, 10*time.Second)
+	d, err := appstart.Time(appstart.Native(binary, port), "127.0.0.1:"+strconv.Itoa(port), 200*time.Microsecond, 10*time.Second)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", binary, err)
 	}
 	return d, nil
-}
-
-// timeStart starts cmd in a process group of its own and times exec → the
-// first 200 on addr, probing every interval for at most limit. It kills
-// the process group before it returns.
-func timeStart(cmd *exec.Cmd, addr string, interval, limit time.Duration) (time.Duration, error) {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setpgid = true
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		return 0, err
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-	}()
-	for time.Since(t0) < limit {
-		if get200(func() (net.Conn, error) { return net.Dial("tcp", addr) }) {
-			return time.Since(t0), nil
-		}
-		select {
-		case <-exited:
-			return 0, fmt.Errorf("exited (%s) before answering", cmd.ProcessState)
-		case <-time.After(interval):
-		}
-	}
-	return 0, fmt.Errorf("no 200 on %s within %s", addr, limit)
-}
-
-// get200 sends GET / on a new connection and reports whether it got 200.
-func get200(dial func() (net.Conn, error)) bool {
-	conn, err := dial()
-	if err != nil {
-		return false
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(2 * time.Second))
-	fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == 200
 }
 
 // driverSampler starts image with the runc driver alone, with command
@@ -561,7 +505,7 @@ func driverSampler(ctx context.Context, se *series, work, tag, rt, image, token 
 		}
 		defer d.Stop(context.Background(), h)
 		for time.Since(t0) < 60*time.Second {
-			if get200(func() (net.Conn, error) { return d.Dial(ctx, h, 3000) }) {
+			if appstart.Get200(func() (net.Conn, error) { return d.Dial(ctx, h, 3000) }) {
 				took := time.Since(t0)
 				if i == 0 && snapshot != "" {
 					if err := d.Snapshot(ctx, h, snapshot); err != nil {

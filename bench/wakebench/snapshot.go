@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipwayhq/slipway/bench/internal/appstart"
 	"github.com/slipwayhq/slipway/bench/internal/benchsrv"
 	"github.com/slipwayhq/slipway/bench/internal/report"
 	"github.com/slipwayhq/slipway/bench/internal/stats"
@@ -87,7 +88,7 @@ func runSnapshot(ctx context.Context, o snapshotOpts) error {
 	} else {
 		baselines = append(baselines, cs)
 	}
-	args := startCommandArgs(dep.StartCommand)
+	args := appstart.StartCommandArgs(dep.StartCommand)
 	if ds, err := driverSampler(ctx, cold, work, "gvc", runc.GVisor, dep.Image, srv.Token(), args, ""); err != nil {
 		cold.Failed = err.Error()
 	} else {
