@@ -5,6 +5,7 @@ package server
 import (
 	"k8s.io/client-go/rest"
 
+	"github.com/slipwayhq/slipway/internal/netns"
 	"github.com/slipwayhq/slipway/internal/project"
 	"github.com/slipwayhq/slipway/internal/registry"
 	"github.com/slipwayhq/slipway/internal/runtime"
@@ -47,6 +48,7 @@ func (s *server) kubeSandbox(kind string) func(sandboxEnv) (runtime.Driver, erro
 			RuntimeClass:    kubeRuntimeClasses[kind],
 			UserNamespaces:  !env.NoUserNS,
 			SplitLogStreams: s.cfg.KubeSplitLogs,
+			DenyEgress:      netns.Reserved(),
 			PullToken: func(repo string) (string, func(), error) {
 				tok, revoke := s.registry.Grant(registry.Grant{Pull: []string{repo}})
 				return tok, revoke, nil

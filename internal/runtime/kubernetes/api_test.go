@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/slipwayhq/slipway/internal/netns"
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/runtime/kubernetes/ktest"
 )
@@ -61,7 +62,7 @@ func testSpec(t *testing.T, id string) runtime.Spec {
 func TestObjects(t *testing.T) {
 	c := apiCluster(t)
 	var asked, revoked []string
-	d := newDriver(t, Config{REST: c.Config, RegistryHost: "registry.internal:5000", UserNamespaces: true,
+	d := newDriver(t, Config{REST: c.Config, RegistryHost: "registry.internal:5000", UserNamespaces: true, DenyEgress: netns.Reserved(),
 		RuntimeClass: "gvisor",
 		PullToken: func(repo string) (string, func(), error) {
 			asked = append(asked, repo)

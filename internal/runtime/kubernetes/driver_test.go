@@ -10,6 +10,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/slipwayhq/slipway/internal/netns"
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/runtime/drivertest"
 	"github.com/slipwayhq/slipway/internal/runtime/kubernetes/ktest"
@@ -25,7 +26,7 @@ func TestDriver(t *testing.T) {
 	bin := drivertest.BuildApp(t)
 	img := drivertest.Image(t, drivertest.AppConfig(), drivertest.Layer(t, drivertest.AppFiles(t, bin)...))
 	ref := drivertest.Push(t, host, "testapp", img)
-	cfg := Config{REST: c.Config, NodeName: c.Node, SplitLogStreams: true, StopGrace: 2 * time.Second,
+	cfg := Config{REST: c.Config, DenyEgress: netns.Reserved(), NodeName: c.Node, SplitLogStreams: true, StopGrace: 2 * time.Second,
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	newD := func(t *testing.T) runtime.Driver {
 		d, err := New(cfg)

@@ -46,6 +46,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,7 +62,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/slipwayhq/slipway/internal/netns"
 	"github.com/slipwayhq/slipway/internal/runtime"
 )
 
@@ -120,6 +120,10 @@ type Config struct {
 	// StopGrace is how long a pod gets after SIGTERM before SIGKILL. If
 	// zero, 5 seconds.
 	StopGrace time.Duration
+	// DenyEgress are the IPv4 ranges the namespace's egress policy keeps
+	// pods from (EgressPolicyName): the server gives the private and
+	// reserved ranges its own instance networks deny (netns.Reserved).
+	DenyEgress []netip.Prefix
 }
 
 // EgressPolicyName is the NetworkPolicy of each project's namespace that
@@ -301,7 +305,7 @@ func (d *Driver) ensureNamespace(ctx context.Context, ns, group string) error {
 	if err != nil {
 		return refused(ns, "namespace", err)
 	}
-	pol := egressPolicy(ns, labels)
+	pol := egressPolicy(ns, labels, d.cfg.DenyEgress)
 	err = retry(ctx, func() error {
 		_, err := d.c.NetworkPolicies(ns).Create(ctx, pol)
 		if apierrors.IsAlreadyExists(err) {
@@ -320,9 +324,9 @@ func (d *Driver) ensureNamespace(ctx context.Context, ns, group string) error {
 }
 
 // egressPolicy is a namespace's EgressPolicyName.
-func egressPolicy(ns string, labels map[string]string) *networkingv1.NetworkPolicy {
+func egressPolicy(ns string, labels map[string]string, deny []netip.Prefix) *networkingv1.NetworkPolicy {
 	var except []string
-	for _, p := range netns.Reserved() {
+	for _, p := range deny {
 		except = append(except, p.String())
 	}
 	udp, tcp := corev1.ProtocolUDP, corev1.ProtocolTCP
