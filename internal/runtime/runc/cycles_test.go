@@ -29,6 +29,24 @@ type realNetwork struct {
 	claims *atomic.Int64
 }
 
+// openNetwork opens an instance network of the test's own (bridge and
+// nftables table named name plus suf, the test's random suffix, addresses
+// from prefix), removed when the test ends; its claims count the leases.
+func openNetwork(tb testing.TB, name, suf, prefix string) realNetwork {
+	tb.Helper()
+	nw, err := netns.Open(netns.Config{Bridge: name + suf, Table: name + "_" + suf,
+		Prefix: netip.MustParsePrefix(prefix), StateDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := nw.Remove(); err != nil {
+			tb.Errorf("removing the network: %v", err)
+		}
+	})
+	return realNetwork{nw, new(atomic.Int64)}
+}
+
 func (r realNetwork) Attach(ctx context.Context, id, group, nsPath string) (runtime.Lease, error) {
 	l, err := r.n.Attach(ctx, id, group, nsPath)
 	return runtime.Lease{Addr: l.Addr, Gateway: l.Gateway, DNS: l.DNS}, err
@@ -53,26 +71,12 @@ func TestNetworkCycles(t *testing.T) {
 	nettest.Require(t)
 	_, ref := app(t)
 	suf := nettest.Suffix(t)
-	cfg := netns.Config{
-		Bridge:   "swcyc" + suf,
-		Table:    "swcyc_" + suf,
-		Prefix:   netip.MustParsePrefix("10.123.9.0/26"),
-		StateDir: t.TempDir(),
-	}
-	nw, err := netns.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := nw.Remove(); err != nil {
-			t.Errorf("removing the network: %v", err)
-		}
-	})
+	rn := openNetwork(t, "swcyc", suf, "10.123.9.0/26")
+	nw, claims := rn.n, rn.claims
 	root := t.TempDir()
-	var claims atomic.Int64
 	// A small pool, which a tight loop empties: starts take both paths,
 	// a namespace wired ahead and one wired on the spot.
-	d := newDriver(t, Config{Root: root, Network: realNetwork{nw, &claims}, NetworkPool: 2})
+	d := newDriver(t, Config{Root: root, Network: rn, NetworkPool: 2})
 
 	cycles := 1000
 	if n, err := strconv.Atoi(os.Getenv("SLIPWAY_TEST_CYCLES")); err == nil {
@@ -144,14 +148,7 @@ func TestNetworkCycles(t *testing.T) {
 func BenchmarkDial(b *testing.B) {
 	nettest.Require(b)
 	suf := nettest.Suffix(b)
-	nw, err := netns.Open(netns.Config{Bridge: "swdbr" + suf, Table: "swdbr_" + suf,
-		Prefix: netip.MustParsePrefix("10.123.13.0/28"), StateDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { nw.Remove() })
-	var claims atomic.Int64
-	rn := realNetwork{nw, &claims}
+	rn := openNetwork(b, "swdbr", suf, "10.123.13.0/28")
 	d, err := New(Config{Root: b.TempDir(), Network: rn})
 	if err != nil {
 		b.Fatal(err)
@@ -220,19 +217,10 @@ func TestPrepareCycles(t *testing.T) {
 	nettest.Require(t)
 	_, ref := app(t)
 	suf := nettest.Suffix(t)
-	nw, err := netns.Open(netns.Config{Bridge: "swpre" + suf, Table: "swpre_" + suf,
-		Prefix: netip.MustParsePrefix("10.123.14.0/26"), StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := nw.Remove(); err != nil {
-			t.Errorf("removing the network: %v", err)
-		}
-	})
+	rn := openNetwork(t, "swpre", suf, "10.123.14.0/26")
+	nw := rn.n
 	root := t.TempDir()
-	var claims atomic.Int64
-	cfg := Config{Root: root, Network: realNetwork{nw, &claims}, NetworkPool: 2}
+	cfg := Config{Root: root, Network: rn, NetworkPool: 2}
 	d := newDriver(t, cfg)
 	cycles := 200
 	if n, err := strconv.Atoi(os.Getenv("SLIPWAY_TEST_CYCLES")); err == nil {

@@ -15,14 +15,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
 
-	"github.com/slipwayhq/slipway/internal/netns"
 	"github.com/slipwayhq/slipway/internal/netns/nettest"
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/runtime/drivertest"
@@ -196,19 +194,8 @@ func TestIsolation(t *testing.T) {
 	requireSandbox(t)
 	nettest.Require(t)
 	_, ref := app(t)
-	suf := nettest.Suffix(t)
-	nw, err := netns.Open(netns.Config{Bridge: "swiso" + suf, Table: "swiso_" + suf,
-		Prefix: netip.MustParsePrefix("10.123.15.0/28"), StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := nw.Remove(); err != nil {
-			t.Errorf("removing the network: %v", err)
-		}
-	})
-	var claims atomic.Int64
-	cfg := Config{Root: t.TempDir(), Network: realNetwork{nw, &claims}}
+	rn := openNetwork(t, "swiso", nettest.Suffix(t), "10.123.15.0/28")
+	cfg := Config{Root: t.TempDir(), Network: rn}
 	drivertest.RunIsolation(t, drivertest.Harness{
 		New:   func(t *testing.T) runtime.Driver { return newDriver(t, cfg) },
 		Image: ref,

@@ -3,16 +3,13 @@ package runc
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/slipwayhq/slipway/internal/netns"
 	"github.com/slipwayhq/slipway/internal/netns/nettest"
 	"github.com/slipwayhq/slipway/internal/runtime"
 	"github.com/slipwayhq/slipway/internal/runtime/drivertest"
@@ -33,20 +30,9 @@ func testSnapshot(t *testing.T) {
 	requireSandbox(t)
 	nettest.Require(t)
 	_, ref := app(t)
-	suf := nettest.Suffix(t)
-	nw, err := netns.Open(netns.Config{Bridge: "swsnp" + suf, Table: "swsnp_" + suf,
-		Prefix: netip.MustParsePrefix("10.123.16.0/28"), StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := nw.Remove(); err != nil {
-			t.Errorf("removing the network: %v", err)
-		}
-	})
-	var claims atomic.Int64
+	rn := openNetwork(t, "swsnp", nettest.Suffix(t), "10.123.16.0/28")
 	root := t.TempDir()
-	cfg := Config{Root: root, Network: realNetwork{nw, &claims}}
+	cfg := Config{Root: root, Network: rn}
 	d := newDriver(t, cfg)
 	logs := t.TempDir()
 	spec := func(id string) runtime.Spec {
