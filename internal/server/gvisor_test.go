@@ -63,10 +63,7 @@ func instanceExes(t *testing.T, id string) []string {
 func TestGVisorSandbox(t *testing.T) {
 	h := startServer(t)
 	requireRunsc(t)
-	h.call("POST", "/api/v1/projects", api.CreateProjectRequest{Name: "gv"}, nil)
-	if code := h.call("PATCH", "/api/v1/projects/gv/settings", map[string]string{"sandbox": "gvisor", "idleTimeout": "1s"}, nil); code != http.StatusOK {
-		t.Fatalf("PATCH settings: %d", code)
-	}
+	h.projectWith("gv", map[string]string{"sandbox": "gvisor", "idleTimeout": "1s"})
 	d := h.wait(h.upload("gv", "testdata/app", "").ID)
 	if d.Status != "RUNNING" {
 		t.Fatalf("deployment on gvisor: %s %s\nruntime log:\n%s", d.Status, d.FailureReason, h.runtimeLog(d.ID))
@@ -120,10 +117,7 @@ func TestGVisorSandbox(t *testing.T) {
 func TestGVisorSnapshotWake(t *testing.T) {
 	h := startServer(t)
 	requireRunsc(t)
-	h.call("POST", "/api/v1/projects", api.CreateProjectRequest{Name: "gvsnap"}, nil)
-	if code := h.call("PATCH", "/api/v1/projects/gvsnap/settings", map[string]string{"sandbox": "gvisor", "idleTimeout": "1s"}, nil); code != http.StatusOK {
-		t.Fatalf("PATCH settings: %d", code)
-	}
+	h.projectWith("gvsnap", map[string]string{"sandbox": "gvisor", "idleTimeout": "1s"})
 	d := h.wait(h.upload("gvsnap", "testdata/app", "").ID)
 	if d.Status != "RUNNING" {
 		t.Fatalf("deployment on gvisor: %s %s\nruntime log:\n%s", d.Status, d.FailureReason, h.runtimeLog(d.ID))

@@ -525,6 +525,18 @@ func (h *harness) waitSleep(id string, n int, within time.Duration) {
 	}
 }
 
+// projectWith creates project with settings (its sandbox, idle timeout,
+// deploy window…), failing the test if either is refused.
+func (h *harness) projectWith(project string, settings map[string]string) {
+	h.t.Helper()
+	if code := h.call("POST", "/api/v1/projects", api.CreateProjectRequest{Name: project}, nil); code != http.StatusCreated {
+		h.t.Fatalf("creating project %s: %d", project, code)
+	}
+	if code := h.call("PATCH", "/api/v1/projects/"+project+"/settings", settings, nil); code != http.StatusOK {
+		h.t.Fatalf("settings of %s %v: %d", project, settings, code)
+	}
+}
+
 // deployApp deploys testdata/app to project (created if needed) and waits
 // for RUNNING.
 func (h *harness) deployApp(project string) api.Deployment {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/slipwayhq/slipway/internal/api"
 )
 
 // requireMicroVM skips (fails under CI) where the microvm sandbox cannot
@@ -47,13 +44,7 @@ func TestMicroVMSandbox(t *testing.T) {
 	for _, sandbox := range []string{"microvm", "runc"} {
 		project := "sbx-" + sandbox
 		h.t = t
-		if code := h.call("POST", "/api/v1/projects", api.CreateProjectRequest{Name: project}, nil); code != http.StatusCreated {
-			t.Fatalf("creating project %s: %d", project, code)
-		}
-		settings := `{"sandbox":"` + sandbox + `","idleTimeout":"1s"}`
-		if code, b := h.do("PATCH", "/api/v1/projects/"+project+"/settings", strings.NewReader(settings), "application/json"); code != 200 {
-			t.Fatalf("settings: %d %s", code, b)
-		}
+		h.projectWith(project, map[string]string{"sandbox": sandbox, "idleTimeout": "1s"})
 		d, took := deployExample(h, project, dir)
 		if d.Sandbox != sandbox {
 			t.Errorf("deployment's sandbox = %q, want %q", d.Sandbox, sandbox)

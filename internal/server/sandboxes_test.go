@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/slipwayhq/slipway/internal/api"
 )
 
 // TestExamplesOnEverySandbox deploys each offline-installable example of
@@ -28,20 +26,15 @@ func TestExamplesOnEverySandbox(t *testing.T) {
 			t.Run(sandbox+"/"+ex.dir, func(t *testing.T) {
 				h.t = t
 				project := "sx-" + sandbox + "-" + strings.ReplaceAll(ex.dir, "-", "")
-				if code := h.call("POST", "/api/v1/projects", api.CreateProjectRequest{Name: project}, nil); code != http.StatusCreated {
-					t.Fatalf("creating project %s: %d", project, code)
-				}
-				settings := `{"sandbox":"` + sandbox + `","idleTimeout":"1s"}`
+				settings := map[string]string{"sandbox": sandbox, "idleTimeout": "1s"}
 				if sandbox == "microvm" {
 					// Under TCG (no KVM here) an interpreter starts several
 					// times slower in the guest than on the host, more on a
 					// loaded machine: Flask answered 41 s after the deploy
 					// began at load 16 (README, "microvm").
-					settings = `{"sandbox":"microvm","idleTimeout":"1s","deployWindow":"2m"}`
+					settings["deployWindow"] = "2m"
 				}
-				if code, b := h.do("PATCH", "/api/v1/projects/"+project+"/settings", strings.NewReader(settings), "application/json"); code != http.StatusOK {
-					t.Fatalf("settings: %d %s", code, b)
-				}
+				h.projectWith(project, settings)
 				d, took := deployExample(h, project, filepath.Join("..", "..", "examples", ex.dir))
 				// No VM or sandbox outlives the test.
 				defer h.call("POST", "/api/v1/deployments/"+d.ID+"/stop", nil, nil)
