@@ -68,11 +68,18 @@ func (d *Driver) runcRun(ctx context.Context, id, bundle string, stdout, stderr 
 // runcStart runs `runc start`: the process of a container runcRun created
 // execs the app.
 func (d *Driver) runcStart(ctx context.Context, id string) error {
+	return d.runtimeCmd(ctx, "start", id)
+}
+
+// runtimeCmd runs one command of the runtime's (start, pause, resume,
+// checkpoint, restore) on its state root, its error carrying the
+// runtime's stderr.
+func (d *Driver) runtimeCmd(ctx context.Context, args ...string) error {
 	var stderr bytes.Buffer
-	cmd := d.command(ctx, "start", id)
+	cmd := d.command(ctx, args...)
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s start: %w: %s", d.tool(), err, strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("%s %s: %w: %s", d.tool(), args[0], err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
 }

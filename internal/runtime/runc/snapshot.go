@@ -182,18 +182,6 @@ func (d *Driver) runtimeRestore(ctx context.Context, id, dir string) error {
 	return nil
 }
 
-// runtimeCmd runs one command of the runtime's (pause, resume,
-// checkpoint, restore) on its state root.
-func (d *Driver) runtimeCmd(ctx context.Context, args ...string) error {
-	var stderr bytes.Buffer
-	cmd := d.command(ctx, args...)
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", d.tool(), args[0], err, strings.TrimSpace(stderr.String()))
-	}
-	return nil
-}
-
 // copyTree copies the directory src into dst (made if missing) with
 // everything an overlay's upper directory holds: owners, modes, times,
 // extended attributes (trusted.overlay.opaque), symbolic links and the
