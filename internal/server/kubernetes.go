@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-
-	"github.com/slipwayhq/slipway/internal/project"
 )
 
 // Runtimes, the values of --runtime: where instances run.
@@ -22,13 +20,6 @@ const (
 // errNoKubernetes: --runtime kubernetes in a binary built without the
 // driver (kubernetes_off.go).
 var errNoKubernetes = errors.New("--runtime kubernetes: this slipway was built without the kubernetes driver (the nokubernetes build tag, which scripts/run.sh uses for a faster first build); rebuild it with `go build -o bin/slipway ./cmd/slipway`")
-
-// kubeRuntimeClasses maps a sandbox kind to the RuntimeClass its pods ask
-// for; the cluster defines them (runc needs none: the nodes' default).
-var kubeRuntimeClasses = map[string]string{
-	project.SandboxGVisor:  "gvisor",
-	project.SandboxMicroVM: "kata",
-}
 
 // registryURLHost is the host[:port] of --registry-url (a URL or a bare
 // host:port).

@@ -20,6 +20,13 @@ const kubernetesBuilt = true
 // every kind.
 type kubeClient = *rest.Config
 
+// kubeRuntimeClasses maps a sandbox kind to the RuntimeClass its pods ask
+// for; the cluster defines them (runc needs none: the nodes' default).
+var kubeRuntimeClasses = map[string]string{
+	project.SandboxGVisor:  "gvisor",
+	project.SandboxMicroVM: "kata",
+}
+
 // kubeSandbox, with --runtime kubernetes, makes the driver of a sandbox
 // kind: pods in the cluster, pulled from the registry at --registry-url
 // with a credential of the one repository.
