@@ -341,7 +341,7 @@ func (d *Daemon) waitReady(ctx context.Context) error {
 			d.mu.Lock()
 			werr := d.waitErr
 			d.mu.Unlock()
-			return fmt.Errorf("buildkitd exited during start (%v); see %s:\n%s", werr, d.cfg.LogFile, tail(d.cfg.LogFile, 10))
+			return fmt.Errorf("buildkitd exited during start (%v); see %s:\n%s", werr, d.cfg.LogFile, lastError(d.cfg.LogFile, 10))
 		case <-ctx.Done():
 			return fmt.Errorf("buildkitd did not answer on %s within %s (last error: %v); see %s", d.Addr(), d.cfg.StartTimeout, lastErr, d.cfg.LogFile)
 		case <-time.After(50 * time.Millisecond):
@@ -664,6 +664,19 @@ func validHost(h string) error {
 }
 
 // tail returns the last n lines of a file, for error messages.
+// lastError is the start of the last fatal error buildkitd wrote to its log
+// ("buildkitd: ..." followed by a stack trace), at most n lines of it; or,
+// when there is none, the log's last n lines.
+func lastError(path string, n int) string {
+	t := tail(path, 400)
+	i := strings.LastIndex("\n"+t, "\nbuildkitd: ")
+	if i < 0 {
+		return tail(path, n)
+	}
+	lines := strings.SplitN(t[i:], "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], "\n")
+}
+
 func tail(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {

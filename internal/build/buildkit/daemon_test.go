@@ -103,6 +103,33 @@ func TestStartDaemonDiesEarly(t *testing.T) {
 	}
 }
 
+// A buildkitd that fails at start prints its error and then a stack trace
+// longer than any tail: the error is what the start failure quotes.
+func TestLastError(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "bk.log")
+	var b strings.Builder
+	b.WriteString("time=\"...\" level=info msg=\"auto snapshotter: using overlayfs\"\n")
+	b.WriteString("buildkitd: failed to create worker: no space left on device\n")
+	for range 40 {
+		b.WriteString("main.main\n\tgithub.com/moby/buildkit/cmd/buildkitd/main.go:429\n")
+	}
+	if err := os.WriteFile(logFile, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := lastError(logFile, 3)
+	if !strings.HasPrefix(got, "buildkitd: failed to create worker: no space left on device\n") || strings.Count(got, "\n") != 2 {
+		t.Errorf("lastError = %q", got)
+	}
+	// Without such a line, the log's end.
+	if err := os.WriteFile(logFile, []byte("one\ntwo\nthree\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastError(logFile, 2); got != "two\nthree" {
+		t.Errorf("lastError without an error line = %q", got)
+	}
+}
+
 func TestUnmountUnder(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
