@@ -100,8 +100,16 @@ func TestFailedDeploymentNotifiesAndDrains(t *testing.T) {
 		!strings.HasPrefix(p.Deployment.URL, "http://"+d.ID+".slipway.localhost") {
 		t.Errorf("payload %s", dl.body)
 	}
+	// The sender records the delivery once the receiver's response is
+	// back, which can be after the receiver has handed the body over.
 	var ds []api.WebhookDelivery
-	h.call("GET", "/api/v1/projects/notified/notifications/"+hook.ID+"/deliveries", nil, &ds)
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ds = nil
+		h.call("GET", "/api/v1/projects/notified/notifications/"+hook.ID+"/deliveries", nil, &ds)
+		if len(ds) != 1 || ds[0].State != "pending" || time.Now().After(end) {
+			break
+		}
+	}
 	if len(ds) != 1 || ds[0].Event != notify.DeploymentFailed || ds[0].State != "delivered" {
 		t.Errorf("delivery log %+v", ds)
 	}
