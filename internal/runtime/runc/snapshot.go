@@ -32,8 +32,13 @@ import (
 // An instance started from a snapshot gets a fresh writable layer filled
 // with DIR/upper before its overlay is mounted, its sandbox made with
 // `runsc create` as for any prepared instance, and then, instead of
-// `runsc start`, `runsc restore --image-path DIR/image` into that
-// sandbox. Listening sockets are re-created in the new instance's network
+// `runsc start`, `runsc restore --background --image-path DIR/image` into
+// that sandbox: the app runs again once the kernel's state is loaded,
+// while its memory (tens of megabytes) goes on loading behind it (a page
+// the app touches before then is waited for; this needs the save
+// uncompressed, as --compression=none makes it). If that loading fails
+// later, runsc kills the sandbox: the wake's health check fails and the
+// app is started cold. Listening sockets are re-created in the new instance's network
 // namespace (gVisor's host network re-binds them at restore); the
 // connections of the saved instance are reset.
 //
@@ -99,7 +104,7 @@ func (d *Driver) Snapshot(ctx context.Context, h *runtime.Handle, dir string) er
 	}
 	err = copyTree(filepath.Join(bundle, "layer", "upper"), filepath.Join(tmp, "upper"))
 	if err == nil {
-		err = d.runtimeCmd(ctx, "checkpoint", "--leave-running", "--image-path", filepath.Join(tmp, "image"), h.ID)
+		err = d.runtimeCmd(ctx, "checkpoint", "--leave-running", "--compression=none", "--image-path", filepath.Join(tmp, "image"), h.ID)
 	}
 	// Resumed whatever happened, even if ctx has ended.
 	finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -175,7 +180,7 @@ func restoreLayer(dir, upper string) (snapshotMeta, error) {
 // runtimeRestore resumes the app saved in the snapshot dir in the sandbox
 // of created instance id (`runsc restore` into it).
 func (d *Driver) runtimeRestore(ctx context.Context, id, dir string) error {
-	err := d.runtimeCmd(ctx, "restore", "--detach", "--image-path", filepath.Join(dir, "image"), "--bundle", d.bundleDir(id), id)
+	err := d.runtimeCmd(ctx, "restore", "--detach", "--background", "--image-path", filepath.Join(dir, "image"), "--bundle", d.bundleDir(id), id)
 	if err != nil {
 		return fmt.Errorf("%w: %v", runtime.ErrSnapshot, err)
 	}
