@@ -223,20 +223,43 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 		logf.Close()
 		return nil, err
 	}
-	if err := d.start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	if err := d.waitReady(ctx); err != nil {
+	// A buildkitd that exits while starting is started again, twice at
+	// most: what it sets up at start (the build network's first
+	// namespace, through CNI) can meet a passing condition of the host.
+	// Each failure is logged with buildkitd's own error.
+	for attempt := 1; ; attempt++ {
+		if err := d.start(); err != nil {
+			logf.Close()
+			return nil, err
+		}
+		err := d.waitReady(ctx)
+		if err == nil {
+			break
+		}
 		d.kill()
 		<-d.exited
 		d.clearStale()
-		logf.Close()
-		return nil, err
+		if !errors.Is(err, errExitedDuringStart) || attempt == startAttempts || ctx.Err() != nil {
+			logf.Close()
+			return nil, err
+		}
+		d.cfg.Logger.Warn("buildkitd exited while starting; starting it again", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		}
 	}
 	go d.supervise()
 	return d, nil
 }
+
+// startAttempts is how many times StartDaemon starts a buildkitd that
+// exits before it answers.
+const startAttempts = 3
+
+// errExitedDuringStart is wrapped by the error of a start that ended
+// because buildkitd exited.
+var errExitedDuringStart = errors.New("buildkitd exited during start")
 
 // Addr is the address to give the BuildKit client ("unix:///path").
 func (d *Daemon) Addr() string { return "unix://" + d.cfg.Socket }
@@ -341,7 +364,7 @@ func (d *Daemon) waitReady(ctx context.Context) error {
 			d.mu.Lock()
 			werr := d.waitErr
 			d.mu.Unlock()
-			return fmt.Errorf("buildkitd exited during start (%v); see %s:\n%s", werr, d.cfg.LogFile, lastError(d.cfg.LogFile, 10))
+			return fmt.Errorf("%w (%v); see %s:\n%s", errExitedDuringStart, werr, d.cfg.LogFile, lastError(d.cfg.LogFile, 10))
 		case <-ctx.Done():
 			return fmt.Errorf("buildkitd did not answer on %s within %s (last error: %v); see %s", d.Addr(), d.cfg.StartTimeout, lastErr, d.cfg.LogFile)
 		case <-time.After(50 * time.Millisecond):

@@ -2,6 +2,7 @@ package buildkit
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,6 +101,41 @@ func TestStartDaemonDiesEarly(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
+	}
+	// Started again twice before giving up.
+	if b, _ := os.ReadFile(logFile); strings.Count(string(b), "flag provided but not defined") != startAttempts {
+		t.Errorf("want %d starts, log:\n%s", startAttempts, b)
+	}
+}
+
+// TestStartDaemonRetriesAnEarlyExit: a buildkitd that exits once while
+// starting (here a wrapper that fails its first run, then runs the real
+// one) is started again, and the daemon comes up.
+func TestStartDaemonRetriesAnEarlyExit(t *testing.T) {
+	_, host := sharedEnv(t)
+	real, err := LookPath("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "flaky-buildkitd")
+	marker := filepath.Join(dir, "failed-once")
+	script := fmt.Sprintf("#!/bin/sh\nif [ ! -e %[1]s ]; then touch %[1]s; echo 'buildkitd: a passing failure' >&2; exit 1; fi\nexec %[2]s \"$@\"\n", marker, real)
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := StartDaemon(ctx, DaemonConfig{Root: filepath.Join(dir, "root"), Binary: bin, PlainHTTPRegistries: []string{host}})
+	if err != nil {
+		t.Fatalf("StartDaemon after one early exit: %v", err)
+	}
+	defer d.Close()
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the wrapper's first run did not happen: %v", err)
+	}
+	if d.Pid() == 0 {
+		t.Fatal("no buildkitd running")
 	}
 }
 
