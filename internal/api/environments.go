@@ -60,6 +60,7 @@ type Wake struct {
 	DurationMS float64   `json:"durationMs"`
 	OK         bool      `json:"ok"`
 	Prepared   bool      `json:"prepared"` // it started a sandbox prepared ahead
+	Restored   bool      `json:"restored"` // the app resumed the deployment's snapshot
 }
 
 func (s *Server) environment(r *http.Request) (store.Project, store.Environment, error) {
@@ -311,7 +312,7 @@ func (s *Server) listWakes(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := []Wake{}
 	for _, wk := range wakes {
-		out = append(out, Wake{StartedAt: wk.StartedAt, DurationMS: float64(wk.Duration.Microseconds()) / 1000, OK: wk.OK, Prepared: wk.Prepared})
+		out = append(out, Wake{StartedAt: wk.StartedAt, DurationMS: float64(wk.Duration.Microseconds()) / 1000, OK: wk.OK, Prepared: wk.Prepared, Restored: wk.Restored})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -155,12 +155,14 @@ func (c *Controller) doWake(l *liveDeployment, done chan struct{}) {
 	l.waking = nil
 	held := l.held
 	l.held = 0
+	restored := err == nil && l.restored
 	l.mu.Unlock()
 	close(done)
 	for _, f := range later {
 		f()
 	}
-	c.store.RecordWake(context.Background(), store.Wake{DeploymentID: l.d.ID, StartedAt: start, Duration: dur, OK: err == nil, Prepared: prepared})
+	c.store.RecordWake(context.Background(), store.Wake{DeploymentID: l.d.ID, StartedAt: start, Duration: dur, OK: err == nil,
+		Prepared: prepared, Restored: restored})
 	if o := c.cfg.Observer; o != nil {
 		o.Woke(l.d, dur, held, err)
 	}
@@ -172,11 +174,9 @@ func (c *Controller) doWake(l *liveDeployment, done chan struct{}) {
 	if prepared {
 		how = append(how, "a sandbox prepared ahead")
 	}
-	l.mu.Lock()
-	if l.restored {
+	if restored {
 		how = append(how, "resumed from a snapshot")
 	}
-	l.mu.Unlock()
 	line := "woke in " + dur.Round(time.Millisecond).String()
 	if len(how) > 0 {
 		line += " (" + strings.Join(how, ", ") + ")"

@@ -181,6 +181,11 @@ func TestSnapshotWakes(t *testing.T) {
 			t.Errorf("a wake failed: %+v", w)
 		}
 	}
+	// Newest first: started after a failed resume, started after a stale
+	// snapshot, resumed.
+	if wakes[0].Restored || wakes[1].Restored || !wakes[2].Restored {
+		t.Errorf("wakes' restored flags (newest first) = %v %v %v, want false false true", wakes[0].Restored, wakes[1].Restored, wakes[2].Restored)
+	}
 
 	if _, err := e.ctl.Stop(ctx, d.ID); err != nil {
 		t.Fatal(err)

@@ -163,6 +163,18 @@ func TestGVisorSnapshotWake(t *testing.T) {
 	if log := h.runtimeLog(d.ID); !strings.Contains(log, "resumed from a snapshot") {
 		t.Errorf("no wake says it resumed from a snapshot; runtime log:\n%s", log)
 	}
+	// The API's wake records say so too (recorded once the wake is done).
+	var wakes []api.Wake
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		wakes = nil
+		h.call("GET", "/api/v1/deployments/"+d.ID+"/wakes", nil, &wakes)
+		if len(wakes) >= 2 || time.Now().After(end) {
+			break
+		}
+	}
+	if len(wakes) != 2 || !wakes[0].Restored || !wakes[1].Restored || !wakes[0].OK {
+		t.Errorf("wakes %+v, want 2, both restored", wakes)
+	}
 
 	h.restart()
 	if body := wake("wake after a restart of the server"); body != saved {

@@ -182,12 +182,13 @@ type Wake struct {
 	Duration     time.Duration
 	OK           bool
 	Prepared     bool // it started a sandbox prepared ahead
+	Restored     bool // the app resumed the deployment's snapshot instead of starting
 }
 
 // RecordWake stores a wake's latency.
 func (s *Store) RecordWake(ctx context.Context, w Wake) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO wakes (deployment_id, started_at, duration_ns, ok, prepared) VALUES (?, ?, ?, ?, ?)`,
-		w.DeploymentID, w.StartedAt.UnixNano(), int64(w.Duration), w.OK, w.Prepared)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO wakes (deployment_id, started_at, duration_ns, ok, prepared, restored) VALUES (?, ?, ?, ?, ?, ?)`,
+		w.DeploymentID, w.StartedAt.UnixNano(), int64(w.Duration), w.OK, w.Prepared, w.Restored)
 	return err
 }
 
@@ -196,7 +197,7 @@ func (s *Store) ListWakes(ctx context.Context, deploymentID string, limit int) (
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT started_at, duration_ns, ok, prepared FROM wakes WHERE deployment_id = ? ORDER BY id DESC LIMIT ?`, deploymentID, limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT started_at, duration_ns, ok, prepared, restored FROM wakes WHERE deployment_id = ? ORDER BY id DESC LIMIT ?`, deploymentID, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +206,7 @@ func (s *Store) ListWakes(ctx context.Context, deploymentID string, limit int) (
 	for rows.Next() {
 		w := Wake{DeploymentID: deploymentID}
 		var started, dur int64
-		if err := rows.Scan(&started, &dur, &w.OK, &w.Prepared); err != nil {
+		if err := rows.Scan(&started, &dur, &w.OK, &w.Prepared, &w.Restored); err != nil {
 			return nil, err
 		}
 		w.StartedAt, w.Duration = time.Unix(0, started).UTC(), time.Duration(dur)

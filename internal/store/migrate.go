@@ -280,6 +280,10 @@ CREATE INDEX log_drains_project ON log_drains (project_id, created_at);
 	`
 ALTER TABLE wakes ADD COLUMN prepared INTEGER NOT NULL DEFAULT 0;
 `,
+	// 15: whether a wake resumed the deployment's snapshot.
+	`
+ALTER TABLE wakes ADD COLUMN restored INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
