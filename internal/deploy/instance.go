@@ -376,7 +376,7 @@ func (c *Controller) newInstance(ctx context.Context, d store.Deployment, status
 			DiskBytes: settings.DiskBytes},
 		StdoutPath: inst.StdoutPath,
 		StderrPath: inst.StderrPath,
-		Snapshot:   c.snapshotFor(d.ID, driver),
+		Snapshot:   c.snapshotFor(d.ID, settings, driver),
 	}
 	return inst, spec, driver, nil
 }

@@ -41,10 +41,10 @@ func (c *Controller) snapshotDir(dep, driver string) string {
 	return filepath.Join(c.cfg.DataDir, "snapshots", dep, driver)
 }
 
-// snapshotFor returns the snapshot a new instance of deployment dep on
-// drv resumes from, or "" if it starts the app.
-func (c *Controller) snapshotFor(dep string, drv runtime.Driver) string {
-	if c.cfg.NoSnapshots {
+// snapshotFor returns the snapshot a new instance of deployment dep, with
+// settings st, on drv resumes from, or "" if it starts the app.
+func (c *Controller) snapshotFor(dep string, st store.ProjectSettings, drv runtime.Driver) string {
+	if c.cfg.NoSnapshots || st.NoSnapshots {
 		return ""
 	}
 	if _, ok := drv.(runtime.Snapshotter); !ok {
@@ -78,6 +78,9 @@ func (c *Controller) removeSnapshots(dep string) {
 // It is called once the instance has passed its first health check.
 func (c *Controller) saveSnapshot(l *liveDeployment) {
 	if c.cfg.NoSnapshots {
+		return
+	}
+	if st, err := c.settingsOf(c.ctx, l.d); err != nil || st.NoSnapshots {
 		return
 	}
 	l.mu.Lock()

@@ -78,6 +78,18 @@ func (s *snapDriver) set(stale, mute bool) {
 	s.mu.Unlock()
 }
 
+// asleep reports whether deployment id is scaled to zero: its newest
+// instance, sandboxes prepared ahead aside, is idle.
+func (e *env) asleep(id string) bool {
+	insts, _ := e.store.ListInstances(context.Background(), id)
+	for i := len(insts) - 1; i >= 0; i-- {
+		if !preparedStatus(insts[i].Status) {
+			return insts[i].Status == "idle"
+		}
+	}
+	return false
+}
+
 // TestSnapshotWakes: with a driver that can save instances, the
 // deployment's first healthy instance is saved once, under the data
 // directory, and the sandbox prepared for each wake is made from that
@@ -99,15 +111,7 @@ func TestSnapshotWakes(t *testing.T) {
 	p, _ := e.store.GetProject(ctx, "web")
 	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "1s", DeployWindow: "3s"})
 	d := e.waitFor(e.deploy().ID, settled)
-	asleep := func() bool {
-		insts, _ := e.store.ListInstances(ctx, d.ID)
-		for i := len(insts) - 1; i >= 0; i-- {
-			if !preparedStatus(insts[i].Status) {
-				return insts[i].Status == "idle"
-			}
-		}
-		return false
-	}
+	asleep := func() bool { return e.asleep(d.ID) }
 	dir := filepath.Join(e.data, "snapshots", d.ID, fake.Name)
 	saves := func(n int) {
 		t.Helper()
@@ -193,4 +197,57 @@ func TestSnapshotWakes(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.data, "snapshots", d.ID)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the deployment's snapshots outlive its stop (%v)", err)
 	}
+}
+
+// TestSnapshotsOffForAProject: a project whose setting noSnapshots is on
+// has its deployments never saved, and every wake starts the app; like
+// every setting it is taken by a deployment when it is created, so the
+// deployment made after it is turned off again is saved.
+func TestSnapshotsOffForAProject(t *testing.T) {
+	e := newEnv(t)
+	var sd *snapDriver
+	e.ctl.Close()
+	e.wrap = func(d runtime.Driver) runtime.Driver {
+		sd = &snapDriver{Driver: d.(*fake.Driver)}
+		return sd
+	}
+	e.start()
+	ctx := context.Background()
+	p, _ := e.store.GetProject(ctx, "web")
+	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "1s", NoSnapshots: true})
+	d := e.waitFor(e.deploy().ID, settled)
+	var wakes []store.Wake
+	for i := range 2 {
+		waitUntil(t, "asleep", func() bool { return e.asleep(d.ID) })
+		e.onePrepared(d.ID)
+		if code, body := e.get("web.slipway.localhost"); code != http.StatusOK {
+			t.Fatalf("wake %d: %d %q", i, code, body)
+		}
+		waitUntil(t, "the wake recorded", func() bool {
+			wakes, _ = e.ctl.Wakes(ctx, d.ID, 10)
+			return len(wakes) == i+1
+		})
+	}
+	if saved, _ := sd.counts(); saved != 0 {
+		t.Errorf("saved %d times with noSnapshots on", saved)
+	}
+	sd.mu.Lock()
+	for _, s := range sd.snapshots {
+		if s != "" {
+			t.Errorf("an instance was started from snapshot %q", s)
+		}
+	}
+	sd.mu.Unlock()
+	for _, w := range wakes {
+		if !w.OK || w.Restored {
+			t.Errorf("wake %+v, want ok and not restored", w)
+		}
+	}
+
+	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "1s"})
+	e.waitFor(e.deploy().ID, settled)
+	waitUntil(t, "the new deployment saved", func() bool {
+		saved, _ := sd.counts()
+		return saved == 1
+	})
 }

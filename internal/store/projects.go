@@ -63,6 +63,11 @@ type ProjectSettings struct {
 	LogMaxAge      string `json:"logMaxAge,omitempty"`      // runtime logs kept; Go duration. If empty, 168h.
 	LogMaxBytes    int64  `json:"logMaxBytes,omitempty"`    // runtime logs kept, per project. If zero, 100 MiB.
 	Sandbox        string `json:"sandbox,omitempty"`        // runc, gvisor or microvm. If empty, the server's default.
+	// NoSnapshots makes every wake of a gvisor deployment start the app
+	// instead of resuming a snapshot of its first healthy instance: for
+	// an app that must make something new at each start (a secret, a
+	// seed, an instance id). If false, the server's --snapshots decides.
+	NoSnapshots bool `json:"noSnapshots,omitempty"`
 	// Previews deploys each open pull request of the linked repository
 	// into an environment of its own, pr-<number> (GitHub pull_request
 	// webhooks). It is the project's, not a deployment's: it applies at

@@ -135,6 +135,7 @@ func (h *handler) saveSettings(_ http.ResponseWriter, r *http.Request, p store.P
 	f := func(name string) string { return strings.TrimSpace(r.PostFormValue(name)) }
 	s.StartCommand = f("startCommand")
 	s.Sandbox = f("sandbox")
+	s.NoSnapshots = f("noSnapshots") == "on"
 	s.RootDirectory = f("rootDirectory")
 	s.HealthPath = f("healthPath")
 	s.HealthInterval, s.HealthTimeout = f("healthInterval"), f("healthTimeout")

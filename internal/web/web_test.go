@@ -302,13 +302,13 @@ func TestSettings(t *testing.T) {
 	// General settings round-trip; invalid values are refused.
 	r := c.post("/projects/api/settings", url.Values{"startCommand": {"./server --port $PORT"}, "healthPath": {"/healthz"},
 		"healthPort": {"8080"}, "healthInterval": {"10s"}, "healthTimeout": {"2s"}, "healthFailures": {"5"},
-		"deployWindow": {"2m"}, "idleTimeout": {"0"}, "sandbox": {"gvisor"}})
+		"deployWindow": {"2m"}, "idleTimeout": {"0"}, "sandbox": {"gvisor"}, "noSnapshots": {"on"}})
 	if r.status != http.StatusSeeOther {
 		t.Fatalf("save settings: %d", r.status)
 	}
 	got, _ := e.st.GetProject(ctx, "api")
 	want := store.ProjectSettings{StartCommand: "./server --port $PORT", HealthPath: "/healthz", HealthPort: 8080,
-		HealthInterval: "10s", HealthTimeout: "2s", HealthFailures: 5, DeployWindow: "2m", IdleTimeout: "0", Sandbox: "gvisor"}
+		HealthInterval: "10s", HealthTimeout: "2s", HealthFailures: 5, DeployWindow: "2m", IdleTimeout: "0", Sandbox: "gvisor", NoSnapshots: true}
 	if got.Settings != want {
 		t.Errorf("settings = %+v, want %+v", got.Settings, want)
 	}
