@@ -67,7 +67,11 @@ if $for_run; then
   # build (its cache lock) and makes what is still missing. The image tool
   # is compiled first, alone: the standard library it shares with slipway
   # and buildkitd then compiles once, not twice side by side.
+  # Meanwhile the modules of slipway and buildkitd download (mostly
+  # network: ~25 s, which the main build would otherwise wait for).
   mkdir -p "$(dirname "$out")" bin
+  go list -deps ./cmd/slipway github.com/moby/buildkit/cmd/buildkitd >/dev/null &
+  fetch=$!
   go build -o bin/slipway-base-images ./internal/baseimage/cmd/slipway-base-images
   log="$(dirname "$out")/base-images.log"
   (
@@ -77,11 +81,15 @@ if $for_run; then
     fi
   ) >"$log" 2>&1 </dev/null &
   echo "setup.sh: making the debian and golang base images in the background (pid $!, log $log)"
+  wait "$fetch" || true # a module that failed to download fails the build below, which says which
 fi
 # bin/slipway, and buildkitd (buildctl too for the tests) when missing, in one
 # `go build`: the packages they share compile once.
 if $for_run; then
-  bash scripts/install-buildkit.sh --no-buildctl --strip ./cmd/slipway
+  # At a lower priority than the base images: they wait for the mirror and
+  # the disk in between, and the compile fills those gaps, where the other
+  # way round the images' serial steps would end the first run alone.
+  nice -n 10 bash scripts/install-buildkit.sh --no-buildctl --strip ./cmd/slipway
 else
   bash scripts/install-buildkit.sh ./cmd/slipway
 fi
