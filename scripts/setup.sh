@@ -14,7 +14,9 @@
 #                       sandboxes other than runc (install them with their
 #                       scripts for --sandbox gvisor or microvm); the base images that
 #                       examples/hello needs (debian, golang) are begun in the
-#                       background while buildkitd and slipway compile (log:
+#                       background as soon as their tool is compiled (the
+#                       modules download meanwhile), while buildkitd and
+#                       slipway compile at a lower priority (log:
 #                       <base images dir>/../base-images.log), then npm; the
 #                       server (--build-base-images) makes the rest. It
 #                       compiles lean: without DWARF (-dwarf=false, -s -w:
@@ -70,7 +72,7 @@ if $for_run; then
   # Meanwhile the modules of slipway and buildkitd download (mostly
   # network: ~25 s, which the main build would otherwise wait for).
   mkdir -p "$(dirname "$out")" bin
-  go list -deps ./cmd/slipway github.com/moby/buildkit/cmd/buildkitd >/dev/null &
+  bash scripts/install-buildkit.sh --no-buildctl --download ./cmd/slipway &
   fetch=$!
   go build -o bin/slipway-base-images ./internal/baseimage/cmd/slipway-base-images
   log="$(dirname "$out")/base-images.log"
