@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -121,6 +122,15 @@ func freeAddr(t *testing.T) string {
 // start runs the server on h's data directory and addresses.
 func (h *harness) start() {
 	h.t.Helper()
+	if err := h.startErr(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// startErr is start, returning its failure. A server that did not start
+// leaves no network behind: its cleanup (shutdown) is not registered yet,
+// and one that failed late in its start has opened its networks already.
+func (h *harness) startErr() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{}, 1)
 	done := make(chan error, 1)
@@ -141,15 +151,19 @@ func (h *harness) start() {
 	case <-started:
 	case err := <-done:
 		cancel()
-		h.t.Fatalf("server did not start: %v", err)
+		if rerr := RemoveNetwork(h.data); rerr != nil {
+			h.t.Logf("removing the network of the server that did not start: %v", rerr)
+		}
+		return fmt.Errorf("server did not start: %w", err)
 	case <-time.After(3 * time.Minute):
 		cancel()
-		h.t.Fatal("server did not start within 3 minutes")
+		return errors.New("server did not start within 3 minutes")
 	}
 	h.cancel, h.done = cancel, done
 	if !strings.HasPrefix(h.api, "http://") {
 		h.api = "http://" + h.api
 	}
+	return nil
 }
 
 // stop stops the server process's work; app instances keep running.
@@ -897,3 +911,34 @@ func TestBuildCantPullAnotherProjectsImage(t *testing.T) {
 		t.Errorf("a build FROM its own project's image: %s %q", own.Status, own.FailureReason)
 	}
 }
+
+// TestFailedStartLeavesNoNetwork: a server that fails late in its start
+// (every buildkitd it starts exits at once), after its networks are open,
+// says why, and the harness leaves none of its bridges behind.
+func TestFailedStartLeavesNoNetwork(t *testing.T) {
+	baseImages := requireRealParts(t)
+	bin := t.TempDir()
+	fake := "#!/bin/sh\necho 'buildkitd: not today' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(bin, "buildkitd"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	h := &harness{t: t, data: t.TempDir(), baseImages: baseImages, http: &http.Client{Timeout: time.Minute},
+		api: freeAddr(t), router: freeAddr(t), github: newGHStandIn("ghp_unused")}
+	defer h.github.srv.Close()
+	err := h.startErr()
+	if err == nil {
+		h.shutdown()
+		t.Fatal("the server started with a buildkitd that always exits")
+	}
+	if !strings.Contains(err.Error(), "buildkitd: not today") {
+		t.Errorf("the error does not quote buildkitd's: %v", err)
+	}
+	for _, names := range [][2]string{pair(NetworkNames(h.data)), pair(BuildNetworkNames(h.data))} {
+		if out, err := exec.Command("ip", "link", "show", names[0]).CombinedOutput(); err == nil {
+			t.Errorf("bridge %s is left behind:\n%s", names[0], out)
+		}
+	}
+}
+
+func pair(a, b string) [2]string { return [2]string{a, b} }
