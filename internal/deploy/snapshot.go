@@ -41,10 +41,17 @@ func (c *Controller) snapshotDir(dep, driver string) string {
 	return filepath.Join(c.cfg.DataDir, "snapshots", dep, driver)
 }
 
+// snapshotsOn reports whether instances of a deployment with settings st
+// are saved and resumed: the server's --snapshots and the project's
+// noSnapshots, as the deployment captured it.
+func (c *Controller) snapshotsOn(st store.ProjectSettings) bool {
+	return !c.cfg.NoSnapshots && !st.NoSnapshots
+}
+
 // snapshotFor returns the snapshot a new instance of deployment dep, with
 // settings st, on drv resumes from, or "" if it starts the app.
 func (c *Controller) snapshotFor(dep string, st store.ProjectSettings, drv runtime.Driver) string {
-	if c.cfg.NoSnapshots || st.NoSnapshots {
+	if !c.snapshotsOn(st) {
 		return ""
 	}
 	if _, ok := drv.(runtime.Snapshotter); !ok {
@@ -78,9 +85,9 @@ func (c *Controller) removeSnapshots(dep string) {
 // It is called once the instance has passed its first health check.
 func (c *Controller) saveSnapshot(l *liveDeployment) {
 	if c.cfg.NoSnapshots {
-		return
+		return // without reading the settings
 	}
-	if st, err := c.settingsOf(c.ctx, l.d); err != nil || st.NoSnapshots {
+	if st, err := c.settingsOf(c.ctx, l.d); err != nil || !c.snapshotsOn(st) {
 		return
 	}
 	l.mu.Lock()

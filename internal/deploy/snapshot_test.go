@@ -78,6 +78,20 @@ func (s *snapDriver) set(stale, mute bool) {
 	s.mu.Unlock()
 }
 
+// newSnapEnv is newEnv with its controller restarted on a driver that
+// can save instances (snapDriver).
+func newSnapEnv(t *testing.T) (*env, *snapDriver) {
+	e := newEnv(t)
+	var sd *snapDriver
+	e.ctl.Close()
+	e.wrap = func(d runtime.Driver) runtime.Driver {
+		sd = &snapDriver{Driver: d.(*fake.Driver)}
+		return sd
+	}
+	e.start()
+	return e, sd
+}
+
 // asleep reports whether deployment id is scaled to zero: its newest
 // instance, sandboxes prepared ahead aside, is idle.
 func (e *env) asleep(id string) bool {
@@ -99,14 +113,7 @@ func (e *env) asleep(id string) bool {
 // check, and that wake still succeeds with the app started instead.
 // Stopping the deployment removes its snapshots.
 func TestSnapshotWakes(t *testing.T) {
-	e := newEnv(t)
-	var sd *snapDriver
-	e.ctl.Close()
-	e.wrap = func(d runtime.Driver) runtime.Driver {
-		sd = &snapDriver{Driver: d.(*fake.Driver)}
-		return sd
-	}
-	e.start()
+	e, sd := newSnapEnv(t)
 	ctx := context.Background()
 	p, _ := e.store.GetProject(ctx, "web")
 	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "1s", DeployWindow: "3s"})
@@ -204,14 +211,7 @@ func TestSnapshotWakes(t *testing.T) {
 // every setting it is taken by a deployment when it is created, so the
 // deployment made after it is turned off again is saved.
 func TestSnapshotsOffForAProject(t *testing.T) {
-	e := newEnv(t)
-	var sd *snapDriver
-	e.ctl.Close()
-	e.wrap = func(d runtime.Driver) runtime.Driver {
-		sd = &snapDriver{Driver: d.(*fake.Driver)}
-		return sd
-	}
-	e.start()
+	e, sd := newSnapEnv(t)
 	ctx := context.Background()
 	p, _ := e.store.GetProject(ctx, "web")
 	e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "1s", NoSnapshots: true})

@@ -934,11 +934,11 @@ func TestFailedStartLeavesNoNetwork(t *testing.T) {
 	if !strings.Contains(err.Error(), "buildkitd: not today") {
 		t.Errorf("the error does not quote buildkitd's: %v", err)
 	}
-	for _, names := range [][2]string{pair(NetworkNames(h.data)), pair(BuildNetworkNames(h.data))} {
-		if out, err := exec.Command("ip", "link", "show", names[0]).CombinedOutput(); err == nil {
-			t.Errorf("bridge %s is left behind:\n%s", names[0], out)
+	bridge, _ := NetworkNames(h.data)
+	builds, _ := BuildNetworkNames(h.data)
+	for _, b := range []string{bridge, builds} {
+		if out, err := exec.Command("ip", "link", "show", b).CombinedOutput(); err == nil {
+			t.Errorf("bridge %s is left behind:\n%s", b, out)
 		}
 	}
 }
-
-func pair(a, b string) [2]string { return [2]string{a, b} }

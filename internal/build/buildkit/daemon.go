@@ -686,20 +686,20 @@ func validHost(h string) error {
 	return nil
 }
 
-// tail returns the last n lines of a file, for error messages.
 // lastError is the start of the last fatal error buildkitd wrote to its log
 // ("buildkitd: ..." followed by a stack trace), at most n lines of it; or,
 // when there is none, the log's last n lines.
 func lastError(path string, n int) string {
 	t := tail(path, 400)
-	i := strings.LastIndex("\n"+t, "\nbuildkitd: ")
-	if i < 0 {
-		return tail(path, n)
+	if i := strings.LastIndex("\n"+t, "\nbuildkitd: "); i >= 0 {
+		lines := strings.SplitN(t[i:], "\n", n+1)
+		return strings.Join(lines[:min(n, len(lines))], "\n")
 	}
-	lines := strings.SplitN(t[i:], "\n", n+1)
-	return strings.Join(lines[:min(n, len(lines))], "\n")
+	lines := strings.Split(t, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
+// tail returns the last n lines of a file, for error messages.
 func tail(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
