@@ -33,8 +33,9 @@
 // With -snapshot only the Python app is measured, in the gvisor sandbox:
 // its cold start (plain process; the gvisor driver alone, cold and from a
 // snapshot) beside its wakes through Slipway resuming the deployment's
-// snapshot and, after a restart of the server with --snapshots=false, its
-// cold wakes (see snapshot.go).
+// snapshot restored ahead (the default), then restored at the wake
+// (--restore-ahead-memory=0), then its cold wakes (--snapshots=false), the
+// server restarted between them (see snapshot.go).
 //
 // With -prepared-sandboxes above 0 (the default) each wake waits, before
 // it is sent, until the deployment's sandbox for it is prepared ahead, as

@@ -103,42 +103,61 @@ func runSnapshot(ctx context.Context, o snapshotOpts) error {
 		baselines = append(baselines, ds)
 	}
 
-	snapWakes, err := measureWakes(ctx, c, srv, project, name, dep, o.wakes, 0, baselines)
-	if err != nil {
-		return err
+	// Three phases on the same deployment, the server restarted between
+	// them with other flags: its default (the snapshot restored ahead in
+	// the prepared sandbox), --restore-ahead-memory=0 (restored at the
+	// wake), --snapshots=false (cold wakes).
+	phases := []struct {
+		args     []string
+		what     string
+		resumes  string // what each wake's runtime log says
+		wantNone bool
+	}{
+		{nil, "on gvisor, resuming the deployment's snapshot restored ahead (the default)", "restored from the deployment's snapshot ahead", false},
+		{[]string{"--restore-ahead-memory=0"}, "on gvisor with --restore-ahead-memory=0, restoring the snapshot at the wake", "started from the deployment's snapshot (prepared ahead)", false},
+		{[]string{"--snapshots=false"}, "on gvisor with --snapshots=false (cold wakes)", "resumed from a snapshot", true},
 	}
-	rename(snapWakes, "on gvisor, resuming the deployment's snapshot")
-	resumes, err := countLog(ctx, c, dep.ID, "resumed from a snapshot")
-	if err != nil {
-		return err
+	var wakes []*series
+	for i, ph := range phases {
+		if i > 0 {
+			if err := srv.Stop(30 * time.Second); err != nil {
+				return fmt.Errorf("stopping the server: %w", err)
+			}
+			cfg = srv.Config()
+			cfg.Args = append([]string{"--prepared-sandboxes", strconv.Itoa(o.prepared)}, ph.args...)
+			if srv, _, err = benchsrv.Start(ctx, cfg); err != nil {
+				return err
+			}
+			c = srv.Client()
+		}
+		before, err := countLog(ctx, c, dep.ID, ph.resumes)
+		if err != nil {
+			return err
+		}
+		ws, err := measureWakes(ctx, c, srv, project, name, dep, o.wakes, i*o.wakes, baselines)
+		if err != nil {
+			return err
+		}
+		rename(ws, ph.what)
+		after, err := countLog(ctx, c, dep.ID, ph.resumes)
+		if err != nil {
+			return err
+		}
+		if ph.wantNone {
+			if after != before {
+				ws[1].Note += fmt.Sprintf("; %d wakes resumed a snapshot (want none)", after-before)
+			}
+		} else {
+			ws[1].Note += fmt.Sprintf("; %d wakes' runtime log says %q", after-before, ph.resumes)
+		}
+		wakes = append(wakes, ws...)
 	}
-	snapWakes[1].Note += fmt.Sprintf("; %d wakes resumed the snapshot", resumes)
 
-	// The same deployment, its server restarted with --snapshots=false.
-	if err := srv.Stop(30 * time.Second); err != nil {
-		return fmt.Errorf("stopping the server: %w", err)
-	}
-	cfg = srv.Config()
-	cfg.Args = append(cfg.Args, "--snapshots=false")
-	if srv, _, err = benchsrv.Start(ctx, cfg); err != nil {
-		return err
-	}
-	c = srv.Client()
-	coldWakes, err := measureWakes(ctx, c, srv, project, name, dep, o.wakes, o.wakes, baselines)
-	if err != nil {
-		return err
-	}
-	rename(coldWakes, "on gvisor with --snapshots=false (cold wakes)")
-	if again, err := countLog(ctx, c, dep.ID, "resumed from a snapshot"); err == nil && again != resumes {
-		coldWakes[1].Note += fmt.Sprintf("; %d wakes resumed a snapshot (want none)", again-resumes)
-	}
-
-	all := append([]*series{plain, cold, restored}, snapWakes...)
-	all = append(all, coldWakes...)
+	all := append([]*series{plain, cold, restored}, wakes...)
 	var s report.Section
 	s.Heading("Snapshot wakes (gvisor, " + o.python + ")")
-	s.P("The Python app is deployed as a project whose sandbox is gvisor on a server started with `--idle-timeout %s` and `--prepared-sandboxes %d`. Its first healthy instance is saved (a snapshot, its runtime log says when); then it is woken %d times with the server's default (each wake resumes the snapshot in a sandbox prepared ahead), then the server is restarted with `--snapshots=false` and the same deployment is woken %d times more (each wake starts the app: cold wakes). Each wake is timed as in section 2 — the client's request → first byte through the router, and the server's own record (request → first passed health check) — and sent 1 s after its sandbox is prepared: runsc's sandbox goes on initialising for a moment after `runsc create` returns (measured here, a restore into it right away took up to twice as long), which a wake after a real idle timeout (minutes) never meets. Load average before/after: %s / %s.",
-		o.idle, o.prepared, o.wakes, o.wakes, loadBefore, report.LoadAvg())
+	s.P("The Python app is deployed as a project whose sandbox is gvisor on a server started with `--idle-timeout %s` and `--prepared-sandboxes %d`. Its first healthy instance is saved (a snapshot, its runtime log says when); then it is woken %d times in each of three phases, the server restarted between them: with the server's defaults (the sandbox prepared ahead for each wake restores the snapshot and pauses the app: the wake resumes it), with `--restore-ahead-memory=0` (the prepared sandbox restores the snapshot at the wake), and with `--snapshots=false` (each wake starts the app: cold wakes). Each wake is timed as in section 2 — the client's request → first byte through the router, and the server's own record (request → first passed health check) — and sent 1 s after its sandbox is prepared: runsc's sandbox goes on initialising (and a restored app's memory goes on loading) for a moment after the driver returns, which a wake after a real idle timeout (minutes) never meets. Load average before/after: %s / %s.",
+		o.idle, o.prepared, o.wakes, loadBefore, report.LoadAvg())
 	s.P("Baselines, interleaved with the wakes of both phases (one sample of each after every wake): the plain process (the start command chrooted into the unpacked image, as in section 2); the gvisor driver alone starting the app (the app's own cold start in the sandbox, no control plane, no router); the gvisor driver alone resuming a snapshot it saved of its first such instance. The ratio columns divide a row's p50 by the p50 of the gvisor driver's cold start and of the plain process.")
 	start := command(dep.StartCommand)
 	s.P("Start command: %s.", start)

@@ -104,7 +104,7 @@ func newServerCmd() *cobra.Command {
 	if v, err := strconv.ParseBool(os.Getenv("SLIPWAY_SNAPSHOTS")); err == nil {
 		snapshots = v
 	}
-	var buildMemory, minFreeDisk, buildCache string
+	var buildMemory, minFreeDisk, buildCache, restoreAhead string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Slipway server (API, registry, builder, runtime and router)",
@@ -161,6 +161,14 @@ Every flag can also be set with the environment variable shown.`,
 				cfg.PreparedSandboxes = -1 // --prepared-sandboxes 0: none
 			}
 			cfg.NoSnapshots = !snapshots
+			ahead, err := units.RAMInBytes(restoreAhead)
+			if err != nil || ahead < 0 {
+				return fmt.Errorf("--restore-ahead-memory %q: want a size such as 512MiB, or 0 to restore snapshots at the wake", restoreAhead)
+			}
+			cfg.RestoreAheadMemory = ahead
+			if ahead == 0 {
+				cfg.RestoreAheadMemory = -1
+			}
 			free, err := units.RAMInBytes(minFreeDisk)
 			if err != nil || free < 0 {
 				return fmt.Errorf("--min-free-disk %q: want a size such as 2GiB or 500MiB, or 0 to never refuse builds", minFreeDisk)
@@ -209,6 +217,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.BoolVar(&cfg.BuildBaseImages, "build-base-images", buildBase, "make the base-image stand-ins missing from SLIPWAY_BASE_IMAGES in the background (root, debootstrap, the host's Debian mirror); builds that need one wait for it (SLIPWAY_BUILD_BASE_IMAGES)")
 	f.StringVar(&cfg.UserNSRange, "userns-range", os.Getenv("SLIPWAY_USERNS_RANGE"), "host user and group IDs that each instance's IDs map to, in a user namespace of its own: BASE, BASE:SIZE or UID:GID:SIZE (at least 65536 IDs); empty = the \"slipway\" entries of /etc/subuid and /etc/subgid, else 1879048192:65536; \"off\" = no user namespace (root in an image is the host's root) (SLIPWAY_USERNS_RANGE)")
 	f.IntVar(&cfg.PreparedSandboxes, "prepared-sandboxes", int(envInt("SLIPWAY_PREPARED_SANDBOXES", 8)), "sandboxes kept prepared ahead (filesystem, network, cgroup, runc create) for the next wake of apps scaled to zero, the apps that fell asleep last first; each holds about 2.5 MiB; 0 = none (SLIPWAY_PREPARED_SANDBOXES)")
+	f.StringVar(&restoreAhead, "restore-ahead-memory", envOr("SLIPWAY_RESTORE_AHEAD_MEMORY", "512MiB"), "memory that sandboxes prepared ahead may hold with their gvisor app already restored from its snapshot and paused, so that its wake only resumes it (a Flask app holds about 110 MiB); beyond it, snapshots are restored at the wake; 0 = always at the wake (SLIPWAY_RESTORE_AHEAD_MEMORY)")
 	f.BoolVar(&snapshots, "snapshots", snapshots, "save each gvisor deployment's first healthy instance (its memory and files, under the data directory) and wake later instances from that snapshot instead of starting the app; false = every wake starts the app (SLIPWAY_SNAPSHOTS)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug messages")
 	return cmd

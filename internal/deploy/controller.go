@@ -116,6 +116,14 @@ type Config struct {
 	// (runtime.Preparer): the deployments that fell asleep last keep
 	// theirs. If zero, 8; negative: none.
 	PreparedSandboxes int
+	// RestoreAheadMemory bounds the memory that sandboxes prepared ahead
+	// hold with their app already restored from its snapshot (gVisor):
+	// a sandbox prepared for a deployment that has a snapshot restores it
+	// ahead, the app paused, if the snapshot fits beside those restored
+	// ahead already; its wake then only resumes the app. Otherwise the
+	// snapshot is restored at the wake. If zero,
+	// DefaultRestoreAheadMemory; negative: none is restored ahead.
+	RestoreAheadMemory int64
 	// NoSnapshots turns snapshot wakes off (see snapshot.go): instances
 	// on a driver that can save them (gVisor's) start the app each time,
 	// as on the others. If false, the first instance of a deployment to
@@ -138,6 +146,10 @@ type Config struct {
 
 // DefaultPreparedSandboxes is Config.PreparedSandboxes when zero.
 const DefaultPreparedSandboxes = 8
+
+// DefaultRestoreAheadMemory is Config.RestoreAheadMemory when zero: room
+// for four Flask apps restored ahead in gVisor (about 110 MiB each).
+const DefaultRestoreAheadMemory = 512 << 20
 
 // Controller runs deployments through their lifecycle.
 type Controller struct {
@@ -210,6 +222,9 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.PreparedSandboxes == 0 {
 		cfg.PreparedSandboxes = DefaultPreparedSandboxes
+	}
+	if cfg.RestoreAheadMemory == 0 {
+		cfg.RestoreAheadMemory = DefaultRestoreAheadMemory
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

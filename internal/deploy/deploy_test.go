@@ -60,7 +60,8 @@ type env struct {
 	perProject  int // builds of one project at once (Config.BuildsPerProject)
 	box         *secrets.Box
 	retention   Retention
-	prepared    int // Config.PreparedSandboxes
+	prepared    int   // Config.PreparedSandboxes
+	ahead       int64 // Config.RestoreAheadMemory
 	// wrap, if set, decorates the driver the controller is given.
 	wrap func(runtime.Driver) runtime.Driver
 	// observer, if set, is the controller's Config.Observer.
@@ -113,7 +114,7 @@ func (e *env) start() {
 	}
 	ctl, err := New(Config{Store: e.store, Builder: e.builder, Driver: driver, Sandboxes: sandboxes, Sandbox: sandbox, Routes: e.table,
 		Registry: "127.0.0.1:7300", DataDir: e.data, DeployWindow: 10 * time.Second, Secrets: e.box, Keep: e.keep, BuildsPerProject: e.perProject,
-		Retention: e.retention, Observer: e.observer, PreparedSandboxes: e.prepared, InstanceStopped: e.stopped,
+		Retention: e.retention, Observer: e.observer, PreparedSandboxes: e.prepared, RestoreAheadMemory: e.ahead, InstanceStopped: e.stopped,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		e.t.Fatal(err)

@@ -59,6 +59,10 @@ type preparedSandbox struct {
 	// snapshot is the snapshot its app resumes from (Spec.Snapshot), if
 	// any.
 	snapshot string
+	// ahead, under preparedSet.mu, is what it counts against
+	// Config.RestoreAheadMemory: non-zero once it is chosen to restore
+	// its snapshot ahead (see reserveAhead).
+	ahead int64
 }
 
 // preparerFor returns the driver of d's sandbox kind, if the controller
@@ -145,9 +149,17 @@ func (c *Controller) runPrepare(d store.Deployment, e *preparedSandbox) {
 		c.log.Warn("preparing a sandbox ahead", "deployment", d.ID, "err", err)
 		return
 	}
+	if spec.Snapshot != "" {
+		spec.RestoreAhead = c.reserveAhead(e, spec.Snapshot)
+	}
 	h, err := c.startFrom(c.ctx, d.ID, &spec, func(s runtime.Spec) (*runtime.Handle, error) {
 		return e.driver.(runtime.Preparer).Prepare(c.ctx, s)
 	})
+	if err != nil || spec.Snapshot == "" { // failed, or prepared without the snapshot
+		c.prepared.mu.Lock()
+		e.ahead = 0
+		c.prepared.mu.Unlock()
+	}
 	if err == nil {
 		inst.State, _ = json.Marshal(h)
 		if err = c.store.UpdateInstance(c.ctx, inst.ID, inst.State, statusPrepared); err != nil {
@@ -162,6 +174,61 @@ func (c *Controller) runPrepare(d store.Deployment, e *preparedSandbox) {
 		return
 	}
 	e.inst, e.h, e.snapshot = inst, h, spec.Snapshot
+}
+
+// reserveAhead decides whether e, whose app resumes from the snapshot in
+// dir, restores it ahead (Spec.RestoreAhead): if the snapshot's size —
+// about the memory its app will hold — fits within
+// Config.RestoreAheadMemory beside what the sandboxes restored ahead
+// already hold. If so it counts that size against the bound until e is
+// taken or discarded.
+func (c *Controller) reserveAhead(e *preparedSandbox, dir string) bool {
+	if c.cfg.RestoreAheadMemory <= 0 {
+		return false
+	}
+	size := dirSize(dir)
+	if size == 0 {
+		return false
+	}
+	s := &c.prepared
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byDep[e.dep] != e { // taken or evicted meanwhile
+		return false
+	}
+	var used int64
+	for _, o := range s.byDep {
+		if o != e {
+			used += aheadMemory(o)
+		}
+	}
+	if used+size > c.cfg.RestoreAheadMemory {
+		return false
+	}
+	e.ahead = size
+	return true
+}
+
+// aheadMemory is what prepared sandbox e counts against
+// Config.RestoreAheadMemory (the caller holds preparedSet.mu): the size
+// reserved for it, or what it uses if that is more (its Sentry's own
+// memory, read from its cgroup once it is made). Zero if it was not
+// restored ahead.
+func aheadMemory(e *preparedSandbox) int64 {
+	if e.ahead == 0 {
+		return 0
+	}
+	select {
+	case <-e.ready:
+	default:
+		return e.ahead
+	}
+	if ur, ok := e.driver.(runtime.UsageReader); ok && e.h != nil {
+		if u, err := ur.Usage(context.Background(), e.h); err == nil && u.MemoryBytes > e.ahead {
+			return u.MemoryBytes
+		}
+	}
+	return e.ahead
 }
 
 // takePrepared removes the deployment's prepared sandbox from the set and
@@ -244,7 +311,9 @@ func (c *Controller) startPrepared(l *liveDeployment, e *preparedSandbox, later 
 		if err := c.store.UpdateInstance(context.Background(), inst.ID, inst.State, inst.Status); err != nil {
 			c.log.Error("recording a woken instance", "instance", inst.ID, "err", err)
 		}
-		if e.snapshot != "" {
+		if e.ahead > 0 {
+			c.event(l.d.ID, store.LogRuntime, "instance %s resumed: its app was restored from the deployment's snapshot ahead, paused", inst.ID)
+		} else if e.snapshot != "" {
 			c.event(l.d.ID, store.LogRuntime, "instance %s started from the deployment's snapshot (prepared ahead)", inst.ID)
 		} else {
 			c.event(l.d.ID, store.LogRuntime, "instance %s started (prepared ahead)", inst.ID)

@@ -18,14 +18,17 @@ import (
 )
 
 // snapDriver is the fake driver as a runtime.Snapshotter: Snapshot writes
-// a marker into its directory; the specs of starts and preparations are
-// recorded; stale makes those with a snapshot fail with ErrSnapshot, and
-// mute makes the instances resumed from one never answer.
+// a marker into its directory (and memory, a file of that many bytes);
+// the specs of starts and preparations are recorded; stale makes those
+// with a snapshot fail with ErrSnapshot, and mute makes the instances
+// resumed from one never answer.
 type snapDriver struct {
 	*fake.Driver
 	mu        sync.Mutex
 	saved     int
-	snapshots []string // Spec.Snapshot of each Start and Prepare
+	snapshots []string        // Spec.Snapshot of each Start and Prepare
+	ahead     map[string]bool // Spec.RestoreAhead of the last Prepare, by Spec.Snapshot
+	memory    int
 	stale     bool
 	mute      bool
 }
@@ -37,6 +40,9 @@ func (s *snapDriver) Snapshot(ctx context.Context, h *runtime.Handle, dir string
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.saved++
+	if err := os.WriteFile(filepath.Join(dir, "memory"), make([]byte, s.memory), 0o600); err != nil {
+		return err
+	}
 	return os.WriteFile(filepath.Join(dir, "saved"), []byte(h.ID), 0o600)
 }
 
@@ -60,6 +66,14 @@ func (s *snapDriver) Start(ctx context.Context, spec runtime.Spec) (*runtime.Han
 }
 
 func (s *snapDriver) Prepare(ctx context.Context, spec runtime.Spec) (*runtime.Handle, error) {
+	if spec.Snapshot != "" {
+		s.mu.Lock()
+		if s.ahead == nil {
+			s.ahead = map[string]bool{}
+		}
+		s.ahead[spec.Snapshot] = spec.RestoreAhead
+		s.mu.Unlock()
+	}
 	return s.start(spec, func(sp runtime.Spec) (*runtime.Handle, error) { return s.Driver.Prepare(ctx, sp) })
 }
 
@@ -164,7 +178,7 @@ func TestSnapshotWakes(t *testing.T) {
 	if _, last := sd.counts(); last != dir {
 		t.Errorf("the woken instance's Spec.Snapshot = %q, want %q", last, dir)
 	}
-	logs("the wake resumed the snapshot", "from the deployment's snapshot (prepared ahead)", "(a sandbox prepared ahead, resumed from a snapshot)")
+	logs("the wake resumed the snapshot, restored ahead", "restored from the deployment's snapshot ahead", "(a sandbox prepared ahead, resumed from a snapshot)")
 	if saved, _ := sd.counts(); saved != 1 {
 		t.Errorf("saved %d times, want once: a resumed instance is not saved again", saved)
 	}
@@ -250,4 +264,71 @@ func TestSnapshotsOffForAProject(t *testing.T) {
 		saved, _ := sd.counts()
 		return saved == 1
 	})
+}
+
+// TestRestoreAheadWithinItsBound: the sandbox prepared for a deployment
+// with a snapshot restores it ahead only while the snapshots restored
+// ahead fit in Config.RestoreAheadMemory: of two deployments asleep, with
+// room for one, one is prepared restored (its wake only resumes it) and
+// the other prepared to restore at its wake; each wake says which.
+func TestRestoreAheadWithinItsBound(t *testing.T) {
+	const memory = 1 << 20
+	e := newEnv(t)
+	e.ctl.Close()
+	e.ahead = memory * 3 / 2 // one snapshot, not two
+	var sd *snapDriver
+	e.wrap = func(d runtime.Driver) runtime.Driver {
+		sd = &snapDriver{Driver: d.(*fake.Driver), memory: memory}
+		return sd
+	}
+	e.start()
+	ctx := context.Background()
+	if _, err := e.store.CreateProject(ctx, store.Project{Name: "api"}); err != nil {
+		t.Fatal(err)
+	}
+	var deps []store.Deployment
+	for _, name := range []string{"web", "api"} {
+		p, _ := e.store.GetProject(ctx, name)
+		e.store.UpdateProjectSettings(ctx, p.ID, store.ProjectSettings{IdleTimeout: "1s"})
+		deps = append(deps, e.waitFor(e.deployTo(name).ID, settled))
+	}
+	dirOf := func(d store.Deployment) string { return filepath.Join(e.data, "snapshots", d.ID, fake.Name) }
+	waitUntil(t, "both deployments saved, asleep, and a sandbox prepared ahead for each", func() bool {
+		sd.mu.Lock()
+		defer sd.mu.Unlock()
+		for _, d := range deps {
+			if _, ok := sd.ahead[dirOf(d)]; !ok || !e.asleep(d.ID) || len(e.preparedOf(d.ID)) != 1 || e.preparedOf(d.ID)[0].Status != statusPrepared {
+				return false
+			}
+		}
+		return true
+	})
+	sd.mu.Lock()
+	aheadOf := map[string]bool{}
+	for _, d := range deps {
+		aheadOf[d.ID] = sd.ahead[dirOf(d)]
+	}
+	sd.mu.Unlock()
+	if aheadOf[deps[0].ID] == aheadOf[deps[1].ID] {
+		t.Fatalf("restored ahead: %v, want one of the two (room for one snapshot)", aheadOf)
+	}
+	for i, d := range deps {
+		host := []string{"web", "api"}[i] + ".slipway.localhost"
+		if code, body := e.get(host); code != http.StatusOK {
+			t.Fatalf("waking %s: %d %q", host, code, body)
+		}
+		want := "started from the deployment's snapshot (prepared ahead)"
+		if aheadOf[d.ID] {
+			want = "restored from the deployment's snapshot ahead"
+		}
+		waitUntil(t, host+"'s runtime log saying "+want, func() bool {
+			lines, _ := e.store.ListLogs(ctx, store.LogQuery{DeploymentID: d.ID, Kind: store.LogRuntime})
+			for _, l := range lines {
+				if strings.Contains(l.Text, want) {
+					return true
+				}
+			}
+			return false
+		})
+	}
 }

@@ -84,6 +84,12 @@ type Spec struct {
 	// ErrSnapshot: the caller then discards it and starts without. A
 	// driver that is no Snapshotter ignores it.
 	Snapshot string
+	// RestoreAhead, with Snapshot, has Prepare restore the snapshot too
+	// and leave the app paused, so that StartPrepared only resumes it:
+	// the prepared instance then holds the app's memory while it waits.
+	// Without it the snapshot is restored by StartPrepared. Start
+	// ignores it.
+	RestoreAhead bool
 }
 
 // Network gives an instance's network namespace its way out: an address

@@ -223,7 +223,7 @@ func (s *server) newController(context.Context) error {
 		Observer: deploy.Observers{metricsObserver{s.metrics}, s.gh, s.notify}, LogTap: s.drains,
 		Registry: s.registryHost, DataDir: s.cfg.DataDir, BaseDomain: s.cfg.BaseDomain,
 		DeployWindow: s.cfg.DeployWindow, IdleTimeout: s.cfg.IdleTimeout, Secrets: s.box,
-		PreparedSandboxes: s.cfg.PreparedSandboxes, NoSnapshots: s.cfg.NoSnapshots,
+		PreparedSandboxes: s.cfg.PreparedSandboxes, RestoreAheadMemory: s.cfg.RestoreAheadMemory, NoSnapshots: s.cfg.NoSnapshots,
 		InstanceStopped: func(deployment string) {
 			if app := s.router.Load(); app != nil {
 				app.CloseIdleConnectionsTo(deployment)

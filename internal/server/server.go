@@ -167,6 +167,11 @@ type Config struct {
 	// the next wake of apps scaled to zero (the apps that fell asleep
 	// last keep theirs). If zero, 8; negative: none.
 	PreparedSandboxes int
+	// RestoreAheadMemory bounds the memory of the sandboxes prepared
+	// ahead whose app is restored from its snapshot already (gvisor),
+	// paused, so that a wake only resumes it. If zero, 512 MiB; negative:
+	// snapshots are restored at the wake.
+	RestoreAheadMemory int64
 	// NoSnapshots turns snapshot wakes off: gvisor instances start the
 	// app at each wake instead of resuming the snapshot of their
 	// deployment's first healthy instance (DataDir/snapshots).

@@ -298,6 +298,9 @@ type state struct {
 	// gVisor only) instead of starting: its writable layer holds the
 	// snapshot's files; StartPrepared restores the rest.
 	Snapshot string `json:"snapshot,omitempty"`
+	// Restored: a prepared instance whose app Prepare restored from
+	// Snapshot and paused (Spec.RestoreAhead); StartPrepared resumes it.
+	Restored bool `json:"restored,omitempty"`
 }
 
 // newInstance returns an instance to attach to (see attached.New). Its
@@ -356,8 +359,12 @@ func (d *Driver) start(ctx context.Context, spec runtime.Spec, prepare bool) (*r
 	// Start then restores it as StartPrepared does.
 	h, err := d.create(ctx, spec, img, prepare || spec.Snapshot != "")
 	release()
-	if err == nil && spec.Snapshot != "" && !prepare {
-		h, err = d.startPreparedLocked(ctx, h)
+	if err == nil && spec.Snapshot != "" {
+		if !prepare {
+			h, err = d.startPreparedLocked(ctx, h)
+		} else if spec.RestoreAhead {
+			h, err = d.restoreAheadLocked(ctx, h)
+		}
 	}
 	if err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -644,14 +651,6 @@ func (d *Driver) load(ctx context.Context, h *runtime.Handle) (*attached.Instanc
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", h.ID, err)
 	}
-	if rs.Status == "paused" {
-		// Only Snapshot pauses an instance: a server that died while
-		// saving one left it so.
-		if err := d.runtimeCmd(ctx, "resume", h.ID); err != nil {
-			return nil, fmt.Errorf("instance %s: %w", h.ID, err)
-		}
-		rs.Status = "running"
-	}
 	var st state
 	if len(h.State) > 0 {
 		if err := json.Unmarshal(h.State, &st); err != nil {
@@ -665,6 +664,21 @@ func (d *Driver) load(ctx context.Context, h *runtime.Handle) (*attached.Instanc
 			}
 		}
 	}
+	prepared := rs.Status == "created"
+	if rs.Status == "paused" {
+		if st.Prepared && st.Restored {
+			// Restored ahead and paused (Spec.RestoreAhead): still
+			// waiting for StartPrepared.
+			prepared = true
+		} else {
+			// Otherwise only Snapshot pauses an instance: a server that
+			// died while saving one left it so.
+			if err := d.runtimeCmd(ctx, "resume", h.ID); err != nil {
+				return nil, fmt.Errorf("instance %s: %w", h.ID, err)
+			}
+			rs.Status = "running"
+		}
+	}
 	pid, startedAt := rs.Pid, st.StartedAt
 	if startedAt.IsZero() {
 		startedAt = rs.Created
@@ -672,7 +686,7 @@ func (d *Driver) load(ctx context.Context, h *runtime.Handle) (*attached.Instanc
 	if pid == 0 {
 		pid = st.PID
 	}
-	in := d.newInstance(h.ID, pid, startedAt, rs.Status == "created")
+	in := d.newInstance(h.ID, pid, startedAt, prepared)
 	running := false
 	if rs.Status != "stopped" && rs.Pid > 0 {
 		start := st.PIDStart

@@ -96,6 +96,51 @@ func testSnapshot(t *testing.T) {
 		}
 		checkFreed(t, root, s.ID)
 	}
+	// Restored ahead: Prepare restores the app and pauses it, a new
+	// driver (a restarted server) leaves it so, StartPrepared resumes it.
+	// One stopped while it waits leaves nothing.
+	for i, start := range []bool{true, false} {
+		s := spec(drivertest.NewID(t))
+		s.Snapshot, s.RestoreAhead = dir, true
+		t0 := time.Now()
+		p, err := d.Prepare(ctx, s)
+		if err != nil {
+			t.Fatalf("Prepare restoring ahead: %v", err)
+		}
+		t1 := time.Now()
+		if rs, err := d.runcStateOf(ctx, p.ID); err != nil || rs.Status != "paused" {
+			t.Fatalf("an instance restored ahead: runsc state %+v, %v; want paused", rs, err)
+		}
+		if !start {
+			if err := d.Stop(ctx, p); err != nil {
+				t.Fatalf("Stop of an instance restored ahead: %v", err)
+			}
+			checkFreed(t, root, s.ID)
+			continue
+		}
+		d2 := newDriver(t, Config{Root: root, Network: cfg.Network})
+		if err := d2.Recover(ctx, p); err != nil {
+			t.Fatalf("Recover of an instance restored ahead: %v", err)
+		}
+		if in, err := d2.attach(ctx, p); err != nil || !in.Prepared() {
+			t.Errorf("an instance restored ahead, after Recover: attached %v (%v); want it prepared", in, err)
+		}
+		if rs, err := d.runcStateOf(ctx, p.ID); err != nil || rs.Status != "paused" {
+			t.Errorf("an instance restored ahead, after Recover: runsc state %+v, %v; want paused", rs, err)
+		}
+		d2.Close()
+		t2 := time.Now()
+		if p, err = d.StartPrepared(ctx, p); err != nil {
+			t.Fatalf("StartPrepared of an instance restored ahead: %v", err)
+		}
+		resumed("restored ahead", p)
+		t.Logf("restored ahead %d: prepared and restored in %v, resumed and answering in %v", i, t1.Sub(t0).Round(time.Millisecond), time.Since(t2).Round(time.Millisecond))
+		if err := d.Stop(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		checkFreed(t, root, s.ID)
+	}
+
 	s := spec(drivertest.NewID(t))
 	s.Snapshot = dir
 	started, err := d.Start(ctx, s)
