@@ -148,7 +148,7 @@ type Config struct {
 const DefaultPreparedSandboxes = 8
 
 // DefaultRestoreAheadMemory is Config.RestoreAheadMemory when zero: room
-// for four Flask apps restored ahead in gVisor (about 110 MiB each).
+// for seven Flask apps restored ahead in gVisor (about 70 MiB each).
 const DefaultRestoreAheadMemory = 512 << 20
 
 // Controller runs deployments through their lifecycle.

@@ -163,6 +163,11 @@ func TestGVisorSnapshotWake(t *testing.T) {
 	if log := h.runtimeLog(d.ID); !strings.Contains(log, "resumed from a snapshot") {
 		t.Errorf("no wake says it resumed from a snapshot; runtime log:\n%s", log)
 	}
+	// By default (--restore-ahead-memory) the sandbox prepared for each
+	// wake had the snapshot restored ahead: the wake only resumed it.
+	if log := h.runtimeLog(d.ID); strings.Count(log, "restored from the deployment's snapshot ahead") != 2 {
+		t.Errorf("want both wakes to resume an app restored ahead; runtime log:\n%s", log)
+	}
 	// The API's wake records say so too (recorded once the wake is done).
 	var wakes []api.Wake
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
