@@ -15,9 +15,10 @@
 // The Go image carries golang-1.23 from Debian's bookworm-backports suite:
 // bookworm's own golang-go is Go 1.19, too old for current modules and for
 // the toolchain directive, while 1.23 still comes from the Debian archive.
-// Unlike the official image it carries the standard library precompiled
-// (for CGO_ENABLED=0 -trimpath builds, see golangScript) and no tests of
-// it, so that a cold build does not spend 20 s compiling std.
+// Unlike the official image it carries the standard library's common
+// packages precompiled (for CGO_ENABLED=0 -trimpath builds, see
+// golangScript) and no tests of it, so that a cold build does not spend
+// 20 s compiling std.
 //
 // Layers are zstd-compressed: BuildKit and the runtime decompress zstd
 // several times faster than gzip. Layer files cached as gzip by older
@@ -313,6 +314,12 @@ yarn --version`
 // (-ldflags does not affect compiling). Other builds compile std into the
 // cache as before. The go list at the end fails the recipe if the
 // installed packages would not be used.
+//
+// Not all of std is precompiled: the packages a web service commonly
+// imports, with their dependencies (about 210 of its 360 packages, for
+// 60% of the CPU time of all), are (see goCommonPackages); a build that
+// imports others compiles them into its cache, as it would with the
+// official image. That saves about 30 CPU-seconds of a first run.
 const golangScript = `ln -s /usr/lib/go-1.23 /usr/local/go
 mkdir -p /go/src /go/bin
 chmod -R 1777 /go
@@ -322,11 +329,20 @@ find "$src" -type f -name '*_test.go' -delete
 rm -rf "$(readlink -f /usr/local/go/test)" /usr/lib/go-1.23/test
 rm -f /usr/lib/gcc/x86_64-linux-gnu/*/lto1 /usr/bin/*lto-dump* /usr/lib/x86_64-linux-gnu/lib*san.so.*
 export GOCACHE=/tmp/gocache GOPATH=/tmp/gopath GOTOOLCHAIN=local GOFLAGS= GODEBUG=installgoroot=all CGO_ENABLED=0
-/usr/local/go/bin/go install -trimpath std
-stale=$(/usr/local/go/bin/go list -trimpath -f '{{if .Stale}}{{.ImportPath}}: {{.StaleReason}}{{end}}' std)
+pkgs=$(/usr/local/go/bin/go list -deps ` + goCommonPackages + `)
+/usr/local/go/bin/go install -trimpath $pkgs
+stale=$(/usr/local/go/bin/go list -trimpath -f '{{if .Stale}}{{.ImportPath}}: {{.StaleReason}}{{end}}' $pkgs)
 rm -rf /tmp/gocache /tmp/gopath
 if [ -n "$stale" ]; then echo "precompiled std is stale: $stale" >&2; exit 1; fi
 /usr/local/go/bin/go version`
+
+// goCommonPackages are the packages of the standard library (with their
+// dependencies) that the Go image carries precompiled: what HTTP
+// services, their tests and their tools commonly import.
+const goCommonPackages = "net/http net/http/httputil net/http/pprof encoding/json encoding/xml encoding/csv " +
+	"encoding/base64 encoding/hex database/sql html/template text/template log log/slog os/exec os/signal " +
+	"flag compress/gzip embed regexp mime/multipart crypto/sha256 crypto/sha512 crypto/hmac crypto/rand " +
+	"crypto/tls crypto/x509 net/url path/filepath math/big math/rand runtime/debug testing"
 
 // pythonScript makes Debian's python behave like the official image's:
 // no PEP 668 marker (and none brought back by a later apt-get upgrade in a

@@ -327,7 +327,8 @@ func checkStandIns(t *testing.T, imgs []Image, cas caBundle) {
 				"usr/lib/go-1.23/pkg/linux_amd64/net/http.a", "usr/share/go-1.23/src/net/http/server.go",
 				"usr/bin/gcc", "usr/bin/git", "go/bin"},
 			absent: []string{"usr/share/go-1.23/src/net/http/server_test.go", "usr/share/go-1.23/src/net/http/testdata",
-				"usr/share/go-1.23/test", "usr/lib/gcc/x86_64-linux-gnu/12/lto1"},
+				"usr/share/go-1.23/test", "usr/lib/gcc/x86_64-linux-gnu/12/lto1",
+				"usr/lib/go-1.23/pkg/linux_amd64/go/types.a"}, // not among goCommonPackages
 		},
 		"library/python:3.11-slim-bookworm": {
 			cmd: []string{"python3"}, env: []string{"PATH=/usr/local/bin:", "LANG=C.UTF-8", "PYTHON_VERSION=3.11."},
