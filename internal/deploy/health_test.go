@@ -30,15 +30,31 @@ type probeScript struct {
 	runtime.Driver
 	mu     sync.Mutex
 	script []bool // true: fail this dial
+	// gate, if set, holds the first dial after the script until it is
+	// closed (or the dial's context ends), so that a test can read the
+	// state the script left before the next check changes it.
+	gate chan struct{}
 }
 
 func (p *probeScript) Dial(ctx context.Context, h *runtime.Handle, port int) (net.Conn, error) {
 	p.mu.Lock()
-	fail := false
+	fail, played := false, false
 	if len(p.script) > 0 {
 		fail, p.script = p.script[0], p.script[1:]
+		played = true
+	}
+	gate := p.gate
+	if !played {
+		p.gate = nil
 	}
 	p.mu.Unlock()
+	if !played && gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if fail {
 		return nil, errors.New("connection refused (scripted)")
 	}
@@ -49,6 +65,16 @@ func (p *probeScript) set(s ...bool) {
 	p.mu.Lock()
 	p.script = s
 	p.mu.Unlock()
+}
+
+// setGated is set, with the first dial after the script held until the
+// returned func is called.
+func (p *probeScript) setGated(s ...bool) (release func()) {
+	gate := make(chan struct{})
+	p.mu.Lock()
+	p.script, p.gate = s, gate
+	p.mu.Unlock()
+	return func() { close(gate) }
 }
 
 func (p *probeScript) left() int {
@@ -133,8 +159,11 @@ func TestFailuresCountInARow(t *testing.T) {
 		t.Errorf("failed checks logged: %s", got)
 	}
 
-	// Two failures: failing, not yet unhealthy.
-	script.set(F, F)
+	// Two failures: failing, not yet unhealthy. The check after them is
+	// held (within its 1 s timeout) until the record is read: at 10 ms
+	// intervals it would otherwise pass and clear the count first.
+	release := script.setGated(F, F)
+	defer release()
 	waitUntil(t, "two failures recorded", func() bool {
 		insts, _ = e.store.ListInstances(ctx, d.ID)
 		return insts[0].Health.Failures == 2 || len(insts) > 1
