@@ -90,6 +90,10 @@ type backendConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time // when it was last put into its pool
+	// epoch is its pool's epoch when it was dialed: a connection dialed
+	// before the pool's idle connections were closed (its instance
+	// stopped) is not pooled when its request ends.
+	epoch uint64
 }
 
 // limitedConn reads from conn, at most limit bytes while limit >= 0.
@@ -124,14 +128,16 @@ func newBackendConn(c net.Conn) *backendConn {
 // timer that runs only while the pool is not empty.
 type connPool struct {
 	mu      sync.Mutex
+	epoch   uint64 // advanced by closeIdle
 	idle    []*backendConn
 	max     int
 	timeout time.Duration
 	timer   *time.Timer // armed while idle is not empty
 }
 
-// get returns the most recently used idle connection, or nil.
-func (p *connPool) get() *backendConn {
+// get returns the most recently used idle connection, or nil and the
+// pool's epoch, for the connection the caller dials instead.
+func (p *connPool) get() (*backendConn, uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
@@ -139,18 +145,19 @@ func (p *connPool) get() *backendConn {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		if time.Since(bc.idleAt) < p.timeout {
-			return bc
+			return bc, p.epoch
 		}
 		bc.conn.Close()
 	}
-	return nil
+	return nil, p.epoch
 }
 
-// put returns bc to the pool, or closes it if the pool is full.
+// put returns bc to the pool, or closes it if the pool is full or its
+// idle connections were closed since bc was dialed.
 func (p *connPool) put(bc *backendConn) {
 	bc.idleAt = time.Now()
 	p.mu.Lock()
-	if len(p.idle) >= p.max {
+	if len(p.idle) >= p.max || bc.epoch != p.epoch {
 		p.mu.Unlock()
 		bc.conn.Close()
 		return
@@ -187,10 +194,12 @@ func (p *connPool) expire() {
 	}
 }
 
-// closeIdle closes every idle connection.
+// closeIdle closes every idle connection, and those in use when their
+// requests end.
 func (p *connPool) closeIdle() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.epoch++
 	for _, bc := range p.idle {
 		bc.conn.Close()
 	}

@@ -50,7 +50,8 @@ func (rt *Router) serveFast(w http.ResponseWriter, r *http.Request, e *entry) {
 	// idempotent), and finally on a new one, as http.Transport does.
 	for {
 		reused := true
-		if bc = pool.get(); bc == nil {
+		var epoch uint64
+		if bc, epoch = pool.get(); bc == nil {
 			reused = false
 			c, err := rt.dialEntry(ctx, e)
 			if err != nil {
@@ -58,6 +59,7 @@ func (rt *Router) serveFast(w http.ResponseWriter, r *http.Request, e *entry) {
 				return
 			}
 			bc = newBackendConn(c)
+			bc.epoch = epoch
 		}
 		// The connection is this request's now. If the client goes away,
 		// close it: that unblocks whatever waits on the app and tells the

@@ -36,7 +36,8 @@ func (fc *frontConn) proxy(req *plainRequest, head []byte, e *entry, closeAfter 
 	var bc *backendConn
 	for {
 		reused := true
-		if bc = pool.get(); bc == nil {
+		var epoch uint64
+		if bc, epoch = pool.get(); bc == nil {
 			reused = false
 			c, err := rt.dialEntry(context.Background(), e)
 			if err != nil {
@@ -44,6 +45,7 @@ func (fc *frontConn) proxy(req *plainRequest, head []byte, e *entry, closeAfter 
 				return fc.errorPage(req, e, err, closeAfter, rec, began)
 			}
 			bc = newBackendConn(c)
+			bc.epoch = epoch
 		}
 		err := req.writeTo(bc.bw, head, fc.remoteIP)
 		if err == nil {
