@@ -81,20 +81,24 @@ func TestMetrics(t *testing.T) {
 		}
 		slow <- err
 	}()
+	// A wake's series are updated one after another (the count, the
+	// duration, the held requests, in that order), so a scrape may fall
+	// between them: wait for the last.
 	var s map[string]float64
+	held := `slipway_deployment_wake_held_requests_total{` + labels + `}`
 	deadline = time.Now().Add(20 * time.Second)
 	for {
 		s = h.scrape()
-		if s[`slipway_deployment_wakes_total{`+labels+`,result="ok"}`] == 1 && s[`slipway_instance_pids{`+labels+`}`] > 0 {
+		if s[held] >= 1 && s[`slipway_instance_pids{`+labels+`}`] > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no wake or instance usage in /metrics while the slow request is in flight")
+			t.Fatalf("no wake with held requests (%v) or no instance usage in /metrics while the slow request is in flight", s[held])
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got := s[`slipway_deployment_wake_held_requests_total{`+labels+`}`]; got < 1 {
-		t.Errorf("held requests = %v, want ≥ 1", got)
+	if got := s[`slipway_deployment_wakes_total{`+labels+`,result="ok"}`]; got != 1 {
+		t.Errorf("wakes = %v, want 1", got)
 	}
 	if got := s[`slipway_deployment_wake_duration_seconds_count{`+labels+`}`]; got != 1 {
 		t.Errorf("wake durations observed = %v, want 1", got)
