@@ -184,7 +184,13 @@ func TestRouterTraffic(t *testing.T) {
 	do(front, "GET", "gone.test", "/", "", 410)    // a page, not proxied: not counted
 	do(front, "GET", "nowhere.test", "/", "", 404) // unknown host: not counted
 
+	// The upgrade is counted when the router sees its connection close,
+	// which may come after the requests above: wait for it.
 	s := scrape(t, ms.URL+"/metrics")
+	for deadline := time.Now().Add(wait); s[series("slipway_router_requests_total", "d1", "class", "1xx")] == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		s = scrape(t, ms.URL+"/metrics")
+	}
 	for _, c := range []struct {
 		series string
 		want   float64
