@@ -161,21 +161,11 @@ Every flag can also be set with the environment variable shown.`,
 				cfg.PreparedSandboxes = -1 // --prepared-sandboxes 0: none
 			}
 			cfg.NoSnapshots = !snapshots
-			ahead, err := units.RAMInBytes(restoreAhead)
-			if err != nil || ahead < 0 {
-				return fmt.Errorf("--restore-ahead-memory %q: want a size such as 512MiB, or 0 to restore snapshots at the wake", restoreAhead)
+			if cfg.RestoreAheadMemory, err = sizeOrNone("restore-ahead-memory", restoreAhead, "a size such as 512MiB, or 0 to restore snapshots at the wake"); err != nil {
+				return err
 			}
-			cfg.RestoreAheadMemory = ahead
-			if ahead == 0 {
-				cfg.RestoreAheadMemory = -1
-			}
-			free, err := units.RAMInBytes(minFreeDisk)
-			if err != nil || free < 0 {
-				return fmt.Errorf("--min-free-disk %q: want a size such as 2GiB or 500MiB, or 0 to never refuse builds", minFreeDisk)
-			}
-			cfg.MinFreeDisk = free
-			if free == 0 {
-				cfg.MinFreeDisk = -1
+			if cfg.MinFreeDisk, err = sizeOrNone("min-free-disk", minFreeDisk, "a size such as 2GiB or 500MiB, or 0 to never refuse builds"); err != nil {
+				return err
 			}
 			return server.Run(cmd.Context(), cfg)
 		},
@@ -221,6 +211,19 @@ Every flag can also be set with the environment variable shown.`,
 	f.BoolVar(&snapshots, "snapshots", snapshots, "save each gvisor deployment's first healthy instance (its memory and files, under the data directory) and wake later instances from that snapshot instead of starting the app; false = every wake starts the app (SLIPWAY_SNAPSHOTS)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug messages")
 	return cmd
+}
+
+// sizeOrNone parses the size flag --name (value v) whose 0 means none:
+// -1 in the server's config, where zero means the default.
+func sizeOrNone(name, v, want string) (int64, error) {
+	n, err := units.RAMInBytes(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("--%s %q: want %s", name, v, want)
+	}
+	if n == 0 {
+		return -1, nil
+	}
+	return n, nil
 }
 
 func newLoginCmd() *cobra.Command {
