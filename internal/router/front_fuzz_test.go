@@ -20,6 +20,7 @@ func FuzzFrontRequest(f *testing.F) {
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
 	f.Add([]byte("GET / HTTP/1.1\nHost: a\n\n"))
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"))
+	f.Add([]byte("HEAD / HTTP/1.1\r\r\nHost:0\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		br := bufio.NewReaderSize(bytes.NewReader(raw), frontBufferSize)
 		head, err := peekHead(br)

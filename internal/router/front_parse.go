@@ -58,6 +58,13 @@ func headEnd(buf []byte) (end int, ok bool) {
 	}
 }
 
+// firstLine returns the first line of head, a head peekHead returned, without
+// its CRLF. A CR anywhere else in the line stays in it, for the caller to
+// refuse as the control character it is.
+func firstLine(head []byte) []byte {
+	return head[:bytes.IndexByte(head, '\n')-1]
+}
+
 // headerLines iterates over the header lines of head (after its first line),
 // without their CRLF.
 func headerLines(head []byte, yield func(line []byte) bool) {
@@ -172,8 +179,7 @@ type plainRequest struct {
 // HTTP/1.1, with one Host, no body, and none of Transfer-Encoding, Upgrade,
 // Expect, TE, Trailer or a Connection naming other headers.
 func (r *plainRequest) parse(head []byte) bool {
-	eol := bytes.IndexByte(head, '\r')
-	line := head[:eol]
+	line := firstLine(head)
 	switch {
 	case bytes.HasPrefix(line, []byte("GET ")):
 		line = line[4:]

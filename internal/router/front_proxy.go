@@ -113,7 +113,7 @@ func (fc *frontConn) copyResponse(bc *backendConn, headReq, closeAfter bool) (re
 		appCloses bool
 		plain     = true
 	)
-	status := rh[:bytes.IndexByte(rh, '\r')]
+	status := firstLine(rh)
 	if !bytes.HasPrefix(status, []byte("HTTP/1.1 ")) || len(status) < 12 ||
 		!isDigits(status[9:12]) || len(status) > 12 && status[12] != ' ' || status[9] < '2' {
 		// HTTP/1.0, 1xx, or garbage: the general path decides.

@@ -87,6 +87,7 @@ func TestFrontHandsOver(t *testing.T) {
 		{"absolute form", "GET http://app.test/abs HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n", 200, "GET /abs"},
 		{"two hosts", "GET / HTTP/1.1\r\nHost: app.test\r\nHost: app.test\r\nConnection: close\r\n\r\n", 400, ""},
 		{"obsolete line folding", "GET /fold HTTP/1.1\r\nHost: app.test\r\nX-Custom: a\r\n b\r\nConnection: close\r\n\r\n", 200, "GET /fold"},
+		{"CR before the request line's CRLF", "HEAD / HTTP/1.1\r\r\nHost: app.test\r\nConnection: close\r\n\r\n", 400, ""},
 		{"malformed escape", "GET /a%zz HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n", 400, ""},
 		{"unknown host", "GET / HTTP/1.1\r\nHost: nothing.test\r\nConnection: close\r\n\r\n", 404, ""},
 		{"acme challenge", "GET /.well-known/acme-challenge/x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n", 200, "GET /.well-known/acme-challenge/x"},
@@ -148,6 +149,7 @@ func TestFrontResponses(t *testing.T) {
 		{"head", "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", "HEAD", 200, "", false},
 		{"early hints then answer", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "GET", 200, "ok", false},
 		{"two lengths", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", "GET", 502, "", false},
+		{"CR before the status line's CRLF", "HTTP/1.1 200 OK\r\r\nContent-Length: 2\r\n\r\nok", "GET", 200, "ok", false},
 		{"CR in a header value", "HTTP/1.1 200 OK\r\nX-Bad: a\rb\r\nContent-Length: 2\r\n\r\nok", "GET", 502, "", false},
 		{"short body", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "GET", -1, "", false},
 	}
