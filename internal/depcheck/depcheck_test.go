@@ -53,7 +53,8 @@ var allowed = map[string][]string{
 	"internal/build/buildertest": {"internal/build"},
 	// Compiled into BuildKit's module by scripts/install-buildkit.sh, not
 	// imported by Slipway.
-	"internal/buildkitd/nocache": {},
+	"internal/buildkitd/nocache":   {},
+	"internal/buildkitd/nogitsign": {},
 
 	"internal/runtime":      {},
 	"internal/runtime/oci":  {"internal/topdir"},

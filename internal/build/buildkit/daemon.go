@@ -314,7 +314,6 @@ func (d *Daemon) start() error {
 		"--root", d.cfg.Root,
 		"--addr", d.Addr(),
 		"--oci-worker=true",
-		"--containerd-worker=false",
 		"--config", d.config,
 	)
 	cmd.Stdout = d.log
@@ -668,6 +667,10 @@ func ConfigTOML(cfg DaemonConfig, stepRuntime string) ([]byte, error) {
 			fmt.Fprintf(&b, "\n[dns]\n  nameservers = [%s]\n", strings.Join(q, ", "))
 		}
 	}
+	// Builds run on the OCI worker (runc) alone. The buildkitd that
+	// scripts/install-buildkit.sh builds has no containerd worker, nor its
+	// --containerd-worker flag; any other buildkitd reads this instead.
+	b.WriteString("\n[worker.containerd]\n  enabled = false\n")
 	return b.Bytes(), nil
 }
 

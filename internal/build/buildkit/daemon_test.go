@@ -29,6 +29,9 @@ func TestConfigTOML(t *testing.T) {
 [registry."127.0.0.1:7300"]
   http = true
   insecure = true
+
+[worker.containerd]
+  enabled = false
 `
 	if string(got) != want {
 		t.Errorf("ConfigTOML =\n%s\nwant\n%s", got, want)
@@ -59,6 +62,9 @@ func TestConfigTOML(t *testing.T) {
 
 [dns]
   nameservers = ["10.89.0.1"]
+
+[worker.containerd]
+  enabled = false
 `
 	if string(got) != want {
 		t.Errorf("ConfigTOML with a network =\n%s\nwant\n%s", got, want)
