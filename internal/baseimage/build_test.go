@@ -447,7 +447,7 @@ func startBuildkitd(t *testing.T, ctx context.Context, host string) string {
 	}
 	cmd := exec.Command("buildkitd", "--config", filepath.Join(dir, "buildkitd.toml"),
 		"--root", filepath.Join(dir, "root"), "--addr", addr,
-		"--oci-worker=true", "--containerd-worker=false")
+		"--oci-worker=true")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
