@@ -538,9 +538,12 @@ func TestRetentionKeepsNewestAndCurrent(t *testing.T) {
 			t.Errorf("deployment %d (%s): %s, want %s", indexOf(append(ids, d.ID), id), id, statuses[id], st)
 		}
 	}
-	if code, _ := e.get(ids[1] + ".slipway.localhost"); code != http.StatusGone {
-		t.Errorf("retired deployment's preview: %d", code)
-	}
+	// STOPPED is persisted before the stop is acted on: the preview's
+	// route changes a moment after the status does.
+	waitUntil(t, "the retired deployment's preview answers 410", func() bool {
+		code, _ := e.get(ids[1] + ".slipway.localhost")
+		return code == http.StatusGone
+	})
 }
 
 func indexOf(s []string, v string) int {
