@@ -116,8 +116,10 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func newBackendConn(c net.Conn) *backendConn {
-	bc := &backendConn{conn: c, lr: limitedConn{conn: c, limit: -1}}
+// newBackendConn wraps c, dialed when its pool was at epoch (what get
+// returned with no connection).
+func newBackendConn(c net.Conn, epoch uint64) *backendConn {
+	bc := &backendConn{conn: c, lr: limitedConn{conn: c, limit: -1}, epoch: epoch}
 	bc.br = bufio.NewReader(&bc.lr)
 	bc.bw = bufio.NewWriter(c)
 	return bc

@@ -58,8 +58,7 @@ func (rt *Router) serveFast(w http.ResponseWriter, r *http.Request, e *entry) {
 				appErrorPage(e.route, err).write(w, r)
 				return
 			}
-			bc = newBackendConn(c)
-			bc.epoch = epoch
+			bc = newBackendConn(c, epoch)
 		}
 		// The connection is this request's now. If the client goes away,
 		// close it: that unblocks whatever waits on the app and tells the

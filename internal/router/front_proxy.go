@@ -44,8 +44,7 @@ func (fc *frontConn) proxy(req *plainRequest, head []byte, e *entry, closeAfter 
 				fc.br.Discard(len(head))
 				return fc.errorPage(req, e, err, closeAfter, rec, began)
 			}
-			bc = newBackendConn(c)
-			bc.epoch = epoch
+			bc = newBackendConn(c, epoch)
 		}
 		err := req.writeTo(bc.bw, head, fc.remoteIP)
 		if err == nil {

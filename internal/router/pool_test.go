@@ -16,9 +16,7 @@ func TestPoolDropsAConnectionDialedBeforeCloseIdle(t *testing.T) {
 		c, peer := net.Pipe()
 		t.Cleanup(func() { c.Close(); peer.Close() })
 		_, epoch := p.get()
-		bc := newBackendConn(c)
-		bc.epoch = epoch
-		return bc, peer
+		return newBackendConn(c, epoch), peer
 	}
 	inUse, peer := conn()
 	p.closeIdle()
